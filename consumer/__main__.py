@@ -1,0 +1,49 @@
+"""``python -m consumer`` (or ``calcstream worker``): run one worker until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from calcstream.logs import configure
+from consumer.settings import WorkerSettings
+from consumer.worker import Worker
+
+logger = logging.getLogger("consumer")
+
+
+async def serve(settings: WorkerSettings) -> None:
+    """Run a worker; SIGTERM or SIGINT makes it drain, commit, leave the group and return."""
+    worker = Worker(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.request_stop)
+    try:
+        async with worker:
+            await worker.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    logger.info("worker %s shut down gracefully", settings.worker_id)
+
+
+def main() -> None:
+    """Entry point: settings from the environment, then serve."""
+    settings = WorkerSettings()
+    configure(settings.log_level, settings.log_json)
+    run(serve(settings))
+
+
+def run(coro: object) -> None:
+    """Run a coroutine on uvloop when it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)  # type: ignore[arg-type]
+    else:
+        uvloop.run(coro)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Broker housekeeping: wait until it answers, create the topics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from consumer.settings import BrokerSettings
+
+logger = logging.getLogger(__name__)
+
+_TOPIC_EXISTS = 36
+
+
+class BrokerUnavailable(ConnectionError):
+    """The broker did not answer in time."""
+
+
+async def wait_for_broker(bootstrap_servers: str, timeout: float = 30.0) -> None:
+    """Return once the broker answers a metadata request; ``BrokerUnavailable`` after timeout."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=2000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except (KafkaError, OSError) as exc:
+            last = exc
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.1)
+    raise BrokerUnavailable(f"no Kafka broker answered at {bootstrap_servers} within {timeout:g}s: {last}")
+
+
+async def ensure_topics(settings: BrokerSettings, partitions: int | None = None) -> list[str]:
+    """Create whichever of the deployment's topics are missing; return the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        missing = [t for t in settings.topics.all() if t not in existing]
+        if not missing:
+            return []
+        response = await admin.create_topics(
+            [
+                NewTopic(t, partitions or settings.topic_partitions, settings.replication_factor)
+                for t in missing
+            ]
+        )
+        for topic, code, message in response.topic_errors:
+            if code not in (0, _TOPIC_EXISTS):
+                raise KafkaError(f"could not create topic {topic}: {code} {message}")
+        logger.info("created topics %s", ", ".join(missing))
+        return missing
+    except KafkaConnectionError as exc:
+        raise BrokerUnavailable(str(exc)) from exc
+    finally:
+        await admin.close()

@@ -1,0 +1,257 @@
+"""The compute step: raw request records in, encoded result and dead-letter records out.
+
+``process_batch`` is the only blocking code the worker runs, and it runs in a thread
+(``asyncio.to_thread``): decoding, validation, the NumPy kernels and result encoding all happen
+here, so the event loop only moves bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+from pydantic import ValidationError
+
+from consumer import ops
+from consumer.kernels import group_by
+from schemas.encoding import DecodedRequest, DecodeError, content_type, decode_request, peek_id
+from schemas.messages import DeadLetterHeaders
+
+logger = logging.getLogger(__name__)
+
+_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+_NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+class RequestRecord(Protocol):
+    """What the compute step reads of a consumed record (aiokafka's ConsumerRecord fits)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchContext:
+    """Who is computing, for the result and dead-letter metadata."""
+
+    worker: str
+    group: str
+    attempt: Callable[[RequestRecord], int] = lambda _record: 1
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    """A record to write to the dead-letter topic."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass(slots=True)
+class BatchOutput:
+    """Encoded records the worker must publish before it commits the batch's offsets."""
+
+    results: list[tuple[bytes, bytes]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    compute_ms: float = 0.0
+
+
+@dataclass(slots=True)
+class _Valid:
+    record: RequestRecord
+    request: DecodedRequest
+    op: ops.Op
+    args: ops.OpArgs
+
+
+def process_batch(
+    records: Sequence[RequestRecord], ctx: BatchContext, clock: Callable[[], float] = time.time
+) -> BatchOutput:
+    """Decode, validate, compute and encode one batch. Never raises for a bad record."""
+    out = BatchOutput()
+    valid: list[_Valid] = []
+    started = clock()
+    for record in records:
+        try:
+            request = decode_request(record.value, content_type(record.headers))
+            op = ops.get(request.fields.op)
+            args = op.parse(request.data.size, request.fields.args)
+        except DecodeError as exc:
+            _reject(out, record, ctx, "decode", exc, started, len(records))
+            continue
+        except (ValidationError, ValueError) as exc:
+            _reject(out, record, ctx, "validate", exc, started, len(records))
+            continue
+        if request.fields.deadline is not None and request.fields.deadline < started:
+            _emit(out, record, ctx, request.fields.id, request.fields.op, "expired", started,
+                  batch_size=len(records),
+                  error={"code": "deadline_exceeded",
+                         "message": "the deadline passed before the request was computed"})
+            continue
+        valid.append(_Valid(record, request, op, args))
+
+    values = _compute(valid)
+    finished = clock()
+    out.compute_ms = (finished - started) * 1000.0
+    for item, (value, error) in zip(valid, values, strict=True):
+        fields = item.request.fields
+        if error is None:
+            _emit(out, item.record, ctx, fields.id, fields.op, "ok", started,
+                  batch_size=len(records), result=value, completed=finished,
+                  compute_ms=out.compute_ms, submitted=fields.submitted_at)
+        else:
+            _emit(out, item.record, ctx, fields.id, fields.op, "error", started,
+                  batch_size=len(records), error=error, completed=finished,
+                  compute_ms=out.compute_ms, submitted=fields.submitted_at)
+    return out
+
+
+def _compute(valid: Sequence[_Valid]) -> list[tuple[Any, dict[str, str] | None]]:
+    """Run each op's batch kernel over its requests; isolate failures per request."""
+    values: list[tuple[Any, dict[str, str] | None]] = [(None, None)] * len(valid)
+    for name, idx in group_by(valid, lambda v: v.op.name).items():
+        op = valid[idx[0]].op
+        arrays = [valid[i].request.data for i in idx]
+        args = [valid[i].args for i in idx]
+        try:
+            with np.errstate(all="ignore"):
+                batch = op.batch(arrays, args)
+            for i, value in zip(idx, batch, strict=True):
+                values[i] = (value, None)
+        except Exception:
+            logger.debug("batch kernel %s failed; computing its %d requests one by one",
+                         name, len(idx), exc_info=True)
+            for i, array, arg in zip(idx, arrays, args, strict=True):
+                values[i] = _compute_one(op, array, arg)
+    return values
+
+
+def _compute_one(op: ops.Op, array: Any, args: ops.OpArgs) -> tuple[Any, dict[str, str] | None]:
+    try:
+        with np.errstate(all="ignore"):
+            return op.reference(array, args), None
+    except np.linalg.LinAlgError as exc:
+        code = "singular_matrix" if "singular" in str(exc).lower() else "linalg_error"
+        return None, {"code": code, "message": str(exc)}
+    except Exception as exc:
+        return None, {"code": "compute_error", "message": f"{type(exc).__name__}: {exc}"}
+
+
+def json_safe(value: Any) -> Any:
+    """A result value orjson can write: finite floats, arrays, or "NaN"/"Infinity" strings."""
+    if isinstance(value, np.ndarray):
+        if value.ndim == 0:
+            return json_safe(float(value))
+        if np.isfinite(value).all():
+            return value
+        return [json_safe(v) for v in value.tolist()] if value.ndim == 1 else [
+            json_safe(row) for row in value
+        ]
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    number = float(value)
+    if math.isfinite(number):
+        return number
+    return "NaN" if math.isnan(number) else _NON_FINITE[number]
+
+
+def _emit(
+    out: BatchOutput,
+    record: RequestRecord,
+    ctx: BatchContext,
+    request_id: str,
+    op: str,
+    status: str,
+    started: float,
+    *,
+    batch_size: int,
+    result: Any = None,
+    error: dict[str, str] | None = None,
+    completed: float | None = None,
+    compute_ms: float = 0.0,
+    submitted: float | None = None,
+) -> None:
+    enqueued = record.timestamp / 1000.0
+    doc = {
+        "schema_version": 1,
+        "id": request_id,
+        "status": status,
+        "op": op,
+        "result": None if result is None else json_safe(result),
+        "error": error,
+        "attempt": ctx.attempt(record),
+        "worker": ctx.worker,
+        "batch_size": batch_size,
+        "submitted_at": submitted,
+        "enqueued_at": enqueued,
+        "completed_at": completed if completed is not None else started,
+        "queue_ms": max(0.0, (started - enqueued) * 1000.0),
+        "compute_ms": compute_ms,
+        "cached": False,
+    }
+    out.results.append((request_id.encode(), orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)))
+    out.statuses[status] = out.statuses.get(status, 0) + 1
+
+
+def _reject(
+    out: BatchOutput,
+    record: RequestRecord,
+    ctx: BatchContext,
+    stage: str,
+    exc: Exception,
+    now: float,
+    batch_size: int,
+) -> None:
+    """Dead-letter a record and, when its id is readable, answer it with an error result."""
+    message = _describe(exc)
+    request_id = peek_id(record.value, record.key)
+    if request_id is not None and not _ID.match(request_id):
+        request_id = None
+    headers = DeadLetterHeaders(
+        original_topic=record.topic,
+        original_partition=record.partition,
+        original_offset=record.offset,
+        original_timestamp=record.timestamp,
+        consumer_group=ctx.group,
+        error_class=type(exc).__name__,
+        error_message=message,
+        stage=stage,  # type: ignore[arg-type]
+        request_id=request_id,
+        worker=ctx.worker,
+    ).to_headers()
+    out.dead_letters.append(DeadLetter(record.key, record.value, list(record.headers) + headers))
+    if request_id is not None:
+        _emit(out, record, ctx, request_id, _peek_op(record.value), "error", now,
+              batch_size=batch_size,
+              error={"code": "invalid_request", "message": f"{stage}: {message}"})
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()[:5]
+        )
+    return str(exc)[:1000]
+
+
+def _peek_op(value: bytes | None) -> str:
+    try:
+        doc = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return ""
+    op = doc.get("op") if isinstance(doc, dict) else None
+    return op[:64] if isinstance(op, str) else ""

@@ -1,0 +1,87 @@
+"""Settings, read from ``CALCSTREAM_*`` environment variables once, at the entry point."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.topics import DEAD_LETTERS, REQUESTS, RESULTS, Topics
+
+
+class BrokerSettings(BaseSettings):
+    """How to reach the broker and which topics to use; shared by the worker and the API."""
+
+    model_config = SettingsConfigDict(env_prefix="CALCSTREAM_", frozen=True, extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    requests_topic: str = REQUESTS
+    results_topic: str = RESULTS
+    dlq_topic: str = DEAD_LETTERS
+    create_topics: bool = Field(
+        default=True, description="Create missing topics at start-up (and after a broker reset)."
+    )
+    topic_partitions: int = Field(default=4, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    enable_idempotence: bool = Field(
+        default=False,
+        description="Idempotent producer; the embedded broker lacks it, real Kafka has it.",
+    )
+    max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    security_protocol: str = "PLAINTEXT"
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @property
+    def topics(self) -> Topics:
+        """The deployment's topic names."""
+        return Topics(self.requests_topic, self.results_topic, self.dlq_topic)
+
+    def producer_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``AIOKafkaProducer``: acks=all, never acks=0."""
+        return {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+            "acks": "all",
+            "enable_idempotence": self.enable_idempotence,
+            "max_request_size": self.max_message_bytes,
+            "linger_ms": 1,
+            "request_timeout_ms": 10_000,
+        }
+
+
+class WorkerSettings(BrokerSettings):
+    """The worker's settings."""
+
+    group_id: str = "calcstream-workers"
+    worker_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    max_batch_size: int = Field(default=512, ge=1, le=100_000)
+    max_batch_delay_ms: float = Field(default=5.0, ge=0)
+    max_in_flight: int = Field(
+        default=2, ge=1, description="Batches computing or publishing at once; fetching pauses "
+        "while this many are in flight."
+    )
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    fetch_max_wait_ms: int = Field(default=10, ge=1)
+    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
+
+    def consumer_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``AIOKafkaConsumer``: manual commits from the earliest offset."""
+        return {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+            "group_id": self.group_id,
+            "client_id": self.worker_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "session_timeout_ms": self.session_timeout_ms,
+            "heartbeat_interval_ms": self.heartbeat_interval_ms,
+            "fetch_max_wait_ms": self.fetch_max_wait_ms,
+            "max_poll_interval_ms": self.max_poll_interval_ms,
+            "max_partition_fetch_bytes": self.max_message_bytes,
+            "fetch_max_bytes": max(self.max_message_bytes, 52_428_800),
+        }

@@ -1,0 +1,252 @@
+"""The worker: consume requests → micro-batch → compute in a thread → publish → commit.
+
+Offsets are committed only after every result and dead-letter record of the batch (and of every
+earlier batch) is acknowledged by the broker, so a crash can cause redelivery but never loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from consumer.admin import ensure_topics, wait_for_broker
+from consumer.batching import Batcher, CommitLog
+from consumer.errors import NotStartedError
+from consumer.looplag import LoopLagMonitor
+from consumer.processing import BatchContext, BatchOutput, RequestRecord, process_batch
+from consumer.settings import WorkerSettings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_IDLE_POLL_MS = 100
+_PUBLISH_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0)
+
+
+@dataclass
+class WorkerStats:
+    """Counters since start (for logs and metrics)."""
+
+    records: int = 0
+    batches: int = 0
+    dead_letters: int = 0
+    results: Counter[str] = field(default_factory=Counter)
+    batch_sizes: Counter[int] = field(default_factory=Counter)
+    commit_failures: int = 0
+    publish_retries: int = 0
+
+
+class Worker:
+    """One member of the worker group. ``start()``, ``run()`` until ``request_stop()``, ``stop()``."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.stats = WorkerStats()
+        self.loop_lag = LoopLagMonitor()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._batcher: Batcher[Any] = Batcher(
+            settings.max_batch_size, settings.max_batch_delay_ms / 1000.0
+        )
+        self._commits = CommitLog()
+        self._commit_lock = asyncio.Lock()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._ctx = BatchContext(worker=settings.worker_id, group=settings.group_id)
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Connect, create missing topics, join the group."""
+        s = self.settings
+        logger.info("worker starting with %s", _masked(s))
+        await wait_for_broker(s.bootstrap_servers)
+        if s.create_topics:
+            await ensure_topics(s)
+        self._producer = AIOKafkaProducer(client_id=s.worker_id, **s.producer_options())
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(**s.consumer_options())
+        self._consumer.subscribe([s.requests_topic], listener=_Rebalance(self))
+        await self._consumer.start()
+        self.loop_lag.start()
+
+    def request_stop(self) -> None:
+        """Ask ``run()`` to stop fetching, finish what it has, commit and return."""
+        self._stopping.set()
+
+    async def stop(self) -> None:
+        """Leave the group and close the clients; safe to call twice."""
+        self.request_stop()
+        await self.loop_lag.stop()
+        consumer, self._consumer = self._consumer, None
+        producer, self._producer = self._producer, None
+        if consumer is not None:
+            await consumer.stop()
+        if producer is not None:
+            await producer.stop()
+
+    async def run(self) -> None:
+        """Consume until ``request_stop()``; then drain in-flight batches and commit them."""
+        consumer = self._require(self._consumer)
+        s = self.settings
+        while not self._stopping.is_set():
+            if len(self._inflight) >= s.max_in_flight:
+                await self._wait_for_capacity(consumer)
+                continue
+            left = self._batcher.time_left()
+            timeout_ms = _IDLE_POLL_MS if left is None else max(1, math.ceil(left * 1000))
+            space = max(1, s.max_batch_size - len(self._batcher))
+            fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=space)
+            for records in fetched.values():
+                self._batcher.add(records)
+            while self._batcher.due() and len(self._inflight) < s.max_in_flight:
+                self._launch(self._batcher.take())
+        if len(self._batcher):
+            self._launch(self._batcher.take())
+        await self._drain()
+        logger.info("worker %s drained: %d records in %d batches; results %s; dead letters %d",
+                    s.worker_id, self.stats.records, self.stats.batches,
+                    dict(self.stats.results), self.stats.dead_letters)
+
+    async def _wait_for_capacity(self, consumer: AIOKafkaConsumer) -> None:
+        paused = consumer.assignment()
+        consumer.pause(*paused)
+        try:
+            await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            consumer.resume(*(tp for tp in paused if tp in consumer.assignment()))
+
+    def _launch(self, records: list[RequestRecord]) -> None:
+        token = self._commits.open(records)
+        task = asyncio.get_running_loop().create_task(self._handle(records, token))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _handle(self, records: list[RequestRecord], token: object) -> None:
+        started = time.perf_counter()
+        output = await asyncio.to_thread(process_batch, records, self._ctx)
+        computed = time.perf_counter()
+        await self._publish(output)
+        self._commits.finish(token)
+        await self._commit()
+        self._count(records, output)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "batch of %d: compute %.1f ms, publish+commit %.1f ms, statuses %s, offsets %s",
+                len(records), (computed - started) * 1000, (time.perf_counter() - computed) * 1000,
+                output.statuses, _offset_ranges(records),
+            )
+
+    async def _publish(self, output: BatchOutput) -> None:
+        """Send every record of the batch and wait for all acks; retry until they are acked."""
+        producer = self._require(self._producer)
+        topics = self.settings.topics
+        for attempt in range(1_000_000):
+            try:
+                futures = [
+                    await producer.send(topics.dlq, key=d.key, value=d.value, headers=d.headers)
+                    for d in output.dead_letters
+                ]
+                futures += [
+                    await producer.send(topics.results, key=key, value=value)
+                    for key, value in output.results
+                ]
+                await asyncio.gather(*futures)
+                return
+            except KafkaError as exc:
+                self.stats.publish_retries += 1
+                delay = _PUBLISH_BACKOFF_S[min(attempt, len(_PUBLISH_BACKOFF_S) - 1)]
+                logger.warning("publishing a batch failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _commit(self) -> None:
+        consumer = self._require(self._consumer)
+        async with self._commit_lock:
+            ready = self._commits.committable()
+            assigned = consumer.assignment()
+            offsets = {
+                tp: offset
+                for (topic, partition), offset in ready.items()
+                if (tp := TopicPartition(topic, partition)) in assigned
+            }
+            if not offsets:
+                return
+            try:
+                await consumer.commit(offsets)
+            except CommitFailedError as exc:
+                self.stats.commit_failures += 1
+                logger.warning("commit refused, the group moved on; these records will be "
+                               "redelivered to their new owner: %s (%s)", offsets, exc)
+            except KafkaError as exc:
+                self.stats.commit_failures += 1
+                logger.error("commit failed: %s (%s)", offsets, exc)
+
+    async def _drain(self) -> None:
+        """Wait for every in-flight batch to publish and commit."""
+        while self._inflight:
+            await asyncio.gather(*set(self._inflight))
+
+    async def _on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        dropped = self._batcher.drop((tp.topic, tp.partition) for tp in revoked)
+        await self._drain()
+        logger.info("partitions revoked %s; %d queued records left for the next owner",
+                    sorted((tp.topic, tp.partition) for tp in revoked), dropped)
+
+    def _count(self, records: list[RequestRecord], output: BatchOutput) -> None:
+        self.stats.records += len(records)
+        self.stats.batches += 1
+        self.stats.batch_sizes[len(records)] += 1
+        self.stats.dead_letters += len(output.dead_letters)
+        self.stats.results.update(output.statuses)
+
+    @staticmethod
+    def _require(client: T | None) -> T:
+        if client is None:
+            raise NotStartedError("the worker is not started; call start() first")
+        return client
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Finish (publish and commit) in-flight batches before giving partitions up."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._worker._on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        logger.info("partitions assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
+
+
+def _offset_ranges(records: list[RequestRecord]) -> dict[str, str]:
+    ranges: dict[str, list[int]] = {}
+    for r in records:
+        lo_hi = ranges.setdefault(f"{r.topic}/{r.partition}", [r.offset, r.offset])
+        lo_hi[0], lo_hi[1] = min(lo_hi[0], r.offset), max(lo_hi[1], r.offset)
+    return {k: f"{lo}-{hi}" for k, (lo, hi) in ranges.items()}
+
+
+def _masked(settings: WorkerSettings) -> dict[str, Any]:
+    secret = ("password", "secret", "token")
+    return {k: "***" if any(w in k for w in secret) and v else v
+            for k, v in settings.model_dump().items()}

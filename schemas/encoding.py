@@ -1,0 +1,130 @@
+"""How requests and results are laid out in record values.
+
+A request record carries a ``content-type`` header. Without one, or with ``application/json``,
+the value is a JSON ``CalcRequest``. With ``application/vnd.calcstream.request+binary`` the value
+is a compact binary frame, so large arrays skip JSON entirely::
+
+    offset 0   uint32, little-endian: length L of the metadata
+    offset 4   L bytes: JSON object with every CalcRequest field except ``data``
+    offset 4+L the data, raw little-endian float64 (8 bytes per value, row-major)
+
+Results are always JSON ``CalcResult`` values.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+from pydantic import ValidationError
+
+from schemas.messages import CalcRequest, RequestFields
+
+CONTENT_TYPE_HEADER = "content-type"
+JSON = "application/json"
+BINARY = "application/vnd.calcstream.request+binary"
+CONTENT_TYPES = (JSON, BINARY)
+
+_LENGTH = struct.Struct("<I")
+_F64 = np.dtype("<f8")
+
+Array = npt.NDArray[np.float64]
+
+
+class DecodeError(ValueError):
+    """The value is not a request in the content type it claims (bad JSON, bad framing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedRequest:
+    """A validated request with its data as a float64 array."""
+
+    fields: RequestFields
+    data: Array
+
+
+def encode_json(request: CalcRequest) -> bytes:
+    """JSON value of a request record."""
+    return request.model_dump_json(exclude_defaults=True).encode()
+
+
+def encode_binary(fields: RequestFields, data: npt.ArrayLike) -> bytes:
+    """Binary value of a request record (header ``content-type: BINARY``)."""
+    meta = fields.model_dump_json(exclude_defaults=True).encode()
+    array = np.ascontiguousarray(data, dtype=_F64)
+    return _LENGTH.pack(len(meta)) + meta + array.tobytes()
+
+
+def content_type(headers: object) -> str:
+    """The request content type named by record headers (JSON when absent)."""
+    if headers:
+        for key, value in headers:  # type: ignore[attr-defined]
+            if key.lower() == CONTENT_TYPE_HEADER:
+                return bytes(value).decode("ascii", "replace").split(";")[0].strip().lower()
+    return JSON
+
+
+def decode_request(value: bytes | None, ctype: str = JSON) -> DecodedRequest:
+    """Parse and validate a request value.
+
+    Raises ``DecodeError`` when the bytes are not in the claimed format and pydantic's
+    ``ValidationError`` when they are but break the contract.
+    """
+    if value is None:
+        raise DecodeError("record has no value")
+    if ctype == JSON:
+        try:
+            request = CalcRequest.model_validate_json(value)
+        except ValidationError as exc:
+            if any(e["type"] == "json_invalid" for e in exc.errors()):
+                raise DecodeError(f"not valid JSON: {exc.errors()[0]['msg']}") from None
+            raise
+        fields = RequestFields.model_construct(
+            **{name: getattr(request, name) for name in RequestFields.model_fields}
+        )
+        return DecodedRequest(fields, np.asarray(request.data, dtype=np.float64))
+    if ctype == BINARY:
+        return _decode_binary(value)
+    raise DecodeError(f"unknown content-type {ctype!r}; expected one of {CONTENT_TYPES}")
+
+
+def _decode_binary(value: bytes) -> DecodedRequest:
+    if len(value) < _LENGTH.size:
+        raise DecodeError("binary request shorter than its length prefix")
+    (length,) = _LENGTH.unpack_from(value)
+    start = _LENGTH.size + length
+    if start > len(value):
+        raise DecodeError(f"metadata length {length} runs past the end of the value")
+    body = len(value) - start
+    if body == 0 or body % _F64.itemsize:
+        raise DecodeError(f"array part is {body} bytes; expected a positive multiple of 8")
+    try:
+        fields = RequestFields.model_validate_json(value[_LENGTH.size : start])
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise DecodeError(f"metadata is not valid JSON: {exc.errors()[0]['msg']}") from None
+        raise
+    data = np.frombuffer(value, dtype=_F64, offset=start)
+    if not np.isfinite(data).all():
+        raise ValueError("data contains NaN or Infinity")
+    return DecodedRequest(fields, data)
+
+
+def peek_id(value: bytes | None, key: bytes | None) -> str | None:
+    """Best-effort request id of a record that failed to decode or validate."""
+    if value:
+        try:
+            doc = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            doc = None
+        if isinstance(doc, dict) and isinstance(doc.get("id"), str) and doc["id"]:
+            return str(doc["id"])[:128]
+    if key:
+        try:
+            return key.decode()[:128] or None
+        except UnicodeDecodeError:
+            return None
+    return None

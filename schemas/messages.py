@@ -1,0 +1,131 @@
+"""Request, result and dead-letter contracts.
+
+Every record on the request topic is a ``CalcRequest`` (JSON by default, see ``schemas.encoding``
+for the binary form), keyed by its id. Every record on the result topic is a ``CalcResult`` keyed
+by the same id. A dead-letter record keeps the original key and value bytes untouched and
+describes what went wrong in headers (``DeadLetterHeaders``).
+
+Times are UNIX epoch seconds (float) everywhere, so any client can compare them without a
+date library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+SCHEMA_VERSION = 1
+DLQ_HEADER_PREFIX = "dlq."
+
+RequestId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$"),
+    Field(description="Client-chosen or server-assigned id; also the record key (UTF-8)."),
+]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+ResultStatus = Literal["ok", "error", "expired"]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RequestFields(_Wire):
+    """Everything a request carries except its array."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    id: RequestId
+    op: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="Name of a registered op (GET /v1/ops lists them)."
+    )
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="Op-specific arguments, validated by the op."
+    )
+    deadline: float | None = Field(
+        default=None,
+        description="Absolute UNIX time in seconds. A request still queued after it is "
+        "answered with status 'expired' and not computed.",
+    )
+    submitted_at: float | None = Field(
+        default=None, description="UNIX time in seconds at which the client submitted it."
+    )
+
+
+class CalcRequest(RequestFields):
+    """One calculation: apply ``op`` to ``data`` (and ``args``)."""
+
+    data: list[FiniteFloat] = Field(
+        min_length=1,
+        description="The operand(s), flat and row-major. Ops that take two operands "
+        "(dot, matmul) expect them concatenated; see each op's description.",
+    )
+
+
+class ErrorInfo(_Wire):
+    """Why a request produced no value."""
+
+    code: str = Field(description="Stable machine-readable reason, e.g. 'singular_matrix'.")
+    message: str
+
+
+class CalcResult(_Wire):
+    """The outcome of one request. Non-finite numbers appear as "NaN", "Infinity", "-Infinity"."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    id: RequestId
+    status: ResultStatus
+    op: str
+    result: float | str | list[Any] | None = Field(
+        default=None,
+        description="A number for reductions, a (nested) list for array results, null "
+        "unless status is 'ok'.",
+    )
+    error: ErrorInfo | None = None
+    attempt: int = Field(
+        default=1,
+        ge=1,
+        description="1 on first delivery; higher when the request was redelivered after a "
+        "worker crashed before committing. Results with the same id and a higher attempt are "
+        "at-least-once duplicates.",
+    )
+    worker: str = Field(description="Id of the worker process that answered.")
+    batch_size: int = Field(ge=1, description="Requests in the batch this one was computed in.")
+    submitted_at: float | None = None
+    enqueued_at: float = Field(description="Broker timestamp of the request record.")
+    completed_at: float
+    queue_ms: float = Field(description="From enqueued_at to the start of compute.")
+    compute_ms: float = Field(description="Wall time of the batch's compute step.")
+    cached: bool = Field(default=False, description="Answered from the result cache.")
+
+
+class DeadLetterHeaders(_Wire):
+    """The headers of a dead-letter record (key and value are the original bytes)."""
+
+    original_topic: str
+    original_partition: int
+    original_offset: int
+    original_timestamp: int = Field(description="Broker timestamp of the original, in ms.")
+    consumer_group: str
+    error_class: str
+    error_message: str
+    stage: Literal["decode", "validate", "compute"]
+    request_id: str | None = None
+    worker: str
+
+    def to_headers(self) -> list[tuple[str, bytes]]:
+        """Kafka record headers: ``dlq.<field>`` = UTF-8 text."""
+        return [
+            (DLQ_HEADER_PREFIX + name, str(value).encode())
+            for name, value in self.model_dump().items()
+            if value is not None
+        ]
+
+    @classmethod
+    def from_headers(cls, headers: Iterable[tuple[str, bytes]]) -> DeadLetterHeaders:
+        """Read the ``dlq.*`` headers of a dead-letter record."""
+        n = len(DLQ_HEADER_PREFIX)
+        return cls.model_validate(
+            {k[n:]: v.decode() for k, v in headers if k.startswith(DLQ_HEADER_PREFIX)}
+        )
