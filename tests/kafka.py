@@ -1,0 +1,171 @@
+"""Helpers for tests that talk to the real broker: fresh topics, producing, reading everything."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from consumer.settings import BrokerSettings, WorkerSettings
+from schemas.topics import Topics
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+async def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
+    """Create topics with an explicit partition count."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+    finally:
+        await admin.close()
+
+
+@dataclass
+class Deployment:
+    """Fresh topic names and group id on the shared test broker."""
+
+    bootstrap: str
+    topics: Topics
+    group: str
+    partitions: int
+
+    def broker_settings(self, **overrides: Any) -> BrokerSettings:
+        return BrokerSettings(**self._base(), **overrides)
+
+    def worker_settings(self, **overrides: Any) -> WorkerSettings:
+        opts: dict[str, Any] = {
+            "group_id": self.group,
+            "session_timeout_ms": 2000,
+            "heartbeat_interval_ms": 500,
+            "max_batch_delay_ms": 5.0,
+        }
+        opts.update(overrides)
+        return WorkerSettings(**self._base(), **opts)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """CALCSTREAM_* variables for a subprocess of this deployment."""
+        env = {
+            "CALCSTREAM_BOOTSTRAP_SERVERS": self.bootstrap,
+            "CALCSTREAM_REQUESTS_TOPIC": self.topics.requests,
+            "CALCSTREAM_RESULTS_TOPIC": self.topics.results,
+            "CALCSTREAM_DLQ_TOPIC": self.topics.dlq,
+            "CALCSTREAM_GROUP_ID": self.group,
+            "CALCSTREAM_TOPIC_PARTITIONS": str(self.partitions),
+            "CALCSTREAM_SESSION_TIMEOUT_MS": "2000",
+            "CALCSTREAM_HEARTBEAT_INTERVAL_MS": "500",
+        }
+        env.update(extra)
+        return env
+
+    def _base(self) -> dict[str, Any]:
+        return {
+            "bootstrap_servers": self.bootstrap,
+            "requests_topic": self.topics.requests,
+            "results_topic": self.topics.results,
+            "dlq_topic": self.topics.dlq,
+            "topic_partitions": self.partitions,
+        }
+
+
+async def produce(
+    bootstrap: str,
+    topic: str,
+    records: Sequence[tuple[bytes | None, bytes | None]]
+    | Sequence[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
+) -> None:
+    """Produce records (key, value[, headers]) and wait for every ack."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2,
+                                max_request_size=8 * 1024 * 1024)
+    await producer.start()
+    try:
+        futures = []
+        for rec in records:
+            key, value = rec[0], rec[1]
+            headers = rec[2] if len(rec) > 2 else None  # type: ignore[misc]
+            futures.append(await producer.send(topic, key=key, value=value, headers=headers))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def request_json(request_id: str, op: str, data: Sequence[float], **extra: Any) -> bytes:
+    """A JSON request value."""
+    return orjson.dumps({"id": request_id, "op": op, "data": list(data), **extra})
+
+
+@dataclass
+class TopicReader:
+    """Reads a topic from the beginning, every partition, without a consumer group.
+
+    Reads until a condition holds, so tests wait on data rather than on time.
+    """
+
+    bootstrap: str
+    topic: str
+    records: list[Any] = field(default_factory=list)
+    _consumer: AIOKafkaConsumer | None = None
+
+    async def __aenter__(self) -> TopicReader:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap,
+                                          enable_auto_commit=False, fetch_max_wait_ms=10,
+                                          auto_offset_reset="earliest",
+                                          max_partition_fetch_bytes=8 * 1024 * 1024)
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(self.topic)
+        deadline = time.monotonic() + 10
+        while not partitions and time.monotonic() < deadline:
+            await self._consumer._client.force_metadata_update()  # noqa: SLF001
+            partitions = self._consumer.partitions_for_topic(self.topic)
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions or [])]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def read_until(self, predicate: Any, timeout: float = 30.0) -> list[Any]:
+        """Keep reading until ``predicate(records)`` is true; ``TimeoutError`` otherwise."""
+        assert self._consumer is not None
+        async with asyncio.timeout(timeout):
+            while not predicate(self.records):
+                batch = await self._consumer.getmany(timeout_ms=100)
+                for recs in batch.values():
+                    self.records.extend(recs)
+        return self.records
+
+    async def read_count(self, n: int, timeout: float = 30.0) -> list[Any]:
+        """Read until at least ``n`` records arrived."""
+        return await self.read_until(lambda recs: len(recs) >= n, timeout)
+
+    async def read_more(self, quiet: float = 0.5) -> list[Any]:
+        """Read whatever else arrives until nothing has for ``quiet`` seconds."""
+        assert self._consumer is not None
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=int(quiet * 1000))
+            if not batch:
+                return self.records
+            for recs in batch.values():
+                self.records.extend(recs)
+
+
+def results_by_id(records: Iterable[Any]) -> dict[str, list[dict[str, Any]]]:
+    """Result documents grouped by id."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        doc = orjson.loads(r.value)
+        out.setdefault(doc["id"], []).append(doc)
+    return out
