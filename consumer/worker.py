@@ -45,6 +45,7 @@ class WorkerStats:
     batch_sizes: Counter[int] = field(default_factory=Counter)
     commit_failures: int = 0
     publish_retries: int = 0
+    peak_in_flight: int = 0
 
 
 class Worker:
@@ -140,6 +141,7 @@ class Worker:
         task = asyncio.get_running_loop().create_task(self._handle(records, token))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
+        self.stats.peak_in_flight = max(self.stats.peak_in_flight, len(self._inflight))
 
     async def _handle(self, records: list[RequestRecord], token: object) -> None:
         started = time.perf_counter()

@@ -1,0 +1,214 @@
+"""The worker end to end through the real broker: requests in, results and dead letters out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from consumer import ops
+from consumer.settings import WorkerSettings
+from consumer.worker import Worker
+from schemas.encoding import BINARY, CONTENT_TYPE_HEADER, encode_binary
+from schemas.messages import CalcResult, DeadLetterHeaders, RequestFields
+from tests.kafka import Deployment, TopicReader, produce, request_json, results_by_id
+
+
+@contextlib.asynccontextmanager
+async def running(settings: WorkerSettings) -> AsyncIterator[Worker]:
+    """A real worker running in this loop until the block exits (then it drains and stops)."""
+    worker = Worker(settings)
+    await worker.start()
+    task = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        worker.request_stop()
+        await asyncio.wait_for(task, 30)
+        await worker.stop()
+
+
+def _example(op: str, rng: np.random.Generator) -> tuple[list[float], dict[str, Any]]:
+    if op == "dot":
+        return rng.normal(size=2 * int(rng.integers(1, 20))).tolist(), {}
+    if op == "matmul":
+        m, k, n = (int(v) for v in rng.integers(1, 6, size=3))
+        return rng.normal(size=m * k + k * n).tolist(), {"m": m, "k": k, "n": n}
+    if op == "inv":
+        n = int(rng.integers(1, 5))
+        return (rng.normal(size=(n, n)) + n * np.eye(n)).ravel().tolist(), {}
+    if op in ("var", "std"):
+        return rng.normal(size=int(rng.integers(3, 50))).tolist(), {"ddof": int(rng.integers(0, 2))}
+    return rng.normal(size=int(rng.integers(1, 50))).tolist(), {}
+
+
+def _close(got: Any, want: Any) -> bool:
+    return bool(np.allclose(np.asarray(got, dtype=float), np.asarray(want, dtype=float),
+                            rtol=1e-9, atol=1e-9))
+
+
+async def test_every_op_answers_correctly(deployment: Deployment) -> None:
+    rng = np.random.default_rng(7)
+    requests: dict[str, tuple[str, list[float], dict[str, Any]]] = {}
+    for name in ops.REGISTRY:
+        for i in range(5):
+            data, args = _example(name, rng)
+            requests[f"{name}-{i}"] = (name, data, args)
+    await produce(deployment.bootstrap, deployment.topics.requests, [
+        (rid.encode(), request_json(rid, op, data, args=args))
+        for rid, (op, data, args) in requests.items()
+    ])
+    async with running(deployment.worker_settings()), \
+            TopicReader(deployment.bootstrap, deployment.topics.results) as reader:
+        await reader.read_count(len(requests))
+        results = results_by_id(await reader.read_more(quiet=0.3))
+    assert set(results) == set(requests)
+    for rid, (op, data, args) in requests.items():
+        (doc,) = results[rid]
+        CalcResult.model_validate(doc)
+        assert doc["status"] == "ok", doc
+        op_ = ops.get(op)
+        want = op_.reference(np.asarray(data), op_.parse(len(data), args))
+        assert _close(doc["result"], want), (rid, doc["result"], want)
+
+
+async def test_binary_requests_are_computed(deployment: Deployment) -> None:
+    rng = np.random.default_rng(1)
+    arrays = {f"bin-{i}": rng.normal(size=1000) for i in range(20)}
+    await produce(deployment.bootstrap, deployment.topics.requests, [
+        (rid.encode(), encode_binary(RequestFields(id=rid, op="l2_norm"), a),
+         [(CONTENT_TYPE_HEADER, BINARY.encode())])
+        for rid, a in arrays.items()
+    ])
+    async with running(deployment.worker_settings()), \
+            TopicReader(deployment.bootstrap, deployment.topics.results) as reader:
+        results = results_by_id(await reader.read_count(len(arrays)))
+    for rid, a in arrays.items():
+        assert math.isclose(results[rid][0]["result"], float(np.linalg.norm(a)), rel_tol=1e-12)
+
+
+async def test_requests_are_micro_batched_under_load(deployment: Deployment) -> None:
+    n = 3000
+    await produce(deployment.bootstrap, deployment.topics.requests, [
+        (f"r{i}".encode(), request_json(f"r{i}", "sum_of_squares", [float(i), 1.0]))
+        for i in range(n)
+    ])
+    async with running(deployment.worker_settings(max_batch_size=256)) as worker, \
+            TopicReader(deployment.bootstrap, deployment.topics.results) as reader:
+        results = results_by_id(await reader.read_count(n))
+        assert worker.stats.batches < n / 4, worker.stats
+    assert len(results) == n
+    assert max(doc[0]["batch_size"] for doc in results.values()) > 1
+    assert all(doc[0]["batch_size"] <= 256 for doc in results.values())
+    assert all(doc[0]["result"] == float(i) ** 2 + 1 for i, doc in
+               ((int(k[1:]), v) for k, v in results.items()))
+
+
+POISON: list[tuple[str, bytes | None, bytes]] = [
+    ("decode", b"p-json", b"{this is not json"),
+    ("validate", b"p-schema", orjson.dumps({"id": "p-schema", "op": "sum", "values": [1]})),
+    ("validate", b"p-op", orjson.dumps({"id": "p-op", "op": "no_such_op", "data": [1]})),
+    ("validate", b"p-shape", orjson.dumps({"id": "p-shape", "op": "dot", "data": [1, 2, 3]})),
+    ("validate", b"p-args", orjson.dumps(
+        {"id": "p-args", "op": "matmul", "data": [1, 2], "args": {"m": 1}})),
+    ("decode", None, b"\xff\xfe\x00garbage"),
+]
+
+
+async def test_poison_records_are_dead_lettered_and_the_partition_moves_on(
+    deployment: Deployment,
+) -> None:
+    good = [(f"g{i}".encode(), request_json(f"g{i}", "sum", [1.0, float(i)])) for i in range(40)]
+    poison = [(key, value) for _, key, value in POISON]
+    # Everything on one partition (explicit key-less interleaving would spread it): interleave.
+    records = [rec for pair in zip(good, poison + [None] * len(good)) for rec in pair if rec]
+    await produce(deployment.bootstrap, deployment.topics.requests, records)
+    async with running(deployment.worker_settings()), \
+            TopicReader(deployment.bootstrap, deployment.topics.dlq) as dlq, \
+            TopicReader(deployment.bootstrap, deployment.topics.results) as results:
+        dead = await dlq.read_count(len(POISON))
+        answered = results_by_id(await results.read_until(
+            lambda recs: {f"g{i}" for i in range(40)} <= {orjson.loads(r.value)["id"] for r in recs}
+        ))
+    by_value = {r.value: r for r in dead}
+    for stage, key, value in POISON:
+        record = by_value[value]
+        assert record.key == key
+        headers = DeadLetterHeaders.from_headers(record.headers)
+        assert headers.stage == stage
+        assert headers.original_topic == deployment.topics.requests
+        assert headers.consumer_group == deployment.group
+        assert headers.error_message
+        if key is not None:
+            assert headers.request_id == key.decode()
+            (err,) = answered[key.decode()]
+            assert err["status"] == "error" and err["error"]["code"] == "invalid_request"
+    assert all(answered[f"g{i}"][0]["result"] == 1.0 + i for i in range(40))
+
+
+async def test_a_failing_request_fails_alone(deployment: Deployment) -> None:
+    mats = {f"m{i}": np.eye(3) * (i + 1) for i in range(6)}
+    mats["singular"] = np.ones((3, 3))
+    await produce(deployment.bootstrap, deployment.topics.requests, [
+        (rid.encode(), request_json(rid, "inv", m.ravel().tolist())) for rid, m in mats.items()
+    ])
+    async with running(deployment.worker_settings(max_batch_delay_ms=200)), \
+            TopicReader(deployment.bootstrap, deployment.topics.results) as reader:
+        results = results_by_id(await reader.read_count(len(mats)))
+    (bad,) = results["singular"]
+    assert bad["status"] == "error" and bad["error"]["code"] == "singular_matrix"
+    for i in range(6):
+        (doc,) = results[f"m{i}"]
+        assert doc["status"] == "ok"
+        assert np.allclose(doc["result"], np.eye(3) / (i + 1))
+
+
+async def test_past_deadlines_expire_without_compute(deployment: Deployment) -> None:
+    now = time.time()
+    await produce(deployment.bootstrap, deployment.topics.requests, [
+        (b"late", request_json("late", "sum", [1, 2], deadline=now - 1)),
+        (b"fine", request_json("fine", "sum", [1, 2], deadline=now + 600)),
+    ])
+    async with running(deployment.worker_settings()), \
+            TopicReader(deployment.bootstrap, deployment.topics.results) as reader:
+        results = results_by_id(await reader.read_count(2))
+    assert results["late"][0]["status"] == "expired"
+    assert results["late"][0]["result"] is None
+    assert results["fine"][0]["status"] == "ok" and results["fine"][0]["result"] == 3.0
+
+
+async def test_restarted_worker_resumes_after_its_commits(deployment: Deployment) -> None:
+    first = [(f"a{i}".encode(), request_json(f"a{i}", "sum", [i])) for i in range(100)]
+    second = [(f"b{i}".encode(), request_json(f"b{i}", "sum", [i])) for i in range(100)]
+    settings = deployment.worker_settings()
+    async with TopicReader(deployment.bootstrap, deployment.topics.results) as reader:
+        await produce(deployment.bootstrap, deployment.topics.requests, first)
+        async with running(settings):
+            await reader.read_count(100)
+        await produce(deployment.bootstrap, deployment.topics.requests, second)
+        async with running(settings):
+            await reader.read_count(200)
+        results = results_by_id(await reader.read_more(quiet=0.5))
+    assert len(results) == 200
+    assert all(len(docs) == 1 for docs in results.values()), "a clean restart made duplicates"
+
+
+@pytest.mark.parametrize("in_flight", [1, 3])
+async def test_backpressure_bounds_batches_in_flight(deployment: Deployment, in_flight: int) -> None:
+    n = 2000
+    await produce(deployment.bootstrap, deployment.topics.requests, [
+        (f"r{i}".encode(), request_json(f"r{i}", "mean", [1.0] * 50)) for i in range(n)
+    ])
+    settings = deployment.worker_settings(max_batch_size=50, max_in_flight=in_flight)
+    async with running(settings) as worker, \
+            TopicReader(deployment.bootstrap, deployment.topics.results) as reader:
+        await reader.read_count(n)
+    assert 1 <= worker.stats.peak_in_flight <= in_flight
+    assert worker.stats.batches >= n / 50
