@@ -1,0 +1,63 @@
+"""docker-compose.yml and the Dockerfile, checked without a Docker engine.
+
+The compose file is validated against the official Compose Specification JSON schema, shipped
+beside the repository in ../shared/data/compose-spec.json.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT.parent / "shared" / "data" / "compose-spec.json"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return doc
+
+
+def test_compose_file_matches_the_official_schema(compose: dict[str, Any]) -> None:
+    schema = json.loads(SPEC.read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    errors = sorted(validator.iter_errors(compose), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
+
+
+def test_the_schema_rejects_a_broken_compose_file() -> None:
+    schema = json.loads(SPEC.read_text())
+    broken = {"services": {"kafka": {"image": "apache/kafka", "ports": {"bad": True}}}}
+    assert list(jsonschema.Draft7Validator(schema).iter_errors(broken))
+
+
+def test_kafka_runs_in_kraft_mode_with_a_healthcheck(compose: dict[str, Any]) -> None:
+    kafka = compose["services"]["kafka"]
+    assert kafka["image"].startswith("apache/kafka:")
+    assert "controller" in kafka["environment"]["KAFKA_PROCESS_ROLES"]
+    assert "KAFKA_CONTROLLER_QUORUM_VOTERS" in kafka["environment"]
+    assert kafka["healthcheck"]["test"]
+
+
+@pytest.mark.parametrize("service", ["worker", "api"])
+def test_services_wait_for_a_healthy_broker(compose: dict[str, Any], service: str) -> None:
+    spec = compose["services"][service]
+    assert spec["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert spec["environment"]["CALCSTREAM_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert spec["build"] == "."
+
+
+def test_workers_are_replicated(compose: dict[str, Any]) -> None:
+    assert compose["services"]["worker"]["deploy"]["replicas"] >= 2
+
+
+def test_dockerfile_installs_every_package_the_services_run() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for package in ("schemas", "consumer", "producer_api", "calcstream"):
+        assert f"COPY {package} ./{package}" in dockerfile
