@@ -48,7 +48,6 @@ class BatchContext:
 
     worker: str
     group: str
-    attempt: Callable[[RequestRecord], int] = lambda _record: 1
 
 
 @dataclass(slots=True)
@@ -193,7 +192,6 @@ def _emit(
         "op": op,
         "result": None if result is None else json_safe(result),
         "error": error,
-        "attempt": ctx.attempt(record),
         "worker": ctx.worker,
         "batch_size": batch_size,
         "submitted_at": submitted,

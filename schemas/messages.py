@@ -83,13 +83,6 @@ class CalcResult(_Wire):
         "unless status is 'ok'.",
     )
     error: ErrorInfo | None = None
-    attempt: int = Field(
-        default=1,
-        ge=1,
-        description="1 on first delivery; higher when the request was redelivered after a "
-        "worker crashed before committing. Results with the same id and a higher attempt are "
-        "at-least-once duplicates.",
-    )
     worker: str = Field(description="Id of the worker process that answered.")
     batch_size: int = Field(ge=1, description="Requests in the batch this one was computed in.")
     submitted_at: float | None = None
