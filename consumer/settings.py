@@ -22,7 +22,7 @@ class BrokerSettings(BaseSettings):
     results_topic: str = RESULTS
     dlq_topic: str = DEAD_LETTERS
     create_topics: bool = Field(
-        default=True, description="Create missing topics at start-up (and after a broker reset)."
+        default=True, description="Create missing topics at start-up."
     )
     topic_partitions: int = Field(default=4, ge=1)
     replication_factor: int = Field(default=1, ge=1)
