@@ -29,6 +29,7 @@ class DevOptions:
     workers: int = 1
     partitions: int = 4
     with_api: bool = True
+    metrics_port: int = 9101
 
 
 class DevStack:
@@ -55,15 +56,16 @@ class DevStack:
                                   topic_partitions=self.options.partitions)
         asyncio.run(_prepare(settings))
         for i in range(self.options.workers):
-            self._spawn(f"worker-{i + 1}", [sys.executable, "-m", "consumer"])
+            self._spawn(f"worker-{i + 1}", [sys.executable, "-m", "consumer"],
+                        CALCSTREAM_METRICS_PORT=str(self.options.metrics_port + i))
         if self.options.with_api and _api_available():
             self._spawn("api", [sys.executable, "-m", "producer_api",
                                 "--host", self.options.api_host,
                                 "--port", str(self.options.api_port)])
         print(_banner(bootstrap, self.options, settings), flush=True)
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        proc = subprocess.Popen(argv, env=self.env, start_new_session=True)
+    def _spawn(self, name: str, argv: list[str], **env: str) -> None:
+        proc = subprocess.Popen(argv, env={**self.env, **env}, start_new_session=True)
         self.children.append((name, proc))
         logger.info("started %s (pid %d)", name, proc.pid)
 
@@ -88,7 +90,7 @@ class DevStack:
 
     def stop(self) -> None:
         """SIGTERM the API and workers (they drain and commit), then stop the broker."""
-        for name, proc in reversed(self.children):
+        for _, proc in reversed(self.children):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for name, proc in reversed(self.children):
@@ -123,7 +125,8 @@ def _banner(bootstrap: str, options: DevOptions, settings: BrokerSettings) -> st
         "",
         "calcstream dev is up",
         f"  broker    {bootstrap}  (topics {topics.requests}, {topics.results}, {topics.dlq})",
-        f"  workers   {options.workers}",
+        f"  workers   {options.workers}  (metrics at http://127.0.0.1:{options.metrics_port}"
+        f"{'+' if options.workers > 1 else ''}/metrics)",
     ]
     if options.with_api and _api_available():
         lines.append(f"  API       http://{options.api_host}:{options.api_port}  "

@@ -35,7 +35,9 @@ async def wait_for_broker(bootstrap_servers: str, timeout: float = 30.0) -> None
         finally:
             await admin.close()
         await asyncio.sleep(0.1)
-    raise BrokerUnavailable(f"no Kafka broker answered at {bootstrap_servers} within {timeout:g}s: {last}")
+    raise BrokerUnavailable(
+        f"no Kafka broker answered at {bootstrap_servers} within {timeout:g}s: {last}"
+    )
 
 
 async def ensure_topics(settings: BrokerSettings, partitions: int | None = None) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -12,9 +13,15 @@ import numpy as np
 class LoopLagMonitor:
     """Samples the running loop's lag every ``interval`` seconds into a bounded window."""
 
-    def __init__(self, interval: float = 0.01, window: int = 6000) -> None:
+    def __init__(
+        self,
+        interval: float = 0.01,
+        window: int = 6000,
+        on_sample: Callable[[float], None] | None = None,
+    ) -> None:
         self.interval = interval
         self.samples: deque[float] = deque(maxlen=window)
+        self._on_sample = on_sample
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -35,7 +42,10 @@ class LoopLagMonitor:
         while True:
             due = loop.time() + self.interval
             await asyncio.sleep(self.interval)
-            self.samples.append(max(0.0, loop.time() - due))
+            lag = max(0.0, loop.time() - due)
+            self.samples.append(lag)
+            if self._on_sample is not None:
+                self._on_sample(lag)
 
     def percentile(self, q: float) -> float:
         """The q-th percentile lag in seconds over the window (0 when empty)."""

@@ -142,7 +142,8 @@ def _check_even(size: int, args: Any) -> str | None:
 def _check_matmul(size: int, args: Any) -> str | None:
     want = args.m * args.k + args.k * args.n
     if size != want:
-        return f"matmul with m={args.m}, k={args.k}, n={args.n} needs m*k + k*n = {want} values, got {size}"
+        return (f"matmul with m={args.m}, k={args.k}, n={args.n} needs m*k + k*n = {want} "
+                f"values, got {size}")
     return None
 
 

@@ -227,7 +227,7 @@ def _reject(
         consumer_group=ctx.group,
         error_class=type(exc).__name__,
         error_message=message,
-        stage=stage,  # type: ignore[arg-type]
+        stage=stage,
         request_id=request_id,
         worker=ctx.worker,
     ).to_headers()

@@ -68,6 +68,9 @@ class WorkerSettings(BrokerSettings):
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     fetch_max_wait_ms: int = Field(default=10, ge=1)
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
+    metrics_enabled: bool = True
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9101, ge=0, le=65535, description="0 picks a free port.")
 
     def consumer_options(self) -> dict[str, Any]:
         """Keyword arguments for ``AIOKafkaConsumer``: manual commits from the earliest offset."""

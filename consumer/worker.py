@@ -10,21 +10,22 @@ import asyncio
 import logging
 import math
 import time
-from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
+from prometheus_client import CollectorRegistry
 
 from consumer.admin import ensure_topics, wait_for_broker
 from consumer.batching import Batcher, CommitLog
 from consumer.errors import NotStartedError
 from consumer.looplag import LoopLagMonitor
+from consumer.metrics import MetricsServer, WorkerCollector
 from consumer.processing import BatchContext, BatchOutput, RequestRecord, process_batch
 from consumer.settings import WorkerSettings
+from consumer.stats import WorkerStats
 
 logger = logging.getLogger(__name__)
 
@@ -34,27 +35,17 @@ _IDLE_POLL_MS = 100
 _PUBLISH_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0)
 
 
-@dataclass
-class WorkerStats:
-    """Counters since start (for logs and metrics)."""
-
-    records: int = 0
-    batches: int = 0
-    dead_letters: int = 0
-    results: Counter[str] = field(default_factory=Counter)
-    batch_sizes: Counter[int] = field(default_factory=Counter)
-    commit_failures: int = 0
-    publish_retries: int = 0
-    peak_in_flight: int = 0
-
-
 class Worker:
-    """One member of the worker group. ``start()``, ``run()`` until ``request_stop()``, ``stop()``."""
+    """One member of the worker group: start(), run() until request_stop(), then stop()."""
 
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
         self.stats = WorkerStats()
-        self.loop_lag = LoopLagMonitor()
+        self.loop_lag = LoopLagMonitor(on_sample=self.stats.loop_lag_seconds.observe)
+        self.registry = CollectorRegistry()
+        self.registry.register(WorkerCollector(self.stats, settings.worker_id))
+        self.metrics: MetricsServer | None = None
+        self._lag_task: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._batcher: Batcher[Any] = Batcher(
@@ -89,6 +80,10 @@ class Worker:
         self._consumer.subscribe([s.requests_topic], listener=_Rebalance(self))
         await self._consumer.start()
         self.loop_lag.start()
+        self._lag_task = asyncio.get_running_loop().create_task(self._watch_lag())
+        if s.metrics_enabled:
+            self.metrics = MetricsServer(self.registry, s.metrics_host, s.metrics_port)
+            await self.metrics.start()
 
     def request_stop(self) -> None:
         """Ask ``run()`` to stop fetching, finish what it has, commit and return."""
@@ -98,6 +93,13 @@ class Worker:
         """Leave the group and close the clients; safe to call twice."""
         self.request_stop()
         await self.loop_lag.stop()
+        lag_task, self._lag_task = self._lag_task, None
+        if lag_task is not None:
+            lag_task.cancel()
+            await asyncio.gather(lag_task, return_exceptions=True)
+        metrics, self.metrics = self.metrics, None
+        if metrics is not None:
+            await metrics.stop()
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
         if consumer is not None:
@@ -140,8 +142,13 @@ class Worker:
         token = self._commits.open(records)
         task = asyncio.get_running_loop().create_task(self._handle(records, token))
         self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
+        task.add_done_callback(self._landed)
+        self.stats.in_flight = len(self._inflight)
         self.stats.peak_in_flight = max(self.stats.peak_in_flight, len(self._inflight))
+
+    def _landed(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self.stats.in_flight = len(self._inflight)
 
     async def _handle(self, records: list[RequestRecord], token: object) -> None:
         started = time.perf_counter()
@@ -214,11 +221,30 @@ class Worker:
                     sorted((tp.topic, tp.partition) for tp in revoked), dropped)
 
     def _count(self, records: list[RequestRecord], output: BatchOutput) -> None:
-        self.stats.records += len(records)
-        self.stats.batches += 1
-        self.stats.batch_sizes[len(records)] += 1
-        self.stats.dead_letters += len(output.dead_letters)
-        self.stats.results.update(output.statuses)
+        s = self.stats
+        s.records += len(records)
+        s.batches += 1
+        s.batch_size.observe(len(records))
+        s.compute_seconds.observe(output.compute_ms / 1000.0)
+        s.dead_letters += len(output.dead_letters)
+        s.results.update(output.statuses)
+        now = time.time()
+        s.end_to_end_seconds.observe_many(now - r.timestamp / 1000.0 for r in records)
+
+    async def _watch_lag(self, interval: float = 1.0) -> None:
+        """Refresh per-partition consumer lag (high watermark minus position) every second."""
+        consumer = self._require(self._consumer)
+        while True:
+            lag = {}
+            for tp in consumer.assignment():
+                high = consumer.highwater(tp)
+                if high is not None:
+                    try:
+                        lag[(tp.topic, tp.partition)] = max(0, high - await consumer.position(tp))
+                    except KafkaError:
+                        continue
+            self.stats.consumer_lag = lag
+            await asyncio.sleep(interval)
 
     @staticmethod
     def _require(client: T | None) -> T:

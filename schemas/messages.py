@@ -35,7 +35,7 @@ class _Wire(BaseModel):
 class RequestFields(_Wire):
     """Everything a request carries except its array."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     id: RequestId
     op: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
         description="Name of a registered op (GET /v1/ops lists them)."
@@ -73,7 +73,7 @@ class ErrorInfo(_Wire):
 class CalcResult(_Wire):
     """The outcome of one request. Non-finite numbers appear as "NaN", "Infinity", "-Infinity"."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     id: RequestId
     status: ResultStatus
     op: str

@@ -50,6 +50,7 @@ class Deployment:
             "session_timeout_ms": 2000,
             "heartbeat_interval_ms": 500,
             "max_batch_delay_ms": 5.0,
+            "metrics_port": 0,
         }
         opts.update(overrides)
         return WorkerSettings(**self._base(), **opts)
@@ -65,6 +66,7 @@ class Deployment:
             "CALCSTREAM_TOPIC_PARTITIONS": str(self.partitions),
             "CALCSTREAM_SESSION_TIMEOUT_MS": "2000",
             "CALCSTREAM_HEARTBEAT_INTERVAL_MS": "500",
+            "CALCSTREAM_METRICS_PORT": "0",
         }
         env.update(extra)
         return env

@@ -128,7 +128,8 @@ async def test_poison_records_are_dead_lettered_and_the_partition_moves_on(
     good = [(f"g{i}".encode(), request_json(f"g{i}", "sum", [1.0, float(i)])) for i in range(40)]
     poison = [(key, value) for _, key, value in POISON]
     # Everything on one partition (explicit key-less interleaving would spread it): interleave.
-    records = [rec for pair in zip(good, poison + [None] * len(good)) for rec in pair if rec]
+    records = [rec for pair in zip(good, poison + [None] * (len(good) - len(poison)), strict=True)
+               for rec in pair if rec]
     await produce(deployment.bootstrap, deployment.topics.requests, records)
     async with running(deployment.worker_settings()), \
             TopicReader(deployment.bootstrap, deployment.topics.dlq) as dlq, \
@@ -201,7 +202,9 @@ async def test_restarted_worker_resumes_after_its_commits(deployment: Deployment
 
 
 @pytest.mark.parametrize("in_flight", [1, 3])
-async def test_backpressure_bounds_batches_in_flight(deployment: Deployment, in_flight: int) -> None:
+async def test_backpressure_bounds_batches_in_flight(
+    deployment: Deployment, in_flight: int
+) -> None:
     n = 2000
     await produce(deployment.bootstrap, deployment.topics.requests, [
         (f"r{i}".encode(), request_json(f"r{i}", "mean", [1.0] * 50)) for i in range(n)
@@ -212,3 +215,34 @@ async def test_backpressure_bounds_batches_in_flight(deployment: Deployment, in_
         await reader.read_count(n)
     assert 1 <= worker.stats.peak_in_flight <= in_flight
     assert worker.stats.batches >= n / 50
+
+
+async def test_metrics_endpoint_reports_what_the_worker_did(deployment: Deployment) -> None:
+    import httpx
+
+    n = 300
+    await produce(deployment.bootstrap, deployment.topics.requests, [
+        (f"r{i}".encode(), request_json(f"r{i}", "sum", [1.0, 2.0])) for i in range(n)
+    ] + [(b"junk", b"not json")])
+    async with running(deployment.worker_settings()) as worker, \
+            TopicReader(deployment.bootstrap, deployment.topics.results) as reader:
+        await reader.read_count(n + 1)
+        assert worker.metrics is not None
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"http://127.0.0.1:{worker.metrics.port}/metrics")
+            missing = await client.get(f"http://127.0.0.1:{worker.metrics.port}/other")
+    assert response.status_code == 200 and missing.status_code == 404
+    text = response.text
+    worker_id = deployment.worker_settings().worker_id
+
+    def value(line_start: str) -> float:
+        (line,) = [ln for ln in text.splitlines() if ln.startswith(line_start)]
+        return float(line.rsplit(" ", 1)[1])
+
+    assert value(f'calcstream_worker_records_total{{worker="{worker_id}"}}') == n + 1
+    assert value(f'calcstream_worker_results_total{{status="ok",worker="{worker_id}"}}') == n
+    assert value(f'calcstream_worker_results_total{{status="error",worker="{worker_id}"}}') == 1
+    assert value(f'calcstream_worker_dead_letters_total{{worker="{worker_id}"}}') == 1
+    assert value(f'calcstream_worker_batch_size_count{{worker="{worker_id}"}}') >= 1
+    assert value(f'calcstream_worker_end_to_end_seconds_count{{worker="{worker_id}"}}') == n + 1
+    assert value(f'calcstream_worker_event_loop_lag_seconds_count{{worker="{worker_id}"}}') > 0

@@ -1,0 +1,1 @@
+"""The worker: consume requests, micro-batch, compute in a thread, publish results, commit."""
