@@ -80,7 +80,7 @@ class Worker:
         self._consumer.subscribe([s.requests_topic], listener=_Rebalance(self))
         await self._consumer.start()
         self.loop_lag.start()
-        self._lag_task = asyncio.get_running_loop().create_task(self._watch_lag())
+        self._lag_task = asyncio.get_running_loop().create_task(self._watch_broker())
         if s.metrics_enabled:
             self.metrics = MetricsServer(self.registry, s.metrics_host, s.metrics_port)
             await self.metrics.start()
@@ -231,10 +231,13 @@ class Worker:
         now = time.time()
         s.end_to_end_seconds.observe_many(now - r.timestamp / 1000.0 for r in records)
 
-    async def _watch_lag(self, interval: float = 1.0) -> None:
-        """Refresh per-partition consumer lag (high watermark minus position) every second."""
+    async def _watch_broker(self, interval: float = 1.0) -> None:
+        """Every second: re-create topics a broker reset lost, refresh per-partition lag."""
         consumer = self._require(self._consumer)
         while True:
+            await asyncio.sleep(interval)
+            if self.settings.create_topics:
+                await self._restore_topics(consumer)
             lag = {}
             for tp in consumer.assignment():
                 high = consumer.highwater(tp)
@@ -244,7 +247,16 @@ class Worker:
                     except KafkaError:
                         continue
             self.stats.consumer_lag = lag
-            await asyncio.sleep(interval)
+
+    async def _restore_topics(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            present = await consumer.topics()
+            if not set(self.settings.topics.all()) <= present:
+                logger.warning("the broker lost topics (restarted with empty storage?); "
+                               "re-creating them")
+                await ensure_topics(self.settings)
+        except (KafkaError, OSError) as exc:
+            logger.debug("topic check failed: %s", exc)
 
     @staticmethod
     def _require(client: T | None) -> T:
