@@ -82,10 +82,8 @@ def decode_request(value: bytes | None, ctype: str = JSON) -> DecodedRequest:
             if any(e["type"] == "json_invalid" for e in exc.errors()):
                 raise DecodeError(f"not valid JSON: {exc.errors()[0]['msg']}") from None
             raise
-        fields = RequestFields.model_construct(
-            **{name: getattr(request, name) for name in RequestFields.model_fields}
-        )
-        return DecodedRequest(fields, np.asarray(request.data, dtype=np.float64))
+        # A CalcRequest is a RequestFields; its data list stays with it, unused from here on.
+        return DecodedRequest(request, np.asarray(request.data, dtype=np.float64))
     if ctype == BINARY:
         return _decode_binary(value)
     raise DecodeError(f"unknown content-type {ctype!r}; expected one of {CONTENT_TYPES}")
