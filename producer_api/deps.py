@@ -1,0 +1,41 @@
+"""Request dependencies: the clients the lifespan started, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+from consumer.looplag import LoopLagMonitor
+from producer_api.errors import NotStartedError
+from producer_api.hub import Hub
+from producer_api.publisher import Publisher
+from producer_api.results import ResultReader, ResultStore
+from producer_api.settings import ApiSettings
+from producer_api.submitter import Submitter
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Everything a handler may use; built by the lifespan, gone after it."""
+
+    settings: ApiSettings
+    publisher: Publisher
+    store: ResultStore
+    reader: ResultReader
+    hub: Hub
+    submitter: Submitter
+    loop_lag: LoopLagMonitor
+
+
+def get_services(conn: HTTPConnection) -> Services:
+    """The running app's services; ``NotStartedError`` (503) before start-up or after shutdown."""
+    services: Services | None = getattr(conn.app.state, "services", None)
+    if services is None:
+        raise NotStartedError("the API is not started (its lifespan has not run)")
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

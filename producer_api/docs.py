@@ -1,0 +1,103 @@
+"""OpenAPI details FastAPI cannot infer: bodies the handlers read raw, and shared responses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from producer_api.models import (
+    MATMUL_EXAMPLE,
+    SUM_EXAMPLE,
+    BatchSummary,
+    ErrorBody,
+    Submission,
+)
+
+REF = "#/components/schemas/{model}"
+NDJSON = "application/x-ndjson"
+NPY = "application/x-npy"
+
+
+def ref(model: type[BaseModel]) -> dict[str, str]:
+    """A JSON Schema reference to a model in the components."""
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def error(description: str, **headers: str) -> dict[str, Any]:
+    """A documented error response."""
+    doc: dict[str, Any] = {"model": ErrorBody, "description": description}
+    if headers:
+        doc["headers"] = {name: {"description": text, "schema": {"type": "string"}}
+                          for name, text in headers.items()}
+    return doc
+
+
+UNAVAILABLE = error("The broker did not acknowledge in time; nothing was accepted.",
+                    **{"Retry-After": "Seconds to wait before retrying."})
+TOO_LARGE = error("The body (or an NDJSON line) is over its byte limit.")
+INVALID = error("The request breaks the contract; `error.fields` names each field.")
+
+SUBMIT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": ref(Submission),
+                "examples": {
+                    "sum": {"summary": "A reduction", "value": SUM_EXAMPLE},
+                    "matmul": {"summary": "With a client id and args", "value": MATMUL_EXAMPLE},
+                },
+            }
+        },
+    }
+}
+
+BATCH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "array", "items": ref(Submission), "minItems": 1},
+                "example": [SUM_EXAMPLE, {"op": "mean", "data": [4, 5, 6]}],
+            },
+            NDJSON: {
+                "schema": {"type": "string"},
+                "example": '{"op": "sum", "data": [1, 2]}\n{"op": "max", "data": [3, 1]}\n',
+            },
+            NPY: {
+                "schema": {"type": "string", "format": "binary"},
+                "description": "A NumPy .npy file (numpy.save), 1-D or 2-D, integer or float "
+                "dtype; one request per row, op and args from the query. "
+                "application/octet-stream is read the same way.",
+            },
+        },
+    }
+}
+
+
+def install(app: FastAPI, extra_models: tuple[type[BaseModel], ...] = (Submission,)) -> None:
+    """Make ``app.openapi()`` include the models referenced only from ``openapi_extra``."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            _, defs = models_json_schema([(m, "validation") for m in extra_models],
+                                         ref_template=REF)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, model_schema in defs.get("$defs", {}).items():
+                components.setdefault(name, model_schema)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    setter: Callable[[], dict[str, Any]] = openapi
+    app.openapi = setter  # type: ignore[method-assign]
+
+
+__all__ = ["BATCH_BODY", "INVALID", "SUBMIT_BODY", "TOO_LARGE", "UNAVAILABLE", "BatchSummary",
+           "install", "ref"]

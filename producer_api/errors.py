@@ -1,0 +1,98 @@
+"""Errors the API answers with. Each carries its HTTP status and a stable code.
+
+    ApiError
+    ├── InvalidRequest        422  the body breaks the contract (names the field)
+    ├── PayloadTooLarge       413  a body or NDJSON line over its limit
+    ├── UnsupportedMediaType  415  a batch body of an unknown content type
+    ├── NotFound              404  an id this replica never accepted or has forgotten
+    ├── Conflict              409  a known client id re-posted with a different body
+    └── Unavailable           503  the broker did not acknowledge in time (retriable)
+        └── NotStartedError        the app's lifespan has not started its clients
+
+Every error is rendered as ``{"error": {"code", "message", "fields"?}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    """Base of the errors the API turns into responses."""
+
+    status = 500
+    code = "internal_error"
+    retriable = False
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error document."""
+        return {"error": {"code": self.code, "message": self.message}, **self.extra}
+
+
+class InvalidRequest(ApiError):
+    """The request does not fit the contract; ``fields`` names each offending field."""
+
+    status = 422
+    code = "invalid_request"
+
+    def __init__(self, fields: list[dict[str, str]], **extra: Any) -> None:
+        first = fields[0]
+        super().__init__(f"{first['field']}: {first['message']}", **extra)
+        self.fields = fields
+
+    def body(self) -> dict[str, Any]:
+        doc = super().body()
+        doc["error"]["fields"] = self.fields
+        return doc
+
+    @classmethod
+    def of(cls, field: str, message: str) -> InvalidRequest:
+        """An error about one field."""
+        return cls([{"field": field, "message": message}])
+
+
+class PayloadTooLarge(ApiError):
+    """A body (or NDJSON line, or WebSocket message) is over its byte limit."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    """A body in a content type this endpoint does not read."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+class NotFound(ApiError):
+    """No such id here."""
+
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ApiError):
+    """The client id is already used by a different request."""
+
+    status = 409
+    code = "id_conflict"
+
+
+class Unavailable(ApiError):
+    """The broker is unreachable or too slow; try again later."""
+
+    status = 503
+    code = "broker_unavailable"
+    retriable = True
+
+
+class NotStartedError(Unavailable, RuntimeError):
+    """A client was used before the lifespan started it (or after it stopped)."""
+
+    code = "not_started"

@@ -1,0 +1,136 @@
+"""WebSocket fan-out: which socket watches which ids, and a bounded outbox per socket.
+
+The result reader calls ``Hub.publish`` for every new result; the hub puts the message into
+the outbox of each socket watching that id (or everything) and never waits. Each socket has
+its own sender task draining its outbox, so a slow reader only ever holds up itself.
+
+**Slow readers.** Results queue up to ``ws_queue_size`` per socket; past that the oldest queued
+result is dropped and counted, and the socket's next message is ``{"type": "dropped",
+"count": n}`` before the results that follow. Replies to the client's own messages (accepted,
+subscribed, error) are never dropped; a client that lets even those pile up past the same
+bound is not reading at all, and its socket is closed with 1008 (policy violation).
+
+A watch on an id ends when that id's result is delivered; a result retained in the store is
+delivered at once to a socket that subscribes after it arrived. ``all`` watches only new
+results, it does not replay the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterable
+
+import orjson
+
+from producer_api.results import ResultStore
+
+_RESULT_PREFIX = b'{"type":"result",'
+_TAKE_MAX = 256
+
+
+def result_message(value: bytes) -> bytes:
+    """A result document as a WebSocket message: the document plus ``"type": "result"``."""
+    return _RESULT_PREFIX + value[1:]
+
+
+class Subscriber:
+    """One socket: what it watches and its outbox."""
+
+    __slots__ = ("ids", "all", "capacity", "dropped", "_control", "_results", "_wake")
+
+    def __init__(self, capacity: int) -> None:
+        self.ids: set[str] = set()
+        self.all = False
+        self.capacity = capacity
+        self.dropped = 0
+        self._control: deque[bytes] = deque()
+        self._results: deque[bytes] = deque()
+        self._wake = asyncio.Event()
+
+    def offer_result(self, message: bytes) -> None:
+        """Queue a result; drop (and count) the oldest when the outbox is full."""
+        if len(self._results) >= self.capacity:
+            self._results.popleft()
+            self.dropped += 1
+        self._results.append(message)
+        self._wake.set()
+
+    def offer_control(self, message: bytes) -> bool:
+        """Queue a reply to the client; False when the client stopped reading them."""
+        if len(self._control) >= self.capacity:
+            return False
+        self._control.append(message)
+        self._wake.set()
+        return True
+
+    async def take(self) -> list[bytes]:
+        """The next messages to send, in order; waits while there are none."""
+        while not (self._control or self._results):
+            self._wake.clear()
+            await self._wake.wait()
+        out = list(self._control)
+        self._control.clear()
+        if self.dropped:
+            out.append(orjson.dumps({"type": "dropped", "count": self.dropped}))
+            self.dropped = 0
+        for _ in range(min(_TAKE_MAX, len(self._results))):
+            out.append(self._results.popleft())
+        return out
+
+
+class Hub:
+    """Routes each new result to the sockets that watch it."""
+
+    def __init__(self, store: ResultStore) -> None:
+        self.store = store
+        self._by_id: dict[str, set[Subscriber]] = {}
+        self._everyone: set[Subscriber] = set()
+
+    def watch(self, sub: Subscriber, ids: Iterable[str]) -> None:
+        """Watch ids; results already retained are queued at once."""
+        for request_id in ids:
+            entry = self.store.get(request_id)
+            if entry is not None and entry.result is not None:
+                sub.offer_result(result_message(entry.result))
+            elif request_id not in sub.ids:
+                sub.ids.add(request_id)
+                self._by_id.setdefault(request_id, set()).add(sub)
+
+    def watch_all(self, sub: Subscriber) -> None:
+        """Watch every new result."""
+        sub.all = True
+        self._everyone.add(sub)
+
+    def unwatch(self, sub: Subscriber, ids: Iterable[str]) -> None:
+        """Stop watching ids."""
+        for request_id in ids:
+            sub.ids.discard(request_id)
+            subs = self._by_id.get(request_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._by_id[request_id]
+
+    def unwatch_all(self, sub: Subscriber) -> None:
+        """Stop watching everything (ids watched one by one stay)."""
+        sub.all = False
+        self._everyone.discard(sub)
+
+    def remove(self, sub: Subscriber) -> None:
+        """The socket is gone."""
+        self.unwatch_all(sub)
+        self.unwatch(sub, list(sub.ids))
+
+    def publish(self, request_id: str, value: bytes) -> None:
+        """A new result arrived (``ResultReader`` listener); never blocks."""
+        subs = self._by_id.pop(request_id, None)
+        if not subs and not self._everyone:
+            return
+        message = result_message(value)
+        for sub in self._everyone:
+            sub.offer_result(message)
+        for sub in subs or ():
+            sub.ids.discard(request_id)
+            if not sub.all:
+                sub.offer_result(message)

@@ -1,0 +1,220 @@
+"""Client bodies in, request records out: validate, assign ids, encode. Pure; no I/O.
+
+Every way in (single JSON, JSON array, NDJSON line, WebSocket submit, ``.npy`` rows) ends in a
+``Prepared`` record that the worker will accept: the same pydantic contract it applies, the
+op's own argument and shape check, and the API's array-length limit.
+
+The hot path avoids re-encoding: when the client sent no id, the record value is the client's
+own bytes with ``id`` and ``submitted_at`` spliced in front, which the worker parses exactly as
+the API just did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+from numpy.lib import format as npy_format
+from pydantic import ValidationError
+
+from consumer import ops
+from producer_api.errors import InvalidRequest
+from producer_api.models import Submission
+from schemas.encoding import BINARY, CONTENT_TYPE_HEADER, JSON, encode_binary
+from schemas.messages import RequestFields
+
+JSON_HEADERS = [(CONTENT_TYPE_HEADER, JSON.encode())]
+BINARY_HEADERS = [(CONTENT_TYPE_HEADER, BINARY.encode())]
+ID_PREFIX = re.compile(r"^[A-Za-z0-9._:@-]{1,100}$")
+_F64 = np.dtype("<f8")
+_MAX_FIELD_ERRORS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One request record, ready to publish."""
+
+    id: str
+    op: str
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    fingerprint: bytes | None = None
+
+    @property
+    def key(self) -> bytes:
+        """The record key: the id."""
+        return self.id.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An item of a batch that could not be prepared."""
+
+    index: int
+    error: InvalidRequest
+
+    def describe(self) -> dict[str, Any]:
+        """The ``ItemError`` document."""
+        first = self.error.fields[0]
+        return {"index": self.index, "code": self.error.code, "message": first["message"],
+                "field": first["field"]}
+
+
+def new_id() -> str:
+    """A fresh server-assigned id."""
+    return uuid.uuid4().hex
+
+
+def fingerprint(op: str, data: npt.ArrayLike, args: Mapping[str, Any],
+                deadline: float | None) -> bytes:
+    """What makes two requests the same: op, data (as float64), args and deadline."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(orjson.dumps([op, args, deadline], option=orjson.OPT_SORT_KEYS))
+    h.update(np.asarray(data, dtype=_F64).tobytes())
+    return h.digest()
+
+
+def from_json(body: bytes, max_values: int, now: float) -> Prepared:
+    """A request from the raw JSON body of a submit (or one NDJSON line)."""
+    try:
+        sub = Submission.model_validate_json(body)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    return _prepare(sub, body, max_values, now)
+
+
+def from_object(doc: Any, max_values: int, now: float) -> Prepared:
+    """A request from an already-parsed JSON value (a batch item, a WebSocket submit)."""
+    if not isinstance(doc, dict):
+        raise InvalidRequest.of("body", "expected a JSON object")
+    try:
+        sub = Submission.model_validate(doc)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    return _prepare(sub, None, max_values, now)
+
+
+def _prepare(sub: Submission, raw: bytes | None, max_values: int, now: float) -> Prepared:
+    size = len(sub.data)
+    if size > max_values:
+        raise InvalidRequest.of("data", f"has {size} values; the limit is {max_values}")
+    try:
+        ops.get(sub.op).parse(size, sub.args)
+    except ops.OpInputError as exc:
+        raise InvalidRequest.of(exc.field, exc.message) from None
+    given = sub.model_fields_set
+    if sub.id is None:
+        request_id, print_ = new_id(), None
+    else:
+        request_id = sub.id
+        print_ = fingerprint(sub.op, sub.data, sub.args, sub.deadline)
+    value = None
+    if raw is not None and not ("id" in given and sub.id is None):
+        value = _splice(raw, None if "id" in given else request_id,
+                        None if "submitted_at" in given else now)
+    if value is None:
+        doc: dict[str, Any] = {"id": request_id, "op": sub.op, "data": sub.data}
+        if sub.args:
+            doc["args"] = sub.args
+        if sub.deadline is not None:
+            doc["deadline"] = sub.deadline
+        doc["submitted_at"] = sub.submitted_at if "submitted_at" in given else now
+        value = orjson.dumps(doc)
+    return Prepared(request_id, sub.op, value, JSON_HEADERS, print_)
+
+
+def _splice(raw: bytes, request_id: str | None, now: float | None) -> bytes | None:
+    """The client's JSON object with ``id``/``submitted_at`` added in front (None: can't)."""
+    extra: dict[str, Any] = {}
+    if request_id is not None:
+        extra["id"] = request_id
+    if now is not None:
+        extra["submitted_at"] = now
+    if not extra:
+        return raw
+    body = raw.lstrip()
+    if not body.startswith(b"{"):
+        return None
+    return orjson.dumps(extra)[:-1] + b"," + body[1:]
+
+
+def from_npy(body: bytes, op_name: str, args: Mapping[str, Any], id_prefix: str | None,
+             max_values: int, now: float) -> tuple[list[Prepared | Rejected], str]:
+    """One binary record per row of an ``.npy`` array (a 1-D array is one row).
+
+    Returns the items in row order and the id prefix (ids are ``<prefix>-<row>``). With a
+    client prefix the rows carry fingerprints, so re-posting the same file is idempotent.
+    """
+    matrix = _load_npy(body)
+    rows, cols = matrix.shape
+    if cols > max_values:
+        raise InvalidRequest.of("data", f"rows have {cols} values; the limit is {max_values}")
+    try:
+        ops.get(op_name).parse(cols, args)
+    except ops.OpInputError as exc:
+        raise InvalidRequest.of(exc.field, exc.message) from None
+    if id_prefix is not None and not ID_PREFIX.match(id_prefix):
+        raise InvalidRequest.of("id_prefix", "1-100 characters of A-Z a-z 0-9 . _ : @ -")
+    prefix = id_prefix or new_id()
+    finite = np.isfinite(matrix).all(axis=1)
+    items: list[Prepared | Rejected] = []
+    for i in range(rows):
+        if not finite[i]:
+            items.append(Rejected(i, InvalidRequest.of("data", "row contains NaN or Infinity")))
+            continue
+        row = matrix[i]
+        request_id = f"{prefix}-{i}"
+        fields = RequestFields.model_construct(id=request_id, op=op_name, args=dict(args),
+                                               submitted_at=now)
+        print_ = fingerprint(op_name, row, args, None) if id_prefix is not None else None
+        items.append(Prepared(request_id, op_name, encode_binary(fields, row), BINARY_HEADERS,
+                              print_))
+    return items, prefix
+
+
+def _load_npy(body: bytes) -> npt.NDArray[np.float64]:
+    """A 2-D float64 view of an ``.npy`` body, checked before any allocation."""
+    stream = io.BytesIO(body)
+    try:
+        version = npy_format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = npy_format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran, dtype = npy_format.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"unsupported .npy version {version}; save with version 1.0 or 2.0")
+    except ValueError as exc:
+        raise InvalidRequest.of("body", f"not a readable .npy array: {exc}") from None
+    if dtype.hasobject or dtype.kind not in "fiu" or dtype.fields is not None:
+        raise InvalidRequest.of("body", f"dtype {dtype} is not an integer or float type")
+    if len(shape) not in (1, 2) or 0 in shape:
+        raise InvalidRequest.of("body", f"shape {shape}: expected a non-empty 1-D or 2-D array")
+    count = int(np.prod(shape))
+    offset = stream.tell()
+    if len(body) - offset != count * dtype.itemsize:
+        raise InvalidRequest.of(
+            "body", f"header promises {count * dtype.itemsize} data bytes, body has "
+            f"{len(body) - offset}")
+    flat = np.frombuffer(body, dtype=dtype, count=count, offset=offset)
+    matrix = flat.reshape(shape, order="F" if fortran else "C")
+    if matrix.ndim == 1:
+        matrix = matrix.reshape(1, -1)
+    return np.ascontiguousarray(matrix, dtype=_F64)
+
+
+def _invalid(exc: ValidationError) -> InvalidRequest:
+    fields = []
+    for err in exc.errors(include_url=False)[:_MAX_FIELD_ERRORS]:
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "json_invalid":
+            loc = "body"
+        fields.append({"field": loc or "body", "message": err["msg"]})
+    return InvalidRequest(fields)

@@ -1,0 +1,81 @@
+"""The app: ``create_app(settings)`` wires the routers; the lifespan owns every client."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+
+from consumer.admin import ensure_topics, wait_for_broker
+from consumer.looplag import LoopLagMonitor
+from producer_api import docs
+from producer_api.deps import Services
+from producer_api.hub import Hub
+from producer_api.publisher import Publisher
+from producer_api.responses import OrjsonResponse, install_handlers
+from producer_api.results import ResultReader, ResultStore
+from producer_api.routes import calculations, health, ops, ws
+from producer_api.settings import ApiSettings
+from producer_api.submitter import Submitter
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """Submit NumPy calculations, get results by polling, waiting or over a WebSocket.
+
+Requests are published to Kafka and computed by workers; this API validates, publishes and
+relays results, it never computes. See `GET /v1/ops` for the available ops.
+"""
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    """The FastAPI app for these settings (clients start when its lifespan starts)."""
+    app = FastAPI(title="calcstream", version="1", description=DESCRIPTION,
+                  default_response_class=OrjsonResponse, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.services = None
+    for module in (calculations, ops, ws, health):
+        app.include_router(module.router)
+    install_handlers(app, settings.retry_after_s)
+    docs.install(app)
+    return app
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start the publisher, the result reader and the loop-lag probe; stop them in reverse."""
+    s: ApiSettings = app.state.settings
+    logger.info("API starting with %s", _masked(s))
+    await wait_for_broker(s.bootstrap_servers, s.startup_timeout_s)
+    if s.create_topics:
+        await ensure_topics(s)
+    stack = AsyncExitStack()
+    async with stack:
+        publisher = Publisher(s)
+        stack.push_async_callback(publisher.stop)
+        await publisher.start()
+        store = ResultStore(s.result_store_max, s.result_store_max_bytes, s.result_ttl_s)
+        hub = Hub(store)
+        reader = ResultReader(s, store)
+        reader.listeners.append(hub.publish)
+        stack.push_async_callback(reader.stop)
+        await reader.start(await publisher.partitions_for(s.results_topic))
+        loop_lag = LoopLagMonitor()
+        stack.push_async_callback(loop_lag.stop)
+        loop_lag.start()
+        app.state.services = Services(s, publisher, store, reader, hub,
+                                      Submitter(store, publisher, s.max_batch_errors), loop_lag)
+        try:
+            yield
+        finally:
+            app.state.services = None
+            logger.info("API stopping: %d results read, %d remembered, loop lag %s",
+                        reader.records, len(store), loop_lag.summary())
+    logger.info("API shut down gracefully")
+
+
+def _masked(settings: ApiSettings) -> dict[str, object]:
+    secret = ("password", "secret", "token")
+    return {k: "***" if any(w in k for w in secret) and v else v
+            for k, v in settings.model_dump().items()}

@@ -1,0 +1,125 @@
+"""The API's own documents: what clients post and what the API answers (OpenAPI shows them).
+
+Request records and result documents are the wire contracts of ``schemas.messages``; the models
+here add the HTTP side: an optional id on submit, the queued state, batch summaries, errors.
+Handlers build answers as dicts and write them with orjson; these models describe them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.messages import CalcRequest, CalcResult, RequestId
+
+SUM_EXAMPLE = {"op": "sum", "data": [1.0, 2.0, 3.5]}
+MATMUL_EXAMPLE = {
+    "id": "order-42",
+    "op": "matmul",
+    "data": [1, 2, 3, 4, 5, 6, 7, 8],
+    "args": {"m": 2, "k": 2, "n": 2},
+}
+
+
+class Submission(CalcRequest):
+    """A request as a client posts it: a ``CalcRequest`` whose ``id`` is optional.
+
+    Without an id the API assigns one. With one, re-posting the same body is answered with
+    the existing state and a different body under the same id is a 409.
+    """
+
+    model_config = ConfigDict(json_schema_extra={"examples": [SUM_EXAMPLE, MATMUL_EXAMPLE]})
+
+    id: RequestId | None = None  # type: ignore[assignment]
+
+
+class Accepted(BaseModel):
+    """The broker acknowledged the request; poll its Location or wait for the result."""
+
+    id: RequestId
+    status: Literal["queued"] = "queued"
+
+
+class Queued(BaseModel):
+    """An accepted request whose result has not arrived yet."""
+
+    id: RequestId
+    status: Literal["queued"] = "queued"
+    op: str
+    result: None = None
+    error: None = None
+    accepted_at: float = Field(description="UNIX time at which the broker acknowledged it.")
+
+
+State = CalcResult | Queued
+
+
+class ItemError(BaseModel):
+    """Why one item of a batch was rejected."""
+
+    index: int = Field(description="0-based position: array item, .npy row or NDJSON line.")
+    code: str
+    message: str
+    field: str | None = None
+
+
+class BatchSummary(BaseModel):
+    """What happened to each item of a batch."""
+
+    accepted: int = Field(description="Items the broker acknowledged, duplicates included.")
+    duplicates: int = Field(description="Accepted items whose client id was already known "
+                            "with the same body; they were not published again.")
+    rejected: int
+    ids: list[str | None] | None = Field(
+        default=None, description="Id of each item in order (null where rejected); "
+        "left out with ?ids=false.")
+    errors: list[ItemError] = Field(description="The first max_batch_errors rejections.")
+
+
+class FieldError(BaseModel):
+    """One offending field."""
+
+    field: str = Field(description="Dotted path, e.g. 'data.3' or 'args.m'.")
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    """A stable code, a message for people, and for 422 the fields at fault."""
+
+    code: str
+    message: str
+    fields: list[FieldError] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: ErrorDetail
+
+
+class OpInfo(BaseModel):
+    """One registered op."""
+
+    name: str
+    summary: str
+    args: dict[str, Any] = Field(description="JSON Schema of the op's args object.")
+
+
+class Health(BaseModel):
+    """The process answers."""
+
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    """Whether this replica should get traffic, and why not."""
+
+    status: Literal["ready", "not_ready"]
+    broker: bool = Field(description="The broker answered a metadata request just now.")
+    results_caught_up: bool = Field(description="The result reader has read the reply topic "
+                                    "up to its end at least once since start-up.")
+    results_remembered: int
+    loop_lag_ms: dict[str, float]

@@ -1,0 +1,66 @@
+"""Responses written with orjson, and the error envelope."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from producer_api.errors import ApiError, InvalidRequest, Unavailable
+
+
+class OrjsonResponse(Response):
+    """``application/json`` rendered by orjson; bytes pass through untouched."""
+
+    media_type = "application/json"
+
+    def __init__(
+        self, content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None,
+        background: BackgroundTask | None = None,
+    ) -> None:
+        super().__init__(content, status_code, headers, None, background)
+
+    def render(self, content: Any) -> bytes:
+        if isinstance(content, bytes):
+            return content
+        return orjson.dumps(content)
+
+
+def error_response(exc: ApiError, retry_after: int) -> OrjsonResponse:
+    """The JSON answer for an ``ApiError``; 503s carry ``Retry-After``."""
+    headers = {"Retry-After": str(retry_after)} if isinstance(exc, Unavailable) else None
+    return OrjsonResponse(exc.body(), exc.status, headers)
+
+
+def install_handlers(app: FastAPI, retry_after: int) -> None:
+    """Answer every error, FastAPI's own included, in the ``{"error": ...}`` envelope."""
+
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return error_response(exc, retry_after)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        fields = [{"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
+                  for err in exc.errors()[:20]] or [{"field": "request", "message": "invalid"}]
+        return error_response(InvalidRequest(fields), retry_after)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return OrjsonResponse({"error": {"code": code, "message": str(exc.detail)}},
+                              exc.status_code, exc.headers)
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}

@@ -1,0 +1,320 @@
+"""Results: read the reply topic, remember recent outcomes, wake whoever waits for them.
+
+**Every replica reads the whole reply topic** (all partitions, manual assignment, no consumer
+group, no commits). Any replica behind a load balancer can then answer ``GET``, ``?wait=`` and
+WebSocket subscriptions for any id, whichever replica accepted it, with no routing or sticky
+sessions. The cost is that each replica parses every result: a few microseconds per record,
+so one replica keeps up with tens of thousands of results per second. Past that, requests
+would carry a reply route (a reply partition per replica, in a header the worker honours) and
+each replica would read only its own partition; the store and waiters below stay the same.
+
+**Retention.** The ``ResultStore`` remembers each id (accepted here, or seen on the reply topic)
+until ``result_ttl_s`` after its last change, and at most ``result_store_max`` ids and
+``result_store_max_bytes`` of result documents; the oldest are forgotten first, after which
+``GET`` answers 404. Idempotency of client ids lasts as long as the id is remembered.
+
+**Recovery.** At start-up the reader seeks each partition to the first record newer than
+``recover_window_s`` (default: the TTL) and reads forward, so a restart remembers what was just
+computed.
+
+**Caught up.** ``caught_up`` is set once a fetch returns nothing from any partition, or once
+every partition's position has reached the high watermark its fetches reported. End offsets
+from a ``ListOffsets`` request are not used: the embedded broker answers them with the base
+offset of the last record batch, which is short of the true end whenever batches hold several
+records.
+
+The first result for an id wins; at-least-once duplicates (same id, redelivered) are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from producer_api.errors import NotStartedError
+from producer_api.settings import ApiSettings
+
+logger = logging.getLogger(__name__)
+
+PUBLISHING, QUEUED, DONE = "publishing", "queued", "done"
+_POLL_MS = 200
+_MAX_RECORDS = 5_000
+
+
+class ReaderStopped(Exception):
+    """The result reader stopped; whoever waits for a result will not get it from here."""
+
+
+class Entry:
+    """What this replica knows about one id."""
+
+    __slots__ = ("id", "op", "fingerprint", "state", "accepted_at", "updated_at", "result",
+                 "ack_waiters")
+
+    def __init__(self, request_id: str, op: str, fingerprint: bytes | None, now: float) -> None:
+        self.id = request_id
+        self.op = op
+        self.fingerprint = fingerprint
+        self.state = PUBLISHING
+        self.accepted_at = now
+        self.updated_at = now
+        self.result: bytes | None = None
+        self.ack_waiters: list[asyncio.Future[bool]] | None = None
+
+    def state_document(self) -> bytes:
+        """The result document once answered, else the queued state."""
+        if self.result is not None:
+            return self.result
+        return orjson.dumps({"id": self.id, "status": "queued", "op": self.op, "result": None,
+                             "error": None, "accepted_at": self.accepted_at})
+
+
+class ResultStore:
+    """Bounded id → ``Entry`` map (count, bytes, age) plus futures waiting for results."""
+
+    def __init__(self, max_entries: int, max_bytes: int, ttl: float,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.ttl = ttl
+        self.clock = clock
+        self.bytes = 0
+        self.duplicates = 0
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._waiters: dict[str, list[asyncio.Future[bytes]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, request_id: str) -> Entry | None:
+        """The entry for an id, unless never known or forgotten."""
+        entry = self._entries.get(request_id)
+        if entry is not None and entry.updated_at < self.clock() - self.ttl:
+            self._forget(entry)
+            return None
+        return entry
+
+    def reserve(self, request_id: str, op: str, fingerprint: bytes | None) -> Entry:
+        """Remember an id that is about to be published."""
+        entry = Entry(request_id, op, fingerprint, self.clock())
+        self._entries[request_id] = entry
+        self.sweep()
+        return entry
+
+    def acked(self, entry: Entry) -> None:
+        """The broker acknowledged the entry's record."""
+        if entry.state == PUBLISHING:
+            entry.state = QUEUED
+        entry.accepted_at = self.clock()
+        self._release_ack_waiters(entry, True)
+
+    def release(self, entry: Entry) -> None:
+        """Publishing failed: forget the id unless its result somehow arrived."""
+        self._release_ack_waiters(entry, False)
+        if entry.state == PUBLISHING and self._entries.get(entry.id) is entry:
+            self._forget(entry)
+
+    def ack_waiter(self, entry: Entry) -> asyncio.Future[bool]:
+        """A future that says whether the entry's pending publish was acknowledged."""
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if entry.ack_waiters is None:
+            entry.ack_waiters = []
+        entry.ack_waiters.append(fut)
+        return fut
+
+    def put_result(self, request_id: str, op: str, value: bytes) -> bool:
+        """Record a result; wake its waiters. False for a duplicate of a known result."""
+        entry = self._entries.get(request_id)
+        if entry is not None and entry.result is not None:
+            self.duplicates += 1
+            return False
+        if entry is None:
+            entry = Entry(request_id, op, None, self.clock())
+            self._entries[request_id] = entry
+        else:
+            entry.updated_at = self.clock()
+            self._entries.move_to_end(request_id)
+        entry.state = DONE
+        entry.result = value
+        self.bytes += len(value)
+        for fut in self._waiters.pop(request_id, ()):
+            if not fut.done():
+                fut.set_result(value)
+        self.sweep()
+        return True
+
+    def waiter(self, request_id: str) -> asyncio.Future[bytes]:
+        """A future resolved with the id's result document when it arrives."""
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(request_id, []).append(fut)
+        return fut
+
+    def drop_waiter(self, request_id: str, fut: asyncio.Future[bytes]) -> None:
+        """Stop waiting (timed out, cancelled, or publishing failed)."""
+        waiters = self._waiters.get(request_id)
+        if waiters is not None:
+            with contextlib.suppress(ValueError):
+                waiters.remove(fut)
+            if not waiters:
+                del self._waiters[request_id]
+
+    def fail_waiters(self, exc: BaseException) -> None:
+        """The reader died: wake everyone waiting for a result with the error."""
+        waiters, self._waiters = self._waiters, {}
+        for futures in waiters.values():
+            for fut in futures:
+                if not fut.done():
+                    fut.set_exception(exc)
+
+    def sweep(self) -> None:
+        """Forget the oldest entries while over a limit or past the TTL."""
+        cutoff = self.clock() - self.ttl
+        entries = self._entries
+        while entries:
+            oldest = next(iter(entries.values()))
+            if (len(entries) <= self.max_entries and self.bytes <= self.max_bytes
+                    and oldest.updated_at >= cutoff):
+                return
+            self._forget(oldest)
+
+    def _forget(self, entry: Entry) -> None:
+        del self._entries[entry.id]
+        if entry.result is not None:
+            self.bytes -= len(entry.result)
+
+    @staticmethod
+    def _release_ack_waiters(entry: Entry, acked: bool) -> None:
+        waiters, entry.ack_waiters = entry.ack_waiters, None
+        for fut in waiters or ():
+            if not fut.done():
+                fut.set_result(acked)
+
+
+ResultListener = Callable[[str, bytes], None]
+
+
+class ResultReader:
+    """Reads every partition of the reply topic into the store; tells listeners of each result."""
+
+    def __init__(self, settings: ApiSettings, store: ResultStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.caught_up = asyncio.Event()
+        self.listeners: list[ResultListener] = []
+        self.records = 0
+        self.malformed = 0
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._next: dict[TopicPartition, int] = {}
+
+    @property
+    def running(self) -> bool:
+        """The read loop is alive."""
+        return self._task is not None and not self._task.done()
+
+    async def start(self, partitions: set[int]) -> None:
+        """Assign every partition, seek to the recovery window, start the read loop."""
+        s = self.settings
+        self._consumer = AIOKafkaConsumer(**s.reader_options())
+        await self._consumer.start()
+        tps = [TopicPartition(s.results_topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        await self._seek_recent(tps, time.time() - s.recover_s)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="result-reader")
+        self._task.add_done_callback(self._on_done)
+
+    async def stop(self) -> None:
+        """Stop reading and close the consumer; safe to call twice."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def _seek_recent(self, tps: list[TopicPartition], since: float) -> None:
+        consumer = self._require()
+        try:
+            found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in tps})
+        except KafkaError as exc:
+            logger.warning("offsets_for_times failed (%s); reading the reply topic from the "
+                           "beginning", exc)
+            await consumer.seek_to_beginning(*tps)
+            return
+        for tp in tps:
+            hit = found.get(tp)
+            if hit is None:
+                await consumer.seek_to_end(tp)
+            else:
+                # The embedded broker answers "nothing newer" with offset 0 (timestamp -1):
+                # reading from there is merely slower, never wrong.
+                consumer.seek(tp, hit.offset)
+                self._next[tp] = hit.offset
+        logger.info("result reader starts at %s", {tp.partition: (h.offset if h else "end")
+                                                   for tp, h in found.items()})
+
+    async def _run(self) -> None:
+        consumer = self._require()
+        recover_from = time.time() - self.settings.recover_s
+        while True:
+            try:
+                fetched = await consumer.getmany(timeout_ms=_POLL_MS, max_records=_MAX_RECORDS)
+            except KafkaError as exc:
+                logger.warning("reading results failed (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for tp, records in fetched.items():
+                for record in records:
+                    if record.timestamp / 1000.0 >= recover_from:
+                        self._handle(record.value)
+                self._next[tp] = records[-1].offset + 1
+            if not self.caught_up.is_set() and (not fetched or self._at_highwater(consumer)):
+                self.caught_up.set()
+                logger.info("result reader caught up: %d results remembered", len(self.store))
+            self.store.sweep()
+
+    def _at_highwater(self, consumer: AIOKafkaConsumer) -> bool:
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None or self._next.get(tp, 0) < highwater:
+                return False
+        return True
+
+    def _handle(self, value: bytes | None) -> None:
+        self.records += 1
+        try:
+            doc: Any = orjson.loads(value or b"")
+            request_id, op = doc["id"], doc.get("op", "")
+            if not isinstance(request_id, str) or not isinstance(op, str):
+                raise TypeError("id and op must be strings")
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            self.malformed += 1
+            logger.debug("skipping a malformed result record: %s", exc)
+            return
+        assert value is not None
+        if self.store.put_result(request_id, op, value):
+            for listener in self.listeners:
+                listener(request_id, value)
+
+    def _on_done(self, task: asyncio.Task[None]) -> None:
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            logger.error("the result reader died; waiting requests fall back to 202",
+                         exc_info=exc)
+        self.store.fail_waiters(ReaderStopped("the result reader stopped"))
+
+    def _require(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise NotStartedError("the result reader is not started")
+        return self._consumer

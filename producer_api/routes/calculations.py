@@ -1,0 +1,196 @@
+"""``/v1/calculations``: submit one, submit many, read the state of one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Path, Query, Request, Response
+
+from producer_api import docs, intake
+from producer_api.deps import ServicesDep
+from producer_api.errors import (
+    ApiError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from producer_api.limits import read_body, read_lines
+from producer_api.models import Accepted, BatchSummary, State
+from producer_api.responses import OrjsonResponse
+from producer_api.results import PUBLISHING
+from producer_api.settings import ApiSettings
+from producer_api.submitter import BatchItem
+
+router = APIRouter(prefix="/v1/calculations", tags=["calculations"])
+
+JSON_TYPES = ("", "application/json")
+NDJSON_TYPES = (docs.NDJSON, "application/jsonl", "application/x-jsonlines")
+NPY_TYPES = (docs.NPY, "application/octet-stream")
+
+Wait = Annotated[float | None, Query(
+    ge=0, allow_inf_nan=False,
+    description="Seconds to wait for the result (clamped to the server's max_wait_s, 30 by "
+    "default). 200 with the result if it arrives in time, else 202 as without wait.")]
+RequestIdPath = Annotated[str, Path(
+    pattern=r"^[A-Za-z0-9._:@-]+$", max_length=128, description="The request id.")]
+
+
+@router.post(
+    "", status_code=202,
+    summary="Submit one calculation",
+    description="Answers only after the broker acknowledged the request. Re-posting the same "
+    "client `id` with the same body returns its current state without publishing again; the "
+    "same `id` with another body is a 409.",
+    responses={
+        200: {"model": State, "description": "The result (with `?wait=`, or already known)."},
+        202: {"model": Accepted, "description": "Queued; poll the Location.",
+              "headers": {"Location": {"description": "Where to poll.",
+                                       "schema": {"type": "string"}}}},
+        409: docs.error("The id is already used by a different request."),
+        413: docs.TOO_LARGE, 422: docs.INVALID, 503: docs.UNAVAILABLE,
+    },
+    openapi_extra=docs.SUBMIT_BODY,
+)
+async def submit(request: Request, services: ServicesDep, wait: Wait = None) -> Response:
+    """Validate, publish, and answer 202 (or 200 with the result when it is there)."""
+    s = services.settings
+    body = await read_body(request, s.max_body_bytes)
+    item = intake.from_json(body, s.max_array_length, time.time())
+    outcome = await services.submitter.submit(item, min(wait, s.max_wait_s) if wait else 0.0)
+    location = {"Location": f"/v1/calculations/{outcome.id}"}
+    if outcome.result is not None:
+        return OrjsonResponse(outcome.result, 200, location)
+    return OrjsonResponse(b'{"id":"%s","status":"queued"}' % outcome.id.encode(), 202, location)
+
+
+@router.post(
+    "/batch", status_code=202,
+    summary="Submit many calculations",
+    description="Three bodies, by Content-Type:\n\n"
+    "* `application/json`: an array of requests (at most max_batch_count, 10,000 by default).\n"
+    "* `application/x-ndjson`: one request per line, any number of lines; each line is "
+    "published as it is read, so the body may be far larger than memory. Only each line is "
+    "size-limited.\n"
+    "* `application/x-npy` (or `application/octet-stream`): a NumPy `.npy` array, one request "
+    "per row, with `op` (and `args`) from the query; the fast path for numeric bulk.\n\n"
+    "Valid items are published even when others are rejected; the answer counts both and lists "
+    "each item's id. A 503 body carries the summary of what was accepted before the broker "
+    "failed.",
+    response_model=None,
+    responses={
+        202: {"model": BatchSummary, "description": "Every valid item was acknowledged."},
+        413: docs.TOO_LARGE,
+        415: docs.error("A Content-Type other than the three above."),
+        422: docs.INVALID, 503: docs.UNAVAILABLE,
+    },
+    openapi_extra=docs.BATCH_BODY,
+)
+async def submit_batch(
+    request: Request,
+    services: ServicesDep,
+    op: Annotated[str | None, Query(max_length=64, description=".npy bodies: the op of every "
+                                    "row.")] = None,
+    args: Annotated[str | None, Query(description=".npy bodies: the op's args as a JSON "
+                                      "object, e.g. {\"ddof\": 1}.")] = None,
+    id_prefix: Annotated[str | None, Query(
+        max_length=100, description=".npy bodies: ids become <id_prefix>-<row>; with a prefix "
+        "a re-post of the same file is idempotent. Default: a fresh random prefix.")] = None,
+    ids: Annotated[bool, Query(description="List each item's id in the answer (turn off for "
+                                           "very long NDJSON streams).")] = True,
+) -> Response:
+    """Publish every valid item; answer with counts, ids and per-item errors."""
+    s = services.settings
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    extra: dict[str, Any] = {}
+    items: AsyncIterator[BatchItem]
+    if ctype in NDJSON_TYPES:
+        items = _ndjson_items(request, s)
+    elif ctype in JSON_TYPES:
+        array = _json_array(await read_body(request, s.max_batch_bytes), s)
+        items = _aiter(_json_items(array, s))
+    elif ctype in NPY_TYPES:
+        if op is None:
+            raise InvalidRequest.of("op", "an .npy body needs ?op=")
+        body = await read_body(request, s.max_batch_bytes)
+        rows, prefix = intake.from_npy(body, op, _args(args), id_prefix, s.max_array_length,
+                                       time.time())
+        items = _aiter((i, r if isinstance(r, intake.Prepared) else r.error)
+                       for i, r in enumerate(rows))
+        extra["id_prefix"] = prefix
+    else:
+        raise UnsupportedMediaType(
+            f"Content-Type {ctype!r}; send application/json, {docs.NDJSON} or {docs.NPY}")
+    summary = await services.submitter.submit_many(items, keep_ids=ids)
+    return OrjsonResponse({**summary.document(), **extra}, 202)
+
+
+@router.get(
+    "/{request_id}",
+    summary="The state of one calculation",
+    description="`queued` until the result arrives, then the result document (status ok, "
+    "error or expired). 404 for an id this deployment never accepted or has forgotten: ids "
+    "are remembered for result_ttl_s (15 min by default) after their last change, and at most "
+    "result_store_max (100,000) of them.",
+    responses={200: {"model": State, "description": "Queued, or the result."},
+               404: docs.error("Unknown or forgotten id."), 422: docs.INVALID},
+    response_model=None,
+)
+async def get_state(request_id: RequestIdPath, services: ServicesDep) -> Response:
+    """The current state of a request."""
+    entry = services.store.get(request_id)
+    if entry is None or entry.state == PUBLISHING:
+        raise NotFound(f"no calculation {request_id!r} here (never accepted, or forgotten)")
+    return OrjsonResponse(entry.state_document())
+
+
+def _json_array(body: bytes, s: ApiSettings) -> list[Any]:
+    try:
+        array = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest.of("body", f"not valid JSON: {exc}") from None
+    if not isinstance(array, list) or not array:
+        raise InvalidRequest.of("body", "expected a non-empty JSON array of requests")
+    if len(array) > s.max_batch_count:
+        raise InvalidRequest.of("body", f"{len(array)} items; the limit is {s.max_batch_count}")
+    return array
+
+
+def _json_items(array: list[Any], s: ApiSettings) -> Iterable[BatchItem]:
+    now = time.time()
+    for index, doc in enumerate(array):
+        try:
+            yield index, intake.from_object(doc, s.max_array_length, now)
+        except InvalidRequest as exc:
+            yield index, exc
+
+
+async def _ndjson_items(request: Request, s: ApiSettings) -> AsyncIterator[BatchItem]:
+    async for index, line in read_lines(request, s.max_body_bytes):
+        if line is None:
+            yield index, PayloadTooLarge(f"line is over the limit of {s.max_body_bytes} bytes")
+            continue
+        try:
+            yield index, intake.from_json(line, s.max_array_length, time.time())
+        except ApiError as exc:
+            yield index, exc
+
+
+async def _aiter(items: Iterable[BatchItem]) -> AsyncIterator[BatchItem]:
+    for item in items:
+        yield item
+
+
+def _args(raw: str | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidRequest.of("args", "expected a JSON object")
+    return value

@@ -1,0 +1,182 @@
+"""``WS /v1/ws``: watch results as they are computed, and submit over the same socket.
+
+Client → server (JSON text messages; an optional ``ref`` is echoed in the reply):
+
+    {"type": "subscribe", "ids": ["a", "b"]}      watch ids (retained results come at once)
+    {"type": "subscribe", "all": true}            watch every new result
+    {"type": "unsubscribe", "ids": [...]}  /  {"type": "unsubscribe", "all": true}
+    {"type": "submit", "request": {...}}          as POST /v1/calculations; the id is watched
+
+Server → client:
+
+    {"type": "result", ...CalcResult fields}      one per result
+    {"type": "subscribed" | "unsubscribed", "ids": [...] | "all": true}
+    {"type": "accepted", "id": "..."}             the broker acknowledged a submit
+    {"type": "dropped", "count": n}               n older results were dropped (slow reader)
+    {"type": "error", "error": {"code", "message", "fields"?}}   the socket stays open
+
+A message over ``ws_max_message_bytes`` closes the socket with 1009; a client that does not
+read even the replies to its own messages is closed with 1008 (see ``producer_api.hub``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from producer_api import intake
+from producer_api.deps import Services, ServicesDep
+from producer_api.errors import ApiError, InvalidRequest
+from producer_api.hub import Subscriber
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter()
+
+_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+CLOSE_TOO_BIG = 1009
+CLOSE_POLICY = 1008
+
+
+class _Session:
+    """One socket's state: its outbox, its watches, its submits in flight."""
+
+    def __init__(self, ws: WebSocket, services: Services) -> None:
+        self.ws = ws
+        self.services = services
+        self.settings = services.settings
+        self.sub = Subscriber(self.settings.ws_queue_size)
+        self.submits = asyncio.Semaphore(self.settings.ws_submits_in_flight)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.close_code: int | None = None
+
+    def reply(self, doc: dict[str, Any], ref: Any) -> None:
+        if ref is not None:
+            doc["ref"] = ref
+        if not self.sub.offer_control(orjson.dumps(doc)):
+            self.close_code = CLOSE_POLICY
+
+    def error(self, exc: ApiError, ref: Any) -> None:
+        self.reply({"type": "error", **exc.body()}, ref)
+
+    async def handle(self, text: str | bytes) -> None:
+        try:
+            doc = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            self.error(InvalidRequest.of("message", f"not valid JSON: {exc}"), None)
+            return
+        if not isinstance(doc, dict):
+            self.error(InvalidRequest.of("message", "expected a JSON object"), None)
+            return
+        ref = doc.get("ref")
+        kind = doc.get("type")
+        try:
+            if kind == "subscribe":
+                self._subscribe(doc, ref)
+            elif kind == "unsubscribe":
+                self._unsubscribe(doc, ref)
+            elif kind == "submit":
+                item = intake.from_object(doc.get("request"), self.settings.max_array_length,
+                                          time.time())
+                await self.submits.acquire()
+                task = asyncio.get_running_loop().create_task(self._submit(item, ref))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            else:
+                raise InvalidRequest.of(
+                    "type", "expected 'subscribe', 'unsubscribe' or 'submit'")
+        except ApiError as exc:
+            self.error(exc, ref)
+
+    def _ids(self, doc: dict[str, Any]) -> list[str]:
+        ids = doc.get("ids")
+        if not isinstance(ids, list) or not all(isinstance(i, str) and _ID.match(i)
+                                                for i in ids):
+            raise InvalidRequest.of("ids", "expected a list of request ids (or \"all\": true)")
+        return ids
+
+    def _subscribe(self, doc: dict[str, Any], ref: Any) -> None:
+        hub = self.services.hub
+        if doc.get("all") is True:
+            hub.watch_all(self.sub)
+            self.reply({"type": "subscribed", "all": True}, ref)
+            return
+        ids = self._ids(doc)
+        if len(self.sub.ids) + len(ids) > self.settings.ws_max_subscriptions:
+            raise InvalidRequest.of("ids", f"at most {self.settings.ws_max_subscriptions} ids "
+                                    "may be watched at once")
+        self.reply({"type": "subscribed", "ids": ids}, ref)
+        hub.watch(self.sub, ids)
+
+    def _unsubscribe(self, doc: dict[str, Any], ref: Any) -> None:
+        if doc.get("all") is True:
+            self.services.hub.unwatch_all(self.sub)
+            self.reply({"type": "unsubscribed", "all": True}, ref)
+            return
+        ids = self._ids(doc)
+        self.services.hub.unwatch(self.sub, ids)
+        self.reply({"type": "unsubscribed", "ids": ids}, ref)
+
+    async def _submit(self, item: intake.Prepared, ref: Any) -> None:
+        try:
+            outcome = await self.services.submitter.submit(item)
+        except ApiError as exc:
+            self.error(exc, ref)
+            return
+        finally:
+            self.submits.release()
+        self.reply({"type": "accepted", "id": outcome.id}, ref)
+        self.services.hub.watch(self.sub, [outcome.id])
+
+    async def pump(self) -> None:
+        """Send the outbox until the socket goes away."""
+        while True:
+            for message in await self.sub.take():
+                await self.ws.send_text(message.decode())
+
+    async def close(self) -> None:
+        self.services.hub.remove(self.sub)
+        for task in list(self.tasks):
+            task.cancel()
+        for task in list(self.tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@router.websocket("/v1/ws")
+async def results_socket(ws: WebSocket, services: ServicesDep) -> None:
+    """Subscribe to results and submit requests over one socket."""
+    await ws.accept()
+    session = _Session(ws, services)
+    sender = asyncio.get_running_loop().create_task(session.pump(), name="ws-pump")
+    limit = services.settings.ws_max_message_bytes
+    try:
+        while session.close_code is None:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("text")
+            if data is None:
+                data = message.get("bytes") or b""
+            if len(data) > limit:
+                session.close_code = CLOSE_TOO_BIG
+                break
+            await session.handle(data)
+            if sender.done():
+                return
+        await ws.close(session.close_code)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sender
+        await session.close()

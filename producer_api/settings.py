@@ -1,0 +1,124 @@
+"""The API's settings, read from ``CALCSTREAM_*`` environment variables once, at the entry point.
+
+Every limit below is a default a deployment can change; the README's table mirrors this file.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from pydantic import Field
+
+from consumer.settings import BrokerSettings
+
+MiB = 1024 * 1024
+
+
+class ApiSettings(BrokerSettings):
+    """How the API reaches the broker, what it accepts, and how long it remembers results."""
+
+    api_id: str = Field(
+        default_factory=lambda: f"api-{socket.gethostname()}-{os.getpid()}",
+        description="Kafka client id of this replica.",
+    )
+
+    # Input limits.
+    max_body_bytes: int = Field(
+        default=4 * MiB, ge=1024,
+        description="Largest single-request body (POST /v1/calculations) and largest NDJSON "
+        "line; 413 beyond it, enforced while reading, chunked bodies included.",
+    )
+    max_batch_bytes: int = Field(
+        default=64 * MiB, ge=1024,
+        description="Largest JSON-array or .npy batch body. NDJSON bodies have no total limit, "
+        "only the per-line limit.",
+    )
+    max_array_length: int = Field(
+        default=100_000, ge=1, description="Most values in one request's data (422 beyond)."
+    )
+    max_batch_count: int = Field(
+        default=10_000, ge=1, description="Most requests in one JSON-array batch (422 beyond)."
+    )
+    max_batch_errors: int = Field(
+        default=1_000, ge=1,
+        description="Per-item errors listed in a batch answer; the rejected count is exact.",
+    )
+    max_wait_s: float = Field(
+        default=30.0, ge=0, description="Longest ?wait= honoured; larger values are clamped."
+    )
+
+    # Publishing.
+    publish_timeout_s: float = Field(
+        default=2.0, gt=0,
+        description="How long a request waits for the broker's ack before it is answered 503.",
+    )
+    retry_after_s: int = Field(default=1, ge=0, description="Retry-After sent with every 503.")
+    batch_in_flight: int = Field(
+        default=2_000, ge=1,
+        description="Records of one batch call sent but not yet acknowledged; reading the "
+        "body pauses beyond it.",
+    )
+
+    # Results.
+    result_store_max: int = Field(
+        default=100_000, ge=1, description="Ids (queued or answered) remembered per replica."
+    )
+    result_store_max_bytes: int = Field(
+        default=256 * MiB, ge=MiB, description="Bytes of result documents remembered."
+    )
+    result_ttl_s: float = Field(
+        default=900.0, gt=0,
+        description="An id is forgotten this long after its last change (accepted, answered).",
+    )
+    recover_window_s: float | None = Field(
+        default=None, ge=0,
+        description="At start-up, re-read results this far back (default: result_ttl_s).",
+    )
+    fetch_max_wait_ms: int = Field(default=10, ge=1)
+    startup_timeout_s: float = Field(
+        default=30.0, gt=0, description="How long start-up waits for the broker."
+    )
+
+    # WebSocket.
+    ws_max_message_bytes: int = Field(
+        default=4 * MiB, ge=1024,
+        description="Largest client message; a bigger one closes the socket with 1009.",
+    )
+    ws_queue_size: int = Field(
+        default=1_000, ge=1,
+        description="Results queued for one slow socket before the oldest are dropped.",
+    )
+    ws_max_subscriptions: int = Field(
+        default=100_000, ge=1, description="Ids one socket may watch at once."
+    )
+    ws_submits_in_flight: int = Field(
+        default=64, ge=1, description="Submits of one socket awaiting their ack at once."
+    )
+
+    # Server.
+    access_log: bool = False
+
+    @property
+    def recover_s(self) -> float:
+        """How far back the result reader starts."""
+        return self.result_ttl_s if self.recover_window_s is None else self.recover_window_s
+
+    def producer_options(self) -> dict[str, Any]:
+        """``AIOKafkaProducer`` options: the shared ones, named after this replica."""
+        return {**super().producer_options(), "client_id": self.api_id}
+
+    def reader_options(self) -> dict[str, Any]:
+        """``AIOKafkaConsumer`` options for the result reader: no group, no commits."""
+        return {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+            "client_id": self.api_id,
+            "group_id": None,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "fetch_max_wait_ms": self.fetch_max_wait_ms,
+            "max_partition_fetch_bytes": self.max_message_bytes,
+            "fetch_max_bytes": max(self.max_message_bytes, 52_428_800),
+        }
