@@ -11,6 +11,7 @@ import argparse
 from collections.abc import Sequence
 
 import uvicorn
+from fastapi import FastAPI
 
 from calcstream.logs import configure
 from producer_api.main import create_app
@@ -28,8 +29,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     uvicorn.Server(config(settings, args.host, args.port)).run()
 
 
-def config(settings: ApiSettings, host: str, port: int, **overrides: object) -> uvicorn.Config:
-    """The uvicorn configuration for an app built from ``settings``."""
+def config(settings: ApiSettings, host: str, port: int, app: FastAPI | None = None,
+           **overrides: object) -> uvicorn.Config:
+    """The uvicorn configuration for ``app`` (default: one built from ``settings``)."""
     options: dict[str, object] = {
         "host": host,
         "port": port,
@@ -44,7 +46,7 @@ def config(settings: ApiSettings, host: str, port: int, **overrides: object) -> 
         "server_header": False,
     }
     options.update(overrides)
-    return uvicorn.Config(create_app(settings), **options)  # type: ignore[arg-type]
+    return uvicorn.Config(app or create_app(settings), **options)  # type: ignore[arg-type]
 
 
 def _pick(preferred: str, fallback: str) -> str:

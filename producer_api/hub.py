@@ -4,15 +4,17 @@ The result reader calls ``Hub.publish`` for every new result; the hub puts the m
 the outbox of each socket watching that id (or everything) and never waits. Each socket has
 its own sender task draining its outbox, so a slow reader only ever holds up itself.
 
-**Slow readers.** Results queue up to ``ws_queue_size`` per socket; past that the oldest queued
-result is dropped and counted, and the socket's next message is ``{"type": "dropped",
-"count": n}`` before the results that follow. Replies to the client's own messages (accepted,
-subscribed, error) are never dropped; a client that lets even those pile up past the same
-bound is not reading at all, and its socket is closed with 1008 (policy violation).
+**Watched ids are never dropped.** A socket watches at most ``ws_max_subscriptions`` ids and
+each watch ends when its result is delivered, so their results are bounded by the watch limit
+and all of them are kept until sent (the outbox holds references to the stored documents, not
+copies). A result already retained when its id is subscribed is delivered at once.
 
-A watch on an id ends when that id's result is delivered; a result retained in the store is
-delivered at once to a socket that subscribes after it arrived. ``all`` watches only new
-results, it does not replay the store.
+**Slow readers of ``all``.** The ``all`` stream is unbounded, so it gets ``ws_queue_size``
+slots per socket; past that the oldest queued result is dropped and counted, and the socket's
+next message is ``{"type": "dropped", "count": n}`` before the results that follow. ``all``
+watches only new results, it does not replay the store. Replies to the client's own messages
+(accepted, subscribed, error) are never dropped; a client that lets even those pile up past
+``ws_queue_size`` is not reading at all, and its socket is closed with 1008 (policy violation).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def result_message(value: bytes) -> bytes:
 class Subscriber:
     """One socket: what it watches and its outbox."""
 
-    __slots__ = ("ids", "all", "capacity", "dropped", "_control", "_results", "_wake")
+    __slots__ = ("ids", "all", "capacity", "dropped", "_control", "_watched", "_stream",
+                 "_wake")
 
     def __init__(self, capacity: int) -> None:
         self.ids: set[str] = set()
@@ -45,15 +48,26 @@ class Subscriber:
         self.capacity = capacity
         self.dropped = 0
         self._control: deque[bytes] = deque()
-        self._results: deque[bytes] = deque()
+        self._watched: deque[bytes] = deque()
+        self._stream: deque[bytes] = deque()
         self._wake = asyncio.Event()
 
-    def offer_result(self, message: bytes) -> None:
-        """Queue a result; drop (and count) the oldest when the outbox is full."""
-        if len(self._results) >= self.capacity:
-            self._results.popleft()
+    @property
+    def watching(self) -> int:
+        """Ids watched, or delivered but not yet sent."""
+        return len(self.ids) + len(self._watched)
+
+    def offer_watched(self, value: bytes) -> None:
+        """Queue the result of a watched id (never dropped)."""
+        self._watched.append(value)
+        self._wake.set()
+
+    def offer_stream(self, value: bytes) -> None:
+        """Queue a result of the ``all`` stream; drop (and count) the oldest when full."""
+        if len(self._stream) >= self.capacity:
+            self._stream.popleft()
             self.dropped += 1
-        self._results.append(message)
+        self._stream.append(value)
         self._wake.set()
 
     def offer_control(self, message: bytes) -> bool:
@@ -66,16 +80,18 @@ class Subscriber:
 
     async def take(self) -> list[bytes]:
         """The next messages to send, in order; waits while there are none."""
-        while not (self._control or self._results):
+        while not (self._control or self._watched or self._stream):
             self._wake.clear()
             await self._wake.wait()
         out = list(self._control)
         self._control.clear()
+        for _ in range(min(_TAKE_MAX, len(self._watched))):
+            out.append(result_message(self._watched.popleft()))
         if self.dropped:
             out.append(orjson.dumps({"type": "dropped", "count": self.dropped}))
             self.dropped = 0
-        for _ in range(min(_TAKE_MAX, len(self._results))):
-            out.append(self._results.popleft())
+        for _ in range(min(_TAKE_MAX, len(self._stream))):
+            out.append(result_message(self._stream.popleft()))
         return out
 
 
@@ -92,7 +108,7 @@ class Hub:
         for request_id in ids:
             entry = self.store.get(request_id)
             if entry is not None and entry.result is not None:
-                sub.offer_result(result_message(entry.result))
+                sub.offer_watched(entry.result)
             elif request_id not in sub.ids:
                 sub.ids.add(request_id)
                 self._by_id.setdefault(request_id, set()).add(sub)
@@ -125,12 +141,10 @@ class Hub:
     def publish(self, request_id: str, value: bytes) -> None:
         """A new result arrived (``ResultReader`` listener); never blocks."""
         subs = self._by_id.pop(request_id, None)
-        if not subs and not self._everyone:
-            return
-        message = result_message(value)
+        if subs:
+            for sub in subs:
+                sub.ids.discard(request_id)
+                sub.offer_watched(value)
         for sub in self._everyone:
-            sub.offer_result(message)
-        for sub in subs or ():
-            sub.ids.discard(request_id)
-            if not sub.all:
-                sub.offer_result(message)
+            if not subs or sub not in subs:
+                sub.offer_stream(value)

@@ -15,8 +15,10 @@ Server → client:
     {"type": "dropped", "count": n}               n older results were dropped (slow reader)
     {"type": "error", "error": {"code", "message", "fields"?}}   the socket stays open
 
-A message over ``ws_max_message_bytes`` closes the socket with 1009; a client that does not
-read even the replies to its own messages is closed with 1008 (see ``producer_api.hub``).
+Results of watched ids are never dropped; the ``all`` stream drops its oldest results for a
+slow reader and says how many. A message over ``ws_max_message_bytes`` closes the socket with
+1009; a client that does not read even the replies to its own messages is closed with 1008
+(see ``producer_api.hub``).
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ class _Session:
             self.reply({"type": "subscribed", "all": True}, ref)
             return
         ids = self._ids(doc)
-        if len(self.sub.ids) + len(ids) > self.settings.ws_max_subscriptions:
+        if self.sub.watching + len(ids) > self.settings.ws_max_subscriptions:
             raise InvalidRequest.of("ids", f"at most {self.settings.ws_max_subscriptions} ids "
                                     "may be watched at once")
         self.reply({"type": "subscribed", "ids": ids}, ref)
