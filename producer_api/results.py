@@ -241,7 +241,7 @@ class ResultReader:
                 await task
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await consumer.stop()
+            await _stop_consumer(consumer)
 
     async def _seek_recent(self, tps: list[TopicPartition], since: float) -> None:
         consumer = self._require()
@@ -318,3 +318,21 @@ class ResultReader:
         if self._consumer is None:
             raise NotStartedError("the result reader is not started")
         return self._consumer
+
+
+async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """``consumer.stop()``, surviving an aiokafka 0.14 quirk.
+
+    When a fetch is in its retry back-off (the broker went away), ``Fetcher.close`` cancels it
+    and awaits it without catching the ``CancelledError``, which escapes ``stop()`` before the
+    client's connections are closed. That error is not a cancellation of this task: finish
+    closing instead of failing the whole shutdown.
+    """
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+        logger.debug("aiokafka let a cancelled fetch escape stop(); closing its client")
+        await consumer._client.close()  # noqa: SLF001 - stop() skipped it, see above

@@ -106,8 +106,14 @@ class ApiSettings(BrokerSettings):
         return self.result_ttl_s if self.recover_window_s is None else self.recover_window_s
 
     def producer_options(self) -> dict[str, Any]:
-        """``AIOKafkaProducer`` options: the shared ones, named after this replica."""
-        return {**super().producer_options(), "client_id": self.api_id}
+        """``AIOKafkaProducer`` options: the shared ones, named after this replica.
+
+        The producer gives a record up about when the API stops waiting for it
+        (``publish_timeout_s``), so a 503 rarely hides a late delivery and shutting down with
+        the broker gone does not wait out a longer request timeout.
+        """
+        return {**super().producer_options(), "client_id": self.api_id,
+                "request_timeout_ms": max(1000, int(self.publish_timeout_s * 1000))}
 
     def reader_options(self) -> dict[str, Any]:
         """``AIOKafkaConsumer`` options for the result reader: no group, no commits."""

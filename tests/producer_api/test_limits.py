@@ -1,0 +1,57 @@
+"""Body limits: 413 as soon as a body passes its limit, chunked bodies included."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+
+from tests.producer_api.conftest import ApiStack
+
+
+async def endless(chunk: bytes, total: int) -> AsyncIterator[bytes]:
+    """``total`` bytes of ``chunk`` repeated, sent chunked (no Content-Length)."""
+    sent = 0
+    while sent < total:
+        yield chunk
+        sent += len(chunk)
+
+
+async def test_a_chunked_body_over_the_limit_is_413(
+    client: httpx.AsyncClient, api: ApiStack,
+) -> None:
+    limit = api.settings.max_body_bytes
+    body = endless(b'{"op":"sum","data":[' + b"1," * 4000, 100 * limit)
+    response = await client.post("/v1/calculations", content=body,
+                                 headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert "content-length" not in response.request.headers
+    assert response.request.headers["transfer-encoding"] == "chunked"
+
+
+async def test_a_declared_length_over_the_limit_is_413_before_reading(
+    client: httpx.AsyncClient, api: ApiStack,
+) -> None:
+    body = b" " * (api.settings.max_body_bytes + 1)
+    response = await client.post("/v1/calculations", content=body,
+                                 headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+async def test_a_body_at_the_limit_is_read(client: httpx.AsyncClient, api: ApiStack) -> None:
+    limit = api.settings.max_body_bytes
+    core = b'{"op":"sum","data":[1]}'
+    body = core + b" " * (limit - len(core))
+    response = await client.post("/v1/calculations", content=body,
+                                 headers={"content-type": "application/json"})
+    assert response.status_code == 202, response.text
+
+
+async def test_a_batch_body_over_its_limit_is_413(
+    client: httpx.AsyncClient, api: ApiStack,
+) -> None:
+    body = endless(b"[" + b" " * 65535, api.settings.max_batch_bytes + 65536)
+    response = await client.post("/v1/calculations/batch", content=body,
+                                 headers={"content-type": "application/json"})
+    assert response.status_code == 413
