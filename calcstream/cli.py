@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -241,10 +240,13 @@ def _broker(args: argparse.Namespace) -> int:
     from calcstream.broker import EmbeddedBroker
 
     configure("INFO")
+    stop = {signal.SIGINT, signal.SIGTERM}
     with EmbeddedBroker(args.port) as broker:
+        # sigwait needs the signals blocked, or SIGTERM kills us and orphans the broker. Block
+        # them only now: the broker process would inherit the mask and ignore our SIGTERM.
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop)
         print(f"embedded broker on {broker.bootstrap_servers}; Ctrl-C stops it", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signal.sigwait(stop)
     return 0
 
 
