@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import httpx
+from starlette.requests import Request
 
+from producer_api.limits import read_lines
 from tests.producer_api.conftest import ApiStack
 
 
@@ -55,3 +57,26 @@ async def test_a_batch_body_over_its_limit_is_413(
     response = await client.post("/v1/calculations/batch", content=body,
                                  headers={"content-type": "application/json"})
     assert response.status_code == 413
+
+
+def request_with(chunks: list[bytes]) -> Request:
+    """A Starlette request whose body arrives in these chunks."""
+    messages = [{"type": "http.request", "body": c, "more_body": True} for c in chunks]
+    messages.append({"type": "http.request", "body": b"", "more_body": False})
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0)
+
+    return Request({"type": "http", "method": "POST", "headers": []}, receive)  # type: ignore[arg-type]
+
+
+async def lines(chunks: list[bytes], limit: int) -> list[tuple[int, bytes | None]]:
+    return [pair async for pair in read_lines(request_with(chunks), limit)]
+
+
+async def test_lines_are_split_across_chunks_and_over_long_ones_flagged() -> None:
+    chunks = [b'ab\ncd', b'e\n\n', b'x' * 5, b'xxxxx', b'x\nlast']
+    assert await lines(chunks, 10) == [(0, b"ab"), (1, b"cde"), (3, None), (4, b"last")]
+    assert await lines([b"one\r\n", b"  \n", b"two\n"], 10) == [(0, b"one\r"), (2, b"two")]
+    assert await lines([b"x" * 11], 10) == [(0, None)]
+    assert await lines([], 10) == []

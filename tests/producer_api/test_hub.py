@@ -1,0 +1,76 @@
+"""The WebSocket hub on its own: who gets what, and the slow-reader policy (no broker)."""
+
+from __future__ import annotations
+
+import orjson
+
+from producer_api.hub import Hub, Subscriber, result_message
+from producer_api.results import ResultStore
+
+
+def doc(i: int) -> bytes:
+    return orjson.dumps({"id": f"r{i}", "result": i})
+
+
+def decode(messages: list[bytes]) -> list[dict[str, object]]:
+    return [orjson.loads(m) for m in messages]
+
+
+async def test_the_all_stream_drops_its_oldest_and_says_how_many() -> None:
+    sub = Subscriber(capacity=3)
+    for i in range(5):
+        sub.offer_stream(doc(i))
+    got = decode(await sub.take())
+    assert got[0] == {"type": "dropped", "count": 2}
+    assert [m["id"] for m in got[1:]] == ["r2", "r3", "r4"]
+    assert all(m["type"] == "result" for m in got[1:])
+
+
+async def test_watched_results_and_replies_come_first_and_are_never_dropped() -> None:
+    sub = Subscriber(capacity=3)
+    sub.offer_stream(doc(100))
+    for i in range(10):
+        sub.offer_watched(doc(i))
+    assert sub.offer_control(b'{"type":"subscribed"}')
+    got = decode(await sub.take())
+    assert got[0] == {"type": "subscribed"}
+    assert [m["id"] for m in got[1:]] == [f"r{i}" for i in range(10)] + ["r100"]
+
+
+async def test_a_client_that_reads_nothing_is_detected() -> None:
+    sub = Subscriber(capacity=2)
+    assert sub.offer_control(b"{}") and sub.offer_control(b"{}")
+    assert not sub.offer_control(b"{}")
+
+
+async def test_publish_routes_by_id_once_and_ends_the_watch() -> None:
+    hub = Hub(ResultStore(100, 1 << 20, 60))
+    by_id, everything, both = Subscriber(10), Subscriber(10), Subscriber(10)
+    hub.watch(by_id, ["r1"])
+    hub.watch(both, ["r1"])
+    hub.watch_all(everything)
+    hub.watch_all(both)
+    hub.publish("r1", doc(1))
+    hub.publish("r1", doc(1))  # a watch ends with its result: by_id gets it once
+    assert [m["id"] for m in decode(await by_id.take())] == ["r1"]
+    assert [m["id"] for m in decode(await both.take())] == ["r1", "r1"]
+    assert len(decode(await everything.take())) == 2
+    assert by_id.ids == set() and by_id.watching == 0
+
+
+async def test_watching_a_retained_result_delivers_it_at_once() -> None:
+    store = ResultStore(100, 1 << 20, 60)
+    store.put_result("r7", "sum", doc(7))
+    hub = Hub(store)
+    sub = Subscriber(10)
+    hub.watch(sub, ["r7", "r8"])
+    assert decode(await sub.take()) == [{"type": "result", "id": "r7", "result": 7}]
+    assert sub.ids == {"r8"}
+    hub.remove(sub)
+    hub.publish("r8", doc(8))
+    assert sub.watching == 0
+
+
+def test_a_result_message_is_the_result_plus_its_type() -> None:
+    assert orjson.loads(result_message(b'{"id":"x","status":"ok"}')) == {
+        "type": "result", "id": "x", "status": "ok"}

@@ -1,0 +1,96 @@
+"""Turning bodies into records, checked against the worker's own decoder (no broker)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import orjson
+import pytest
+
+from producer_api.errors import InvalidRequest
+from producer_api.intake import Prepared, fingerprint, from_json, from_npy, from_object
+from schemas.encoding import BINARY, JSON, decode_request
+
+NOW = 1_700_000_000.5
+
+
+def decoded(item: Prepared) -> tuple[dict[str, object], list[float]]:
+    ctype = dict(item.headers)["content-type"].decode()
+    request = decode_request(item.value, ctype)
+    return request.fields.model_dump(), request.data.tolist()
+
+
+def test_a_body_without_id_is_spliced_not_re_encoded() -> None:
+    body = b'  {"op": "sum", "data": [1, 2.5]}'
+    item = from_json(body, 100, NOW)
+    assert item.value.endswith(b',"op": "sum", "data": [1, 2.5]}')
+    fields, data = decoded(item)
+    assert fields["id"] == item.id and fields["submitted_at"] == NOW
+    assert data == [1.0, 2.5] and item.fingerprint is None
+
+
+def test_client_ids_and_submitted_at_are_kept() -> None:
+    body = b'{"id": "mine", "op": "sum", "data": [1], "submitted_at": 5}'
+    item = from_json(body, 100, NOW)
+    assert item.value == body and item.id == "mine" and item.fingerprint is not None
+    fields, _ = decoded(item)
+    assert fields["submitted_at"] == 5
+
+
+def test_an_explicit_null_id_is_replaced() -> None:
+    item = from_json(b'{"id": null, "op": "max", "data": [3], "args": {}}', 100, NOW)
+    fields, data = decoded(item)
+    assert fields["id"] == item.id and item.id and data == [3.0]
+
+
+def test_parsed_objects_encode_to_the_same_contract() -> None:
+    item = from_object({"op": "var", "data": [1, 2, 3], "args": {"ddof": 1},
+                        "deadline": NOW + 5}, 100, NOW)
+    fields, data = decoded(item)
+    assert fields["args"] == {"ddof": 1} and fields["deadline"] == NOW + 5
+    assert data == [1.0, 2.0, 3.0]
+    with pytest.raises(InvalidRequest):
+        from_object([1, 2], 100, NOW)
+
+
+def test_fingerprints_ignore_spelling_but_not_content() -> None:
+    base = fingerprint("sum", [1, 2], {"a": 1, "b": 2}, None)
+    assert base == fingerprint("sum", [1.0, 2.0], {"b": 2, "a": 1}, None)
+    assert base == fingerprint("sum", np.array([1, 2], dtype=np.float32), {"a": 1, "b": 2}, None)
+    for other in (fingerprint("max", [1, 2], {"a": 1, "b": 2}, None),
+                  fingerprint("sum", [1, 3], {"a": 1, "b": 2}, None),
+                  fingerprint("sum", [1, 2], {"a": 1}, None),
+                  fingerprint("sum", [1, 2], {"a": 1, "b": 2}, 9.0)):
+        assert other != base
+    one = from_json(b'{"id": "x", "op": "sum", "data": [1, 2]}', 100, NOW)
+    two = from_json(b'{"data": [1.0, 2.0], "op": "sum", "id": "x", "args": {}}', 100, NOW)
+    assert one.fingerprint == two.fingerprint
+
+
+def test_npy_rows_are_binary_records_the_worker_decodes() -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, np.arange(6, dtype=np.int32).reshape(2, 3))
+    items, prefix = from_npy(buffer.getvalue(), "sum", {}, "p", 100, NOW)
+    assert prefix == "p" and [i.id for i in items] == ["p-0", "p-1"]  # type: ignore[union-attr]
+    first = items[0]
+    assert isinstance(first, Prepared)
+    assert dict(first.headers)["content-type"].decode() == BINARY
+    fields, data = decoded(first)
+    assert fields["op"] == "sum" and fields["submitted_at"] == NOW and data == [0.0, 1.0, 2.0]
+    assert first.fingerprint == fingerprint("sum", [0, 1, 2], {}, None)
+
+
+def test_json_records_carry_the_json_content_type() -> None:
+    item = from_json(b'{"op": "sum", "data": [1]}', 100, NOW)
+    assert dict(item.headers)["content-type"].decode() == JSON
+    assert orjson.loads(item.value)["op"] == "sum"
+
+
+def test_limits_and_op_rules_name_the_field() -> None:
+    with pytest.raises(InvalidRequest) as too_long:
+        from_json(b'{"op": "sum", "data": [1, 2, 3]}', 2, NOW)
+    assert too_long.value.fields[0]["field"] == "data"
+    with pytest.raises(InvalidRequest) as bad_args:
+        from_json(b'{"op": "std", "data": [1, 2], "args": {"ddof": -1}}', 10, NOW)
+    assert bad_args.value.fields[0]["field"] == "args.ddof"
