@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from calcstream.logs import configure
+from producer_api.fastpath import SubmitFastPath
 from producer_api.main import create_app
 from producer_api.settings import ApiSettings
 
@@ -46,7 +47,9 @@ def config(settings: ApiSettings, host: str, port: int, app: FastAPI | None = No
         "server_header": False,
     }
     options.update(overrides)
-    return uvicorn.Config(app or create_app(settings), **options)  # type: ignore[arg-type]
+    app = app or create_app(settings)
+    target = SubmitFastPath(app, app.state, settings.retry_after_s) if settings.fast_path else app
+    return uvicorn.Config(target, **options)  # type: ignore[arg-type]
 
 
 def _pick(preferred: str, fallback: str) -> str:

@@ -30,8 +30,12 @@ class Services:
     loop_lag: LoopLagMonitor
 
 
-def get_services(conn: HTTPConnection) -> Services:
-    """The running app's services; ``NotStartedError`` (503) before start-up or after shutdown."""
+async def get_services(conn: HTTPConnection) -> Services:
+    """The running app's services; ``NotStartedError`` (503) before start-up or after shutdown.
+
+    ``async`` on purpose: FastAPI runs plain ``def`` dependencies in a thread pool, a thread
+    hop per request that the hot path cannot afford.
+    """
     services: Services | None = getattr(conn.app.state, "services", None)
     if services is None:
         raise NotStartedError("the API is not started (its lifespan has not run)")

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 
 class ApiError(Exception):
     """Base of the errors the API turns into responses."""
@@ -32,6 +34,10 @@ class ApiError(Exception):
     def body(self) -> dict[str, Any]:
         """The JSON error document."""
         return {"error": {"code": self.code, "message": self.message}, **self.extra}
+
+    def body_bytes(self) -> bytes:
+        """The JSON error document, encoded."""
+        return orjson.dumps(self.body())
 
 
 class InvalidRequest(ApiError):

@@ -164,7 +164,7 @@ def from_npy(body: bytes, op_name: str, args: Mapping[str, Any], id_prefix: str 
     if id_prefix is not None and not ID_PREFIX.match(id_prefix):
         raise InvalidRequest.of("id_prefix", "1-100 characters of A-Z a-z 0-9 . _ : @ -")
     prefix = id_prefix or new_id()
-    finite = np.isfinite(matrix).all(axis=1)
+    finite = np.asarray(np.isfinite(matrix).all(axis=1))
     items: list[Prepared | Rejected] = []
     for i in range(rows):
         if not finite[i]:

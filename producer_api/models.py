@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from schemas.messages import CalcRequest, CalcResult, RequestId
 
-SUM_EXAMPLE = {"op": "sum", "data": [1.0, 2.0, 3.5]}
-MATMUL_EXAMPLE = {
+SUM_EXAMPLE: dict[str, JsonValue] = {"op": "sum", "data": [1.0, 2.0, 3.5]}
+MATMUL_EXAMPLE: dict[str, JsonValue] = {
     "id": "order-42",
     "op": "matmul",
     "data": [1, 2, 3, 4, 5, 6, 7, 8],

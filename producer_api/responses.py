@@ -26,7 +26,7 @@ class OrjsonResponse(JSONResponse):
         self, content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None,
         background: BackgroundTask | None = None,
     ) -> None:
-        super().__init__(content, status_code, headers, None, background)  # type: ignore[arg-type]
+        super().__init__(content, status_code, headers, None, background)
 
     def render(self, content: Any) -> bytes:
         if isinstance(content, bytes):

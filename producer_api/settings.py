@@ -99,6 +99,11 @@ class ApiSettings(BrokerSettings):
 
     # Server.
     access_log: bool = False
+    fast_path: bool = Field(
+        default=True,
+        description="Serve POST /v1/calculations straight from ASGI (producer_api.fastpath); "
+        "off routes it through FastAPI like every other endpoint.",
+    )
 
     @property
     def recover_s(self) -> float:

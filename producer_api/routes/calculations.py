@@ -10,7 +10,7 @@ import orjson
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from producer_api import docs, intake
-from producer_api.deps import ServicesDep
+from producer_api.deps import Services, ServicesDep
 from producer_api.errors import (
     ApiError,
     InvalidRequest,
@@ -57,14 +57,20 @@ RequestIdPath = Annotated[str, Path(
 )
 async def submit(request: Request, services: ServicesDep, wait: Wait = None) -> Response:
     """Validate, publish, and answer 202 (or 200 with the result when it is there)."""
+    body = await read_body(request, services.settings.max_body_bytes)
+    status, content, location = await accept(services, body, wait)
+    return OrjsonResponse(content, status, {"Location": location})
+
+
+async def accept(services: Services, body: bytes, wait: float | None) -> tuple[int, bytes, str]:
+    """Submit one raw JSON body: (status, answer, location). Shared with ``fastpath``."""
     s = services.settings
-    body = await read_body(request, s.max_body_bytes)
     item = intake.from_json(body, s.max_array_length, time.time())
     outcome = await services.submitter.submit(item, min(wait, s.max_wait_s) if wait else 0.0)
-    location = {"Location": f"/v1/calculations/{outcome.id}"}
+    location = f"/v1/calculations/{outcome.id}"
     if outcome.result is not None:
-        return OrjsonResponse(outcome.result, 200, location)
-    return OrjsonResponse(b'{"id":"%s","status":"queued"}' % outcome.id.encode(), 202, location)
+        return 200, outcome.result, location
+    return 202, b'{"id":"%s","status":"queued"}' % outcome.id.encode(), location
 
 
 @router.post(

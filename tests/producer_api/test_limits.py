@@ -67,7 +67,7 @@ def request_with(chunks: list[bytes]) -> Request:
     async def receive() -> dict[str, object]:
         return messages.pop(0)
 
-    return Request({"type": "http", "method": "POST", "headers": []}, receive)  # type: ignore[arg-type]
+    return Request({"type": "http", "method": "POST", "headers": []}, receive)
 
 
 async def lines(chunks: list[bytes], limit: int) -> list[tuple[int, bytes | None]]:

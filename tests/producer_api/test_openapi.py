@@ -35,14 +35,14 @@ def raw_body(ctx: Any, value: Any) -> bytes:
 # Two checks do not fit this API by design: a schema-valid body can still be a 422, because an
 # op's own rules (matmul needs m*k + k*n values, var needs more than ddof) are not expressible
 # in JSON Schema; and a batch with malformed items is a 202 that lists per-item errors.
-EXCLUDED = [positive_data_acceptance, negative_data_rejection]
+EXCLUDED: list[Any] = [positive_data_acceptance, negative_data_rejection]
 
 
 @schema.parametrize()
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 # schemathesis' own path-parameter strategy trips this hypothesis deprecation.
 @pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
-def test_the_api_keeps_its_openapi_promises(case: schemathesis.Case, api: ApiStack) -> None:
+def test_the_api_keeps_its_openapi_promises(case: schemathesis.Case[Any], api: ApiStack) -> None:
     case.call_and_validate(base_url=api.base_url, excluded_checks=EXCLUDED)
 
 

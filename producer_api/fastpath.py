@@ -1,0 +1,112 @@
+"""The hot path: ``POST /v1/calculations`` served straight from ASGI.
+
+FastAPI's request machinery (middleware layers, routing, dependency solving, query validation)
+costs more CPU per request than validating and publishing one. This middleware answers the one
+endpoint that must sustain thousands of requests per second itself, with the same function the
+FastAPI route uses (``routes.calculations.accept``), the same limits and the same error
+envelope; every other request, and this one when ``fast_path`` is off, goes through FastAPI.
+The FastAPI route stays the documented contract (OpenAPI) and the reference behaviour.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from urllib.parse import parse_qsl
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from producer_api.deps import Services
+from producer_api.errors import ApiError, InvalidRequest, NotStartedError, PayloadTooLarge
+from producer_api.routes.calculations import accept
+
+logger = logging.getLogger(__name__)
+
+PATH = "/v1/calculations"
+_JSON = (b"content-type", b"application/json")
+
+
+class SubmitFastPath:
+    """ASGI middleware that serves ``POST /v1/calculations`` without the framework."""
+
+    def __init__(self, app: ASGIApp, state: object, retry_after: int) -> None:
+        self.app = app
+        self.state = state
+        self.retry_after = str(retry_after).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            services: Services | None = getattr(self.state, "services", None)
+            if services is None:
+                raise NotStartedError("the API is not started (its lifespan has not run)")
+            wait = _wait(scope["query_string"])
+            body = await _read(scope, receive, services.settings.max_body_bytes)
+            status, content, location = await accept(services, body, wait)
+        except ApiError as exc:
+            await _answer(send, exc.status, exc.body_bytes(), self._error_headers(exc))
+            return
+        await _answer(send, status, content, [_JSON, (b"location", location.encode())])
+
+    def _error_headers(self, exc: ApiError) -> list[tuple[bytes, bytes]]:
+        if exc.retriable:
+            return [_JSON, (b"retry-after", self.retry_after)]
+        return [_JSON]
+
+
+def _wait(query: bytes) -> float | None:
+    """``?wait=``, validated as the FastAPI route does (a finite number ≥ 0)."""
+    if not query:
+        return None
+    value = None
+    for key, raw in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if key == "wait":
+            value = raw
+    if value is None:
+        return None
+    try:
+        wait = float(value)
+    except ValueError:
+        raise InvalidRequest.of("query.wait", "Input should be a valid number") from None
+    if not math.isfinite(wait) or wait < 0:
+        raise InvalidRequest.of("query.wait", "Input should be a finite number ≥ 0")
+    return wait
+
+
+async def _read(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The body, refused past ``limit`` bytes while it streams in (as ``limits.read_body``)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise PayloadTooLarge(f"body is {int(value)} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _answer(send: Send, status: int, body: bytes,
+                  headers: list[tuple[bytes, bytes]]) -> None:
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Disconnected(ApiError):
+    """The client went away while sending; the answer goes nowhere."""
+
+    status = 400
+    code = "client_disconnected"
+
+    def __init__(self) -> None:
+        super().__init__("the client disconnected")
