@@ -13,7 +13,6 @@ from pydantic.json_schema import models_json_schema
 from producer_api.models import (
     MATMUL_EXAMPLE,
     SUM_EXAMPLE,
-    BatchSummary,
     ErrorBody,
     Submission,
 )
@@ -97,7 +96,3 @@ def install(app: FastAPI, extra_models: tuple[type[BaseModel], ...] = (Submissio
 
     setter: Callable[[], dict[str, Any]] = openapi
     app.openapi = setter  # type: ignore[method-assign]
-
-
-__all__ = ["BATCH_BODY", "INVALID", "SUBMIT_BODY", "TOO_LARGE", "UNAVAILABLE", "BatchSummary",
-           "install", "ref"]

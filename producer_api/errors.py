@@ -6,6 +6,7 @@
     ├── UnsupportedMediaType  415  a batch body of an unknown content type
     ├── NotFound              404  an id this replica never accepted or has forgotten
     ├── Conflict              409  a known client id re-posted with a different body
+    ├── ClientDisconnected    400  the client left mid-body (nobody reads the answer)
     └── Unavailable           503  the broker did not acknowledge in time (retriable)
         └── NotStartedError        the app's lifespan has not started its clients
 
@@ -88,6 +89,13 @@ class Conflict(ApiError):
 
     status = 409
     code = "id_conflict"
+
+
+class ClientDisconnected(ApiError):
+    """The client went away while sending its body; the answer goes nowhere."""
+
+    status = 400
+    code = "client_disconnected"
 
 
 class Unavailable(ApiError):

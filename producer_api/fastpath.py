@@ -17,7 +17,13 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from producer_api.deps import Services
-from producer_api.errors import ApiError, InvalidRequest, NotStartedError, PayloadTooLarge
+from producer_api.errors import (
+    ApiError,
+    ClientDisconnected,
+    InvalidRequest,
+    NotStartedError,
+    PayloadTooLarge,
+)
 from producer_api.routes.calculations import accept
 
 logger = logging.getLogger(__name__)
@@ -85,7 +91,7 @@ async def _read(scope: Scope, receive: Receive, limit: int) -> bytes:
     while True:
         message: Message = await receive()
         if message["type"] == "http.disconnect":
-            raise _Disconnected()
+            raise ClientDisconnected("the client disconnected")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -101,12 +107,3 @@ async def _answer(send: Send, status: int, body: bytes,
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
-
-class _Disconnected(ApiError):
-    """The client went away while sending; the answer goes nowhere."""
-
-    status = 400
-    code = "client_disconnected"
-
-    def __init__(self) -> None:
-        super().__init__("the client disconnected")

@@ -91,10 +91,10 @@ def from_json(body: bytes, max_values: int, now: float) -> Prepared:
     return _prepare(sub, body, max_values, now)
 
 
-def from_object(doc: Any, max_values: int, now: float) -> Prepared:
+def from_object(doc: Any, max_values: int, now: float, where: str = "body") -> Prepared:
     """A request from an already-parsed JSON value (a batch item, a WebSocket submit)."""
     if not isinstance(doc, dict):
-        raise InvalidRequest.of("body", "expected a JSON object")
+        raise InvalidRequest.of(where, "expected a JSON object")
     try:
         sub = Submission.model_validate(doc)
     except ValidationError as exc:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from producer_api.errors import PayloadTooLarge
+from producer_api.errors import ClientDisconnected, PayloadTooLarge
 
 
 def _check_declared(request: Request, limit: int) -> None:
@@ -25,7 +25,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     _check_declared(request, limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    async for chunk in _stream(request):
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
@@ -41,7 +41,7 @@ async def read_lines(request: Request, limit: int) -> AsyncIterator[tuple[int, b
     index = 0
     pending = bytearray()
     skipping = False
-    async for chunk in request.stream():
+    async for chunk in _stream(request):
         start = 0
         while True:
             newline = chunk.find(b"\n", start)
@@ -63,3 +63,11 @@ async def read_lines(request: Request, limit: int) -> AsyncIterator[tuple[int, b
             start = newline + 1
     if not skipping and pending.strip():
         yield index, bytes(pending)
+
+
+async def _stream(request: Request) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in request.stream():
+            yield chunk
+    except ClientDisconnect:
+        raise ClientDisconnected("the client disconnected while sending") from None

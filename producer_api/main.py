@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 
 from consumer.admin import ensure_topics, wait_for_broker
@@ -60,7 +61,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         reader = ResultReader(s, store)
         reader.listeners.append(hub.publish)
         stack.push_async_callback(reader.stop)
-        await reader.start(await publisher.partitions_for(s.results_topic))
+        await reader.start(await _partitions(publisher, s.results_topic))
         loop_lag = LoopLagMonitor()
         stack.push_async_callback(loop_lag.stop)
         loop_lag.start()
@@ -73,6 +74,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             logger.info("API stopping: %d results read, %d remembered, loop lag %s",
                         reader.records, len(store), loop_lag.summary())
     logger.info("API shut down gracefully")
+
+
+async def _partitions(publisher: Publisher, topic: str) -> set[int]:
+    """The result topic's partitions, or a clear start-up error (the embedded broker creates
+    topics on first mention, Kafka with auto-creation off does not)."""
+    try:
+        partitions = await publisher.partitions_for(topic)
+    except KafkaError as exc:
+        partitions, reason = set(), str(exc)
+    else:
+        reason = "no partitions"
+    if not partitions:
+        raise RuntimeError(f"the result topic {topic!r} is not there ({reason}); create it, "
+                           "or start with CALCSTREAM_CREATE_TOPICS=true")
+    return partitions
 
 
 def _masked(settings: ApiSettings) -> dict[str, object]:

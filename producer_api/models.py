@@ -75,6 +75,8 @@ class BatchSummary(BaseModel):
         default=None, description="Id of each item in order (null where rejected); "
         "left out with ?ids=false.")
     errors: list[ItemError] = Field(description="The first max_batch_errors rejections.")
+    id_prefix: str | None = Field(
+        default=None, description=".npy bodies: the prefix of the ids (<id_prefix>-<row>).")
 
 
 class FieldError(BaseModel):

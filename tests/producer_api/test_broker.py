@@ -102,3 +102,4 @@ async def test_requests_before_start_up_are_503() -> None:
         response = await http.post("/v1/calculations", json={"op": "sum", "data": [1]})
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "not_started"
+

@@ -121,7 +121,7 @@ async def test_submit_over_the_socket(api: ApiStack) -> None:
     ('{"type": "subscribe"}', "ids"),
     ('{"type": "subscribe", "ids": ["ok", "not ok"]}', "ids"),
     ('{"type": "unsubscribe", "ids": "x"}', "ids"),
-    ('{"type": "submit"}', "body"),
+    ('{"type": "submit"}', "request"),
     ('{"type": "submit", "request": {"op": "sum", "data": [NaN]}}', "message"),
     ('{"type": "submit", "request": {"op": "sum", "data": ["Infinity"]}}', "data.0"),
     ('{"type": "submit", "request": {"op": "inv", "data": [1, 2, 3]}}', "data"),
