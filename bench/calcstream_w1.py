@@ -1,0 +1,64 @@
+"""W1 against calcstream, two ways a client can use it.
+
+* ``wait``: ``POST /v1/calculations?wait=30`` answers 200 with the result: one round trip, the
+  same shape as the peers (in ``w1.saturate``).
+* ``stream``: ``POST /v1/calculations`` answers 202 after the broker's ack, and the client sees
+  the results on a WebSocket (``subscribe all``). The 64 clients no longer wait for the compute,
+  so the pipeline stays full; throughput is results observed per second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from bench import wrk
+from bench.config import Plan
+from bench.loadgen import Probe
+from bench.observer import Observer
+from bench.payloads import BodyPool, close
+from bench.stack import CalcstreamStack
+from bench.stats import percentiles
+from bench.targets import HttpTarget
+from bench.w1 import idle_probe
+
+
+def value_check(pool: BodyPool) -> Any:
+    """A result is right when it is ok and equals one of the pool's answers."""
+    expected = pool.expected
+
+    def check(doc: dict[str, Any]) -> bool:
+        if doc.get("status") != "ok":
+            return False
+        value = float(doc["result"])
+        return any(close(value, e) for e in expected)
+
+    return check
+
+
+async def stream(stack: CalcstreamStack, pool: BodyPool, plan: Plan) -> dict[str, Any]:
+    """wrk submits (202 after ack); one WebSocket observes and checks every result."""
+    health = f"{stack.url}/healthz"
+    idle = await idle_probe(HttpTarget("calcstream", "", health), plan.idle_probe_seconds)
+    ws_url = stack.url.replace("http://", "ws://") + "/v1/ws"
+    async with Observer(ws_url, value_check(pool)) as observer:
+        stop = asyncio.Event()
+        probe = Probe(health)
+        probing = asyncio.create_task(probe.run(stop, plan.w1_seconds + 60))
+        t0 = time.perf_counter()
+        try:
+            submitted = await wrk.run(f"{stack.url}/v1/calculations", pool, plan.w1_seconds,
+                                      plan.connections, "status", 202)
+            complete = await observer.wait_for(submitted.ok, quiet_s=5.0, limit_s=60.0)
+        finally:
+            stop.set()
+            await probing
+        span = (observer.last or t0) - t0
+    return {"submitted": submitted.ok, "submit_per_s": submitted.ok_per_s,
+            "submit_latency_ms": submitted.latency_ms, "ok": observer.ok,
+            "wrong": observer.wrong, "dropped": observer.dropped, "complete": complete,
+            "seconds": span, "ok_per_s": observer.ok / span if span > 0 else 0.0,
+            "probe_idle_ms": idle, "probe_load_ms": percentiles(probe.latencies_ms),
+            "probe_failures": probe.failures,
+            "probe_series": [(round(t, 3), round(lat * 1000, 3)) for t, lat in probe.samples]}

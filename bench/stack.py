@@ -1,0 +1,124 @@
+"""The calcstream stack as ``make run`` starts it: embedded broker, topics, worker(s), API.
+
+Same processes (``python -m consumer``, ``python -m producer_api``) and the product's defaults;
+the bench only picks free ports and, where a workload says so, overrides named settings (each
+override is listed in the report).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.procs import HOST, Child, free_port
+from calcstream.broker import EmbeddedBroker
+from consumer.admin import ensure_topics, wait_for_broker
+from consumer.settings import BrokerSettings
+
+WARMUP_BODY = b'{"op":"sum_of_squares","data":[1.0,2.0]}'
+
+
+class CalcstreamStack:
+    """Broker + topics + workers + API on free ports; ``await start()``, ``stop()``."""
+
+    def __init__(self, log_dir: Path, name: str = "calcstream", workers: int = 1,
+                 with_api: bool = True, env: dict[str, str] | None = None,
+                 partitions: int = 4) -> None:
+        self.log_dir = log_dir
+        self.name = name
+        self.workers = workers
+        self.with_api = with_api
+        self.overrides = dict(env or {})
+        self.partitions = partitions
+        self.broker = EmbeddedBroker(free_port(), log_path=log_dir / f"{name}-broker.log")
+        self.api_port = free_port()
+        self.metrics_ports = [free_port() for _ in range(workers)]
+        self.children: list[Child] = []
+
+    @property
+    def bootstrap(self) -> str:
+        """The broker's address."""
+        return self.broker.bootstrap_servers
+
+    @property
+    def url(self) -> str:
+        """The API's base URL."""
+        return f"http://{HOST}:{self.api_port}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """CALCSTREAM_* for a child of this stack."""
+        return {"CALCSTREAM_BOOTSTRAP_SERVERS": self.bootstrap,
+                "CALCSTREAM_TOPIC_PARTITIONS": str(self.partitions),
+                "CALCSTREAM_LOG_LEVEL": "WARNING", **self.overrides, **extra}
+
+    @property
+    def api(self) -> Child:
+        """The API process."""
+        return next(c for c in self.children if c.name.endswith("-api"))
+
+    async def start(self, timeout: float = 90.0) -> None:
+        """Start everything and return once a request makes the full round trip."""
+        self.broker.start()
+        settings = BrokerSettings(bootstrap_servers=self.bootstrap,
+                                  topic_partitions=self.partitions)
+        await wait_for_broker(self.bootstrap)
+        await ensure_topics(settings)
+        for i, port in enumerate(self.metrics_ports):
+            self.children.append(Child(
+                f"{self.name}-worker-{i + 1}", [sys.executable, "-m", "consumer"],
+                self.env(CALCSTREAM_METRICS_PORT=str(port)), self.log_dir).start())
+        if self.with_api:
+            api = Child(f"{self.name}-api", [sys.executable, "-m", "producer_api", "--host",
+                                             HOST, "--port", str(self.api_port)],
+                        self.env(), self.log_dir).start()
+            self.children.append(api)
+            await asyncio.to_thread(api.wait_port, self.api_port, timeout)
+            await self.round_trip(timeout)
+        for port, child in zip(self.metrics_ports, self.children, strict=False):
+            await asyncio.to_thread(child.wait_port, port, timeout)
+
+    async def round_trip(self, timeout: float) -> None:
+        """Wait until a submit with ``?wait=`` comes back with its result."""
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                try:
+                    async with session.post(f"{self.url}/v1/calculations?wait=5",
+                                            data=WARMUP_BODY,
+                                            headers={"Content-Type": "application/json"}) as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise TimeoutError(f"the stack did not answer a request in {timeout}s")
+
+    def stop(self) -> None:
+        """SIGTERM the API and workers (they drain), then stop the broker; safe twice."""
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
+        self.broker.stop()
+
+
+async def worker_metrics(port: int) -> dict[str, Any]:
+    """A worker's Prometheus samples: name → value, histograms as name → [(le, count)]."""
+    async with aiohttp.ClientSession() as session, session.get(
+            f"http://{HOST}:{port}/metrics") as resp:
+        text = await resp.text()
+    out: dict[str, Any] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name.endswith("_bucket"):
+                out.setdefault(s.name, []).append((float(s.labels["le"]), s.value))
+            elif "status" in s.labels:
+                out[f"{s.name}:{s.labels['status']}"] = s.value
+            elif "partition" not in s.labels:
+                out[s.name] = s.value
+    return out

@@ -1,0 +1,109 @@
+"""W1: sum_of_squares over 1,000 floats, 64 clients back to back, with a /healthz probe.
+
+Also the load generator's ceiling (wrk and aiohttp against the null peer) and W1 at a fixed
+offered rate (open loop, latency from each request's scheduled start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+
+from bench import loadgen, wrk
+from bench.config import Plan
+from bench.loadgen import Probe
+from bench.payloads import BodyPool
+from bench.procs import ROOT
+from bench.stats import percentiles
+from bench.targets import HttpTarget
+
+
+async def idle_probe(target: HttpTarget, seconds: float) -> dict[str, float]:
+    """Probe latency with nothing else going on."""
+    probe = Probe(target.health)
+    await probe.run(asyncio.Event(), seconds)
+    return percentiles(probe.latencies_ms)
+
+
+async def saturate(target: HttpTarget, pool: BodyPool, plan: Plan, seconds: float,
+                   mode: str | None = None) -> dict[str, Any]:
+    """wrk with ``plan.connections`` clients, every answer checked, the probe running."""
+    if mode is None:
+        mode = "number" if target.returns_result else "status"
+    idle = await idle_probe(target, plan.idle_probe_seconds)
+    stop = asyncio.Event()
+    probe = Probe(target.health)
+    probing = asyncio.create_task(probe.run(stop, seconds + 30))
+    try:
+        result = await wrk.run(target.url, pool, seconds, plan.connections, mode,
+                               target.status)
+    finally:
+        stop.set()
+        await probing
+    return {**result.as_dict(), "probe_idle_ms": idle,
+            "probe_load_ms": percentiles(probe.latencies_ms),
+            "probe_failures": probe.failures,
+            "probe_series": [(round(t, 3), round(lat * 1000, 3)) for t, lat in probe.samples]}
+
+
+async def background_rates(target: HttpTarget, pool: BodyPool, plan: Plan) -> dict[str, Any]:
+    """The background peer: accepted/s from wrk, completed/s from its own counters."""
+    base = target.url.rsplit("/", 1)[0]
+    async with aiohttp.ClientSession() as session:
+        await (await session.post(f"{base}/stats/reset")).read()
+        started = time.time()
+        run = await saturate(target, pool, plan, plan.w1_seconds)
+        deadline = time.monotonic() + 120
+        while True:
+            async with session.get(f"{base}/stats") as resp:
+                stats = orjson.loads(await resp.read())
+            if stats["completed"] >= stats["accepted"] or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+    span = (stats["last_complete"] or started) - (stats["first_accept"] or started)
+    run["completed"] = stats["completed"]
+    run["accepted"] = stats["accepted"]
+    run["completed_per_s"] = stats["completed"] / span if span > 0 else 0.0
+    return run
+
+
+async def ceiling(null: HttpTarget, pool: BodyPool, plan: Plan) -> dict[str, Any]:
+    """What the load generators reach against an endpoint that only reads the body and
+    answers 202 (itself a one-process FastAPI app, so this bounds the generator from below)."""
+    out: dict[str, Any] = {}
+    for threads in (1, 2):
+        r = await wrk.run(null.url, pool, plan.ceiling_seconds, plan.connections, "status",
+                          202, threads)
+        out[f"wrk_t{threads}_per_s"] = r.ok_per_s
+    done, elapsed = await loadgen.closed_loop(null.url, pool, plan.ceiling_seconds,
+                                              plan.connections, 202)
+    out["aiohttp_per_s"] = done / elapsed
+    return out
+
+
+async def fixed_rate(target: HttpTarget, pool: BodyPool, plan: Plan) -> dict[str, Any]:
+    """Open-loop at ``plan.fixed_rate`` req/s; latency percentiles from scheduled start."""
+    check = loadgen.result_check(pool) if target.returns_result else None
+    r = await loadgen.fixed_rate(target.url, pool, plan.fixed_rate, plan.fixed_seconds,
+                                 target.status, check)
+    return {"offered": r.offered, "answered": len(r.latencies_ms), "wrong": r.wrong,
+            "statuses": {str(k): v for k, v in r.statuses.items()},
+            "failed": r.failed, "seconds": r.seconds, "latency_ms": percentiles(r.latencies_ms),
+            "latencies_ms": sorted(round(x, 3) for x in r.latencies_ms)}
+
+
+async def celery_direct(redis_url: str, tasks: int) -> dict[str, Any]:
+    """``delay()`` + ``get()`` without HTTP, in its own process."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.peers.celery_direct", str(tasks), cwd=ROOT,
+        env={"BENCH_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT), "PATH": ""},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 300)
+    last = out.decode().strip().splitlines()[-1]
+    doc: dict[str, Any] = orjson.loads(last)
+    return doc

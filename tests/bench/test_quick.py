@@ -1,0 +1,81 @@
+"""A thin slice of the bench on the real broker: the harness yields well-formed figures.
+
+No timing assertions: the machine is shared and these runs are tiny. Needs the ``bench``
+extra's HTTP client (aiohttp); uvicorn, aiokafka and NumPy come with the product.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("aiohttp", reason="the bench extra is not installed: "
+                    "pip install -e '.[dev,bench]'")
+
+from bench import loadgen, payloads, report, worker_path  # noqa: E402
+from bench.config import Plan  # noqa: E402
+from bench.procs import Child, free_port, uvicorn_child  # noqa: E402
+
+FAST_GROUP = {"CALCSTREAM_SESSION_TIMEOUT_MS": "2000", "CALCSTREAM_HEARTBEAT_INTERVAL_MS": "500",
+              "CALCSTREAM_LOG_LEVEL": "WARNING"}
+
+
+async def test_worker_path_counts_every_result_and_the_echo(kafka_bootstrap: str,
+                                                            tmp_path: Path) -> None:
+    figure = await worker_path.measure(kafka_bootstrap, FAST_GROUP, tmp_path, 2_000)
+
+    assert figure["results"] == figure["unique_ids"] == 2_000
+    assert figure["wrong"] == 0
+    assert figure["echo_records"] == 2_000
+    assert figure["worker_per_s"] > 0 and figure["echo_per_s"] > 0
+    assert figure["worker_vs_echo"] == pytest.approx(
+        figure["worker_per_s"] / figure["echo_per_s"])
+
+
+@pytest.fixture
+def inline_peer(tmp_path: Path) -> Iterator[tuple[Child, int]]:
+    port = free_port()
+    child = uvicorn_child("inline", "bench.peers.inline:app", port, tmp_path).start()
+    try:
+        child.wait_port(port, 30)
+        yield child, port
+    finally:
+        child.stop()
+
+
+async def test_fixed_rate_checks_every_answer_of_a_peer(inline_peer: tuple[Child, int]) -> None:
+    _, port = inline_peer
+    pool = payloads.w1_pool()
+    result = await loadgen.fixed_rate(f"http://127.0.0.1:{port}/compute", pool, rate=200,
+                                      seconds=1.0, status=200,
+                                      check=loadgen.result_check(pool))
+
+    assert result.offered == 200
+    assert len(result.latencies_ms) == 200
+    assert result.wrong == result.failed == 0
+    assert result.statuses == {200: 200}
+
+
+async def test_probe_samples_on_its_timer(inline_peer: tuple[Child, int]) -> None:
+    _, port = inline_peer
+    probe = loadgen.Probe(f"http://127.0.0.1:{port}/healthz")
+    await probe.run(asyncio.Event(), limit_s=0.5)
+
+    assert 20 <= len(probe.samples) <= 51
+    assert probe.failures == 0
+
+
+def test_report_renders_figures_and_targets() -> None:
+    runs = [{"worker_per_s": 60_000.0 + i, "echo_per_s": 80_000.0, "worker_vs_echo": 0.75,
+             "wrong": 0} for i in range(3)]
+    results = {"plan": Plan.full().__dict__, "started": "s", "finished": "f",
+               "worker": {"calcstream": runs}}
+
+    text = report.render(results, [])
+
+    assert "| Worker path, 100 floats | ≥ 50,000 req/s | 60,001 (60,000–60,002) | yes |" in text
+    assert "| Worker path vs raw echo | ≥ 0.60 | 0.75 (0.75–0.75) | yes |" in text
+    assert "| W1 bulk, JSON | ≥ 15,000 items/s | — | not measured |" in text
