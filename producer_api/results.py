@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 PUBLISHING, QUEUED, DONE = "publishing", "queued", "done"
 _POLL_MS = 200
-_MAX_RECORDS = 5_000
+_MAX_RECORDS = 1_000
 
 
 class ReaderStopped(Exception):
@@ -283,6 +283,9 @@ class ResultReader:
                 self.caught_up.set()
                 logger.info("result reader caught up: %d results remembered", len(self.store))
             self.store.sweep()
+            # getmany() returns buffered records without suspending: let the WebSocket
+            # senders drain what this batch queued before the next one arrives.
+            await asyncio.sleep(0)
 
     def _at_highwater(self, consumer: AIOKafkaConsumer) -> bool:
         for tp in consumer.assignment():

@@ -87,8 +87,9 @@ class ApiSettings(BrokerSettings):
         description="Largest client message; a bigger one closes the socket with 1009.",
     )
     ws_queue_size: int = Field(
-        default=1_000, ge=1,
-        description="Results queued for one slow socket before the oldest are dropped.",
+        default=10_000, ge=1,
+        description="Results of the 'all' stream queued for one socket before the oldest are "
+        "dropped (references to stored documents, not copies).",
     )
     ws_max_subscriptions: int = Field(
         default=100_000, ge=1, description="Ids one socket may watch at once."
