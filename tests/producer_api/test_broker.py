@@ -32,7 +32,7 @@ async def test_broker_down_is_503_with_retry_after_within_the_publish_timeout() 
                 started = time.monotonic()
                 response = await http.post("/v1/calculations", json={"op": "sum", "data": [1]})
                 assert response.status_code == 503, response.text
-                assert time.monotonic() - started < 1.0 + 1.5
+                assert time.monotonic() - started < 1.0 + 3.0  # bounded: the timeout plus slack
                 assert response.headers["retry-after"] == "3"
                 assert response.json()["error"]["code"] == "broker_unavailable"
 
