@@ -21,7 +21,14 @@ from pydantic import ValidationError
 
 from consumer import ops
 from consumer.kernels import group_by
-from schemas.encoding import DecodedRequest, DecodeError, content_type, decode_request, peek_id
+from schemas.encoding import (
+    DecodedRequest,
+    DecodeError,
+    content_type,
+    decode_request,
+    loose_json,
+    peek_id,
+)
 from schemas.messages import DeadLetterHeaders
 
 logger = logging.getLogger(__name__)
@@ -97,7 +104,7 @@ def process_batch(
             continue
         if request.fields.deadline is not None and request.fields.deadline < started:
             _emit(out, record, ctx, request.fields.id, request.fields.op, "expired", started,
-                  batch_size=len(records),
+                  batch_size=len(records), submitted=request.fields.submitted_at,
                   error={"code": "deadline_exceeded",
                          "message": "the deadline passed before the request was computed"})
             continue
@@ -247,9 +254,6 @@ def _describe(exc: Exception) -> str:
 
 
 def _peek_op(value: bytes | None) -> str:
-    try:
-        doc = orjson.loads(value or b"")
-    except orjson.JSONDecodeError:
-        return ""
+    doc = loose_json(value)
     op = doc.get("op") if isinstance(doc, dict) else None
     return op[:64] if isinstance(op, str) else ""

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from schemas.messages import CalcRequest, RequestFields
 
@@ -53,7 +53,9 @@ def encode_json(request: CalcRequest) -> bytes:
 
 def encode_binary(fields: RequestFields, data: npt.ArrayLike) -> bytes:
     """Binary value of a request record (header ``content-type: BINARY``)."""
-    meta = fields.model_dump_json(exclude_defaults=True).encode()
+    # ``include``: a CalcRequest is a RequestFields too, and its data list must stay out.
+    meta = fields.model_dump_json(include=set(RequestFields.model_fields),
+                                  exclude_defaults=True).encode()
     array = np.ascontiguousarray(data, dtype=_F64)
     return _LENGTH.pack(len(meta)) + meta + array.tobytes()
 
@@ -63,7 +65,8 @@ def content_type(headers: object) -> str:
     if headers:
         for key, value in headers:  # type: ignore[attr-defined]
             if key.lower() == CONTENT_TYPE_HEADER:
-                return bytes(value).decode("ascii", "replace").split(";")[0].strip().lower()
+                # Kafka header values may be null; a null content-type names no known type.
+                return bytes(value or b"").decode("ascii", "replace").split(";")[0].strip().lower()
     return JSON
 
 
@@ -106,18 +109,20 @@ def _decode_binary(value: bytes) -> DecodedRequest:
             raise DecodeError(f"metadata is not valid JSON: {exc.errors()[0]['msg']}") from None
         raise
     data = np.frombuffer(value, dtype=_F64, offset=start)
-    if not np.isfinite(data).all():
-        raise ValueError("data contains NaN or Infinity")
+    finite = np.isfinite(data)
+    if not finite.all():
+        # The same error the JSON form gets for a NaN: the contract's, not the framing's.
+        at = int(np.argmin(finite))
+        raise ValidationError.from_exception_data(CalcRequest.__name__, [
+            {"type": "finite_number", "loc": ("data", at), "input": float(data[at])}
+        ])
     return DecodedRequest(fields, data)
 
 
 def peek_id(value: bytes | None, key: bytes | None) -> str | None:
     """Best-effort request id of a record that failed to decode or validate."""
     if value:
-        try:
-            doc = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            doc = None
+        doc = loose_json(value)
         if isinstance(doc, dict) and isinstance(doc.get("id"), str) and doc["id"]:
             return str(doc["id"])[:128]
     if key:
@@ -126,3 +131,11 @@ def peek_id(value: bytes | None, key: bytes | None) -> str | None:
         except UnicodeDecodeError:
             return None
     return None
+
+
+def loose_json(value: bytes | None) -> object:
+    """``value`` parsed as leniently as ``decode_request`` parses it (NaN allowed), else None."""
+    try:
+        return from_json(value or b"")
+    except ValueError:
+        return None
