@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--workers", type=int, default=1, help="worker processes (1)")
     dev.add_argument("--partitions", type=int, default=4, help="partitions per topic (4)")
     dev.add_argument("--no-api", action="store_true", help="do not start the API")
+    dev.add_argument("--metrics-port", type=int, default=9101,
+                     help="first worker's /metrics port; worker i uses this + i (9101)")
     dev.set_defaults(func=_dev)
 
     worker = sub.add_parser(
@@ -219,7 +221,8 @@ def _dev(args: argparse.Namespace) -> int:
     configure("INFO")
     stack = DevStack(DevOptions(broker_port=args.broker_port, api_host=args.host,
                                 api_port=args.port, workers=args.workers,
-                                partitions=args.partitions, with_api=not args.no_api))
+                                partitions=args.partitions, with_api=not args.no_api,
+                                metrics_port=args.metrics_port))
     try:
         stack.start()
         return stack.wait()

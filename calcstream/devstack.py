@@ -10,11 +10,12 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 
 from calcstream.broker import EmbeddedBroker
-from consumer.admin import ensure_topics, wait_for_broker
-from consumer.settings import BrokerSettings
+from consumer.admin import ensure_topics, wait_for_broker, wait_for_group
+from consumer.settings import BrokerSettings, WorkerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ class DevStack:
             bootstrap = self.broker.bootstrap_servers
             self.env["CALCSTREAM_BOOTSTRAP_SERVERS"] = bootstrap
         self.env.setdefault("CALCSTREAM_TOPIC_PARTITIONS", str(self.options.partitions))
+        # A consumer-group join takes about half the session timeout on the embedded broker.
+        self.env.setdefault("CALCSTREAM_SESSION_TIMEOUT_MS", "6000")
+        self.env.setdefault("CALCSTREAM_HEARTBEAT_INTERVAL_MS", "1500")
         settings = BrokerSettings(bootstrap_servers=bootstrap,
                                   topic_partitions=self.options.partitions)
         asyncio.run(_prepare(settings))
@@ -62,6 +66,11 @@ class DevStack:
             self._spawn("api", [sys.executable, "-m", "producer_api",
                                 "--host", self.options.api_host,
                                 "--port", str(self.options.api_port)])
+        group = self.env.get("CALCSTREAM_GROUP_ID", WorkerSettings.model_fields["group_id"].default)
+        asyncio.run(wait_for_group(bootstrap, group, self.options.workers))
+        if self.options.with_api and _api_available():
+            _wait_for_http(f"http://{self.options.api_host}:{self.options.api_port}/readyz",
+                           self.children)
         print(_banner(bootstrap, self.options, settings), flush=True)
 
     def _spawn(self, name: str, argv: list[str], **env: str) -> None:
@@ -110,6 +119,25 @@ class DevStack:
 async def _prepare(settings: BrokerSettings) -> None:
     await wait_for_broker(settings.bootstrap_servers)
     await ensure_topics(settings)
+
+
+def _wait_for_http(
+    url: str, children: list[tuple[str, subprocess.Popen[bytes]]], timeout: float = 60.0
+) -> None:
+    """Poll ``url`` until it answers 200; fail early if a child process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, proc in children:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {proc.returncode} during start-up")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout:g}s")
 
 
 def _api_available() -> bool:

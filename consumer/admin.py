@@ -64,3 +64,25 @@ async def ensure_topics(settings: BrokerSettings, partitions: int | None = None)
         raise BrokerUnavailable(str(exc)) from exc
     finally:
         await admin.close()
+
+
+async def wait_for_group(
+    bootstrap_servers: str, group_id: str, members: int, timeout: float = 60.0
+) -> None:
+    """Return once ``group_id`` is Stable with at least ``members`` members (joined, assigned)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                (described,) = (await admin.describe_consumer_groups([group_id]))[0].groups
+                _, _, state, _, _, joined = described
+                if state == "Stable" and len(joined) >= members:
+                    return
+                await asyncio.sleep(0.2)  # noqa: ASYNC110 - group state has no push notification
+    except TimeoutError:
+        raise BrokerUnavailable(
+            f"consumer group {group_id} did not reach {members} stable member(s) in {timeout:g}s"
+        ) from None
+    finally:
+        await admin.close()
