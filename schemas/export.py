@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.encoding import BINARY, CONTENT_TYPE_HEADER, JSON
-from schemas.messages import SCHEMA_VERSION, CalcRequest, CalcResult, DeadLetterHeaders, RequestFields
+from schemas.messages import (
+    SCHEMA_VERSION,
+    CalcRequest,
+    CalcResult,
+    DeadLetterHeaders,
+    RequestFields,
+)
 from schemas.topics import Topics
 
 

@@ -43,12 +43,12 @@ class RequestFields(_Wire):
     args: dict[str, Any] = Field(
         default_factory=dict, description="Op-specific arguments, validated by the op."
     )
-    deadline: float | None = Field(
+    deadline: FiniteFloat | None = Field(
         default=None,
         description="Absolute UNIX time in seconds. A request still queued after it is "
         "answered with status 'expired' and not computed.",
     )
-    submitted_at: float | None = Field(
+    submitted_at: FiniteFloat | None = Field(
         default=None, description="UNIX time in seconds at which the client submitted it."
     )
 
