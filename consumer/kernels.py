@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 Array = npt.NDArray[np.float64]
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
 class Segments:
@@ -50,8 +51,10 @@ class Segments:
     def reduce(self, ufunc: np.ufunc, values: Array | None = None) -> Array:
         """``ufunc.reduce`` of each segment; ``values`` replaces ``flat`` when given."""
         if values is None and self.stacked is not None:
-            return ufunc.reduce(self.stacked, axis=1)  # type: ignore[no-any-return]
-        return ufunc.reduceat(self.flat if values is None else values, self.starts)  # type: ignore[no-any-return]
+            reduced: Array = ufunc.reduce(self.stacked, axis=1)
+        else:
+            reduced = ufunc.reduceat(self.flat if values is None else values, self.starts)
+        return reduced
 
 
 def batch_sum(arrays: Sequence[Array]) -> Array:
@@ -63,7 +66,8 @@ def batch_sum_of_squares(arrays: Sequence[Array]) -> Array:
     """Sum of squares of each array."""
     seg = Segments(arrays)
     if seg.stacked is not None:
-        return np.einsum("ij,ij->i", seg.stacked, seg.stacked)
+        squares: Array = np.einsum("ij,ij->i", seg.stacked, seg.stacked)
+        return squares
     flat = seg.flat
     return seg.reduce(np.add, flat * flat)
 
@@ -120,7 +124,7 @@ def batch_matmul(arrays: Sequence[Array], dims: Sequence[tuple[int, int, int]]) 
     """``A @ B`` for each array holding A (m×k) then B (k×n), row-major."""
     out: list[Array] = [np.empty(0)] * len(arrays)
     for (m, k, n), idx in group_by(dims, lambda d: d).items():
-        stacked = np.stack([arrays[i] for i in idx])
+        stacked: Array = np.stack([arrays[i] for i in idx])
         a = stacked[:, : m * k].reshape(len(idx), m, k)
         b = stacked[:, m * k :].reshape(len(idx), k, n)
         for i, product in zip(idx, np.matmul(a, b), strict=True):
@@ -139,9 +143,9 @@ def batch_inv(arrays: Sequence[Array]) -> list[Array]:
     return out
 
 
-def group_by(items: Sequence[T], key: Callable[[T], Hashable]) -> dict[Hashable, list[int]]:
+def group_by(items: Sequence[T], key: Callable[[T], K]) -> dict[K, list[int]]:
     """Indices of ``items`` grouped by ``key``, in first-seen order."""
-    groups: dict[Hashable, list[int]] = defaultdict(list)
+    groups: dict[K, list[int]] = defaultdict(list)
     for i, item in enumerate(items):
         groups[key(item)].append(i)
     return groups

@@ -57,7 +57,7 @@ class UnknownOpError(OpInputError):
 
 
 Check = Callable[[int, Any], str | None]
-BatchKernel = Callable[[Sequence[Array], Sequence[Any]], Sequence[Any]]
+BatchKernel = Callable[[Sequence[Array], Sequence[Any]], Sequence[Any] | Array]
 Reference = Callable[[Array, Any], Any]
 
 
