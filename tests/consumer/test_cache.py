@@ -1,0 +1,57 @@
+"""The result cache on its own: keys, LRU eviction, and a real Redis (127.0.0.1:6379)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from calcstream.broker import free_port
+from consumer.cache import LruCache, RedisCache, cache_key
+
+REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+def test_keys_are_equal_exactly_for_equal_op_args_and_data() -> None:
+    data = np.array([1.0, 2.0, 3.0])
+    key = cache_key("var", {"ddof": 1}, data)
+    assert key == cache_key("var", {"ddof": 1}, data.copy())
+    assert key != cache_key("var", {"ddof": 0}, data)
+    assert key != cache_key("std", {"ddof": 1}, data)
+    assert key != cache_key("var", {"ddof": 1}, np.array([1.0, 2.0, 3.0000000000000004]))
+    assert cache_key("sum", {"b": 1, "a": 2}, data) == cache_key("sum", {"a": 2, "b": 1}, data)
+
+
+def test_lru_evicts_the_least_recently_used() -> None:
+    cache = LruCache(max_entries=2)
+    cache.put_many([(b"a", b"1"), (b"b", b"2")])
+    assert cache.get_many([b"a"]) == [b"1"]  # a is now the most recent
+    cache.put_many([(b"c", b"3")])
+    assert cache.get_many([b"a", b"b", b"c"]) == [b"1", None, b"3"]
+    assert len(cache) == 2
+
+
+@pytest.fixture
+def redis_cache() -> Iterator[RedisCache]:
+    cache = RedisCache(REDIS_URL, ttl_s=60, prefix=f"calcstream-test:{uuid.uuid4().hex}:")
+    yield cache
+    cache.close()
+
+
+def test_redis_cache_round_trip_with_expiry(redis_cache: RedisCache) -> None:
+    redis_cache.put_many([(b"k1", b"14.0"), (b"k2", b"[1.0,2.0]")])
+    assert redis_cache.get_many([b"k1", b"missing", b"k2"]) == [b"14.0", None, b"[1.0,2.0]"]
+    ttl = redis_cache._redis.ttl(redis_cache.prefix + b"k1")  # noqa: SLF001
+    assert 0 < ttl <= 60
+
+
+def test_unreachable_redis_misses_instead_of_failing(caplog: pytest.LogCaptureFixture) -> None:
+    cache = RedisCache(f"redis://127.0.0.1:{free_port()}/0", ttl_s=60)
+    try:
+        assert cache.get_many([b"a", b"b"]) == [None, None]
+        cache.put_many([(b"a", b"1")])
+    finally:
+        cache.close()
+    assert "result cache unavailable" in caplog.text
