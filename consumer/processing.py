@@ -55,6 +55,7 @@ class BatchContext:
 
     worker: str
     group: str
+    max_result_bytes: int | None = None
 
 
 @dataclass(slots=True)
@@ -191,6 +192,10 @@ def _emit(
     compute_ms: float = 0.0,
     submitted: float | None = None,
 ) -> None:
+    limit = ctx.max_result_bytes
+    if result is not None and limit is not None and np.size(result) * 2 > limit:
+        # Each JSON number takes at least two bytes: this one cannot fit, skip encoding it.
+        status, result, error = "error", None, _too_large(np.size(result) * 2, limit)
     enqueued = record.timestamp / 1000.0
     doc = {
         "schema_version": 1,
@@ -208,8 +213,20 @@ def _emit(
         "compute_ms": compute_ms,
         "cached": False,
     }
-    out.results.append((request_id.encode(), orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)))
+    value = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    if limit is not None and len(value) > limit:
+        # A record the broker would refuse forever would block the partition: answer instead.
+        doc.update(status="error", result=None, error=_too_large(len(value), limit))
+        status = "error"
+        value = orjson.dumps(doc)
+    out.results.append((request_id.encode(), value))
     out.statuses[status] = out.statuses.get(status, 0) + 1
+
+
+def _too_large(size: int, limit: int) -> dict[str, str]:
+    return {"code": "result_too_large",
+            "message": f"the result needs at least {size} bytes; results are limited to "
+                       f"{limit} bytes (max_message_bytes)"}
 
 
 def _reject(

@@ -61,8 +61,12 @@ class WorkerSettings(BrokerSettings):
     max_batch_size: int = Field(default=512, ge=1, le=100_000)
     max_batch_delay_ms: float = Field(default=5.0, ge=0)
     max_in_flight: int = Field(
-        default=2, ge=1, description="Batches computing or publishing at once; fetching pauses "
-        "while this many are in flight."
+        default=2, ge=1, description="Batches computing, publishing or waiting to be committed "
+        "at once; fetching pauses while this many are in flight."
+    )
+    drain_timeout_s: float = Field(
+        default=30.0, gt=0, description="On shutdown or rebalance, how long in-flight batches "
+        "may take to publish and commit before they are abandoned uncommitted."
     )
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)

@@ -30,9 +30,12 @@ from consumer.stats import WorkerStats
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+_Outgoing = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
 
 _IDLE_POLL_MS = 100
 _PUBLISH_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0)
+# Room for the key, headers and batch framing next to a result value in one produce request.
+_RECORD_OVERHEAD = 1024
 
 
 class Worker:
@@ -55,7 +58,9 @@ class Worker:
         self._commit_lock = asyncio.Lock()
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
-        self._ctx = BatchContext(worker=settings.worker_id, group=settings.group_id)
+        self._failure: BaseException | None = None
+        self._ctx = BatchContext(worker=settings.worker_id, group=settings.group_id,
+                                 max_result_bytes=settings.max_message_bytes - _RECORD_OVERHEAD)
 
     async def __aenter__(self) -> Worker:
         await self.start()
@@ -112,7 +117,10 @@ class Worker:
         consumer = self._require(self._consumer)
         s = self.settings
         while not self._stopping.is_set():
-            if len(self._inflight) >= s.max_in_flight:
+            # Batches count until they are committed, not just until they are published: one
+            # stuck batch must not let later, finished ones pile up uncommitted (each would be
+            # answered again after a crash).
+            if self._busy() >= s.max_in_flight:
                 await self._wait_for_capacity(consumer)
                 continue
             left = self._batcher.time_left()
@@ -121,21 +129,33 @@ class Worker:
             fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=space)
             for records in fetched.values():
                 self._batcher.add(records)
-            while self._batcher.due() and len(self._inflight) < s.max_in_flight:
+            while self._batcher.due() and self._busy() < s.max_in_flight:
                 self._launch(self._batcher.take())
         if len(self._batcher):
             self._launch(self._batcher.take())
-        await self._drain()
+        await self._drain(s.drain_timeout_s)
+        if self._failure is not None:
+            raise self._failure
         logger.info("worker %s drained: %d records in %d batches; results %s; dead letters %d",
                     s.worker_id, self.stats.records, self.stats.batches,
                     dict(self.stats.results), self.stats.dead_letters)
 
+    def _busy(self) -> int:
+        """Batches computing, publishing, committing, or finished behind an uncommitted one."""
+        return max(len(self._inflight), len(self._commits))
+
     async def _wait_for_capacity(self, consumer: AIOKafkaConsumer) -> None:
+        """Pause fetching until a batch lands or a stop is requested (a batch stuck publishing
+        must not keep SIGTERM waiting)."""
+        if not self._inflight:
+            return
         paused = consumer.assignment()
         consumer.pause(*paused)
+        stop = asyncio.ensure_future(self._stopping.wait())
         try:
-            await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({*self._inflight, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            stop.cancel()
             consumer.resume(*(tp for tp in paused if tp in consumer.assignment()))
 
     def _launch(self, records: list[RequestRecord]) -> None:
@@ -149,6 +169,12 @@ class Worker:
     def _landed(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
         self.stats.in_flight = len(self._inflight)
+        if not task.cancelled() and task.exception() is not None and self._failure is None:
+            # A bug, not a broker error (those are retried): its offsets can never be
+            # committed, so stop rather than stall; run() raises it after draining.
+            self._failure = task.exception()
+            logger.error("a batch failed unexpectedly; stopping", exc_info=self._failure)
+            self.request_stop()
 
     async def _handle(self, records: list[RequestRecord], token: object) -> None:
         started = time.perf_counter()
@@ -166,25 +192,42 @@ class Worker:
             )
 
     async def _publish(self, output: BatchOutput) -> None:
-        """Send every record of the batch and wait for all acks; retry until they are acked."""
+        """Send every record of the batch and wait for all acks; retry until they are acked.
+
+        A retry sends only the records that were not acknowledged, so a topic that refuses
+        writes for a while does not fill the others with copies of the same batch.
+        """
         producer = self._require(self._producer)
         topics = self.settings.topics
-        for attempt in range(1_000_000):
+        pending: list[_Outgoing] = [
+            (topics.dlq, d.key, d.value, d.headers) for d in output.dead_letters
+        ]
+        pending += [(topics.results, key, value, None) for key, value in output.results]
+        attempt = 0
+        while pending:
+            sent: list[tuple[_Outgoing, asyncio.Future[Any]]] = []
+            errors: list[BaseException] = []
             try:
-                futures = [
-                    await producer.send(topics.dlq, key=d.key, value=d.value, headers=d.headers)
-                    for d in output.dead_letters
-                ]
-                futures += [
-                    await producer.send(topics.results, key=key, value=value)
-                    for key, value in output.results
-                ]
-                await asyncio.gather(*futures)
-                return
+                for record in pending:
+                    topic, key, value, headers = record
+                    sent.append((record, await producer.send(topic, value, key=key,
+                                                             headers=headers)))
             except KafkaError as exc:
+                errors.append(exc)
+            acks = await asyncio.gather(*(fut for _, fut in sent), return_exceptions=True)
+            failed = [record for (record, _), ack in zip(sent, acks, strict=True)
+                      if isinstance(ack, BaseException)]
+            errors += [ack for ack in acks if isinstance(ack, BaseException)]
+            for error in errors:
+                if not isinstance(error, KafkaError):
+                    raise error
+            pending = failed + pending[len(sent):]
+            if pending:
                 self.stats.publish_retries += 1
                 delay = _PUBLISH_BACKOFF_S[min(attempt, len(_PUBLISH_BACKOFF_S) - 1)]
-                logger.warning("publishing a batch failed (%s); retrying in %.1fs", exc, delay)
+                attempt += 1
+                logger.warning("publishing %d records of a batch failed (%s); retrying in %.1fs",
+                               len(pending), errors[0], delay)
                 await asyncio.sleep(delay)
 
     async def _commit(self) -> None:
@@ -209,14 +252,31 @@ class Worker:
                 self.stats.commit_failures += 1
                 logger.error("commit failed: %s (%s)", offsets, exc)
 
-    async def _drain(self) -> None:
-        """Wait for every in-flight batch to publish and commit."""
-        while self._inflight:
-            await asyncio.gather(*set(self._inflight))
+    async def _drain(self, timeout: float) -> None:
+        """Wait for every in-flight batch to publish and commit, at most ``timeout`` seconds.
+
+        Batches still unpublished then are abandoned uncommitted (their records are delivered
+        again, to this worker or the partitions' next owner): a topic that refuses writes must
+        not keep a shutdown or a rebalance waiting forever.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                while self._inflight:
+                    await asyncio.wait(set(self._inflight))
+        except TimeoutError:
+            stuck = set(self._inflight)
+            for task in stuck:
+                task.cancel()
+            if stuck:
+                await asyncio.wait(stuck)
+            self._commits = CommitLog()
+            logger.warning("abandoned %d batches still unpublished after %.1fs; nothing of them "
+                           "is committed, their records will be delivered again",
+                           len(stuck), timeout)
 
     async def _on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         dropped = self._batcher.drop((tp.topic, tp.partition) for tp in revoked)
-        await self._drain()
+        await self._drain(self.settings.drain_timeout_s)
         logger.info("partitions revoked %s; %d queued records left for the next owner",
                     sorted((tp.topic, tp.partition) for tp in revoked), dropped)
 
