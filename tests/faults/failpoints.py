@@ -1,0 +1,74 @@
+"""``python -m tests.faults.failpoints``: the real worker with a crash injected at a chosen point.
+
+Used as a worker process by the fault scenarios, exactly like ``python -m consumer`` (same
+settings from ``CALCSTREAM_*``), plus:
+
+- ``FAULT_CRASH_AFTER_PUBLISH=N``: after the N-th batch's results are acknowledged and before
+  its offsets are committed, the process dies (``os._exit``, no clean-up: a crash).
+- ``FAULT_ABORT_OP=name``: registers an op ``name`` whose kernel aborts the process (SIGABRT,
+  as a segfaulting native kernel would) for every request that uses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+from calcstream.logs import configure
+from consumer import ops
+from consumer.processing import BatchOutput
+from consumer.settings import WorkerSettings
+from consumer.worker import Worker
+
+logger = logging.getLogger("tests.faults.failpoints")
+
+CRASH_EXIT = 70
+
+
+class CrashingWorker(Worker):
+    """A worker that dies between publishing a batch and committing it."""
+
+    def __init__(self, settings: WorkerSettings, crash_after_publish: int) -> None:
+        super().__init__(settings)
+        self.crash_after_publish = crash_after_publish
+        self.published = 0
+
+    async def _publish(self, output: BatchOutput) -> None:
+        await super()._publish(output)
+        self.published += 1
+        if self.published == self.crash_after_publish:
+            logger.warning("failpoint: crashing after publishing batch %d, before its commit",
+                           self.published)
+            logging.shutdown()
+            os._exit(CRASH_EXIT)
+
+
+def _abort(*_: Any) -> Any:
+    os.abort()
+
+
+async def serve(settings: WorkerSettings) -> None:
+    """Run the (possibly crashing) worker until it crashes or the process is killed."""
+    crash_after = int(os.environ.get("FAULT_CRASH_AFTER_PUBLISH", "0"))
+    worker = CrashingWorker(settings, crash_after) if crash_after else Worker(settings)
+    async with worker:
+        await worker.run()
+
+
+def main() -> None:
+    """Entry point."""
+    abort_op = os.environ.get("FAULT_ABORT_OP")
+    if abort_op:
+        ops.register(ops.Op(abort_op, "Aborts the worker process (a crash injected by tests).",
+                            _abort, lambda x, a: np.nan))
+    settings = WorkerSettings()
+    configure(settings.log_level, settings.log_json)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

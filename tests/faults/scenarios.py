@@ -1,0 +1,211 @@
+"""The fault scenarios, sized by their caller: small in ``tests/faults`` (``make test``), large in
+``python -m tests.faults.chaos`` (``make chaos``). Each returns a ``Run``: the checker's verdict
+plus when the faults happened, so recovery time and latency during the fault can be reported.
+
+Faults are paced by data, not by the clock: a worker is killed once it has answered requests,
+the next fault waits until its replacement has answered too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.faults.checker import Verdict
+from tests.faults.harness import Fleet, Load, Observer, now_ms
+
+SMALL_BATCHES = {"CALCSTREAM_MAX_BATCH_SIZE": "64", "CALCSTREAM_MAX_IN_FLIGHT": "2"}
+
+
+@dataclass
+class Run:
+    """What a scenario observed."""
+
+    name: str
+    verdict: Verdict
+    faults_ms: list[int] = field(default_factory=list)
+    wrong_values: list[str] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def recovery_ms(self) -> float:
+        """The longest stall of a partition with pending work after any of the faults (each
+        fault's window runs to the next one)."""
+        ends: list[int | None] = [*self.faults_ms[1:], None]
+        return max((self.verdict.stall_ms(t, end) for t, end in zip(self.faults_ms, ends,
+                                                                     strict=True)),
+                   default=0.0)
+
+    @property
+    def fault_p99_ms(self) -> float:
+        """p99 latency of requests written from the first fault until the last one recovered."""
+        if not self.faults_ms:
+            return self.verdict.percentile(99)
+        recovery = self.recovery_ms
+        until = self.faults_ms[-1] + (recovery if math.isfinite(recovery) else 0) + 1000
+        return self.verdict.percentile(99, since_ms=self.faults_ms[0], until_ms=int(until))
+
+    def figures(self) -> dict[str, Any]:
+        """The figures a report shows."""
+        return {**self.verdict.summary(), "faults": len(self.faults_ms),
+                "recovery_ms": round(self.recovery_ms, 1),
+                "fault_p99_ms": round(self.fault_p99_ms, 1),
+                "wrong_values": len(self.wrong_values), **self.notes}
+
+
+async def baseline(fleet: Fleet, total: int, rate: float, workers: int = 2) -> Run:
+    """No fault: the same load and workers, for comparison."""
+    async with Observer(fleet.deployment) as observer:
+        for _ in range(workers):
+            fleet.start()
+        await fleet.ready()
+        async with Load(fleet.deployment, "base", total, rate) as load:
+            await load.finished()
+        verdict = await observer.settle(load.acked)
+        return Run("baseline", verdict, wrong_values=observer.wrong_values(Load.expected))
+
+
+async def healthy(fleet: Fleet, observer: Observer, since: dict[str, int],
+                  timeout: float = 60.0) -> None:
+    """Wait until every member answered more requests than it had at ``since``."""
+    if not await observer.wait_for(
+            lambda: all(observer.by_worker.get(w.name, 0) > since.get(w.name, 0)
+                        for w in fleet), timeout):
+        raise TimeoutError(f"the fleet did not recover within {timeout}s:\n{fleet.logs()}")
+
+
+async def sigkill(fleet: Fleet, rate: float, kills: int, max_total: int = 10**7) -> Run:
+    """Two workers; SIGKILL the older one once both answer, start a replacement; repeat."""
+    async with Observer(fleet.deployment) as observer:
+        fleet.start()
+        fleet.start()
+        await fleet.ready()
+        faults: list[int] = []
+        async with Load(fleet.deployment, "kill", max_total, rate) as load:
+            for _ in range(kills):
+                await healthy(fleet, observer, since=dict(observer.by_worker))
+                victim = fleet.members[0]
+                victim.kill()
+                faults.append(now_ms())
+                fleet.retire(victim)
+                fleet.start()
+            await healthy(fleet, observer, since=dict(observer.by_worker))
+            load.stop()
+            await load.finished()
+        verdict = await observer.settle(load.acked)
+        return Run("sigkill", verdict, faults, observer.wrong_values(Load.expected),
+                   {"kills": kills})
+
+
+async def sigterm_restart(fleet: Fleet, rate: float, restarts: int,
+                          max_total: int = 10**7) -> Run:
+    """Two workers; SIGTERM the older one mid-load (it drains), start a replacement; repeat."""
+    async with Observer(fleet.deployment) as observer:
+        fleet.start()
+        fleet.start()
+        await fleet.ready()
+        faults: list[int] = []
+        codes: list[int] = []
+        async with Load(fleet.deployment, "term", max_total, rate) as load:
+            for _ in range(restarts):
+                await healthy(fleet, observer, since=dict(observer.by_worker))
+                victim = fleet.members[0]
+                faults.append(now_ms())
+                codes.append(await victim.terminate())
+                if "shut down gracefully" not in victim.log():
+                    raise AssertionError(f"{victim.name} did not drain:\n{victim.log()[-3000:]}")
+                fleet.retire(victim)
+                fleet.start()
+            await healthy(fleet, observer, since=dict(observer.by_worker))
+            load.stop()
+            await load.finished()
+        verdict = await observer.settle(load.acked)
+        return Run("sigterm", verdict, faults, observer.wrong_values(Load.expected),
+                   {"restarts": restarts, "exit_codes": codes})
+
+
+async def sigstop(fleet: Fleet, rate: float, max_cycles: int = 3,
+                  max_total: int = 10**7) -> Run:
+    """Freeze one of two workers past the session timeout, thaw it once the other owns every
+    partition; repeat until its late commit was refused (at most ``max_cycles`` times)."""
+    partitions = fleet.deployment.partitions
+    async with Observer(fleet.deployment) as observer:
+        frozen, other = fleet.start(), fleet.start()
+        await fleet.ready()
+        faults: list[int] = []
+        async with Load(fleet.deployment, "stop", max_total, rate) as load:
+            for _ in range(max_cycles):
+                await healthy(fleet, observer, since=dict(observer.by_worker))
+                mark, other_mark = frozen.mark(), other.mark()
+                frozen.pause()
+                faults.append(now_ms())
+                await other.wait_for_assignment(partitions, timeout=60, since=other_mark)
+                frozen.resume()
+                await frozen.wait_for_log(r"partitions assigned \[\(", timeout=60, since=mark)
+                if "commit refused" in frozen.log()[mark:]:
+                    break
+            await healthy(fleet, observer, since=dict(observer.by_worker))
+            load.stop()
+            await load.finished()
+        verdict = await observer.settle(load.acked)
+        late = sum(1 for r in observer.result_records if r.value and b'"worker":"w1"' in r.value)
+        return Run("sigstop", verdict, faults, observer.wrong_values(Load.expected), {
+            "cycles": len(faults),
+            "refused_commits": await frozen.metric("calcstream_worker_commit_failures"),
+            "refused_in_log": frozen.log().count("commit refused"),
+            "frozen_worker_results": late,
+        })
+
+
+async def scale(fleet: Fleet, rate: float, peak: int = 3, max_total: int = 10**7) -> Run:
+    """Start with one worker, add workers up to ``peak``, then SIGTERM them down to one."""
+    async with Observer(fleet.deployment) as observer:
+        fleet.start()
+        await fleet.ready()
+        faults: list[int] = []
+        async with Load(fleet.deployment, "scale", max_total, rate) as load:
+            await healthy(fleet, observer, since={})
+            for _ in range(peak - 1):
+                since = dict(observer.by_worker)
+                faults.append(now_ms())
+                fleet.start()
+                await healthy(fleet, observer, since=since)
+            while len(fleet.members) > 1:
+                since = dict(observer.by_worker)
+                leaving = fleet.members[0]
+                faults.append(now_ms())
+                await leaving.terminate()
+                fleet.retire(leaving)
+                await healthy(fleet, observer, since=since)
+            load.stop()
+            await load.finished()
+        verdict = await observer.settle(load.acked)
+        return Run("scale", verdict, faults, observer.wrong_values(Load.expected), {
+            "membership_changes": len(faults),
+            "stall_per_change_ms": [round(verdict.stall_ms(t, end)) for t, end in
+                                    zip(faults, [*faults[1:], None], strict=True)],
+        })
+
+
+async def crash_after_publish(fleet: Fleet, rate: float, crash_after: int = 20,
+                              max_total: int = 10**7) -> Run:
+    """One of two workers dies right after a batch's results are acked, before its commit."""
+    async with Observer(fleet.deployment) as observer:
+        crashing = fleet.start(FAULT_CRASH_AFTER_PUBLISH=str(crash_after),
+                               argv_module="tests.faults.failpoints")
+        fleet.start()
+        await fleet.ready()
+        async with Load(fleet.deployment, "crash", max_total, rate) as load:
+            code = await asyncio.to_thread(crashing.proc.wait, 60)
+            faults = [now_ms()]
+            fleet.retire(crashing)
+            since = dict(observer.by_worker)
+            fleet.start()
+            await healthy(fleet, observer, since=since)
+            load.stop()
+            await load.finished()
+        verdict = await observer.settle(load.acked)
+        return Run("crash_after_publish", verdict, faults, observer.wrong_values(Load.expected),
+                   {"exit_code": code, "crashed_after_batches": crash_after})

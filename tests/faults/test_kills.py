@@ -1,0 +1,36 @@
+"""Workers that die: SIGKILL under load, and a crash between publishing and committing."""
+
+from __future__ import annotations
+
+from tests.faults import scenarios
+from tests.faults.failpoints import CRASH_EXIT
+from tests.faults.harness import Fleet
+
+BATCH, IN_FLIGHT = 64, 2
+
+
+async def test_sigkill_loses_nothing_and_duplicates_at_most_a_batch_per_kill(
+    fleet: Fleet,
+) -> None:
+    fleet.env.update(CALCSTREAM_MAX_BATCH_SIZE=str(BATCH), CALCSTREAM_MAX_IN_FLIGHT=str(IN_FLIGHT))
+    run = await scenarios.sigkill(fleet, rate=600, kills=2)
+    v = run.verdict
+    print("sigkill", run.figures())
+    assert v.accepted > 2000
+    assert v.lost == [], f"{len(v.lost)} lost, e.g. {v.lost[:5]}\n{fleet.logs()}"
+    assert v.duplicates <= 2 * BATCH * IN_FLIGHT
+    assert (v.phantoms, v.invalid, run.wrong_values) == ([], [], [])
+
+
+async def test_a_crash_between_publish_and_commit_duplicates_and_never_loses(
+    fleet: Fleet,
+) -> None:
+    fleet.env.update(CALCSTREAM_MAX_BATCH_SIZE=str(BATCH), CALCSTREAM_MAX_IN_FLIGHT=str(IN_FLIGHT))
+    run = await scenarios.crash_after_publish(fleet, rate=600, crash_after=20)
+    v = run.verdict
+    print("crash_after_publish", run.figures())
+    assert run.notes["exit_code"] == CRASH_EXIT
+    assert v.lost == [], f"{len(v.lost)} lost\n{fleet.logs()}"
+    # The crashed batch was published and never committed: its next owner answers it again.
+    assert 1 <= v.duplicates <= BATCH * IN_FLIGHT
+    assert (v.phantoms, v.invalid, run.wrong_values) == ([], [], [])

@@ -1,0 +1,144 @@
+"""Real processes for tests: a worker (``python -m consumer``) that can be signalled and watched.
+
+The process logs to a file rather than a pipe: a pipe nobody reads fills up and blocks the
+worker mid-test. Tests wait on what the log or the metrics endpoint says, with timeouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from tests.kafka import Deployment
+
+_METRICS_URL = re.compile(r"metrics on (http://\S+/metrics)")
+
+
+class LoggedProcess:
+    """A subprocess whose stderr and stdout go to a temporary log file."""
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str], name: str) -> None:
+        self.name = name
+        fd, path = tempfile.mkstemp(prefix=f"calcstream-{name}-", suffix=".log")
+        self.log_path = Path(path)
+        with os.fdopen(fd, "wb") as out:
+            self.proc = subprocess.Popen(list(argv), env={**os.environ, **env},
+                                         stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        """The process has not exited."""
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        """Everything the process wrote so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def mark(self) -> int:
+        """A position in the log, for ``wait_for_log(since=...)``."""
+        return len(self.log())
+
+    async def wait_for_log(self, pattern: str, timeout: float = 30.0,
+                           since: int = 0) -> re.Match[str]:
+        """Wait until a line matching ``pattern`` appears (after ``since``); fail early if the
+        process exits."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            found = regex.search(self.log(), since)
+            if found:
+                return found
+            if not self.alive():
+                raise AssertionError(f"{self.name} exited ({self.proc.returncode}) before "
+                                     f"logging {pattern!r}:\n{self.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} did not log {pattern!r} in {timeout}s:\n"
+                                   f"{self.log()[-3000:]}")
+            await asyncio.sleep(0.05)  # noqa: ASYNC110 - polling a log file, no event exists
+
+    async def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM, then wait for the exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        return await asyncio.to_thread(self.proc.wait, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL (a crash) and reap; safe to call twice."""
+        if self.alive():
+            self.proc.kill()
+        self.proc.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP: the process freezes, sockets stay open, heartbeats stop."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after ``pause``."""
+        self.proc.send_signal(signal.SIGCONT)
+
+    def close(self) -> None:
+        """Kill if still running and remove the log file."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGCONT)
+        self.kill()
+        self.log_path.unlink(missing_ok=True)
+
+
+class WorkerProcess(LoggedProcess):
+    """``python -m consumer`` for one deployment (metrics on a free port)."""
+
+    def __init__(self, deployment: Deployment, name: str, argv: Sequence[str] = (),
+                 **env: str) -> None:
+        super().__init__(argv or [sys.executable, "-m", "consumer"],
+                         deployment.env(CALCSTREAM_WORKER_ID=name, **env), name)
+
+    async def wait_for_assignment(self, partitions: int, timeout: float = 30.0,
+                                  since: int = 0) -> None:
+        """Wait until it logs an assignment of exactly ``partitions`` partitions."""
+        tuples = r"\('[^']*', \d+\)"
+        listed = ", ".join([tuples] * partitions)
+        await self.wait_for_log(rf"partitions assigned \[{listed}\]", timeout, since)
+
+    async def metrics_url(self, timeout: float = 30.0) -> str:
+        """The URL of its /metrics endpoint, from its start-up log line."""
+        return (await self.wait_for_log(_METRICS_URL.pattern, timeout)).group(1)
+
+    async def metrics(self) -> dict[str, float]:
+        """Its Prometheus samples, ``name{labels}`` → value."""
+        url = await self.metrics_url()
+        text = await asyncio.to_thread(_get, url)
+        samples: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        return samples
+
+    async def metric(self, prefix: str) -> float:
+        """Sum of the samples whose name starts with ``prefix``."""
+        return sum(v for k, v in (await self.metrics()).items() if k.startswith(prefix))
+
+    async def wait_for_metric(self, prefix: str, at_least: float, timeout: float = 30.0) -> float:
+        """Poll ``metric(prefix)`` until it reaches ``at_least``; return its value."""
+        async with asyncio.timeout(timeout):
+            while (value := await self.metric(prefix)) < at_least:  # noqa: ASYNC110 - polling
+                await asyncio.sleep(0.1)                             # another process
+        return value
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
