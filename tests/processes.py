@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -142,3 +143,38 @@ class WorkerProcess(LoggedProcess):
 def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         return str(response.read().decode())
+
+
+class ApiProcess(LoggedProcess):
+    """``python -m producer_api`` (or another module serving it) on a free port."""
+
+    def __init__(self, deployment: Deployment, name: str, port: int,
+                 module: str = "producer_api", **env: str) -> None:
+        super().__init__([sys.executable, "-m", module, "--port", str(port)],
+                         deployment.env(**env), name)
+        self.base_url = f"http://127.0.0.1:{port}"
+
+    async def ready(self, timeout: float = 60.0) -> None:
+        """Wait until ``GET /readyz`` answers 200."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if await asyncio.to_thread(_status, f"{self.base_url}/readyz") == 200:
+                    return
+            except OSError:
+                pass
+            if not self.alive():
+                raise AssertionError(f"{self.name} exited ({self.proc.returncode}):\n"
+                                     f"{self.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} not ready in {timeout}s:\n{self.log()[-3000:]}")
+            await asyncio.sleep(0.1)
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+

@@ -139,9 +139,10 @@ class Fleet:
         for worker in self.members + self.retired:
             worker.close()
 
-    def logs(self) -> str:
-        """Every worker's log, for a failure message."""
-        return "\n".join(f"--- {w.name}\n{w.log()[-2000:]}" for w in self.members + self.retired)
+    def logs(self, tail: int | None = 2000) -> str:
+        """Every worker's log (its last ``tail`` characters), for a failure message."""
+        return "\n".join(f"--- {w.name}\n{w.log()[-tail if tail else 0:]}"
+                         for w in self.members + self.retired)
 
 
 class Observer:

@@ -15,6 +15,7 @@ from typing import Any
 
 from tests.faults.checker import Verdict
 from tests.faults.harness import Fleet, Load, Observer, now_ms
+from tests.faults.inputs import mixed, produce_outside
 
 SMALL_BATCHES = {"CALCSTREAM_MAX_BATCH_SIZE": "64", "CALCSTREAM_MAX_IN_FLIGHT": "2"}
 
@@ -33,10 +34,13 @@ class Run:
     def recovery_ms(self) -> float:
         """The longest stall of a partition with pending work after any of the faults (each
         fault's window runs to the next one)."""
+        return max(self.stalls_ms(), default=0.0)
+
+    def stalls_ms(self) -> list[float]:
+        """Per fault, the longest stall until the next fault."""
         ends: list[int | None] = [*self.faults_ms[1:], None]
-        return max((self.verdict.stall_ms(t, end) for t, end in zip(self.faults_ms, ends,
-                                                                     strict=True)),
-                   default=0.0)
+        return [self.verdict.stall_ms(t, end)
+                for t, end in zip(self.faults_ms, ends[: len(self.faults_ms)], strict=True)]
 
     @property
     def fault_p99_ms(self) -> float:
@@ -184,8 +188,7 @@ async def scale(fleet: Fleet, rate: float, peak: int = 3, max_total: int = 10**7
         verdict = await observer.settle(load.acked)
         return Run("scale", verdict, faults, observer.wrong_values(Load.expected), {
             "membership_changes": len(faults),
-            "stall_per_change_ms": [round(verdict.stall_ms(t, end)) for t, end in
-                                    zip(faults, [*faults[1:], None], strict=True)],
+            "stall_per_change_ms": [round(ms) for ms in Run("", verdict, faults).stalls_ms()],
         })
 
 
@@ -209,3 +212,26 @@ async def crash_after_publish(fleet: Fleet, rate: float, crash_after: int = 20,
         verdict = await observer.settle(load.acked)
         return Run("crash_after_publish", verdict, faults, observer.wrong_values(Load.expected),
                    {"exit_code": code, "crashed_after_batches": crash_after})
+
+
+async def poison(fleet: Fleet, good: int, rate: float, malformed: int = 1000,
+                 singular: int = 50) -> Run:
+    """Malformed and failing requests from an outside client (librdkafka), among good ones."""
+    batch = mixed(good, malformed, singular)
+    async with Observer(fleet.deployment) as observer:
+        fleet.start()
+        fleet.start()
+        await fleet.ready()
+        started = now_ms()
+        acked = await asyncio.to_thread(produce_outside, fleet.deployment.bootstrap,
+                                        fleet.deployment.topics.requests, batch, rate)
+        ids = ({f"good-{i}" for i in range(good)} | {f"singular-{i}" for i in range(singular)}
+               | {"too-big"})
+        await observer.wait_for(lambda: len(observer.dead_letters) >= malformed, 120)
+        verdict = await observer.settle(ids, requests=len(batch))
+        return Run("poison", verdict, [started], notes={
+            "written": acked,
+            "malformed": malformed,
+            "longest_partition_stall_ms": verdict.stall_ms(started),
+            "max_latency_by_partition_ms": verdict.max_latency_by_partition(),
+        })
