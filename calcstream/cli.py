@@ -116,13 +116,18 @@ def _add_client_commands(sub: Any) -> None:
         "          header); needs --op\n"
         "  .npy    a 2-D array, one request per row, sent as binary frames; needs --op\n\n"
         "Generated ids are PREFIX-N, N being the line or row number. Invalid lines or rows\n"
-        "are skipped and reported at the end.",
+        "are skipped and reported at the end.\n\n"
+        "With --via-api URL the requests go through the calcstream API instead of straight\n"
+        "to Kafka (its batch endpoint: NDJSON bodies, .npy bodies for .npy files) and --results\n"
+        "come over its websocket. .npy rows then get the ids PREFIX-FIRST-I, which is row\n"
+        "FIRST+I of the file (the API numbers the rows of each body it receives).",
         epilog="examples:\n"
         "  calcstream ingest requests.ndjson --results out.ndjson\n"
         "  calcstream ingest rows.csv --op mean\n"
-        "  calcstream ingest pairs.npy --op matmul --args '{\"m\": 2, \"k\": 2, \"n\": 2}'\n\n"
+        "  calcstream ingest pairs.npy --op matmul --args '{\"m\": 2, \"k\": 2, \"n\": 2}'\n"
+        "  calcstream ingest big.npy --op mean --via-api http://127.0.0.1:8000 --results out\n\n"
         "exit codes: 0 all sent (and all results received); 1 invalid lines skipped or\n"
-        "results missing; 2 broker down or bad input",
+        "results missing; 2 broker or API down, or bad input",
     )
     ingest.add_argument("file", type=Path, metavar="FILE", help="the requests")
     ingest.add_argument("--format", choices=("ndjson", "csv", "npy"),
@@ -141,6 +146,9 @@ def _add_client_commands(sub: Any) -> None:
                         "acknowledged (60)")
     ingest.add_argument("--window", type=_count, default=20_000, metavar="N",
                         help="requests sent but not yet acknowledged, at most (20000)")
+    ingest.add_argument("--via-api", metavar="URL",
+                        help="send through the calcstream API at URL (e.g. "
+                        "http://127.0.0.1:8000) instead of to Kafka; --bootstrap is then unused")
     ingest.add_argument("--no-progress", action="store_true", help="no progress bars")
     ingest.set_defaults(func=_ingest)
 
@@ -347,7 +355,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
     options = IngestOptions(results=args.results, timeout=args.timeout,
                             window=args.window, connect_timeout=args.connect_timeout,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, via_api=args.via_api)
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -356,7 +364,7 @@ def _ingest(args: argparse.Namespace) -> int:
         source = open_source(args.file, args.format, op=args.op, args=args.args,
                              id_prefix=args.id_prefix)
         report = await ingest(settings, source, options)
-        summary(report, settings.requests_topic, args.results, say)
+        summary(report, args.via_api or settings.requests_topic, args.results, say)
         if args.results is not None:
             write_missing(report, args.results)
         return 0 if report.ok else 1

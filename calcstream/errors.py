@@ -1,12 +1,33 @@
-"""Errors the client commands (ingest, tail, submit) report in one line, each with an exit code.
+"""Errors of the ``calcstream`` commands and of the Python client.
+
+The commands (ingest, tail, submit) report a ``CommandError`` in one line, with an exit code:
 
     CommandError        exit 1  something went wrong; the message says what
     ├── BrokerDown      exit 2  no broker answers at the bootstrap address, or a topic is missing
+    ├── ApiDown         exit 2  no calcstream API answers at the URL, or it is not ready
     ├── InputError      exit 2  the input file or the arguments do not make valid requests
     └── ResultTimeout   exit 3  a result did not arrive in time
+
+The client (``calcstream.client.Client``) raises a ``ClientError``:
+
+    ClientError             an answer the client did not expect (e.g. a 500)
+    ├── InvalidRequest      422, 413, 415: the API refused the request; ``fields`` says why
+    ├── Conflict            409: the id is already used by a different request
+    ├── NotFound            404: the API does not know the id
+    ├── Unavailable         503/429 after bounded retries, or the API cannot be reached
+    ├── TimedOut            no result within the timeout (also a ``TimeoutError``)
+    └── CalculationError    the result came back with status error or expired; ``result``
+                            holds it
+
+``retriable`` says whether the same call may succeed later.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from schemas.messages import CalcResult
 
 
 class CommandError(Exception):
@@ -21,6 +42,12 @@ class BrokerDown(CommandError):
     exit_code = 2
 
 
+class ApiDown(CommandError):
+    """The calcstream API does not answer, went away, or is not ready."""
+
+    exit_code = 2
+
+
 class InputError(CommandError):
     """The input cannot be turned into requests (unreadable file, bad op or args)."""
 
@@ -31,3 +58,56 @@ class ResultTimeout(CommandError):
     """No result arrived within the timeout."""
 
     exit_code = 3
+
+
+class ClientError(Exception):
+    """Base of what ``calcstream.client`` raises; ``status`` is the HTTP status, if any."""
+
+    retriable = False
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 fields: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.fields = fields or []
+
+
+class InvalidRequest(ClientError):
+    """The API refused the request (422, 413, 415); ``fields`` lists ``{field, message}``."""
+
+
+class Conflict(ClientError):
+    """The id is already used by a different request (409)."""
+
+
+class NotFound(ClientError):
+    """The API does not know this id (404): never accepted, or forgotten."""
+
+
+class Unavailable(ClientError):
+    """The API answered 503/429 on every retry, or could not be reached at all."""
+
+    retriable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class TimedOut(ClientError, TimeoutError):
+    """No result arrived within the timeout; the request may still be computed later."""
+
+    retriable = True
+
+
+class CalculationError(ClientError):
+    """The calculation was answered, but not with a value: status ``error`` or ``expired``."""
+
+    def __init__(self, result: CalcResult) -> None:
+        code = result.error.code if result.error else result.status
+        message = result.error.message if result.error else result.status
+        super().__init__(f"{result.op} {result.id}: {result.status}: {code}: {message}",
+                         code=code)
+        self.result = result

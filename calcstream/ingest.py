@@ -1,9 +1,10 @@
 """``calcstream ingest``: a file of requests to the request topic, with progress and results.
 
 The run is a source (``calcstream.sources``) feeding a ``Sink`` through a bounded window of
-unacknowledged requests, and optionally a ``ResultCollector`` matching results to the ids sent.
-``KafkaSink`` writes to the request topic; a sink that posts to the HTTP API (``--via-api``) can
-stand in for it without touching the rest.
+unacknowledged requests, and optionally a ``ResultCollector`` matching results to the ids sent
+(``calcstream.collector``). ``KafkaSink`` writes to the request topic and the reply topic is
+read directly; with ``--via-api`` an ``ApiSink`` posts to the API's batch endpoint
+(``calcstream.apisink``) and the results come over the API's websocket.
 """
 
 from __future__ import annotations
@@ -12,25 +13,38 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from calcstream import clients
-from calcstream.errors import BrokerDown, CommandError, InputError
+from calcstream.apisink import ApiSink, block_ids
+from calcstream.client import Client
+from calcstream.collector import ResultCollector, TopicCollector, WatchCollector
+from calcstream.errors import (
+    ApiDown,
+    BrokerDown,
+    ClientError,
+    CommandError,
+    InputError,
+    InvalidRequest,
+    Unavailable,
+)
 from calcstream.progress import ProgressBoard
-from calcstream.sources import Outgoing, Rejected, Source
+from calcstream.sources import NpySource, Outgoing, Rejected, Source
 from consumer.settings import BrokerSettings
 
 logger = logging.getLogger(__name__)
 
 _YIELD_EVERY = 1000
+_API_CHUNK = 5_000
+"""Requests per API call: NDJSON lines or ``.npy`` rows."""
+_API_RESULTS_WINDOW = 20_000
+"""Results awaited at once over the websocket (at least two chunks' worth)."""
 
 
 class Sink(Protocol):
@@ -38,6 +52,9 @@ class Sink(Protocol):
 
     acked: int
     """Requests the destination has acknowledged so far."""
+
+    peak_in_flight: int
+    """The most requests handed over and not acknowledged at one time."""
 
     async def send(self, item: Outgoing) -> None:
         """Hand over one request; waits while the window of unacknowledged ones is full."""
@@ -104,57 +121,6 @@ class KafkaSink:
                            f"acknowledged requests: {exc!r}")
 
 
-class ResultCollector:
-    """Matches results on the reply topic to the ids sent and writes each first one as NDJSON."""
-
-    def __init__(self, follower: clients.TopicFollower, out: IO[bytes]) -> None:
-        self.follower = follower
-        self.out = out
-        self.received = 0
-        self.statuses: Counter[str] = Counter()
-        self._pending: set[str] = set()
-        self._all_sent = False
-        self._complete = asyncio.Event()
-
-    def expect(self, request_id: str) -> None:
-        """Watch for the result of ``request_id`` (call before sending it)."""
-        self._pending.add(request_id)
-
-    def all_sent(self) -> None:
-        """No more ids will be expected."""
-        self._all_sent = True
-        self._check_complete()
-
-    async def run(self) -> None:
-        """Read results until cancelled."""
-        async for batch in self.follower.batches():
-            for record in batch:
-                self._take(record)
-            self._check_complete()
-
-    def _take(self, record: Any) -> None:
-        request_id = record.key.decode(errors="replace") if record.key else None
-        if request_id not in self._pending:
-            return
-        self._pending.discard(request_id)
-        self.received += 1
-        self.out.write(record.value + b"\n")
-        try:
-            self.statuses[str(orjson.loads(record.value).get("status"))] += 1
-        except (orjson.JSONDecodeError, AttributeError):
-            self.statuses["unreadable"] += 1
-
-    def _check_complete(self) -> None:
-        if self._all_sent and not self._pending:
-            self._complete.set()
-
-    async def wait(self, timeout: float) -> list[str]:
-        """Wait up to ``timeout`` s for the outstanding results; return the ids still missing."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._complete.wait(), timeout)
-        return sorted(self._pending)
-
-
 @dataclass
 class IngestReport:
     """What an ingest did."""
@@ -182,49 +148,107 @@ class IngestOptions:
     window: int = 20_000
     connect_timeout: float = 3.0
     progress: bool = True
+    via_api: str | None = None
+    """The calcstream API's URL, to send through its batch endpoint instead of to Kafka."""
 
 
 async def ingest(settings: BrokerSettings, source: Source, options: IngestOptions) -> IngestReport:
-    """Send every request of ``source`` to the request topic; collect results if asked."""
+    """Send every request of ``source`` to the request topic (or through the API at
+    ``options.via_api``); collect results if asked."""
+    if options.via_api:
+        return await _ingest_via_api(options.via_api, source, options)
     topics = settings.topics
     needed = [topics.requests] + ([topics.results] if options.results else [])
     await clients.preflight(settings, needed, options.connect_timeout)
-    report = IngestReport()
     async with contextlib.AsyncExitStack() as stack:
         collector = None
         if options.results:
             follower = clients.TopicFollower(settings, [topics.results], from_beginning=False)
             stack.push_async_callback(follower.stop)
             await follower.start()
-            try:
-                out = stack.enter_context(options.results.open("wb"))
-            except OSError as exc:
-                raise InputError(f"cannot write the results: {exc}") from None
-            collector = ResultCollector(follower, out)
-            reading = asyncio.create_task(collector.run())
-            stack.push_async_callback(_cancel, reading)
+            collector = TopicCollector(follower, _open_results(stack, options.results))
         producer = clients.producer(settings)
         stack.push_async_callback(producer.stop)
         await _start(producer, settings)
         sink = KafkaSink(producer, topics.requests, options.window)
-        board = ProgressBoard(options.progress)
-        sent_bar = board.add("sent", source.total, lambda: sink.acked)
-        results_bar = None
-        if collector is not None:
-            results_bar = board.add("results", source.total, lambda: collector.received)
-        async with board:
-            started = time.perf_counter()
+        return await _drive(source, sink, collector, options, stack)
+
+
+async def _ingest_via_api(url: str, source: Source, options: IngestOptions) -> IngestReport:
+    """The same run, posted to the API's batch endpoint, results from its websocket."""
+    try:
+        async with Client(url, connect_timeout=options.connect_timeout) as client, \
+                contextlib.AsyncExitStack() as stack:
+            if not await client.ready():
+                raise ApiDown(f"the API at {url} is not ready (GET {url}/readyz says why)")
+            limits = await client.limits()
+            chunk = max(1, min(_API_CHUNK, options.window, limits.ws_max_subscriptions // 4))
+            if isinstance(source, NpySource):
+                width = 8 * source.width
+                chunk = max(1, min(chunk, (limits.max_batch_bytes - 1024) // width))
+            collector = None
+            if options.results:
+                watch = await client.watch(window=max(2 * chunk, _API_RESULTS_WINDOW))
+                stack.callback(watch.close)
+                collector = WatchCollector(watch, _open_results(stack, options.results))
+            sink = ApiSink(client, window=options.window, chunk=chunk,
+                           on_rejected=collector.forget if collector is not None else None)
+            stack.push_async_callback(sink.close)
+            blocks = _pump_blocks(source, sink, chunk) if isinstance(source, NpySource) else None
+            report = await _drive(source, sink, collector, options, stack, blocks)
+            report.rejected.extend(sink.rejected)
+            return report
+    except Unavailable as exc:
+        raise ApiDown(str(exc)) from None
+    except InvalidRequest as exc:
+        raise InputError(f"the API refused the input: {exc}") from None
+    except ClientError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _open_results(stack: contextlib.ExitStack | contextlib.AsyncExitStack,
+                  path: Path) -> IO[bytes]:
+    try:
+        return stack.enter_context(path.open("wb"))
+    except OSError as exc:
+        raise InputError(f"cannot write the results: {exc}") from None
+
+
+Pump = Callable[[Sink, ResultCollector | None, IngestReport], Awaitable[None]]
+"""Sends a whole source; ``_pump`` unless the sink wants the source in another shape."""
+
+
+async def _drive(source: Source, sink: Sink, collector: ResultCollector | None,
+                 options: IngestOptions, stack: contextlib.AsyncExitStack,
+                 pump: Pump | None = None) -> IngestReport:
+    """Pump the source into the sink with progress bars, then wait for the results."""
+    report = IngestReport()
+    if collector is not None:
+        reading = asyncio.create_task(collector.run())
+        stack.push_async_callback(_cancel, reading)
+    board = ProgressBoard(options.progress)
+    sent_bar = board.add("sent", source.total, lambda: sink.acked)
+    results_bar = None
+    if collector is not None:
+        results_bar = board.add("results", source.total, lambda: collector.received)
+    async with board:
+        started = time.perf_counter()
+        if pump is None:
             await _pump(source, sink, collector, report)
-            report.send_seconds = time.perf_counter() - started
-            report.sent = sink.acked
-            report.peak_in_flight = sink.peak_in_flight
-            board.set_total(sent_bar, report.sent)
-            if collector is not None and results_bar is not None:
-                board.set_total(results_bar, report.sent)
-                collector.all_sent()
-                report.missing = await collector.wait(options.timeout)
-                report.received = collector.received
-                report.statuses = dict(collector.statuses)
+        else:
+            await pump(sink, collector, report)
+        report.send_seconds = time.perf_counter() - started
+        report.sent = sink.acked
+        report.peak_in_flight = sink.peak_in_flight
+        board.set_total(sent_bar, report.sent)
+        if collector is not None and results_bar is not None:
+            board.set_total(results_bar, report.sent)
+            collector.all_sent()
+            report.missing = await collector.wait(options.timeout)
+            if reading.done() and not reading.cancelled() and reading.exception():
+                reading.result()  # the results stream broke: say why
+            report.received = collector.received
+            report.statuses = dict(collector.statuses)
     return report
 
 
@@ -243,7 +267,7 @@ async def _pump(source: Iterable[Outgoing | Rejected], sink: Sink,
                 report.rejected.append(item)
                 continue
             if collector is not None:
-                collector.expect(item.id)
+                await collector.expect(item.id)
             await sink.send(item)
             if count % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let the sender, the reader and the bars run
@@ -257,6 +281,26 @@ async def _pump(source: Iterable[Outgoing | Rejected], sink: Sink,
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"reading the input failed after {sink.acked:,} acknowledged "
                          f"requests: {exc}") from None
+
+
+def _pump_blocks(source: NpySource, sink: ApiSink, rows: int) -> Pump:
+    """Send an ``.npy`` file to the API in blocks of ``rows`` rows (``.npy`` bodies)."""
+
+    async def pump(_: Sink, collector: ResultCollector | None, report: IngestReport) -> None:
+        try:
+            for first, block in source.blocks(rows):
+                prefix, ids = block_ids(source.id_prefix, first, len(block))
+                if collector is not None:
+                    for request_id in ids:
+                        await collector.expect(request_id)
+                await sink.send_rows(first, block, ids, op=source.op, args=source.args,
+                                     id_prefix=prefix)
+            await sink.flush()
+        except OSError as exc:
+            raise InputError(f"reading the input failed after {sink.acked:,} acknowledged "
+                             f"requests: {exc}") from None
+
+    return pump
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

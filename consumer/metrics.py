@@ -2,13 +2,14 @@
 
 The collector reads ``WorkerStats`` at scrape time, so counting costs nothing extra on the hot
 path. The server is a few lines of asyncio: it runs on the worker's loop and never blocks it.
+The family helpers (``counter``, ``gauge``, ``histogram``) are shared with the API's collector.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -35,51 +36,60 @@ class WorkerCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s, w = self.stats, self.worker_id
-        yield _counter("calcstream_worker_records", "Request records consumed and handled.",
-                       s.records, w)
-        yield _counter("calcstream_worker_batches", "Batches computed.", s.batches, w)
+        labels = {"worker": w}
+        yield counter("calcstream_worker_records", "Request records consumed and handled.",
+                      s.records, labels)
+        yield counter("calcstream_worker_batches", "Batches computed.", s.batches, labels)
         results = CounterMetricFamily("calcstream_worker_results", "Results published by status.",
                                       labels=["worker", "status"])
         for status in ("ok", "error", "expired"):
             results.add_metric([w, status], s.results.get(status, 0))
         yield results
-        yield _counter("calcstream_worker_dead_letters", "Records sent to the dead-letter topic.",
-                       s.dead_letters, w)
-        yield _counter("calcstream_worker_commit_failures", "Offset commits refused or failed.",
-                       s.commit_failures, w)
-        yield _counter("calcstream_worker_publish_retries", "Batch publishes retried.",
-                       s.publish_retries, w)
-        in_flight = GaugeMetricFamily("calcstream_worker_batches_in_flight",
-                                      "Batches computing or publishing now.", labels=["worker"])
-        in_flight.add_metric([w], s.in_flight)
-        yield in_flight
+        yield counter("calcstream_worker_dead_letters", "Records sent to the dead-letter topic.",
+                      s.dead_letters, labels)
+        yield counter("calcstream_worker_commit_failures", "Offset commits refused or failed.",
+                      s.commit_failures, labels)
+        yield counter("calcstream_worker_publish_retries", "Batch publishes retried.",
+                      s.publish_retries, labels)
+        yield gauge("calcstream_worker_batches_in_flight", "Batches computing or publishing now.",
+                    s.in_flight, labels)
         lag = GaugeMetricFamily("calcstream_worker_consumer_lag",
                                 "Records behind the partition's high watermark.",
                                 labels=["worker", "topic", "partition"])
         for (topic, partition), value in sorted(s.consumer_lag.items()):
             lag.add_metric([w, topic, str(partition)], value)
         yield lag
-        yield _histogram("calcstream_worker_batch_size", "Requests per batch.", s.batch_size, w)
-        yield _histogram("calcstream_worker_compute_seconds",
-                         "Wall time of a batch's compute step (in its thread).",
-                         s.compute_seconds, w)
-        yield _histogram("calcstream_worker_end_to_end_seconds",
-                         "From the request record's broker timestamp to its result's ack.",
-                         s.end_to_end_seconds, w)
-        yield _histogram("calcstream_worker_event_loop_lag_seconds",
-                         "How late a 10 ms timer on the worker's event loop fires.",
-                         s.loop_lag_seconds, w)
+        yield histogram("calcstream_worker_batch_size", "Requests per batch.", s.batch_size,
+                        labels)
+        yield histogram("calcstream_worker_compute_seconds",
+                        "Wall time of a batch's compute step (in its thread).",
+                        s.compute_seconds, labels)
+        yield histogram("calcstream_worker_end_to_end_seconds",
+                        "From the request record's broker timestamp to its result's ack.",
+                        s.end_to_end_seconds, labels)
+        yield histogram("calcstream_worker_event_loop_lag_seconds",
+                        "How late a 10 ms timer on the worker's event loop fires.",
+                        s.loop_lag_seconds, labels)
 
 
-def _counter(name: str, doc: str, value: float, worker: str) -> Metric:
-    family = CounterMetricFamily(name, doc, labels=["worker"])
-    family.add_metric([worker], value)
+def counter(name: str, doc: str, value: float, labels: Mapping[str, str]) -> Metric:
+    """A counter family with one sample."""
+    family = CounterMetricFamily(name, doc, labels=list(labels))
+    family.add_metric(list(labels.values()), value)
     return family
 
 
-def _histogram(name: str, doc: str, buckets: Buckets, worker: str) -> Metric:
-    family = HistogramMetricFamily(name, doc, labels=["worker"])
-    family.add_metric([worker], buckets.cumulative(), sum_value=buckets.total)
+def gauge(name: str, doc: str, value: float, labels: Mapping[str, str]) -> Metric:
+    """A gauge family with one sample."""
+    family = GaugeMetricFamily(name, doc, labels=list(labels))
+    family.add_metric(list(labels.values()), value)
+    return family
+
+
+def histogram(name: str, doc: str, buckets: Buckets, labels: Mapping[str, str]) -> Metric:
+    """A histogram family with one series, from ``Buckets``."""
+    family = HistogramMetricFamily(name, doc, labels=list(labels))
+    family.add_metric(list(labels.values()), buckets.cumulative(), sum_value=buckets.total)
     return family
 
 

@@ -127,6 +127,23 @@ def process_batch(
     return out
 
 
+class CrashLoop(Exception):
+    """Computing the record killed the worker process every time it was tried."""
+
+
+def give_up(records: Sequence[RequestRecord], ctx: BatchContext,
+            attempts: Sequence[int]) -> BatchOutput:
+    """Dead-letter records whose computation killed the worker ``attempts`` times, without
+    computing them again; their readable ids get an error result ``crash_loop``."""
+    out = BatchOutput()
+    now = time.time()
+    for record, tried in zip(records, attempts, strict=True):
+        exc = CrashLoop(f"the worker process died {tried} times computing this record; "
+                        "it is not computed again")
+        _reject(out, record, ctx, "compute", exc, now, len(records), code="crash_loop")
+    return out
+
+
 def _compute(valid: Sequence[_Valid]) -> list[tuple[Any, dict[str, str] | None]]:
     """Run each op's batch kernel over its requests; isolate failures per request."""
     values: list[tuple[Any, dict[str, str] | None]] = [(None, None)] * len(valid)
@@ -237,6 +254,7 @@ def _reject(
     exc: Exception,
     now: float,
     batch_size: int,
+    code: str = "invalid_request",
 ) -> None:
     """Dead-letter a record and, when its id is readable, answer it with an error result."""
     message = _describe(exc)
@@ -259,7 +277,7 @@ def _reject(
     if request_id is not None:
         _emit(out, record, ctx, request_id, _peek_op(record.value), "error", now,
               batch_size=batch_size,
-              error={"code": "invalid_request", "message": f"{stage}: {message}"})
+              error={"code": code, "message": f"{stage}: {message}"})
 
 
 def _describe(exc: Exception) -> str:

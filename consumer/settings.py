@@ -64,6 +64,14 @@ class WorkerSettings(BrokerSettings):
         default=2, ge=1, description="Batches computing, publishing or waiting to be committed "
         "at once; fetching pauses while this many are in flight."
     )
+    max_attempts: int = Field(
+        default=3, ge=0, description="A record whose computation was started this many times "
+        "by workers that died before finishing it is dead-lettered instead of computed again "
+        "(counted in the attempts topic across restarts); 0 turns the journal off."
+    )
+    attempts_topic: str = Field(
+        default="", description="The attempts journal topic; default '<requests_topic>.attempts'."
+    )
     drain_timeout_s: float = Field(
         default=30.0, gt=0, description="On shutdown or rebalance, how long in-flight batches "
         "may take to publish and commit before they are abandoned uncommitted."
@@ -75,6 +83,11 @@ class WorkerSettings(BrokerSettings):
     metrics_enabled: bool = True
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9101, ge=0, le=65535, description="0 picks a free port.")
+
+    @property
+    def journal_topic(self) -> str:
+        """The attempts journal topic of this deployment."""
+        return self.attempts_topic or f"{self.requests_topic}.attempts"
 
     def consumer_options(self) -> dict[str, Any]:
         """Keyword arguments for ``AIOKafkaConsumer``: manual commits from the earliest offset."""

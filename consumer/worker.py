@@ -19,18 +19,26 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from prometheus_client import CollectorRegistry
 
 from consumer.admin import ensure_topics, wait_for_broker
+from consumer.attempts import AttemptJournal, ensure_journal_topic
 from consumer.batching import Batcher, CommitLog
 from consumer.errors import NotStartedError
 from consumer.looplag import LoopLagMonitor
 from consumer.metrics import MetricsServer, WorkerCollector
-from consumer.processing import BatchContext, BatchOutput, RequestRecord, process_batch
+from consumer.processing import (
+    BatchContext,
+    BatchOutput,
+    RequestRecord,
+    give_up,
+    process_batch,
+)
 from consumer.settings import WorkerSettings
 from consumer.stats import WorkerStats
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_Outgoing = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
+# topic, partition (None: by key), key, value, headers
+_Outgoing = tuple[str, int | None, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
 
 _IDLE_POLL_MS = 100
 _PUBLISH_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0)
@@ -51,6 +59,8 @@ class Worker:
         self._lag_task: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._journal: AttemptJournal | None = None
+        self._journal_reader: AIOKafkaConsumer | None = None
         self._batcher: Batcher[Any] = Batcher(
             settings.max_batch_size, settings.max_batch_delay_ms / 1000.0
         )
@@ -83,12 +93,27 @@ class Worker:
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(**s.consumer_options())
         self._consumer.subscribe([s.requests_topic], listener=_Rebalance(self))
+        if s.max_attempts:
+            await self._start_journal()
         await self._consumer.start()
         self.loop_lag.start()
         self._lag_task = asyncio.get_running_loop().create_task(self._watch_broker())
         if s.metrics_enabled:
             self.metrics = MetricsServer(self.registry, s.metrics_host, s.metrics_port)
             await self.metrics.start()
+
+    async def _start_journal(self) -> None:
+        s = self.settings
+        partitions = len(await self._require(self._producer).partitions_for(s.requests_topic))
+        if s.create_topics:
+            await ensure_journal_topic(s.bootstrap_servers, s.journal_topic, partitions,
+                                       s.replication_factor)
+        self._journal = AttemptJournal(s.journal_topic, partitions, s.worker_id)
+        self._journal_reader = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers, security_protocol=s.security_protocol,
+            client_id=f"{s.worker_id}-journal", group_id=None, enable_auto_commit=False,
+            fetch_max_wait_ms=s.fetch_max_wait_ms)
+        await self._journal_reader.start()
 
     def request_stop(self) -> None:
         """Ask ``run()`` to stop fetching, finish what it has, commit and return."""
@@ -107,8 +132,11 @@ class Worker:
             await metrics.stop()
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
+        reader, self._journal_reader = self._journal_reader, None
         if consumer is not None:
             await consumer.stop()
+        if reader is not None:
+            await reader.stop()
         if producer is not None:
             await producer.stop()
 
@@ -130,7 +158,7 @@ class Worker:
             for records in fetched.values():
                 self._batcher.add(records)
             while self._batcher.due() and self._busy() < s.max_in_flight:
-                self._launch(self._batcher.take())
+                await self._dispatch(self._batcher.take())
         if len(self._batcher):
             self._launch(self._batcher.take())
         await self._drain(s.drain_timeout_s)
@@ -139,6 +167,39 @@ class Worker:
         logger.info("worker %s drained: %d records in %d batches; results %s; dead letters %d",
                     s.worker_id, self.stats.records, self.stats.batches,
                     dict(self.stats.results), self.stats.dead_letters)
+
+    async def _dispatch(self, records: list[RequestRecord]) -> None:
+        """Launch a batch, or compute it one record at a time if a worker died computing any of
+        them before (so the next death is attributed to one record)."""
+        journal = self._journal
+        if journal is None:
+            self._launch(records)
+            return
+        consumer = self._require(self._consumer)
+        new = {(r.topic, r.partition) for r in records if not journal.loaded((r.topic,
+                                                                              r.partition))}
+        if new:
+            committed = {tp: await consumer.committed(TopicPartition(*tp)) or 0 for tp in new}
+            await journal.load(self._require(self._journal_reader), committed)
+        if not journal.suspects(records):
+            self._launch(records)
+            return
+        # Alone: nothing else in flight, so a death now is this record's. No abandoning here:
+        # a later commit must never overtake an earlier batch.
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            while self._inflight and not self._stopping.is_set():
+                await asyncio.wait({*self._inflight, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        for record in records:
+            if self._stopping.is_set():
+                return  # the rest stays uncommitted: delivered again
+            if TopicPartition(record.topic, record.partition) not in consumer.assignment():
+                continue  # revoked meanwhile: its next owner takes it from the commit
+            prior = journal.prior(record)
+            task = self._launch([record], abandon=prior >= self.settings.max_attempts)
+            await asyncio.wait({task})
 
     def _busy(self) -> int:
         """Batches computing, publishing, committing, or finished behind an uncommitted one."""
@@ -158,13 +219,15 @@ class Worker:
             stop.cancel()
             consumer.resume(*(tp for tp in paused if tp in consumer.assignment()))
 
-    def _launch(self, records: list[RequestRecord]) -> None:
+    def _launch(self, records: list[RequestRecord],
+                abandon: bool = False) -> asyncio.Task[None]:
         token = self._commits.open(records)
-        task = asyncio.get_running_loop().create_task(self._handle(records, token))
+        task = asyncio.get_running_loop().create_task(self._handle(records, token, abandon))
         self._inflight.add(task)
         task.add_done_callback(self._landed)
         self.stats.in_flight = len(self._inflight)
         self.stats.peak_in_flight = max(self.stats.peak_in_flight, len(self._inflight))
+        return task
 
     def _landed(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
@@ -176,9 +239,19 @@ class Worker:
             logger.error("a batch failed unexpectedly; stopping", exc_info=self._failure)
             self.request_stop()
 
-    async def _handle(self, records: list[RequestRecord], token: object) -> None:
+    async def _handle(self, records: list[RequestRecord], token: object,
+                      abandon: bool = False) -> None:
         started = time.perf_counter()
-        output = await asyncio.to_thread(process_batch, records, self._ctx)
+        if abandon:
+            # Tried max_attempts times by workers that died computing it: don't try again.
+            assert self._journal is not None
+            output = give_up(records, self._ctx,
+                             [self._journal.prior(r) for r in records])
+        else:
+            if self._journal is not None:
+                await self._send([(j.topic, j.partition, j.key, j.value, None)
+                                  for j in self._journal.start(records)])
+            output = await asyncio.to_thread(process_batch, records, self._ctx)
         computed = time.perf_counter()
         await self._publish(output)
         self._commits.finish(token)
@@ -197,20 +270,25 @@ class Worker:
         A retry sends only the records that were not acknowledged, so a topic that refuses
         writes for a while does not fill the others with copies of the same batch.
         """
-        producer = self._require(self._producer)
         topics = self.settings.topics
         pending: list[_Outgoing] = [
-            (topics.dlq, d.key, d.value, d.headers) for d in output.dead_letters
+            (topics.dlq, None, d.key, d.value, d.headers) for d in output.dead_letters
         ]
-        pending += [(topics.results, key, value, None) for key, value in output.results]
+        pending += [(topics.results, None, key, value, None) for key, value in output.results]
+        await self._send(pending)
+
+    async def _send(self, pending: list[_Outgoing]) -> None:
+        """Produce records and wait for every ack, re-sending the refused ones until acked."""
+        producer = self._require(self._producer)
         attempt = 0
         while pending:
             sent: list[tuple[_Outgoing, asyncio.Future[Any]]] = []
             errors: list[BaseException] = []
             try:
                 for record in pending:
-                    topic, key, value, headers = record
+                    topic, partition, key, value, headers = record
                     sent.append((record, await producer.send(topic, value, key=key,
+                                                             partition=partition,
                                                              headers=headers)))
             except KafkaError as exc:
                 errors.append(exc)
@@ -226,7 +304,7 @@ class Worker:
                 self.stats.publish_retries += 1
                 delay = _PUBLISH_BACKOFF_S[min(attempt, len(_PUBLISH_BACKOFF_S) - 1)]
                 attempt += 1
-                logger.warning("publishing %d records of a batch failed (%s); retrying in %.1fs",
+                logger.warning("publishing %d records failed (%s); retrying in %.1fs",
                                len(pending), errors[0], delay)
                 await asyncio.sleep(delay)
 
@@ -244,6 +322,9 @@ class Worker:
                 return
             try:
                 await consumer.commit(offsets)
+                if self._journal is not None:
+                    self._journal.committed({(tp.topic, tp.partition): offset
+                                             for tp, offset in offsets.items()})
             except CommitFailedError as exc:
                 self.stats.commit_failures += 1
                 logger.warning("commit refused, the group moved on; these records will be "
@@ -277,6 +358,8 @@ class Worker:
     async def _on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         dropped = self._batcher.drop((tp.topic, tp.partition) for tp in revoked)
         await self._drain(self.settings.drain_timeout_s)
+        if self._journal is not None:
+            self._journal.revoked((tp.topic, tp.partition) for tp in revoked)
         logger.info("partitions revoked %s; %d queued records left for the next owner",
                     sorted((tp.topic, tp.partition) for tp in revoked), dropped)
 
@@ -315,6 +398,10 @@ class Worker:
                 logger.warning("the broker lost topics (restarted with empty storage?); "
                                "re-creating them")
                 await ensure_topics(self.settings)
+            journal = self._journal
+            if journal is not None and journal.topic not in present:
+                await ensure_journal_topic(self.settings.bootstrap_servers, journal.topic,
+                                           journal.partitions, self.settings.replication_factor)
         except (KafkaError, OSError) as exc:
             logger.debug("topic check failed: %s", exc)
 

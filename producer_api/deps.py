@@ -14,6 +14,7 @@ from producer_api.hub import Hub
 from producer_api.publisher import Publisher
 from producer_api.results import ResultReader, ResultStore
 from producer_api.settings import ApiSettings
+from producer_api.stats import ApiStats
 from producer_api.submitter import Submitter
 
 
@@ -28,6 +29,7 @@ class Services:
     hub: Hub
     submitter: Submitter
     loop_lag: LoopLagMonitor
+    stats: ApiStats
 
 
 async def get_services(conn: HTTPConnection) -> Services:

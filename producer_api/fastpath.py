@@ -25,6 +25,7 @@ from producer_api.errors import (
     PayloadTooLarge,
 )
 from producer_api.routes.calculations import accept
+from producer_api.stats import ApiStats
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class SubmitFastPath:
         self.app = app
         self.state = state
         self.retry_after = str(retry_after).encode()
+        stats: ApiStats | None = getattr(state, "stats", None)
+        self.intake = (stats or ApiStats()).single
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
@@ -52,6 +55,7 @@ class SubmitFastPath:
             body = await _read(scope, receive, services.settings.max_body_bytes)
             status, content, location = await accept(services, body, wait)
         except ApiError as exc:
+            self.intake.reject(exc)
             await _answer(send, exc.status, exc.body_bytes(), self._error_headers(exc))
             return
         await _answer(send, status, content, [_JSON, (b"location", location.encode())])

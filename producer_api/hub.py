@@ -26,6 +26,7 @@ from collections.abc import Iterable
 import orjson
 
 from producer_api.results import ResultStore
+from producer_api.stats import ApiStats
 
 _RESULT_PREFIX = b'{"type":"result",'
 _TAKE_MAX = 256
@@ -62,13 +63,18 @@ class Subscriber:
         self._watched.append(value)
         self._wake.set()
 
-    def offer_stream(self, value: bytes) -> None:
-        """Queue a result of the ``all`` stream; drop (and count) the oldest when full."""
-        if len(self._stream) >= self.capacity:
+    def offer_stream(self, value: bytes) -> bool:
+        """Queue a result of the ``all`` stream; drop (and count) the oldest when full.
+
+        True when a result was dropped to make room.
+        """
+        dropped = len(self._stream) >= self.capacity
+        if dropped:
             self._stream.popleft()
             self.dropped += 1
         self._stream.append(value)
         self._wake.set()
+        return dropped
 
     def offer_control(self, message: bytes) -> bool:
         """Queue a reply to the client; False when the client stopped reading them."""
@@ -98,8 +104,9 @@ class Subscriber:
 class Hub:
     """Routes each new result to the sockets that watch it."""
 
-    def __init__(self, store: ResultStore) -> None:
+    def __init__(self, store: ResultStore, stats: ApiStats | None = None) -> None:
         self.store = store
+        self.stats = stats or ApiStats()
         self._by_id: dict[str, set[Subscriber]] = {}
         self._everyone: set[Subscriber] = set()
 
@@ -112,6 +119,11 @@ class Hub:
             elif request_id not in sub.ids:
                 sub.ids.add(request_id)
                 self._by_id.setdefault(request_id, set()).add(sub)
+
+    @property
+    def streaming(self) -> int:
+        """Sockets watching every result."""
+        return len(self._everyone)
 
     def watch_all(self, sub: Subscriber) -> None:
         """Watch every new result."""
@@ -146,5 +158,5 @@ class Hub:
                 sub.ids.discard(request_id)
                 sub.offer_watched(value)
         for sub in self._everyone:
-            if not subs or sub not in subs:
-                sub.offer_stream(value)
+            if (not subs or sub not in subs) and sub.offer_stream(value):
+                self.stats.ws_dropped += 1

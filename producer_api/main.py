@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -11,15 +12,19 @@ from fastapi import FastAPI
 
 from consumer.admin import ensure_topics, wait_for_broker
 from consumer.looplag import LoopLagMonitor
-from producer_api import docs
+from producer_api import docs, metrics
 from producer_api.deps import Services
 from producer_api.hub import Hub
+from producer_api.overview import Overview
 from producer_api.publisher import Publisher
 from producer_api.responses import OrjsonResponse, install_handlers
 from producer_api.results import ResultReader, ResultStore
-from producer_api.routes import calculations, health, ops, ws
+from producer_api.routes import calculations, dashboard, health, ops, stats, ws
+from producer_api.routes import metrics as metrics_route
 from producer_api.settings import ApiSettings
+from producer_api.stats import ApiStats
 from producer_api.submitter import Submitter
+from producer_api.workers import WorkerScraper
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +41,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
                   default_response_class=OrjsonResponse, lifespan=lifespan)
     app.state.settings = settings
     app.state.services = None
-    for module in (calculations, ops, ws, health):
+    app.state.stats = ApiStats()
+    app.state.registry = metrics.registry(app.state.stats, app.state, settings.api_id)
+    app.state.overview = Overview(app.state.stats, WorkerScraper(settings.worker_metrics))
+    for module in (calculations, ops, ws, health, metrics_route, stats, dashboard):
         app.include_router(module.router)
     install_handlers(app, settings.retry_after_s)
     docs.install(app)
@@ -47,26 +55,28 @@ def create_app(settings: ApiSettings) -> FastAPI:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start the publisher, the result reader and the loop-lag probe; stop them in reverse."""
     s: ApiSettings = app.state.settings
+    counts: ApiStats = app.state.stats
     logger.info("API starting with %s", _masked(s))
     await wait_for_broker(s.bootstrap_servers, s.startup_timeout_s)
     if s.create_topics:
         await ensure_topics(s)
     stack = AsyncExitStack()
     async with stack:
-        publisher = Publisher(s)
+        publisher = Publisher(s, counts)
         stack.push_async_callback(publisher.stop)
         await publisher.start()
         store = ResultStore(s.result_store_max, s.result_store_max_bytes, s.result_ttl_s)
-        hub = Hub(store)
-        reader = ResultReader(s, store)
+        hub = Hub(store, counts)
+        reader = ResultReader(s, store, counts)
         reader.listeners.append(hub.publish)
         stack.push_async_callback(reader.stop)
         await reader.start(await _partitions(publisher, s.results_topic))
-        loop_lag = LoopLagMonitor()
+        loop_lag = LoopLagMonitor(on_sample=counts.loop_lag_seconds.observe)
         stack.push_async_callback(loop_lag.stop)
         loop_lag.start()
         app.state.services = Services(s, publisher, store, reader, hub,
-                                      Submitter(store, publisher, s.max_batch_errors), loop_lag)
+                                      Submitter(store, publisher, s.max_batch_errors), loop_lag,
+                                      counts)
         try:
             yield
         finally:
@@ -92,6 +102,17 @@ async def _partitions(publisher: Publisher, topic: str) -> set[int]:
 
 
 def _masked(settings: ApiSettings) -> dict[str, object]:
-    secret = ("password", "secret", "token")
-    return {k: "***" if any(w in k for w in secret) and v else v
-            for k, v in settings.model_dump().items()}
+    """The settings as logged: secret-named values and passwords inside URLs hidden."""
+    out: dict[str, object] = {}
+    for key, value in settings.model_dump().items():
+        if value and any(word in key for word in _SECRET_WORDS):
+            out[key] = "***"
+        elif isinstance(value, str):
+            out[key] = _URL_PASSWORD.sub(r"\1:***@", value)
+        else:
+            out[key] = value
+    return out
+
+
+_SECRET_WORDS = ("password", "secret", "token", "credential")
+_URL_PASSWORD = re.compile(r"(?<=://)([^:/@\s,]*):[^@\s,]*@")

@@ -125,3 +125,77 @@ class Readiness(BaseModel):
                                     "up to its end at least once since start-up.")
     results_remembered: int
     loop_lag_ms: dict[str, float]
+
+
+class Percentiles(BaseModel):
+    """Latency percentiles in milliseconds (null without observations)."""
+
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+class StoreSize(BaseModel):
+    """What the result store remembers."""
+
+    ids: int
+    bytes: int
+    waiters: int = Field(description="Requests waiting for a result (?wait=).")
+
+
+class SocketFigures(BaseModel):
+    """WebSocket connections and results dropped for slow readers."""
+
+    connections: int
+    dropped: int
+
+
+class ApiFigures(BaseModel):
+    """This API replica's own figures."""
+
+    id: str | None = None
+    uptime_s: float
+    accepted: int = Field(description="Requests published and acknowledged, every way in.")
+    rejected: int
+    rejected_by_code: dict[str, int]
+    results: dict[str, int] = Field(description="New results read, by status.")
+    results_total: int
+    results_per_s: float | None = Field(description="Over the window; null on the first call.")
+    accepted_per_s: float | None
+    end_to_end_ms: Percentiles = Field(
+        description="Request enqueued → result read by this API, over the window "
+        "(interpolated from the histogram behind calcstream_api_end_to_end_seconds).")
+    loop_lag_ms: dict[str, float] | None = Field(
+        description="Event-loop lag p50, p99 and max over the last minute; null before start.")
+    result_store: StoreSize | None
+    websocket: SocketFigures
+    caught_up: bool
+
+
+class WorkerFigures(BaseModel):
+    """One worker, from its /metrics endpoint (worker_metrics_urls)."""
+
+    url: str
+    up: bool
+    error: str | None
+    worker: str | None
+    records: int
+    results: int
+    dead_letters: int
+    in_flight: int = Field(description="Batches computing or publishing.")
+    consumer_lag: int = Field(description="Records behind the high watermarks, all partitions.")
+    records_per_s: float | None
+    batch_size_mean: float | None
+    compute_p99_ms: float | None
+    end_to_end_p99_ms: float | None
+    loop_lag_p99_ms: float | None
+
+
+class Stats(BaseModel):
+    """Live figures for the dashboard: this API, and the workers it was told about."""
+
+    at: float = Field(description="UNIX time of the figures.")
+    window_s: float | None = Field(description="What rates and percentiles are over.")
+    api: ApiFigures
+    workers: list[WorkerFigures]
+    consumer_lag: int | None = Field(description="Sum over the workers that answered.")

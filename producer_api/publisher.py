@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError
 from producer_api.errors import NotStartedError, Unavailable
 from producer_api.intake import Prepared
 from producer_api.settings import ApiSettings
+from producer_api.stats import ApiStats
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +34,9 @@ T = TypeVar("T")
 class Publisher:
     """The API's Kafka producer (acks=all). ``start()``/``stop()``."""
 
-    def __init__(self, settings: ApiSettings) -> None:
+    def __init__(self, settings: ApiSettings, stats: ApiStats | None = None) -> None:
         self.settings = settings
+        self.stats = stats or ApiStats()
         self.topic = settings.requests_topic
         self.timeout = settings.publish_timeout_s
         self._producer: AIOKafkaProducer | None = None
@@ -59,8 +61,12 @@ class Publisher:
         return partitions
 
     async def publish(self, item: Prepared) -> None:
-        """Send one record and wait for its ack; ``Unavailable`` after the publish timeout."""
+        """Send one record and wait for its ack; ``Unavailable`` after the publish timeout.
+
+        The time from send to ack is observed in ``stats.publish_seconds``.
+        """
         producer = self._require()
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout):
                 ack = await producer.send(self.topic, item.value, key=item.key,
@@ -68,6 +74,7 @@ class Publisher:
                 await ack
         except (TimeoutError, KafkaError) as exc:
             raise _unavailable(exc) from None
+        self.stats.publish_seconds.observe(time.perf_counter() - started)
 
     def batch(self) -> BatchSender[Any]:
         """A sender for many records with a bounded number awaiting their ack."""

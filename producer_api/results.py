@@ -42,12 +42,14 @@ from aiokafka.errors import KafkaError
 
 from producer_api.errors import NotStartedError
 from producer_api.settings import ApiSettings
+from producer_api.stats import ApiStats
 
 logger = logging.getLogger(__name__)
 
 PUBLISHING, QUEUED, DONE = "publishing", "queued", "done"
 _POLL_MS = 200
 _MAX_RECORDS = 1_000
+_STATUSES = ("ok", "error", "expired")  # a tuple: ``in`` compares, never hashes a bad value
 
 
 class ReaderStopped(Exception):
@@ -94,6 +96,11 @@ class ResultStore:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def waiting(self) -> int:
+        """Futures waiting for a result (``?wait=`` requests)."""
+        return sum(len(futures) for futures in self._waiters.values())
 
     def get(self, request_id: str) -> Entry | None:
         """The entry for an id, unless never known or forgotten."""
@@ -203,11 +210,18 @@ ResultListener = Callable[[str, bytes], None]
 
 
 class ResultReader:
-    """Reads every partition of the reply topic into the store; tells listeners of each result."""
+    """Reads every partition of the reply topic into the store; tells listeners of each result.
 
-    def __init__(self, settings: ApiSettings, store: ResultStore) -> None:
+    Each new result is counted by status; results published after the reader started also
+    have their end-to-end latency observed (request enqueued → result read here). Results
+    re-read at start-up are not: their latency would be the recovery window.
+    """
+
+    def __init__(self, settings: ApiSettings, store: ResultStore,
+                 stats: ApiStats | None = None) -> None:
         self.settings = settings
         self.store = store
+        self.stats = stats or ApiStats()
         self.caught_up = asyncio.Event()
         self.listeners: list[ResultListener] = []
         self.records = 0
@@ -267,6 +281,7 @@ class ResultReader:
     async def _run(self) -> None:
         consumer = self._require()
         recover_from = time.time() - self.settings.recover_s
+        live_from_ms = time.time() * 1000
         while True:
             try:
                 fetched = await consumer.getmany(timeout_ms=_POLL_MS, max_records=_MAX_RECORDS)
@@ -277,7 +292,7 @@ class ResultReader:
             for tp, records in fetched.items():
                 for record in records:
                     if record.timestamp / 1000.0 >= recover_from:
-                        self._handle(record.value)
+                        self._handle(record.value, record.timestamp >= live_from_ms)
                 self._next[tp] = records[-1].offset + 1
             if not self.caught_up.is_set() and (not fetched or self._at_highwater(consumer)):
                 self.caught_up.set()
@@ -294,7 +309,7 @@ class ResultReader:
                 return False
         return True
 
-    def _handle(self, value: bytes | None) -> None:
+    def _handle(self, value: bytes | None, live: bool = True) -> None:
         self.records += 1
         try:
             doc: Any = orjson.loads(value or b"")
@@ -307,6 +322,12 @@ class ResultReader:
             return
         assert value is not None
         if self.store.put_result(request_id, op, value):
+            stats = self.stats
+            status = doc.get("status")
+            stats.results[status if status in _STATUSES else "other"] += 1
+            enqueued_at = doc.get("enqueued_at")
+            if live and isinstance(enqueued_at, (float, int)):
+                stats.end_to_end_seconds.observe(max(0.0, time.time() - enqueued_at))
             for listener in self.listeners:
                 listener(request_id, value)
 

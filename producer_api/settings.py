@@ -105,6 +105,16 @@ class ApiSettings(BrokerSettings):
         description="Serve POST /v1/calculations straight from ASGI (producer_api.fastpath); "
         "off routes it through FastAPI like every other endpoint.",
     )
+    worker_metrics_urls: str = Field(
+        default="",
+        description="Comma-separated /metrics URLs of workers (plain http) that GET /v1/stats "
+        "scrapes, at most once a second, for the dashboard's worker figures.",
+    )
+
+    @property
+    def worker_metrics(self) -> list[str]:
+        """The worker /metrics URLs, as a list."""
+        return [url.strip() for url in self.worker_metrics_urls.split(",") if url.strip()]
 
     @property
     def recover_s(self) -> float:

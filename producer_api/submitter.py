@@ -21,6 +21,7 @@ from producer_api.errors import ApiError, Conflict, Unavailable
 from producer_api.intake import Prepared
 from producer_api.publisher import Publisher
 from producer_api.results import PUBLISHING, Entry, ReaderStopped, ResultStore
+from producer_api.stats import Intake
 
 BatchItem = tuple[int, Prepared | ApiError]
 
@@ -36,10 +37,14 @@ class Outcome:
 
 @dataclass
 class Summary:
-    """Counts, ids and the first errors of a batch (the ``BatchSummary`` document)."""
+    """Counts, ids and the first errors of a batch (the ``BatchSummary`` document).
+
+    Every item is also counted in ``intake`` (the API's metrics) as it is decided.
+    """
 
     keep_ids: bool
     max_errors: int
+    intake: Intake = field(default_factory=Intake)
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
@@ -50,6 +55,10 @@ class Summary:
         """Count an acknowledged (or already known) item."""
         self.accepted += 1
         self.duplicates += duplicate
+        if duplicate:
+            self.intake.deduplicated += 1
+        else:
+            self.intake.accepted += 1
         if self.keep_ids:
             self._slot(index)
             self.ids[index] = request_id
@@ -57,6 +66,7 @@ class Summary:
     def reject(self, index: int, error: ApiError) -> None:
         """Count a rejected item."""
         self.rejected += 1
+        self.intake.reject(error)
         if self.keep_ids:
             self._slot(index)
         if len(self.errors) < self.max_errors:
@@ -109,9 +119,10 @@ class Submitter:
             return Outcome(item.id, entry.result, False)
         return Outcome(item.id, await self._wait(item.id, waiter, wait), False)
 
-    async def submit_many(self, items: AsyncIterable[BatchItem], keep_ids: bool) -> Summary:
+    async def submit_many(self, items: AsyncIterable[BatchItem], keep_ids: bool,
+                          intake: Intake | None = None) -> Summary:
         """Publish a stream of items in order; ``Unavailable`` carries the partial summary."""
-        summary = Summary(keep_ids, self.max_errors)
+        summary = Summary(keep_ids, self.max_errors, intake or Intake())
         sender = self.publisher.batch()
         elsewhere: list[tuple[int, Entry]] = []
         try:

@@ -57,16 +57,27 @@ RequestIdPath = Annotated[str, Path(
 )
 async def submit(request: Request, services: ServicesDep, wait: Wait = None) -> Response:
     """Validate, publish, and answer 202 (or 200 with the result when it is there)."""
-    body = await read_body(request, services.settings.max_body_bytes)
-    status, content, location = await accept(services, body, wait)
+    try:
+        body = await read_body(request, services.settings.max_body_bytes)
+        status, content, location = await accept(services, body, wait)
+    except ApiError as exc:
+        services.stats.single.reject(exc)
+        raise
     return OrjsonResponse(content, status, {"Location": location})
 
 
 async def accept(services: Services, body: bytes, wait: float | None) -> tuple[int, bytes, str]:
-    """Submit one raw JSON body: (status, answer, location). Shared with ``fastpath``."""
+    """Submit one raw JSON body: (status, answer, location). Shared with ``fastpath``.
+
+    Counts the request as accepted (or deduplicated); callers count rejections.
+    """
     s = services.settings
     item = intake.from_json(body, s.max_array_length, time.time())
     outcome = await services.submitter.submit(item, min(wait, s.max_wait_s) if wait else 0.0)
+    if outcome.existing:
+        services.stats.single.deduplicated += 1
+    else:
+        services.stats.single.accepted += 1
     location = f"/v1/calculations/{outcome.id}"
     if outcome.result is not None:
         return 200, outcome.result, location
@@ -109,6 +120,15 @@ async def submit_batch(
                                            "very long NDJSON streams).")] = True,
 ) -> Response:
     """Publish every valid item; answer with counts, ids and per-item errors."""
+    try:
+        return await _submit_batch(request, services, op, args, id_prefix, ids)
+    except ApiError as exc:
+        services.stats.batch.reject(exc)
+        raise
+
+
+async def _submit_batch(request: Request, services: Services, op: str | None, args: str | None,
+                        id_prefix: str | None, ids: bool) -> Response:
     s = services.settings
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     extra: dict[str, Any] = {}
@@ -130,7 +150,8 @@ async def submit_batch(
     else:
         raise UnsupportedMediaType(
             f"Content-Type {ctype!r}; send application/json, {docs.NDJSON} or {docs.NPY}")
-    summary = await services.submitter.submit_many(items, keep_ids=ids)
+    summary = await services.submitter.submit_many(items, keep_ids=ids,
+                                                   intake=services.stats.batch)
     return OrjsonResponse({**summary.document(), **extra}, 202)
 
 

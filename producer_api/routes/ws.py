@@ -96,6 +96,8 @@ class _Session:
                 raise InvalidRequest.of(
                     "type", "expected 'subscribe', 'unsubscribe' or 'submit'")
         except ApiError as exc:
+            if kind == "submit":
+                self.services.stats.ws.reject(exc)
             self.error(exc, ref)
 
     def _ids(self, doc: dict[str, Any]) -> list[str]:
@@ -128,13 +130,19 @@ class _Session:
         self.reply({"type": "unsubscribed", "ids": ids}, ref)
 
     async def _submit(self, item: intake.Prepared, ref: Any) -> None:
+        counts = self.services.stats.ws
         try:
             outcome = await self.services.submitter.submit(item)
         except ApiError as exc:
+            counts.reject(exc)
             self.error(exc, ref)
             return
         finally:
             self.submits.release()
+        if outcome.existing:
+            counts.deduplicated += 1
+        else:
+            counts.accepted += 1
         self.reply({"type": "accepted", "id": outcome.id}, ref)
         self.services.hub.watch(self.sub, [outcome.id])
 
@@ -160,6 +168,9 @@ async def results_socket(ws: WebSocket, services: ServicesDep) -> None:
     session = _Session(ws, services)
     sender = asyncio.get_running_loop().create_task(session.pump(), name="ws-pump")
     limit = services.settings.ws_max_message_bytes
+    stats = services.stats
+    stats.ws_opened += 1
+    stats.ws_connections += 1
     try:
         while session.close_code is None:
             message = await ws.receive()
@@ -178,6 +189,7 @@ async def results_socket(ws: WebSocket, services: ServicesDep) -> None:
     except WebSocketDisconnect:
         pass
     finally:
+        stats.ws_connections -= 1
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await sender

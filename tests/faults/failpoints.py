@@ -27,6 +27,7 @@ from consumer.worker import Worker
 logger = logging.getLogger("tests.faults.failpoints")
 
 CRASH_EXIT = 70
+ABORTED = -6  # Popen.returncode of a process killed by SIGABRT
 
 
 class CrashingWorker(Worker):

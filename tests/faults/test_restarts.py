@@ -19,7 +19,7 @@ async def test_sigterm_then_restart_loses_nothing_and_duplicates_nothing(fleet: 
 
 
 async def test_workers_added_and_removed_under_load_lose_nothing(fleet: Fleet) -> None:
-    run = await scenarios.scale(fleet, rate=600, peak=3)
+    run = await scenarios.scale(fleet, rate=600, peak=2)
     v = run.verdict
     print("scale", run.figures())
     assert v.lost == [], f"{len(v.lost)} lost\n{fleet.logs()}"

@@ -136,6 +136,16 @@ class ApiStack:
             await serving
 
 
+def observed_stack(bootstrap: str, **overrides: Any) -> ApiStack:
+    """An API and a worker on fresh topics, the API scraping the worker's metrics for
+    /v1/stats (not started)."""
+    dep = new_deployment(bootstrap)
+    port = free_port()
+    settings = api_settings(dep, worker_metrics_urls=f"http://127.0.0.1:{port}/metrics",
+                            **overrides)
+    return ApiStack(settings, dep.worker_settings(metrics_port=port))
+
+
 @pytest.fixture(scope="session")
 def shared_deployment(kafka_bootstrap: str) -> Deployment:
     """The deployment the shared stack serves."""
