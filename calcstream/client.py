@@ -22,22 +22,29 @@ be reached), ``TimedOut`` and ``CalculationError`` (the result is an error).
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import os
-import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-import numpy as np
 import numpy.typing as npt
 import orjson
 
 from calcstream import __version__
+from calcstream.bodies import (
+    JSON,
+    NDJSON,
+    NPY,
+    ArrayLike,
+    BatchCall,
+    Limits,
+    new_id,
+    plan_batches,
+    request_body,
+)
 from calcstream.errors import (
     CalculationError,
     ClientError,
@@ -51,44 +58,19 @@ from calcstream.subscriptions import Delivery, ResultSocket, Watch
 from schemas.messages import CalcResult
 
 __all__ = [
-    "ArrayLike", "CalcResult", "CalculationError", "Client", "ClientError", "Conflict",
-    "Delivery", "InvalidRequest", "Limits", "NotFound", "TimedOut", "Unavailable", "Watch",
+    "NDJSON", "NPY", "ArrayLike", "CalcResult", "CalculationError", "Client", "ClientError",
+    "Conflict", "Delivery", "InvalidRequest", "Limits", "NotFound", "TimedOut", "Unavailable",
+    "Watch",
 ]
 
 logger = logging.getLogger(__name__)
 
-ArrayLike = Sequence[float] | npt.NDArray[Any]
-"""The data of one request: a flat sequence of numbers (an array is flattened, row-major)."""
-
 DEFAULT_URL = "http://127.0.0.1:8000"
-NDJSON = "application/x-ndjson"
-NPY = "application/x-npy"
-_JSON = "application/json"
 _RETRIABLE = frozenset({429, 503})
 _INVALID = frozenset({413, 415, 422})
 _PASSING = frozenset({"broker_unavailable", "not_started"})
 """Error codes of batch items that may well be accepted when posted again."""
 _POSTS_IN_FLIGHT = 4
-_MiB = 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """What the API accepts (``GET /v1/limits``; the server defaults if it does not say)."""
-
-    max_body_bytes: int = 4 * _MiB
-    max_batch_bytes: int = 64 * _MiB
-    max_array_length: int = 100_000
-    max_batch_count: int = 10_000
-    max_wait_s: float = 30.0
-    ws_max_message_bytes: int = 4 * _MiB
-    ws_max_subscriptions: int = 100_000
-
-    @classmethod
-    def from_document(cls, doc: Mapping[str, Any]) -> Limits:
-        """The limits in an API answer; unknown keys are ignored, missing ones default."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in doc.items() if k in known})
 
 
 class Client:
@@ -151,10 +133,10 @@ class Client:
         request is answered ``expired`` instead of computed. Re-submitting the same ``id`` with
         the same request is harmless; with a different one it is a ``Conflict``.
         """
-        request_id = id or _new_id()
-        body = _request(request_id, op, data, args, deadline)
+        request_id = id or new_id()
+        body = request_body(request_id, op, data, args, deadline)
         response = await self._send("POST", "/v1/calculations", content=body,
-                                    headers={"content-type": _JSON})
+                                    headers={"content-type": JSON})
         _raise_for(response)
         return request_id
 
@@ -168,7 +150,7 @@ class Client:
                       id: str | None = None, deadline: float | None = None,
                       timeout: float | None = 30.0) -> CalcResult:
         """Submit and wait for the result; ``CalculationError`` unless its status is ok."""
-        request_id = id or _new_id()
+        request_id = id or new_id()
         # Watch before submitting, so that even the fastest result finds its waiter.
         with await self.watch(window=1) as watch:
             await watch.add(request_id)
@@ -202,7 +184,7 @@ class Client:
         an item (items of other chunks may have been submitted).
         """
         limits = await self.limits()
-        ids, posts = _plan(op, arrays, dict(args or {}), limits, max(1, self.window // 2))
+        ids, posts = plan_batches(op, arrays, dict(args or {}), limits, max(1, self.window // 2))
         if not ids:
             return []
         got: dict[str, Delivery] = {}
@@ -368,7 +350,7 @@ class Client:
             return response
         raise AssertionError("unreachable")
 
-    async def _post_all(self, posts: list[_Post], ids: list[str], watch: Watch) -> None:
+    async def _post_all(self, posts: list[BatchCall], ids: list[str], watch: Watch) -> None:
         """Post a map's chunks, a few at a time, each once its ids are watched.
 
         Watching first means every result finds its waiter; a chunk is at most half the
@@ -376,7 +358,7 @@ class Client:
         """
         slots = asyncio.Semaphore(_POSTS_IN_FLIGHT)
 
-        async def post(plan: _Post) -> None:
+        async def post(plan: BatchCall) -> None:
             try:
                 summary = await self.post_batch(plan.body(), content_type=plan.content_type,
                                                 params=plan.params)
@@ -402,113 +384,6 @@ class Client:
         finally:
             for task in tasks:
                 await _cancel(task)
-
-
-# -- building requests --------------------------------------------------------------------
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex
-
-
-def _values(data: ArrayLike) -> Any:
-    """``data`` in a form orjson writes as a flat JSON array of numbers."""
-    if isinstance(data, np.ndarray):
-        return np.ascontiguousarray(data, dtype=np.float64).reshape(-1)
-    if isinstance(data, (list, tuple)):
-        return data
-    return list(data)
-
-
-def _request(request_id: str, op: str, data: ArrayLike, args: Mapping[str, Any] | None,
-             deadline: float | None) -> bytes:
-    doc: dict[str, Any] = {"id": request_id, "op": op, "data": _values(data)}
-    if args:
-        doc["args"] = dict(args)
-    if deadline is not None:
-        doc["deadline"] = deadline
-    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-@dataclass(frozen=True, slots=True)
-class _Post:
-    """One batch call of a ``map``: its body (built when sent) and where its items start."""
-
-    first: int
-    count: int
-    content_type: str
-    params: dict[str, str]
-    parts: list[bytes] | None = None
-    rows: npt.NDArray[np.float64] | None = None
-
-    def body(self) -> bytes:
-        if self.rows is not None:
-            buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, self.rows, allow_pickle=False)
-            return buffer.getvalue()
-        assert self.parts is not None
-        return b"[" + b",".join(self.parts) + b"]"
-
-
-def _plan(op: str, arrays: Iterable[ArrayLike] | npt.NDArray[Any], args: dict[str, Any],
-          limits: Limits, max_items: int) -> tuple[list[str], list[_Post]]:
-    """The ids (in input order) and the batch calls that submit them, ``max_items`` at most
-    per call and within the server's limits."""
-    vectors = _vectors(arrays)
-    if not vectors:
-        return [], []
-    width = len(vectors[0])
-    matrix = np.stack(vectors) if width and all(len(v) == width for v in vectors) else None
-    if matrix is not None:
-        finite = np.isfinite(matrix).all(axis=1)
-    else:
-        finite = np.array([np.isfinite(v).all() for v in vectors])
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        raise InvalidRequest(
-            f"{len(bad)} of the arrays contain NaN or Infinity (the first: item {bad[0]})",
-            fields=[{"field": f"{i}.data", "message": "contains NaN or Infinity"}
-                    for i in bad[:20]])
-    base = _new_id()
-    if matrix is not None:
-        step = max(1, min(max_items, (limits.max_batch_bytes - 1024) // (width * 8)))
-        ids: list[str] = []
-        posts = []
-        for chunk, start in enumerate(range(0, len(matrix), step)):
-            rows = matrix[start:start + step]
-            prefix = f"{base}.{chunk}"
-            ids.extend(f"{prefix}-{i}" for i in range(len(rows)))
-            params = {"op": op, "id_prefix": prefix, "args": orjson.dumps(args).decode()}
-            posts.append(_Post(start, len(rows), NPY, params, rows=rows))
-        return ids, posts
-    ids = [f"{base}-{i}" for i in range(len(vectors))]
-    parts = [orjson.dumps({"id": rid, "op": op, "data": v, "args": args},
-                          option=orjson.OPT_SERIALIZE_NUMPY)
-             for rid, v in zip(ids, vectors, strict=True)]
-    posts = []
-    most = min(max_items, limits.max_batch_count)
-    start, size = 0, 2
-    for i, part in enumerate(parts):
-        count = i - start
-        if count and (count >= most or size + len(part) + 1 > limits.max_batch_bytes):
-            posts.append(_Post(start, count, _JSON, {}, parts=parts[start:i]))
-            start, size = i, 2
-        size += len(part) + 1
-    posts.append(_Post(start, len(parts) - start, _JSON, {}, parts=parts[start:]))
-    return ids, posts
-
-
-def _vectors(arrays: Iterable[ArrayLike] | npt.NDArray[Any]) -> list[npt.NDArray[np.float64]]:
-    if isinstance(arrays, np.ndarray) and arrays.ndim == 2:
-        return list(np.ascontiguousarray(arrays, dtype=np.float64))
-    vectors = []
-    for i, data in enumerate(arrays):
-        try:
-            vectors.append(np.asarray(data, dtype=np.float64).reshape(-1))
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequest(f"item {i} is not an array of numbers: {exc}",
-                                 fields=[{"field": f"{i}.data", "message": str(exc)}]) from None
-    return vectors
 
 
 # -- answers ------------------------------------------------------------------------------

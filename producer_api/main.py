@@ -19,7 +19,7 @@ from producer_api.overview import Overview
 from producer_api.publisher import Publisher
 from producer_api.responses import OrjsonResponse, install_handlers
 from producer_api.results import ResultReader, ResultStore
-from producer_api.routes import calculations, dashboard, health, ops, stats, ws
+from producer_api.routes import calculations, contracts, dashboard, health, ops, stats, ws
 from producer_api.routes import metrics as metrics_route
 from producer_api.settings import ApiSettings
 from producer_api.stats import ApiStats
@@ -44,7 +44,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.stats = ApiStats()
     app.state.registry = metrics.registry(app.state.stats, app.state, settings.api_id)
     app.state.overview = Overview(app.state.stats, WorkerScraper(settings.worker_metrics))
-    for module in (calculations, ops, ws, health, metrics_route, stats, dashboard):
+    for module in (calculations, ops, ws, health, metrics_route, stats, dashboard, contracts):
         app.include_router(module.router)
     install_handlers(app, settings.retry_after_s)
     docs.install(app)

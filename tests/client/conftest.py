@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -32,8 +31,3 @@ async def client(stack: ApiStack) -> AsyncIterator[Client]:
     async with Client(stack.base_url) as started:
         yield started
 
-
-async def in_thread(function: object, *args: object) -> object:
-    """Run a blocking start/stop in a thread (stacks are started from async tests)."""
-    assert callable(function)
-    return await asyncio.to_thread(function, *args)
