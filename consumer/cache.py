@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -48,6 +49,8 @@ class LruCache:
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
         self._entries: OrderedDict[bytes, bytes] = OrderedDict()
+        # Batches compute in several threads at once (max_in_flight).
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -55,20 +58,29 @@ class LruCache:
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """Look up and mark as recently used."""
         out: list[bytes | None] = []
-        for key in keys:
-            value = self._entries.get(key)
-            if value is not None:
-                self._entries.move_to_end(key)
-            out.append(value)
+        with self._lock:
+            for key in keys:
+                value = self._entries.get(key)
+                if value is not None:
+                    self._entries.move_to_end(key)
+                out.append(value)
         return out
 
     def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
         """Insert, evicting the least recently used beyond the cap."""
-        for key, value in items:
-            self._entries[key] = value
-            self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        with self._lock:
+            for key, value in items:
+                self._entries[key] = value
+                self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+
+def from_settings(redis_url: str | None, entries: int, ttl_s: int) -> ResultCache | None:
+    """Redis when a URL is given, else an in-process LRU of ``entries`` (0: no cache)."""
+    if redis_url:
+        return RedisCache(redis_url, ttl_s)
+    return LruCache(entries) if entries > 0 else None
 
 
 class RedisCache:
@@ -87,8 +99,8 @@ class RedisCache:
         if not keys:
             return []
         try:
-            values: list[bytes | None] = self._redis.mget([self.prefix + k for k in keys])
-            return values
+            values = self._redis.mget([self.prefix + k for k in keys])
+            return [v.encode() if isinstance(v, str) else v for v in values]
         except self._errors as exc:
             logger.warning("result cache unavailable, computing instead: %s", exc)
             return [None] * len(keys)

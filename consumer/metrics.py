@@ -47,6 +47,8 @@ class WorkerCollector(Collector):
         yield results
         yield counter("calcstream_worker_dead_letters", "Records sent to the dead-letter topic.",
                       s.dead_letters, labels)
+        yield counter("calcstream_worker_cache_hits", "Results answered from the result cache.",
+                      s.cache_hits, labels)
         yield counter("calcstream_worker_commit_failures", "Offset commits refused or failed.",
                       s.commit_failures, labels)
         yield counter("calcstream_worker_publish_retries", "Batch publishes retried.",

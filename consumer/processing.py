@@ -20,6 +20,7 @@ import orjson
 from pydantic import ValidationError
 
 from consumer import ops
+from consumer.cache import ResultCache, cache_key
 from consumer.kernels import group_by
 from schemas.encoding import (
     DecodedRequest,
@@ -56,6 +57,7 @@ class BatchContext:
     worker: str
     group: str
     max_result_bytes: int | None = None
+    cache: ResultCache | None = None
 
 
 @dataclass(slots=True)
@@ -75,6 +77,7 @@ class BatchOutput:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     compute_ms: float = 0.0
+    cache_hits: int = 0
 
 
 @dataclass(slots=True)
@@ -111,12 +114,31 @@ def process_batch(
             continue
         valid.append(_Valid(record, request, op, args))
 
-    values = _compute(valid)
+    keys: list[bytes] = []
+    cached: list[bytes | None] = [None] * len(valid)
+    if ctx.cache is not None and valid:
+        keys = [cache_key(v.op.name, v.args.model_dump(), v.request.data) for v in valid]
+        cached = ctx.cache.get_many(keys)
+    misses = [i for i, hit in enumerate(cached) if hit is None]
+    values: list[tuple[Any, dict[str, str] | None]] = [(None, None)] * len(valid)
+    for i, value in zip(misses, _compute([valid[i] for i in misses]), strict=True):
+        values[i] = value
     finished = clock()
     out.compute_ms = (finished - started) * 1000.0
-    for item, (value, error) in zip(valid, values, strict=True):
+    fresh: list[tuple[bytes, bytes]] = []
+    for i, (item, (value, error)) in enumerate(zip(valid, values, strict=True)):
         fields = item.request.fields
-        if error is None:
+        hit = cached[i]
+        if hit is not None:
+            out.cache_hits += 1
+            _emit(out, item.record, ctx, fields.id, fields.op, "ok", started,
+                  batch_size=len(records), result=orjson.Fragment(hit), completed=finished,
+                  compute_ms=out.compute_ms, submitted=fields.submitted_at, cached=True)
+        elif error is None:
+            if ctx.cache is not None:
+                encoded = orjson.dumps(json_safe(value), option=orjson.OPT_SERIALIZE_NUMPY)
+                fresh.append((keys[i], encoded))
+                value = orjson.Fragment(encoded)
             _emit(out, item.record, ctx, fields.id, fields.op, "ok", started,
                   batch_size=len(records), result=value, completed=finished,
                   compute_ms=out.compute_ms, submitted=fields.submitted_at)
@@ -124,6 +146,8 @@ def process_batch(
             _emit(out, item.record, ctx, fields.id, fields.op, "error", started,
                   batch_size=len(records), error=error, completed=finished,
                   compute_ms=out.compute_ms, submitted=fields.submitted_at)
+    if ctx.cache is not None and fresh:
+        ctx.cache.put_many(fresh)
     return out
 
 
@@ -208,9 +232,12 @@ def _emit(
     completed: float | None = None,
     compute_ms: float = 0.0,
     submitted: float | None = None,
+    cached: bool = False,
 ) -> None:
     limit = ctx.max_result_bytes
-    if result is not None and limit is not None and np.size(result) * 2 > limit:
+    if isinstance(result, orjson.Fragment):
+        pass  # already encoded (a cache hit, or encoded once for the cache); size checked below
+    elif result is not None and limit is not None and np.size(result) * 2 > limit:
         # Each JSON number takes at least two bytes: this one cannot fit, skip encoding it.
         status, result, error = "error", None, _too_large(np.size(result) * 2, limit)
     enqueued = record.timestamp / 1000.0
@@ -219,7 +246,8 @@ def _emit(
         "id": request_id,
         "status": status,
         "op": op,
-        "result": None if result is None else json_safe(result),
+        "result": result if result is None or isinstance(result, orjson.Fragment)
+        else json_safe(result),
         "error": error,
         "worker": ctx.worker,
         "batch_size": batch_size,
@@ -228,7 +256,7 @@ def _emit(
         "completed_at": completed if completed is not None else started,
         "queue_ms": max(0.0, (started - enqueued) * 1000.0),
         "compute_ms": compute_ms,
-        "cached": False,
+        "cached": cached,
     }
     value = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
     if limit is not None and len(value) > limit:

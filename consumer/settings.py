@@ -83,6 +83,14 @@ class WorkerSettings(BrokerSettings):
     metrics_enabled: bool = True
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9101, ge=0, le=65535, description="0 picks a free port.")
+    redis_url: str | None = Field(
+        default=None, description="Result cache shared by all workers (e.g. "
+        "redis://127.0.0.1:6379/0); without it each worker keeps an in-process LRU."
+    )
+    cache_entries: int = Field(
+        default=100_000, ge=0, description="In-process result cache size; 0 turns it off."
+    )
+    cache_ttl_s: int = Field(default=3600, ge=1, description="Redis cache entry lifetime.")
 
     @property
     def journal_topic(self) -> str:

@@ -51,6 +51,7 @@ class WorkerStats:
     records: int = 0
     batches: int = 0
     dead_letters: int = 0
+    cache_hits: int = 0
     results: Counter[str] = field(default_factory=Counter)
     commit_failures: int = 0
     publish_retries: int = 0

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from consumer.admin import ensure_topics, wait_for_broker
 from consumer.attempts import AttemptJournal, ensure_journal_topic
 from consumer.batching import Batcher, CommitLog
+from consumer.cache import from_settings
 from consumer.errors import NotStartedError
 from consumer.looplag import LoopLagMonitor
 from consumer.metrics import MetricsServer, WorkerCollector
@@ -69,8 +70,11 @@ class Worker:
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._failure: BaseException | None = None
-        self._ctx = BatchContext(worker=settings.worker_id, group=settings.group_id,
-                                 max_result_bytes=settings.max_message_bytes - _RECORD_OVERHEAD)
+        self._ctx = BatchContext(
+            worker=settings.worker_id, group=settings.group_id,
+            max_result_bytes=settings.max_message_bytes - _RECORD_OVERHEAD,
+            cache=from_settings(settings.redis_url, settings.cache_entries, settings.cache_ttl_s),
+        )
 
     async def __aenter__(self) -> Worker:
         await self.start()
@@ -169,8 +173,8 @@ class Worker:
                     dict(self.stats.results), self.stats.dead_letters)
 
     async def _dispatch(self, records: list[RequestRecord]) -> None:
-        """Launch a batch, or compute it one record at a time if a worker died computing any of
-        them before (so the next death is attributed to one record)."""
+        """Launch a batch; records a dead worker was computing go first, one at a time and
+        alone, so that the next death is attributed to one record."""
         journal = self._journal
         if journal is None:
             self._launch(records)
@@ -181,18 +185,27 @@ class Worker:
         if new:
             committed = {tp: await consumer.committed(TopicPartition(*tp)) or 0 for tp in new}
             await journal.load(self._require(self._journal_reader), committed)
-        if not journal.suspects(records):
+        last_suspect: dict[tuple[str, int], int] = {}
+        for r in records:
+            if journal.prior(r):
+                tp = (r.topic, r.partition)
+                last_suspect[tp] = max(r.offset, last_suspect.get(tp, -1))
+        if not last_suspect:
             self._launch(records)
             return
-        # Alone: nothing else in flight, so a death now is this record's. No abandoning here:
-        # a later commit must never overtake an earlier batch.
+        # Everything of a partition up to its last suspect goes alone, in order; the rest
+        # follows as one batch, so no commit overtakes an earlier record.
+        alone = [r for r in records if r.offset <= last_suspect.get((r.topic, r.partition), -1)]
+        rest = [r for r in records if r.offset > last_suspect.get((r.topic, r.partition), -1)]
+        # Nothing else in flight, so a death now is this record's. No abandoning here: a
+        # later commit must never overtake an earlier batch.
         stop = asyncio.ensure_future(self._stopping.wait())
         try:
             while self._inflight and not self._stopping.is_set():
                 await asyncio.wait({*self._inflight, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
-        for record in records:
+        for record in alone:
             if self._stopping.is_set():
                 return  # the rest stays uncommitted: delivered again
             if TopicPartition(record.topic, record.partition) not in consumer.assignment():
@@ -200,6 +213,8 @@ class Worker:
             prior = journal.prior(record)
             task = self._launch([record], abandon=prior >= self.settings.max_attempts)
             await asyncio.wait({task})
+        if rest and not self._stopping.is_set():
+            self._launch(rest)
 
     def _busy(self) -> int:
         """Batches computing, publishing, committing, or finished behind an uncommitted one."""
@@ -371,6 +386,7 @@ class Worker:
         s.compute_seconds.observe(output.compute_ms / 1000.0)
         s.dead_letters += len(output.dead_letters)
         s.results.update(output.statuses)
+        s.cache_hits += output.cache_hits
         now = time.time()
         s.end_to_end_seconds.observe_many(now - r.timestamp / 1000.0 for r in records)
 

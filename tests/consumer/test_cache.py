@@ -6,10 +6,13 @@ import uuid
 from collections.abc import Iterator
 
 import numpy as np
+import orjson
 import pytest
 
 from calcstream.broker import free_port
 from consumer.cache import LruCache, RedisCache, cache_key
+from consumer.processing import BatchContext, process_batch
+from tests.consumer.test_processing import json_record
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
 
@@ -55,3 +58,16 @@ def test_unreachable_redis_misses_instead_of_failing(caplog: pytest.LogCaptureFi
     finally:
         cache.close()
     assert "result cache unavailable" in caplog.text
+
+
+def test_a_repeated_request_is_answered_from_the_cache_with_the_same_value() -> None:
+    ctx = BatchContext("w", "g", cache=LruCache(100))
+    data = np.random.default_rng(3).normal(size=(4, 4)).ravel()
+    first = process_batch([json_record("a", "inv", data)], ctx)
+    second = process_batch([json_record("b", "inv", data, offset=8)], ctx)
+    other = process_batch([json_record("c", "inv", data * 2, offset=9)], ctx)
+    one, two, three = (orjson.loads(out.results[0][1]) for out in (first, second, other))
+    assert (one["cached"], two["cached"], three["cached"]) == (False, True, False)
+    assert (first.cache_hits, second.cache_hits) == (0, 1)
+    assert two["id"] == "b" and two["result"] == one["result"]
+    assert np.allclose(two["result"], np.linalg.inv(data.reshape(4, 4)))

@@ -246,3 +246,23 @@ async def test_metrics_endpoint_reports_what_the_worker_did(deployment: Deployme
     assert value(f'calcstream_worker_batch_size_count{{worker="{worker_id}"}}') >= 1
     assert value(f'calcstream_worker_end_to_end_seconds_count{{worker="{worker_id}"}}') == n + 1
     assert value(f'calcstream_worker_event_loop_lag_seconds_count{{worker="{worker_id}"}}') > 0
+
+
+async def test_workers_share_results_through_the_redis_cache(deployment: Deployment) -> None:
+    rng = np.random.default_rng()
+    arrays = [rng.normal(size=50).tolist() for _ in range(20)]
+    settings = deployment.worker_settings(redis_url="redis://127.0.0.1:6379/13")
+    first = [(f"a{i}".encode(), request_json(f"a{i}", "std", a)) for i, a in enumerate(arrays)]
+    again = [(f"b{i}".encode(), request_json(f"b{i}", "std", a)) for i, a in enumerate(arrays)]
+    async with TopicReader(deployment.bootstrap, deployment.topics.results) as reader:
+        await produce(deployment.bootstrap, deployment.topics.requests, first)
+        async with running(settings):
+            await reader.read_count(len(first))
+        await produce(deployment.bootstrap, deployment.topics.requests, again)
+        async with running(settings) as worker:  # a fresh process-local state: only Redis knows
+            results = results_by_id(await reader.read_count(2 * len(arrays)))
+        assert worker.stats.cache_hits == len(arrays)  # counted once committed: after the drain
+    for i, a in enumerate(arrays):
+        (computed,), (cached,) = results[f"a{i}"], results[f"b{i}"]
+        assert computed["cached"] is False and cached["cached"] is True
+        assert cached["result"] == computed["result"] == pytest.approx(float(np.std(a)))
