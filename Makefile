@@ -4,9 +4,17 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint schema clean
+.PHONY: setup run test lint schema chaos bench browser clean
 
-setup: $(STAMP)
+setup: $(STAMP) browser
+
+# The dashboard test drives a real headless Chromium (Debian's package; nothing is downloaded
+# by a test tool). Installed when missing and we may; otherwise say how.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "the dashboard test needs Chromium: sudo apt-get install -y chromium"; fi; }
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -27,6 +35,7 @@ lint: setup
 
 schema: setup
 	$(BIN)/calcstream schema --out schemas/jsonschema
+	$(BIN)/calcstream asyncapi --out schemas/asyncapi.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

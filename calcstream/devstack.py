@@ -63,9 +63,14 @@ class DevStack:
             self._spawn(f"worker-{i + 1}", [sys.executable, "-m", "consumer"],
                         CALCSTREAM_METRICS_PORT=str(self.options.metrics_port + i))
         if self.options.with_api and _api_available():
+            # The dashboard's worker figures: the API scrapes these workers' /metrics.
+            scraped = ",".join(f"http://127.0.0.1:{self.options.metrics_port + i}/metrics"
+                               for i in range(self.options.workers))
             self._spawn("api", [sys.executable, "-m", "producer_api",
                                 "--host", self.options.api_host,
-                                "--port", str(self.options.api_port)])
+                                "--port", str(self.options.api_port)],
+                        CALCSTREAM_WORKER_METRICS_URLS=self.env.get(
+                            "CALCSTREAM_WORKER_METRICS_URLS", scraped))
         group = self.env.get("CALCSTREAM_GROUP_ID", WorkerSettings.model_fields["group_id"].default)
         asyncio.run(wait_for_group(bootstrap, group, self.options.workers))
         if self.options.with_api and _api_available():
@@ -158,6 +163,7 @@ def _banner(bootstrap: str, options: DevOptions, settings: BrokerSettings) -> st
     ]
     if options.with_api and _api_available():
         lines.append(f"  API       http://{options.api_host}:{options.api_port}  "
-                     f"(docs at /docs)")
+                     f"(docs at /docs, metrics at /metrics)")
+        lines.append(f"  dashboard http://{options.api_host}:{options.api_port}/dashboard")
     lines += ["  Ctrl-C stops everything.", ""]
     return "\n".join(lines)

@@ -143,7 +143,15 @@ class Submitter:
                         summary.accept(index, item.id, duplicate=True)
                     continue
                 entry = self.store.reserve(item.id, item.op, item.fingerprint)
-                self._acked(summary, await sender.send(item, (index, entry)))
+                try:
+                    acked = await sender.send(item, (index, entry))
+                except BaseException:
+                    # Not in sender.pending yet when the send itself failed: release it here,
+                    # or a retry of this id would wait on a publish that never happens.
+                    if entry not in (tag for _, tag in sender.pending):
+                        self.store.release(entry)
+                    raise
+                self._acked(summary, acked)
             self._acked(summary, await sender.flush())
         except BaseException as exc:
             for _, entry in sender.pending:
