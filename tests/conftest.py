@@ -12,6 +12,13 @@ import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (CI must be deterministic); set
+# HYPOTHESIS_PROFILE=explore to search new examples locally.
+settings.register_profile("deterministic", derandomize=True, database=None, deadline=None)
+settings.register_profile("explore", deadline=None, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 from calcstream.broker import EmbeddedBroker, free_port
 from consumer.admin import wait_for_broker
