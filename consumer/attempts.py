@@ -1,22 +1,28 @@
-"""Attempt counting that survives worker crashes: a journal of what a worker started computing.
+"""Attempt counting that survives worker crashes: a journal of who computes what.
 
 A request that kills the worker process (a native crash, the OOM killer) is never committed,
 so every new owner of its partition computes it again and dies again. Counting those attempts
 needs state outside the dying process, and the embedded broker keeps no offset-commit
-metadata, so the count lives in a small topic, ``<requests>.attempts``:
+metadata, so the count lives in a small topic, ``<requests>.attempts``, keyed by request
+partition:
 
-- before computing a batch, the worker writes, per request partition, the offset range it is
-  about to compute and the attempt number (1 + the most any of them was tried before), and
-  waits for the broker's ack;
-- whoever is assigned a partition reads the tail of its journal partition and keeps the
-  entries at or after the committed offset: those attempts never finished;
-- a batch holding such records is computed one record at a time, alone, so the next crash is
-  attributed to exactly one record; a record already tried ``max_attempts`` times is
-  dead-lettered without being computed again.
+- a worker that is assigned a partition reads the tail of its journal and writes ``acquired``;
+  when it gives the partition up cleanly (rebalance or SIGTERM, after its last commit) it
+  writes ``released``. An ``acquired`` with no ``released`` after it means the previous
+  owner died holding the partition;
+- after such a death (and only then: a healthy fleet writes nothing per batch), the new owner
+  writes an ``attempt`` entry before computing each batch of that partition: the offset
+  range and the attempt number (1 + the most any of them was tried before), acknowledged
+  before the computation starts;
+- ``attempt`` entries at or after the committed offset are attempts that never finished. A
+  batch holding such records computes them one at a time, alone, so the next death is
+  attributed to one record; a record already tried ``max_attempts`` times is dead-lettered
+  without being computed again. The first death of a crash loop happens unjournaled, so a
+  record that kills every worker is dead-lettered after ``max_attempts`` + 1 deaths.
 
 The journal partition of request partition ``p`` is ``p % journal partitions``; the topic is
-created with as many partitions as the request topic. Entries are never compacted (each
-attempt is its own record); only the last ``TAIL`` entries of a journal partition are read.
+created with as many partitions as the request topic. Only the last ``TAIL`` records of a
+journal partition are read.
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ class JournalRecord:
 
 
 class AttemptJournal:
-    """Per request partition, the unfinished attempts at or after its committed offset."""
+    """Per request partition: whether to journal attempts, and the unfinished ones."""
 
     def __init__(self, topic: str, partitions: int, worker: str) -> None:
         self.topic = topic
@@ -68,10 +74,20 @@ class AttemptJournal:
         self.worker = worker
         self._entries: dict[TP, list[Entry]] = {}
         self._loaded: set[TP] = set()
+        self._watched: set[TP] = set()
 
     def loaded(self, tp: TP) -> bool:
         """The journal of this request partition has been read since it was assigned."""
         return tp in self._loaded
+
+    def watched(self, tp: TP) -> bool:
+        """Attempts on this partition are journaled (its previous owner died)."""
+        return tp in self._watched
+
+    def watch(self, tp: TP) -> None:
+        """Journal attempts on this partition from now on."""
+        self._loaded.add(tp)
+        self._watched.add(tp)
 
     def journal_partition(self, partition: int) -> int:
         """Where the entries of request partition ``partition`` go."""
@@ -82,25 +98,20 @@ class AttemptJournal:
         return max((e.attempt for e in self._entries.get((record.topic, record.partition), ())
                     if e.first <= record.offset <= e.last), default=0)
 
-    def suspects(self, records: Iterable[Positioned]) -> bool:
-        """Some of these records were being computed when a worker died."""
-        return any(self.prior(r) for r in records)
-
     def start(self, records: Sequence[Positioned]) -> list[JournalRecord]:
-        """Note an attempt at these records; the journal records to write before computing."""
+        """Note an attempt at these records; the journal records to write (and have acked)
+        before computing them: none unless their partition is watched."""
         by_tp: dict[TP, list[Positioned]] = {}
         for r in records:
-            by_tp.setdefault((r.topic, r.partition), []).append(r)
+            if (r.topic, r.partition) in self._watched:
+                by_tp.setdefault((r.topic, r.partition), []).append(r)
         out = []
-        for (topic, partition), recs in by_tp.items():
+        for tp, recs in by_tp.items():
             entry = Entry(min(r.offset for r in recs), max(r.offset for r in recs),
                           1 + max(self.prior(r) for r in recs))
-            self._entries.setdefault((topic, partition), []).append(entry)
-            value = orjson.dumps({"topic": topic, "partition": partition, "first": entry.first,
-                                  "last": entry.last, "attempt": entry.attempt,
-                                  "worker": self.worker})
-            out.append(JournalRecord(self.topic, self.journal_partition(partition),
-                                     f"{topic}:{partition}".encode(), value))
+            self._entries.setdefault(tp, []).append(entry)
+            out.append(self._record(tp, "attempt", first=entry.first, last=entry.last,
+                                    attempt=entry.attempt))
         return out
 
     def committed(self, offsets: Mapping[TP, int]) -> None:
@@ -109,14 +120,23 @@ class AttemptJournal:
             if tp in self._entries:
                 self._entries[tp] = [e for e in self._entries[tp] if e.last >= offset]
 
+    def released(self, tps: Iterable[TP]) -> list[JournalRecord]:
+        """Give partitions up cleanly (after their last commit): the records to write."""
+        out = [self._record(tp, "released") for tp in tps if tp in self._loaded]
+        self.revoked(tps)
+        return out
+
     def revoked(self, tps: Iterable[TP]) -> None:
         """Forget partitions this worker no longer owns (the next owner reads the journal)."""
-        for tp in tps:
+        for tp in list(tps):
             self._entries.pop(tp, None)
             self._loaded.discard(tp)
+            self._watched.discard(tp)
 
-    async def load(self, reader: AIOKafkaConsumer, committed: Mapping[TP, int]) -> None:
-        """Read the journal tail of newly assigned partitions (``committed``: their offsets)."""
+    async def load(self, reader: AIOKafkaConsumer,
+                   committed: Mapping[TP, int]) -> list[JournalRecord]:
+        """Read the journal tail of newly assigned partitions (``committed``: their offsets);
+        return the ``acquired`` records to write."""
         wanted = {TopicPartition(self.topic, self.journal_partition(p)) for _, p in committed}
         reader.assign(sorted(wanted))
         ends = await reader.end_offsets(list(wanted))
@@ -126,23 +146,38 @@ class AttemptJournal:
             # the fetched high watermark below still gets everything after it.
             reader.seek(jp, max(0, ends[jp] - TAIL))
         found: dict[TP, list[Entry]] = {tp: [] for tp in committed}
+        held: dict[TP, bool] = {}
         while wanted:
             fetched = await reader.getmany(timeout_ms=_READ_MS)
             for records in fetched.values():
                 for record in records:
                     doc = orjson.loads(record.value)
                     tp = (doc["topic"], doc["partition"])
-                    if tp in found and doc["last"] >= committed[tp]:
+                    if tp not in found:
+                        continue
+                    if doc["kind"] in ("acquired", "released"):
+                        held[tp] = doc["kind"] == "acquired"
+                    elif doc["last"] >= committed[tp]:
                         found[tp].append(Entry(doc["first"], doc["last"], doc["attempt"]))
             if not fetched and await _caught_up(reader, wanted):
                 break
         for tp, entries in found.items():
             self._entries[tp] = entries + self._entries.get(tp, [])
             self._loaded.add(tp)
-        unfinished = {f"{t}/{p}": len(e) for (t, p), e in found.items() if e}
-        if unfinished:
-            logger.warning("attempts journal: unfinished attempts found on %s; those records "
-                           "are computed one at a time", unfinished)
+            if entries or held.get(tp, False):
+                self.watch(tp)
+        died = sorted(f"{t}/{p}" for t, p in found if (t, p) in self._watched)
+        if died:
+            logger.warning("attempts journal: the previous owner of %s died holding it; "
+                           "journaling attempts there until it is handed over cleanly", died)
+        return [self._record(tp, "acquired") for tp in committed]
+
+    def _record(self, tp: TP, kind: str, **fields: int) -> JournalRecord:
+        topic, partition = tp
+        value = orjson.dumps({"kind": kind, "topic": topic, "partition": partition, **fields,
+                              "worker": self.worker})
+        return JournalRecord(self.topic, self.journal_partition(partition),
+                             f"{topic}:{partition}".encode(), value)
 
 
 async def _caught_up(reader: AIOKafkaConsumer, partitions: Iterable[TopicPartition]) -> bool:

@@ -65,9 +65,9 @@ class WorkerSettings(BrokerSettings):
         "at once; fetching pauses while this many are in flight."
     )
     max_attempts: int = Field(
-        default=3, ge=0, description="A record whose computation was started this many times "
-        "by workers that died before finishing it is dead-lettered instead of computed again "
-        "(counted in the attempts topic across restarts); 0 turns the journal off."
+        default=3, ge=0, description="A record that workers died computing this many times "
+        "(journaled; the first death of a crash loop is not) is dead-lettered instead of "
+        "computed again, counted in the attempts topic across restarts; 0 turns it off."
     )
     attempts_topic: str = Field(
         default="", description="The attempts journal topic; default '<requests_topic>.attempts'."

@@ -19,7 +19,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from prometheus_client import CollectorRegistry
 
 from consumer.admin import ensure_topics, wait_for_broker
-from consumer.attempts import AttemptJournal, ensure_journal_topic
+from consumer.attempts import AttemptJournal, JournalRecord, ensure_journal_topic
 from consumer.batching import Batcher, CommitLog
 from consumer.cache import from_settings
 from consumer.errors import NotStartedError
@@ -165,7 +165,8 @@ class Worker:
                 await self._dispatch(self._batcher.take())
         if len(self._batcher):
             self._launch(self._batcher.take())
-        await self._drain(s.drain_timeout_s)
+        if await self._drain(s.drain_timeout_s) and self._failure is None:
+            await self._release(consumer.assignment())
         if self._failure is not None:
             raise self._failure
         logger.info("worker %s drained: %d records in %d batches; results %s; dead letters %d",
@@ -184,7 +185,8 @@ class Worker:
                                                                               r.partition))}
         if new:
             committed = {tp: await consumer.committed(TopicPartition(*tp)) or 0 for tp in new}
-            await journal.load(self._require(self._journal_reader), committed)
+            acquired = await journal.load(self._require(self._journal_reader), committed)
+            await self._send_journal(acquired)
         last_suspect: dict[tuple[str, int], int] = {}
         for r in records:
             if journal.prior(r):
@@ -264,8 +266,7 @@ class Worker:
                              [self._journal.prior(r) for r in records])
         else:
             if self._journal is not None:
-                await self._send([(j.topic, j.partition, j.key, j.value, None)
-                                  for j in self._journal.start(records)])
+                await self._send_journal(self._journal.start(records))
             output = await asyncio.to_thread(process_batch, records, self._ctx)
         computed = time.perf_counter()
         await self._publish(output)
@@ -291,6 +292,21 @@ class Worker:
         ]
         pending += [(topics.results, None, key, value, None) for key, value in output.results]
         await self._send(pending)
+
+    async def _send_journal(self, records: list[JournalRecord]) -> None:
+        await self._send([(j.topic, j.partition, j.key, j.value, None) for j in records])
+
+    async def _release(self, tps: Iterable[TopicPartition]) -> None:
+        """Tell the attempts journal these partitions were given up cleanly (best effort: if
+        the broker does not take it in time, the next owner just journals its attempts)."""
+        if self._journal is None:
+            return
+        try:
+            async with asyncio.timeout(self.settings.drain_timeout_s):
+                await self._send_journal(self._journal.released(
+                    [(tp.topic, tp.partition) for tp in tps]))
+        except TimeoutError:
+            logger.warning("could not mark partitions released in the attempts journal")
 
     async def _send(self, pending: list[_Outgoing]) -> None:
         """Produce records and wait for every ack, re-sending the refused ones until acked."""
@@ -348,17 +364,18 @@ class Worker:
                 self.stats.commit_failures += 1
                 logger.error("commit failed: %s (%s)", offsets, exc)
 
-    async def _drain(self, timeout: float) -> None:
+    async def _drain(self, timeout: float) -> bool:
         """Wait for every in-flight batch to publish and commit, at most ``timeout`` seconds.
 
         Batches still unpublished then are abandoned uncommitted (their records are delivered
         again, to this worker or the partitions' next owner): a topic that refuses writes must
-        not keep a shutdown or a rebalance waiting forever.
+        not keep a shutdown or a rebalance waiting forever. True if nothing was abandoned.
         """
         try:
             async with asyncio.timeout(timeout):
                 while self._inflight:
                     await asyncio.wait(set(self._inflight))
+            return True
         except TimeoutError:
             stuck = set(self._inflight)
             for task in stuck:
@@ -369,11 +386,13 @@ class Worker:
             logger.warning("abandoned %d batches still unpublished after %.1fs; nothing of them "
                            "is committed, their records will be delivered again",
                            len(stuck), timeout)
+            return False
 
     async def _on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         dropped = self._batcher.drop((tp.topic, tp.partition) for tp in revoked)
-        await self._drain(self.settings.drain_timeout_s)
-        if self._journal is not None:
+        if await self._drain(self.settings.drain_timeout_s):
+            await self._release(revoked)
+        elif self._journal is not None:
             self._journal.revoked((tp.topic, tp.partition) for tp in revoked)
         logger.info("partitions revoked %s; %d queued records left for the next owner",
                     sorted((tp.topic, tp.partition) for tp in revoked), dropped)

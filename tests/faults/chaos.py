@@ -180,7 +180,7 @@ producer on the embedded broker), so consumers of the result topic must tolerate
 def main() -> None:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="python -m tests.faults.chaos", description=__doc__)
-    parser.add_argument("--rate", type=float, default=1500.0, help="requests per second")
+    parser.add_argument("--rate", type=float, default=1000.0, help="requests per second")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies faults and counts")
     parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="run only these")
     parser.add_argument("--out", type=Path, default=Path("RELIABILITY.md"))
