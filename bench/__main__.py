@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
+import os
 import shlex
+import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
-from bench import report, runner
+from bench import launch, report, runner, wrk
 from bench.config import Plan
 
 HERE = Path(__file__).resolve().parent
@@ -26,34 +30,88 @@ def main(argv: list[str] | None = None) -> int:
                         help="one short run of everything (~1 minute), no figures to trust")
     parser.add_argument("--only", nargs="+", choices=runner.WORKLOADS, metavar="NAME",
                         help=f"run only these workloads: {', '.join(runner.WORKLOADS)}")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="runs per figure (default 3; 1 with --quick)")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy the API and worker during calcstream's W1 and bulk runs "
+                        "(raw samples in profiles/, hottest frames in the report)")
+    parser.add_argument("--bulk-items", type=int, default=None,
+                        help="requests per bulk run (default 200,000)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other workloads' figures from the existing "
+                        "results.json (to re-run one workload)")
+    parser.add_argument("--render", action="store_true",
+                        help="run nothing: rewrite REPORT.md and the plots from results.json "
+                        "(after editing FINDINGS.md, say)")
     parser.add_argument("--out", type=Path, default=None,
                         help="where REPORT.md, results.json and the plots go (default: bench/; "
                         "with --quick, a temporary directory, so a smoke run never replaces "
                         "the full report)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.render:
+        out = args.out or HERE
+        path = report.write(orjson.loads((out / "results.json").read_bytes()), out)
+        print(f"wrote {path}")
+        return 0
     plan = Plan.smoke() if args.quick else Plan.full()
+    if args.runs:
+        plan = dataclasses.replace(plan, runs=args.runs)
+    if args.profile:
+        plan = dataclasses.replace(plan, profile=True)
+    if args.bulk_items:
+        plan = dataclasses.replace(plan, bulk_items=args.bulk_items)
+    # SIGTERM ends the run like Ctrl-C: the atexit hooks then stop every child process.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     only = tuple(args.only or runner.WORKLOADS)
+    if set(only) & runner.NEEDS_WRK and not wrk.available():
+        parser.error(f"{', '.join(sorted(set(only) & runner.NEEDS_WRK))} need Debian's wrk "
+                     "(apt-get install wrk); or pick others with --only")
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    out = args.out or (Path(tempfile.mkdtemp(prefix="bench-quick-")) if args.quick else HERE)
+    out.mkdir(parents=True, exist_ok=True)
+    commit = report.commit_label()  # before the run: what the processes were started from
     with tempfile.TemporaryDirectory(prefix="bench-logs-") as tmp:
         started = time.perf_counter()
         try:
-            results = asyncio.run(runner.run(plan, only, Path(tmp)))
+            results = asyncio.run(runner.run(plan, only, Path(tmp), out))
         except BaseException:
             print(f"bench failed; process logs were in {tmp}:", file=sys.stderr)
             for log in sorted(Path(tmp).glob("*.log")):
                 tail = log.read_text(errors="replace").splitlines()[-3:]
                 print(f"  {log.name}: {' | '.join(tail)}", file=sys.stderr)
             raise
+    if os.environ.get(launch.ENV):
+        command = f"{launch.ENV}='{os.environ[launch.ENV]}' {command}"
     results["command"] = command.strip()
     results["wall_seconds"] = time.perf_counter() - started
-    out = args.out or (Path(tempfile.mkdtemp(prefix="bench-quick-")) if args.quick else HERE)
-    out.mkdir(parents=True, exist_ok=True)
+    results["commands"] = {w: results["command"] for w in results["selected"]}
+    results["commit"] = commit
+    results["commits"] = {w: commit for w in results["selected"]}
+    previous = out / "results.json"
+    if args.merge and previous.exists():
+        results = merge(orjson.loads(previous.read_bytes()), results)
     (out / "results.json").write_bytes(
         orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     path = report.write(results, out)
     print(f"wrote {path} in {results['wall_seconds']:.0f} s")
     return 0
+
+
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new``'s workloads replace ``old``'s; the rest of ``old`` stays, with its commands."""
+    merged = {**old, **{k: v for k, v in new.items() if k not in ("commands", "selected")}}
+    merged["commands"] = {**old.get("commands", {}), **new["commands"]}
+    merged["commits"] = {**old.get("commits", {}), **new["commits"]}
+    merged["selected"] = [w for w in runner.WORKLOADS
+                          if w in set(old.get("selected", [])) | set(new["selected"])]
+    merged["started"] = min(old.get("started", new["started"]), new["started"])
+    merged["wall_seconds"] = old.get("wall_seconds", 0) + new["wall_seconds"]
+    merged["command"] = "; ".join(dict.fromkeys(merged["commands"].values()))
+    if old.get("plan") != new["plan"]:
+        merged["plans"] = {**old.get("plans", {w: old.get("plan") for w in old.get(
+            "selected", [])}), **{w: new["plan"] for w in new["selected"]}}
+    return merged
 
 
 if __name__ == "__main__":

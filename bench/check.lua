@@ -32,6 +32,7 @@ function init(args)
   local numbers = slurp(dir .. "/expected") or ""
   for line in numbers:gmatch("[^\n]+") do expected[#expected + 1] = tonumber(line) end
   n, ok, bad, wrong_status = 0, 0, 0, 0
+  statuses = {}
 end
 
 function request()
@@ -57,6 +58,7 @@ local function prefix_ok(body)
 end
 
 function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
   if status ~= want_status then
     wrong_status = wrong_status + 1
   elseif mode == "status" or (mode == "number" and number_ok(body))
@@ -68,18 +70,26 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, reqs)
-  local good, wrong, other = 0, 0, 0
+  local good, wrong, other, by_status = 0, 0, 0, {}
   for _, t in ipairs(threads) do
     good = good + t:get("ok")
     wrong = wrong + t:get("bad")
     other = other + t:get("wrong_status")
+    for status, count in pairs(t:get("statuses")) do
+      by_status[status] = (by_status[status] or 0) + count
+    end
+  end
+  local parts = {}
+  for status, count in pairs(by_status) do
+    parts[#parts + 1] = string.format('"%d":%d', status, count)
   end
   local e = summary.errors
   io.write(string.format(
     'BENCHJSON {"requests":%d,"duration_us":%d,"ok":%d,"bad":%d,"wrong_status":%d,' ..
+    '"statuses":{%s},' ..
     '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
     '"latency_us":{"p50":%d,"p90":%d,"p99":%d,"max":%d,"mean":%.1f}}\n',
-    summary.requests, summary.duration, good, wrong, other,
+    summary.requests, summary.duration, good, wrong, other, table.concat(parts, ","),
     e.connect, e.read, e.write, e.status, e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
     latency.mean))

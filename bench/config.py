@@ -25,6 +25,8 @@ class Plan:
     w2_seconds: float = 10.0
     memory_results: int = 1_000_000
     celery_direct_tasks: int = 2_000
+    profile: bool = False
+    """Sample the API and the worker with py-spy during the calcstream runs."""
 
     @classmethod
     def full(cls) -> Plan:

@@ -72,7 +72,8 @@ def result_check(pool: BodyPool) -> Check:
 
 @dataclass
 class OpenLoopResult:
-    """Latencies (ms) from each request's scheduled start, and what went wrong."""
+    """Latencies (ms) from each request's scheduled start, of the right answers only; the
+    rest are counted as wrong (another status, a wrong value) or failed (no answer)."""
 
     offered: int
     seconds: float
@@ -105,8 +106,10 @@ async def fixed_rate(url: str, pool: BodyPool, rate: float, seconds: float, stat
         except (aiohttp.ClientError, TimeoutError):
             failed += 1
             return
-        latencies.append((time.perf_counter() - due) * 1000)
-        wrong += not good
+        if good:
+            latencies.append((time.perf_counter() - due) * 1000)
+        else:
+            wrong += 1
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         tasks = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
@@ -35,6 +36,17 @@ def port_open(port: int, host: str = HOST) -> bool:
         return False
 
 
+_LIVE: set[Child] = set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """A bench that dies half-way must not leave servers behind: SIGKILL what is still up."""
+    for child in list(_LIVE):
+        if child.proc is not None and child.proc.poll() is None:
+            child.proc.kill()
+
+
 class Child:
     """One subprocess with its log file; ``stop()`` is safe to call twice."""
 
@@ -63,6 +75,7 @@ class Child:
         finally:
             if out is not subprocess.DEVNULL:
                 out.close()  # type: ignore[union-attr]
+        _LIVE.add(self)
         logger.debug("started %s (pid %d): %s", self.name, self.proc.pid, " ".join(self.argv))
         return self
 
@@ -83,6 +96,7 @@ class Child:
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, wait, then SIGKILL."""
         proc, self.proc = self.proc, None
+        _LIVE.discard(self)
         if proc is None or proc.poll() is not None:
             return
         proc.send_signal(signal.SIGTERM)

@@ -23,6 +23,8 @@ LABELS = {"calcstream": "calcstream (`?wait=30`)",
           "calcstream_stream": "calcstream (202 + WebSocket results)",
           "celery": "celery (FastAPI front)", "celery_direct": "celery (`delay()` direct)",
           "background": "background (completions)"}
+FINDINGS = Path(__file__).resolve().with_name("FINDINGS.md")
+FIXED_LABELS = {"background": "background (the 202, not the computation)"}
 
 
 def spread(runs: list[dict[str, Any]] | None, key: str, *sub: str) -> Spread | None:
@@ -58,6 +60,29 @@ def _sh(argv: list[str]) -> str:
         return (out.stdout or out.stderr).strip()
     except (OSError, subprocess.SubprocessError):
         return "unavailable"
+
+
+def commit_label() -> str:
+    """``HEAD`` now (short), and whether tracked files differ from it."""
+    return _commit()
+
+
+def _commit() -> str:
+    head = _sh(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short",
+                "HEAD"])
+    dirty = _sh(["git", "-C", str(Path(__file__).resolve().parent), "status", "--porcelain",
+                 "--untracked-files=no"])
+    return f"`{head}`" + (" (with uncommitted changes)" if dirty else "")
+
+
+def _commits(results: dict[str, Any]) -> str:
+    by_workload = results.get("commits") or {}
+    labels = list(dict.fromkeys(by_workload.values())) or [results.get("commit", _commit())]
+    if len(labels) == 1:
+        return f"commit {labels[0]}"
+    return "commits " + "; ".join(
+        f"{label} ({', '.join(w for w, c in by_workload.items() if c == label)})"
+        for label in labels)
 
 
 def machine() -> list[str]:
@@ -129,17 +154,41 @@ def _fixed_table(results: dict[str, Any]) -> list[str]:
     rate = results["plan"]["fixed_rate"]
     rows = [f"Offered {rate:,.0f} req/s for {results['plan']['fixed_seconds']:g} s, open loop "
             "(aiohttp); latency from each request's scheduled start, so queueing shows.", "",
-            "| target | p50 ms | p99 ms | max ms | answered / offered | wrong |",
+            "Percentiles are over the right answers; the last column counts the others by "
+            "HTTP status (`failed`: no answer within 60 s of the last send).", "",
+            "| target | p50 ms | p99 ms | max ms | right / offered | not right, all runs |",
             "|---|---|---|---|---|---|"]
     for name, runs in fixed.items():
         answered = spread(runs, "answered")
         offered = spread(runs, "offered")
-        rows.append(f"| {LABELS.get(name, name)} | {fmt(spread(runs, 'latency_ms', 'p50'), 1)} "
+        label = FIXED_LABELS.get(name, LABELS.get(name, name))
+        rows.append(f"| {label} | {fmt(spread(runs, 'latency_ms', 'p50'), 1)} "
                     f"| {fmt(spread(runs, 'latency_ms', 'p99'), 1)} | "
                     f"{fmt(spread(runs, 'latency_ms', 'max'), 1)} | "
-                    f"{fmt(answered)} / {fmt(offered)} | "
-                    f"{sum(int(r.get('wrong', 0)) + int(r.get('failed', 0)) for r in runs)} |")
+                    f"{fmt(answered)} / {fmt(offered)} | {_not_right(runs)} |")
     return rows
+
+
+def _not_right(runs: list[dict[str, Any]]) -> str:
+    """Answers that were not right, by HTTP status, plus wrong values and no answers."""
+    wanted = {"200", "202"}
+    counts: dict[str, int] = {}
+    wrong_values = 0
+    for run in runs:
+        others = 0
+        for status, n in run.get("statuses", {}).items():
+            if status not in wanted:
+                counts[status] = counts.get(status, 0) + n
+                others += n
+        if "bad" in run:  # wrk: "bad" is the right status with a wrong value
+            wrong_values += int(run["bad"])
+        else:  # fixed rate: "wrong" is every answer that was not right
+            wrong_values += int(run.get("wrong", 0)) - others
+        if run.get("failed"):
+            counts["failed"] = counts.get("failed", 0) + int(run["failed"])
+    if wrong_values > 0:
+        counts["wrong value"] = wrong_values
+    return ", ".join(f"{k}: {v:,}" for k, v in counts.items()) or "0"
 
 
 def _targets(results: dict[str, Any]) -> list[str]:
@@ -229,13 +278,14 @@ def _other_tables(results: dict[str, Any]) -> list[str]:
                 "of every answer is checked exactly), 64 clients, JSON bodies of 2.1 MB; the "
                 "stack allows 200,000 values per request (`CALCSTREAM_MAX_ARRAY_LENGTH`, "
                 "default 100,000).", "",
-                "| target | results/s | latency p50 / p99 ms | wrong |", "|---|---|---|---|"]
+                "| target | results/s | latency p50 / p99 ms | not right, all runs |",
+                "|---|---|---|---|"]
         for name, runs in w2.items():
             key = "ok_per_s"
             out.append(f"| {LABELS.get(name, name)} | {fmt(spread(runs, key), 1)} | "
                        f"{fmt(spread(runs, 'latency_ms', 'p50'), 0)} / "
                        f"{fmt(spread(runs, 'latency_ms', 'p99'), 0)} | "
-                       f"{sum(int(r.get('bad', 0)) + int(r.get('wrong_status', 0)) for r in runs)}"
+                       f"{_not_right(runs)}"
                        f"{'; failed: ' + runs[0]['error'][:60] if 'error' in runs[0] else ''} |")
         out.append("")
     mem = results.get("memory", {}).get("calcstream")
@@ -249,13 +299,33 @@ def _other_tables(results: dict[str, Any]) -> list[str]:
     return out
 
 
-def render(results: dict[str, Any], plots: list[Path]) -> str:
-    """The whole report."""
+def _profiles(results: dict[str, Any]) -> list[str]:
+    """The hottest frames of each profiled calcstream run (the last run of each)."""
+    out: list[str] = []
+    for workload in ("w1", "bulk", "worker"):
+        for target, runs in results.get(workload, {}).items():
+            profiled = [r for r in runs if r.get("profile")]
+            if not profiled:
+                continue
+            for process, prof in profiled[-1]["profile"].items():
+                if not out:
+                    out = ["## Profiles", "",
+                           "py-spy at 100 Hz (`--profile`), busy samples only; the figures of "
+                           "profiled runs were taken with py-spy attached.", ""]
+                frames = "; ".join(f"{share:.0%} {frame}" for share, frame in prof["hottest"])
+                out.append(f"- {workload} / {target} / {process} ([raw]({prof['file']})): "
+                           f"{frames}")
+    return [*out, ""] if out else []
+
+
+def render(results: dict[str, Any], plots: list[Path], with_findings: bool = False) -> str:
+    """The whole report; ``FINDINGS.md`` is appended to the main one only."""
     plan = results["plan"]
     lines = ["# calcstream benchmarks", "",
              f"Generated by `{results.get('command', 'python -m bench')}` "
              f"({results['started']} → {results['finished']}, "
-             f"{results.get('wall_seconds', 0):.0f} s). "
+             f"{results.get('wall_seconds', 0):.0f} s) against the working tree at "
+             f"{_commits(results)}. "
              + ("**Quick smoke run: one short run each; do not quote these figures.**"
                 if plan["quick"] else
                 f"Figures are medians of {plan['runs']} runs with (min–max)."), "",
@@ -267,19 +337,24 @@ def render(results: dict[str, Any], plots: list[Path]) -> str:
              "on its own connection.", "", *_w1_table(results), "",
              "## W1 at a fixed rate", "", *_fixed_table(results), "",
              *_other_tables(results)]
+    lines += _profiles(results)
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
+    commands = results.get("commands") or {"all": results.get("command", "python -m bench")}
     lines += ["## How to reproduce", "",
               "```", ".venv/bin/pip install -e '.[dev,bench]'",
-              results.get("command", "python -m bench"), "```", "",
+              *dict.fromkeys(commands.values()), "```", "",
+              "Which command produced which section: "
+              + ", ".join(f"{w}: `{c}`" for w, c in commands.items()) + ".", "",
               "Each peer is a single uvicorn process (uvloop, httptools, no access log), the "
               "same server settings as the API; Celery runs a prefork worker with concurrency "
               "2 on Redis. calcstream is the embedded broker, one worker and the API with "
-              "their defaults, except where a section names an override. Raw per-run figures "
+              "their defaults, except the worker's result cache, which is off "
+              "(`CALCSTREAM_CACHE_ENTRIES=0`: the load cycles a few bodies and the peers compute "
+              "every request), and where a section names an override. Raw per-run figures "
               "are in `results.json`.", ""]
-    findings = Path(__file__).with_name("FINDINGS.md")
-    if findings.exists():
-        lines += [findings.read_text().rstrip(), ""]
+    if with_findings and FINDINGS.exists():
+        lines += [FINDINGS.read_text().rstrip(), ""]
     return "\n".join(lines)
 
 
@@ -289,5 +364,5 @@ def write(results: dict[str, Any], out: Path) -> Path:
 
     plots = draw_all(results, out)
     path = out / "REPORT.md"
-    path.write_text(render(results, plots))
+    path.write_text(render(results, plots, out.resolve() == FINDINGS.parent))
     return path

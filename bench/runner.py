@@ -6,6 +6,7 @@ drift in what else the machine is doing spreads over all of them instead of bias
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import platform
@@ -14,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench import bulk, calcstream_w1, memory, payloads, w1, worker_path
+from bench import bulk, calcstream_w1, memory, payloads, profile, w1, worker_path
 from bench.config import Plan
 from bench.stack import CalcstreamStack, worker_metrics
 from bench.stats import bucket_delta, histogram_quantile
@@ -23,6 +24,7 @@ from bench.targets import PEERS, HttpTarget, PeerSet, calcstream_target
 logger = logging.getLogger(__name__)
 
 WORKLOADS = ("ceiling", "w1", "fixed", "bulk", "worker", "w2", "memory")
+NEEDS_WRK = {"ceiling", "w1", "w2"}
 BULK_ENV = {"CALCSTREAM_WS_QUEUE_SIZE": "1000000",
             "CALCSTREAM_RESULT_STORE_MAX": "1000000",
             "CALCSTREAM_RESULT_STORE_MAX_BYTES": str(2 * 1024**3)}
@@ -61,13 +63,42 @@ async def _record(results: Results, workload: str, target: str,
     _say(f"{workload:8} {target:18} {brief or figure.get('error', '')}")
 
 
-async def run(plan: Plan, only: tuple[str, ...], log_dir: Path) -> Results:
+class Profiler:
+    """With ``--profile``, py-spy the stack's API and worker while a measurement runs."""
+
+    def __init__(self, plan: Plan, out: Path) -> None:
+        self.enabled = plan.profile
+        self.out = out
+
+    async def around(self, stack: CalcstreamStack, tag: str, seconds: float,
+                     job: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        """Run ``job``; sample from 1.5 s in for ``seconds``; add the hottest frames."""
+        if not self.enabled or not stack.children:
+            return await job()
+        pids = {"api": stack.api.pid} if stack.with_api else {}
+        pids["worker"] = stack.children[0].pid
+
+        async def sample() -> dict[str, Path]:
+            await asyncio.sleep(1.5)
+            return await profile.record(pids, seconds, self.out / "profiles", tag)
+
+        sampling = asyncio.create_task(sample())
+        figure = await job()
+        paths = await sampling
+        figure["profile"] = {name: {"file": f"profiles/{path.name}",
+                                    "hottest": profile.hottest(path)}
+                             for name, path in paths.items()}
+        return figure
+
+
+async def run(plan: Plan, only: tuple[str, ...], log_dir: Path, out: Path) -> Results:
     """Every selected workload; the raw per-run figures, keyed workload → target → runs."""
     selected = [w for w in WORKLOADS if w in only]
     results: Results = {"plan": plan.__dict__, "selected": selected,
                         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                         "python": platform.python_version()}
     w1_pool = payloads.w1_pool()
+    profiler = Profiler(plan, out)
     peers = PeerSet(log_dir)
     if {"ceiling", "w1", "fixed", "w2"} & set(selected):
         _say("starting the peers")
@@ -82,11 +113,12 @@ async def run(plan: Plan, only: tuple[str, ...], log_dir: Path) -> Results:
             if {"w1", "fixed"} & set(selected):
                 _say("starting the calcstream stack")
                 async with stacks.get("calcstream") as stack:
-                    await _w1_and_fixed(results, selected, plan, peers, stack, w1_pool)
+                    await _w1_and_fixed(results, selected, plan, peers, stack, w1_pool,
+                                        profiler)
             if "bulk" in selected:
-                await _bulk(results, plan, stacks)
+                await _bulk(results, plan, stacks, profiler)
             if "worker" in selected:
-                await _worker_path(results, plan, stacks)
+                await _worker_path(results, plan, stacks, profiler)
             if "w2" in selected:
                 await _w2(results, plan, peers, stacks)
             if "memory" in selected:
@@ -134,23 +166,28 @@ class Stacks:
 
 
 async def _w1_and_fixed(results: Results, selected: list[str], plan: Plan, peers: PeerSet,
-                        stack: CalcstreamStack, pool: payloads.BodyPool) -> None:
+                        stack: CalcstreamStack, pool: payloads.BodyPool,
+                        profiler: Profiler) -> None:
     calc = calcstream_target(stack)
+    sample_s = max(1.0, plan.w1_seconds - 2)
     for round_ in range(plan.runs):
         if "w1" not in selected:
             break
         for name in PEERS:
             target = peers.targets[name]
             if name == "background":
-                await _record(results, "w1", name,
-                              lambda t=target: w1.background_rates(t, pool, plan))
+                await _record(results, "w1", name, lambda t=target: w1.background_rates(
+                    t, pool, plan, plan.w1_seconds))
             else:
                 await _record(results, "w1", name,
                               lambda t=target: w1.saturate(t, pool, plan, plan.w1_seconds))
-        await _record(results, "w1", "calcstream",
-                      lambda: w1.saturate(calc, pool, plan, plan.w1_seconds))
-        await _record(results, "w1", "calcstream_stream",
-                      lambda: calcstream_w1.stream(stack, pool, plan))
+            if name == "celery":
+                await peers.settle_celery()
+        await _record(results, "w1", "calcstream", lambda r=round_: profiler.around(
+            stack, f"w1-wait-{r}", sample_s,
+            lambda: w1.saturate(calc, pool, plan, plan.w1_seconds)))
+        await _record(results, "w1", "calcstream_stream", lambda r=round_: profiler.around(
+            stack, f"w1-stream-{r}", sample_s, lambda: calcstream_w1.stream(stack, pool, plan)))
         assert peers.redis_url is not None
         await _record(results, "w1", "celery_direct",
                       lambda: w1.celery_direct(peers.redis_url or "", plan.celery_direct_tasks))
@@ -161,21 +198,26 @@ async def _w1_and_fixed(results: Results, selected: list[str], plan: Plan, peers
             for target in targets:
                 await _record(results, "fixed", target.name,
                               lambda t=target: w1.fixed_rate(t, pool, plan))
+                if target.name == "celery":
+                    await peers.settle_celery()
 
 
-async def _bulk(results: Results, plan: Plan, stacks: Stacks) -> None:
+async def _bulk(results: Results, plan: Plan, stacks: Stacks, profiler: Profiler) -> None:
     for round_ in range(plan.runs):
         for fmt in ("json", "npy"):
             async with stacks.get(f"bulk-{fmt}-{round_}", BULK_ENV) as stack:
-                await _record(results, "bulk", fmt,
-                              lambda s=stack, f=fmt, r=round_: bulk.run(s, plan, f, f"b{r}"))
+                await _record(results, "bulk", fmt, lambda s=stack, f=fmt, r=round_: (
+                    profiler.around(s, f"bulk-{f}-{r}", 8.0,
+                                    lambda: bulk.run(s, plan, f))))
 
 
-async def _worker_path(results: Results, plan: Plan, stacks: Stacks) -> None:
+async def _worker_path(results: Results, plan: Plan, stacks: Stacks,
+                       profiler: Profiler) -> None:
     for round_ in range(plan.runs):
         async with stacks.get(f"worker-path-{round_}", workers=0, with_api=False) as stack:
-            await _record(results, "worker", "calcstream",
-                          lambda s=stack: worker_path.run(s, plan.worker_path_records))
+            profile_dir = profiler.out / "profiles" if profiler.enabled else None
+            await _record(results, "worker", "calcstream", lambda s=stack, d=profile_dir: (
+                worker_path.run(s, plan.worker_path_records, d)))
 
 
 async def _w2(results: Results, plan: Plan, peers: PeerSet, stacks: Stacks) -> None:
@@ -183,9 +225,14 @@ async def _w2(results: Results, plan: Plan, peers: PeerSet, stacks: Stacks) -> N
     for round_ in range(plan.runs):
         for name in PEERS:
             target = peers.targets[name]
-            mode = "prefix" if target.returns_result else "status"
-            await _record(results, "w2", name, lambda t=target, m=mode: w1.saturate(
-                t, pool, plan, plan.w2_seconds, m))
+            if name == "background":
+                await _record(results, "w2", name, lambda t=target: w1.background_rates(
+                    t, pool, plan, plan.w2_seconds))
+                continue
+            await _record(results, "w2", name, lambda t=target: w1.saturate(
+                t, pool, plan, plan.w2_seconds, "prefix"))
+            if name == "celery":
+                await peers.settle_celery()
         async with stacks.get(f"w2-{round_}", W2_ENV) as stack:
             await _record(results, "w2", "calcstream",
                           lambda s=stack: _w2_calcstream(s, pool, plan))

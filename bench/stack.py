@@ -8,6 +8,8 @@ override is listed in the report).
 from __future__ import annotations
 
 import asyncio
+import atexit
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,12 +18,16 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import launch
 from bench.procs import HOST, Child, free_port
 from calcstream.broker import EmbeddedBroker
 from consumer.admin import ensure_topics, wait_for_broker
 from consumer.settings import BrokerSettings
 
 WARMUP_BODY = b'{"op":"sum_of_squares","data":[1.0,2.0]}'
+BENCH_ENV = {"CALCSTREAM_CACHE_ENTRIES": "0"}
+"""Every bench stack runs without the worker's result cache: the load cycles a few bodies, and
+the peers compute every request, so cached answers would measure a different thing."""
 
 
 class CalcstreamStack:
@@ -37,6 +43,7 @@ class CalcstreamStack:
         self.overrides = dict(env or {})
         self.partitions = partitions
         self.broker = EmbeddedBroker(free_port(), log_path=log_dir / f"{name}-broker.log")
+        atexit.register(self.broker.kill)
         self.api_port = free_port()
         self.metrics_ports = [free_port() for _ in range(workers)]
         self.children: list[Child] = []
@@ -55,7 +62,7 @@ class CalcstreamStack:
         """CALCSTREAM_* for a child of this stack."""
         return {"CALCSTREAM_BOOTSTRAP_SERVERS": self.bootstrap,
                 "CALCSTREAM_TOPIC_PARTITIONS": str(self.partitions),
-                "CALCSTREAM_LOG_LEVEL": "WARNING", **self.overrides, **extra}
+                "CALCSTREAM_LOG_LEVEL": "WARNING", **BENCH_ENV, **self.overrides, **extra}
 
     @property
     def api(self) -> Child:
@@ -71,11 +78,11 @@ class CalcstreamStack:
         await ensure_topics(settings)
         for i, port in enumerate(self.metrics_ports):
             self.children.append(Child(
-                f"{self.name}-worker-{i + 1}", [sys.executable, "-m", "consumer"],
+                f"{self.name}-worker-{i + 1}", entry_point("consumer"),
                 self.env(CALCSTREAM_METRICS_PORT=str(port)), self.log_dir).start())
         if self.with_api:
-            api = Child(f"{self.name}-api", [sys.executable, "-m", "producer_api", "--host",
-                                             HOST, "--port", str(self.api_port)],
+            api = Child(f"{self.name}-api", [*entry_point("producer_api"), "--host", HOST,
+                                             "--port", str(self.api_port)],
                         self.env(), self.log_dir).start()
             self.children.append(api)
             await asyncio.to_thread(api.wait_port, self.api_port, timeout)
@@ -105,6 +112,14 @@ class CalcstreamStack:
             child.stop()
         self.children.clear()
         self.broker.stop()
+        atexit.unregister(self.broker.kill)
+
+
+def entry_point(module: str) -> list[str]:
+    """``python -m module``, through ``bench.launch`` when producer overrides are set."""
+    if os.environ.get(launch.ENV):
+        return [sys.executable, "-m", "bench.launch", module]
+    return [sys.executable, "-m", module]
 
 
 async def worker_metrics(port: int) -> dict[str, Any]:

@@ -96,6 +96,15 @@ class PeerSet:
         app.conf.broker_url = app.conf.result_backend = self.redis_url
         compute.delay("sum_of_squares", [1.0, 2.0], {}).get(timeout=timeout)
 
+    async def settle_celery(self, seconds: float = 3.0) -> None:
+        """Drop the tasks a run left queued, so they do not load the next measurement."""
+        from bench.peers.celery_app import app
+
+        dropped = await asyncio.to_thread(app.control.purge)
+        if dropped:
+            logger.info("dropped %d queued Celery tasks", dropped)
+        await asyncio.sleep(seconds)
+
     def stop(self) -> None:
         """Stop every peer, then empty the Redis database the bench used."""
         for child in reversed(self.children):

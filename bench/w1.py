@@ -51,14 +51,16 @@ async def saturate(target: HttpTarget, pool: BodyPool, plan: Plan, seconds: floa
             "probe_series": [(round(t, 3), round(lat * 1000, 3)) for t, lat in probe.samples]}
 
 
-async def background_rates(target: HttpTarget, pool: BodyPool, plan: Plan) -> dict[str, Any]:
-    """The background peer: accepted/s from wrk, completed/s from its own counters."""
+async def background_rates(target: HttpTarget, pool: BodyPool, plan: Plan,
+                           seconds: float) -> dict[str, Any]:
+    """The background peer: accepted/s from wrk, completed/s from its own counters (waits,
+    bounded, for the backlog to finish so it does not load the next measurement)."""
     base = target.url.rsplit("/", 1)[0]
     async with aiohttp.ClientSession() as session:
         await (await session.post(f"{base}/stats/reset")).read()
         started = time.time()
-        run = await saturate(target, pool, plan, plan.w1_seconds)
-        deadline = time.monotonic() + 120
+        run = await saturate(target, pool, plan, seconds)
+        deadline = time.monotonic() + 180
         while True:
             async with session.get(f"{base}/stats") as resp:
                 stats = orjson.loads(await resp.read())

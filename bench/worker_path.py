@@ -19,9 +19,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench import payloads
+from bench import payloads, profile
 from bench.procs import Child, free_port
-from bench.stack import CalcstreamStack, worker_metrics
+from bench.stack import BENCH_ENV, CalcstreamStack, entry_point, worker_metrics
 
 PARTITIONS = 4
 POOL = 64
@@ -83,13 +83,14 @@ def _rate(records: list[Any]) -> float:
     return (len(records) - 1) / span if span > 0 else 0.0
 
 
-async def run(stack: CalcstreamStack, count: int) -> dict[str, Any]:
+async def run(stack: CalcstreamStack, count: int,
+              profile_dir: Path | None = None) -> dict[str, Any]:
     """One run on a stack's broker, with its settings."""
-    return await measure(stack.bootstrap, stack.env(), stack.log_dir, count)
+    return await measure(stack.bootstrap, stack.env(), stack.log_dir, count, profile_dir)
 
 
 async def measure(bootstrap: str, base_env: dict[str, str], log_dir: Path | None,
-                  count: int) -> dict[str, Any]:
+                  count: int, profile_dir: Path | None = None) -> dict[str, Any]:
     """Fill fresh topics on ``bootstrap``, drain them with the worker, then with the echo."""
     suffix = uuid.uuid4().hex[:8]
     requests, results, echoed, dlq = (f"wp.{suffix}.{t}" for t in
@@ -98,20 +99,23 @@ async def measure(bootstrap: str, base_env: dict[str, str], log_dir: Path | None
     t0 = time.perf_counter()
     answers = await _fill(bootstrap, requests, count)
     fill_s = time.perf_counter() - t0
-    env = {**base_env, "CALCSTREAM_BOOTSTRAP_SERVERS": bootstrap,
+    env = {**BENCH_ENV, **base_env, "CALCSTREAM_BOOTSTRAP_SERVERS": bootstrap,
            "CALCSTREAM_REQUESTS_TOPIC": requests, "CALCSTREAM_RESULTS_TOPIC": results,
            "CALCSTREAM_DLQ_TOPIC": dlq, "CALCSTREAM_GROUP_ID": f"wp-worker-{suffix}",
            "CALCSTREAM_CREATE_TOPICS": "false"}
     port = free_port()
-    worker = Child(f"wp-worker-{suffix}", [sys.executable, "-m", "consumer"],
+    worker = Child(f"wp-worker-{suffix}", entry_point("consumer"),
                    {**env, "CALCSTREAM_METRICS_PORT": str(port)}, log_dir).start()
+    profiles: dict[str, Any] = {}
     try:
         await asyncio.to_thread(worker.wait_port, port, 60)
+        sampling = _sample(worker, "worker", profile_dir, suffix)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if (await worker_metrics(port)).get("calcstream_worker_records_total", 0) >= count:
                 break
             await asyncio.sleep(0.5)
+        profiles.update(await sampling)
     finally:
         worker.stop()
     got = await _read_all(bootstrap, results, count, 120)
@@ -127,7 +131,9 @@ async def measure(bootstrap: str, base_env: dict[str, str], log_dir: Path | None
                   "CALCSTREAM_GROUP_ID": f"wp-echo-{suffix}", "BENCH_ECHO_COUNT": str(count)},
                  log_dir).start()
     try:
+        sampling = _sample(echo, "echo", profile_dir, suffix)
         await asyncio.to_thread(_wait_exit, echo, 300)
+        profiles.update(await sampling)
     finally:
         echo.stop()
     echo_records = await _read_all(bootstrap, echoed, count, 120)
@@ -135,7 +141,23 @@ async def measure(bootstrap: str, base_env: dict[str, str], log_dir: Path | None
     return {"records": count, "fill_seconds": fill_s, "results": len(got),
             "unique_ids": len(ids), "wrong": wrong, "worker_per_s": worker_rate,
             "echo_records": len(echo_records), "echo_per_s": echo_rate,
-            "worker_vs_echo": worker_rate / echo_rate if echo_rate else 0.0}
+            "worker_vs_echo": worker_rate / echo_rate if echo_rate else 0.0,
+            **({"profile": profiles} if profiles else {})}
+
+
+def _sample(child: Child, name: str, profile_dir: Path | None,
+            suffix: str) -> asyncio.Future[dict[str, Any]]:
+    """py-spy ``child`` for 5 s from its group join on (nothing without ``profile_dir``)."""
+
+    async def sample() -> dict[str, Any]:
+        if profile_dir is None:
+            return {}
+        await asyncio.sleep(3.0)  # the group join; the backlog is drained after it
+        paths = await profile.record({name: child.pid}, 5.0, profile_dir, f"worker-path-{suffix}")
+        return {n: {"file": f"profiles/{p.name}", "hottest": profile.hottest(p)}
+                for n, p in paths.items()}
+
+    return asyncio.ensure_future(sample())
 
 
 def _wait_exit(child: Child, timeout: float) -> None:

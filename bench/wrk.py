@@ -28,6 +28,7 @@ class WrkResult:
     wrong_status: int
     errors: dict[str, int]
     latency_ms: dict[str, float]
+    statuses: dict[str, int]
 
     @property
     def ok_per_s(self) -> float:
@@ -38,7 +39,8 @@ class WrkResult:
         """JSON-ready fields."""
         return {"requests": self.requests, "seconds": self.seconds, "ok": self.ok,
                 "bad": self.bad, "wrong_status": self.wrong_status, "errors": self.errors,
-                "latency_ms": self.latency_ms, "ok_per_s": self.ok_per_s}
+                "latency_ms": self.latency_ms, "statuses": self.statuses,
+                "ok_per_s": self.ok_per_s}
 
 
 def available() -> bool:
@@ -80,4 +82,5 @@ async def run(url: str, pool: BodyPool, seconds: float, connections: int, mode: 
     doc = orjson.loads(line[len(MARKER):])
     return WrkResult(doc["requests"], doc["duration_us"] / 1e6, doc["ok"], doc["bad"],
                      doc["wrong_status"], doc["errors"],
-                     {k: v / 1000.0 for k, v in doc["latency_us"].items()})
+                     {k: v / 1000.0 for k, v in doc["latency_us"].items()},
+                     doc.get("statuses", {}))
