@@ -60,3 +60,14 @@ async def deployment(kafka_bootstrap: str) -> AsyncIterator[Deployment]:
     )
     await create_topics(kafka_bootstrap, dep.topics.all(), dep.partitions)
     yield dep
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Broker-free tests first, then the ones on the real broker.
+
+    Integration fixtures keep servers and Kafka clients running in background threads for the
+    whole session; those threads touch the global ``random`` module, which Hypothesis (rightly)
+    treats as non-determinism in the property tests. Running the pure tests first keeps them
+    deterministic, and gives the fast feedback first.
+    """
+    items.sort(key=lambda item: "kafka_bootstrap" in getattr(item, "fixturenames", ()))
