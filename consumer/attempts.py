@@ -13,12 +13,17 @@ partition:
 - after such a death (and only then: a healthy fleet writes nothing per batch), the new owner
   writes an ``attempt`` entry before computing each batch of that partition: the offset
   range and the attempt number (1 + the most any of them was tried before), acknowledged
-  before the computation starts;
-- ``attempt`` entries at or after the committed offset are attempts that never finished. A
-  batch holding such records computes them one at a time, alone, so the next death is
-  attributed to one record; a record already tried ``max_attempts`` times is dead-lettered
-  without being computed again. The first death of a crash loop happens unjournaled, so a
-  record that kills every worker is dead-lettered after ``max_attempts`` + 1 deaths.
+  before the computation starts; and a ``computed`` entry for the same range once the
+  computation returned, in the same produce request as the batch's results (no extra round
+  trip);
+- an ``attempt`` at or after the committed offset with no ``computed`` after it is a death
+  during the computation: a request that kills the worker dies there every time, a worker
+  killed for another reason (deploy, OOM elsewhere, SIGKILL) most often dies publishing or
+  committing, which does not count. Records with such deaths are computed alone, so the next
+  death is attributed to one record; a record already tried ``max_attempts`` times is
+  dead-lettered without being computed again. The first death of a crash loop happens
+  unjournaled, so a record that kills every worker is dead-lettered after ``max_attempts``
+  + 1 deaths.
 
 The journal partition of request partition ``p`` is ``p % journal partitions``; the topic is
 created with as many partitions as the request topic. Only the last ``TAIL`` records of a
@@ -114,6 +119,17 @@ class AttemptJournal:
                                     attempt=entry.attempt))
         return out
 
+    def computed(self, records: Sequence[Positioned]) -> list[JournalRecord]:
+        """The computation of these records returned: their attempts no longer count; the
+        journal records to send along with the results."""
+        out = []
+        for tp, (first, last) in _ranges(records).items():
+            if tp in self._watched:
+                self._entries[tp] = [e for e in self._entries.get(tp, [])
+                                     if not (first <= e.first and e.last <= last)]
+                out.append(self._record(tp, "computed", first=first, last=last))
+        return out
+
     def committed(self, offsets: Mapping[TP, int]) -> None:
         """Forget attempts of records now committed."""
         for tp, offset in offsets.items():
@@ -147,6 +163,7 @@ class AttemptJournal:
             reader.seek(jp, max(0, ends[jp] - TAIL))
         found: dict[TP, list[Entry]] = {tp: [] for tp in committed}
         held: dict[TP, bool] = {}
+        done: dict[TP, list[tuple[int, int]]] = {}
         while wanted:
             fetched = await reader.getmany(timeout_ms=_READ_MS)
             for records in fetched.values():
@@ -157,11 +174,17 @@ class AttemptJournal:
                         continue
                     if doc["kind"] in ("acquired", "released"):
                         held[tp] = doc["kind"] == "acquired"
-                    elif doc["last"] >= committed[tp]:
+                    elif doc["last"] < committed[tp]:
+                        continue
+                    elif doc["kind"] == "computed":
+                        done.setdefault(tp, []).append((doc["first"], doc["last"]))
+                    else:
                         found[tp].append(Entry(doc["first"], doc["last"], doc["attempt"]))
             if not fetched and await _caught_up(reader, wanted):
                 break
         for tp, entries in found.items():
+            entries = [e for e in entries
+                       if not any(a <= e.first and e.last <= b for a, b in done.get(tp, ()))]
             self._entries[tp] = entries + self._entries.get(tp, [])
             self._loaded.add(tp)
             if entries or held.get(tp, False):
@@ -178,6 +201,15 @@ class AttemptJournal:
                               "worker": self.worker})
         return JournalRecord(self.topic, self.journal_partition(partition),
                              f"{topic}:{partition}".encode(), value)
+
+
+def _ranges(records: Iterable[Positioned]) -> dict[TP, tuple[int, int]]:
+    out: dict[TP, tuple[int, int]] = {}
+    for r in records:
+        tp = (r.topic, r.partition)
+        first, last = out.get(tp, (r.offset, r.offset))
+        out[tp] = (min(first, r.offset), max(last, r.offset))
+    return out
 
 
 async def _caught_up(reader: AIOKafkaConsumer, partitions: Iterable[TopicPartition]) -> bool:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -174,8 +174,8 @@ class Worker:
                     dict(self.stats.results), self.stats.dead_letters)
 
     async def _dispatch(self, records: list[RequestRecord]) -> None:
-        """Launch a batch; records a dead worker was computing go first, one at a time and
-        alone, so that the next death is attributed to one record."""
+        """Launch a batch; records a worker died computing go first, one at a time and alone,
+        so that the next death is attributed to one record."""
         journal = self._journal
         if journal is None:
             self._launch(records)
@@ -259,6 +259,7 @@ class Worker:
     async def _handle(self, records: list[RequestRecord], token: object,
                       abandon: bool = False) -> None:
         started = time.perf_counter()
+        marks: list[JournalRecord] = []
         if abandon:
             # Tried max_attempts times by workers that died computing it: don't try again.
             assert self._journal is not None
@@ -268,8 +269,10 @@ class Worker:
             if self._journal is not None:
                 await self._send_journal(self._journal.start(records))
             output = await asyncio.to_thread(process_batch, records, self._ctx)
+            if self._journal is not None:
+                marks = self._journal.computed(records)
         computed = time.perf_counter()
-        await self._publish(output)
+        await self._publish(output, marks)
         self._commits.finish(token)
         await self._commit()
         self._count(records, output)
@@ -280,7 +283,7 @@ class Worker:
                 output.statuses, _offset_ranges(records),
             )
 
-    async def _publish(self, output: BatchOutput) -> None:
+    async def _publish(self, output: BatchOutput, marks: Sequence[JournalRecord] = ()) -> None:
         """Send every record of the batch and wait for all acks; retry until they are acked.
 
         A retry sends only the records that were not acknowledged, so a topic that refuses
@@ -291,6 +294,7 @@ class Worker:
             (topics.dlq, None, d.key, d.value, d.headers) for d in output.dead_letters
         ]
         pending += [(topics.results, None, key, value, None) for key, value in output.results]
+        pending += [(j.topic, j.partition, j.key, j.value, None) for j in marks]
         await self._send(pending)
 
     async def _send_journal(self, records: list[JournalRecord]) -> None:

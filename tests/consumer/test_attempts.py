@@ -59,3 +59,14 @@ def test_committed_and_released_attempts_are_forgotten() -> None:
     assert orjson.loads(released.value)["kind"] == "released"
     assert journal.prior(Rec("rq", 0, 15)) == 0
     assert not journal.loaded(("rq", 0)) and not journal.watched(("rq", 0))
+
+
+def test_an_attempt_whose_computation_returned_no_longer_counts() -> None:
+    journal = AttemptJournal("rq.attempts", partitions=1, worker="w")
+    journal.watch(("rq", 0))
+    journal.start(recs(0, range(0, 10)))
+    (mark,) = journal.computed(recs(0, range(0, 10)))
+    assert orjson.loads(mark.value) == {"kind": "computed", "topic": "rq", "partition": 0,
+                                        "first": 0, "last": 9, "worker": "w"}
+    assert journal.prior(Rec("rq", 0, 4)) == 0, "died publishing or committing: not a suspect"
+    assert journal.computed(recs(1, range(3))) == [], "unwatched partitions send nothing"

@@ -193,9 +193,9 @@ their figures.
   acknowledged write). Only a broker restart with the embedded, memory-only broker does that.
 - **duplicates**: result records beyond the first for one id (at-least-once redeliveries).
   They carry the same id and the same value; `worker` and `completed_at` tell the copies apart.
-- **sigkill vs sigkill_no_journal**: after a worker dies, the records it was computing are
-  computed again one at a time, alone (the attempts journal attributes the next death to one
-  record); that, not the rebalance, is most of the difference in p99 between the two rows.
+- **sigkill vs sigkill_no_journal**: the cost of the attempts journal under repeated deaths:
+  partitions taken over from a dead worker journal each batch until they are handed over
+  cleanly, and records that were in flight during two deaths are computed alone.
 - **recovery**: after each fault, the longest time a partition with pending requests answered
   nothing (the worst over the scenario's faults). It includes the session timeout for a dead
   member and the embedded broker's group join, about half the session timeout per rebalance.

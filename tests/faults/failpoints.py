@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from calcstream.logs import configure
 from consumer import ops
+from consumer.attempts import JournalRecord
 from consumer.processing import BatchOutput
 from consumer.settings import WorkerSettings
 from consumer.worker import Worker
@@ -38,8 +40,8 @@ class CrashingWorker(Worker):
         self.crash_after_publish = crash_after_publish
         self.published = 0
 
-    async def _publish(self, output: BatchOutput) -> None:
-        await super()._publish(output)
+    async def _publish(self, output: BatchOutput, marks: Sequence[JournalRecord] = ()) -> None:
+        await super()._publish(output, marks)
         self.published += 1
         if self.published == self.crash_after_publish:
             logger.warning("failpoint: crashing after publishing batch %d, before its commit",
