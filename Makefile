@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint schema chaos bench browser clean
+.PHONY: setup run test lint schema chaos bench bench-quick browser clean
 
 setup: $(STAMP) browser
 
@@ -36,6 +36,20 @@ lint: setup
 schema: setup
 	$(BIN)/calcstream schema --out schemas/jsonschema
 	$(BIN)/calcstream asyncapi --out schemas/asyncapi.json
+
+# Long fault scenarios next to a no-fault baseline; writes RELIABILITY.md (several minutes).
+chaos: setup
+	$(BIN)/python -m tests.faults.chaos --out RELIABILITY.md
+
+# The benchmark suite against its peers (Celery needs Redis on 127.0.0.1:6379); writes
+# bench/REPORT.md and plots (~15 minutes; `make bench-quick` is a one-minute smoke run).
+bench: setup
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/python -m bench
+
+bench-quick: setup
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/python -m bench --quick --out bench/out
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
