@@ -66,13 +66,14 @@ def latency_cdf(results: dict[str, Any], out: Path) -> Path | None:
         good = _ok_runs(runs)
         if not good or not good[-1].get("latencies_ms"):
             continue
-        lat = good[-1]["latencies_ms"]
-        ax.plot(lat, [(i + 1) / len(lat) for i in range(len(lat))], label=name,
+        lat, offered = good[-1]["latencies_ms"], good[-1]["offered"]
+        ax.plot(lat, [(i + 1) / offered for i in range(len(lat))], label=name,
                 color=COLOURS.get(name))
     ax.set_xscale("log")
     ax.set_xlabel("latency from scheduled start, ms (log)")
-    ax.set_ylabel("fraction of requests")
-    ax.set_title(f"W1 at {results['plan']['fixed_rate']:,.0f} req/s offered", fontsize=10)
+    ax.set_ylabel("fraction of requests offered answered right")
+    rate = (results.get("plans") or {}).get("fixed", results["plan"])["fixed_rate"]
+    ax.set_title(f"W1 at {rate:,.0f} req/s offered", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -186,8 +186,10 @@ async def _w1_and_fixed(results: Results, selected: list[str], plan: Plan, peers
         await _record(results, "w1", "calcstream", lambda r=round_: profiler.around(
             stack, f"w1-wait-{r}", sample_s,
             lambda: w1.saturate(calc, pool, plan, plan.w1_seconds)))
+        await stack.settle()
         await _record(results, "w1", "calcstream_stream", lambda r=round_: profiler.around(
             stack, f"w1-stream-{r}", sample_s, lambda: calcstream_w1.stream(stack, pool, plan)))
+        await stack.settle()
         assert peers.redis_url is not None
         await _record(results, "w1", "celery_direct",
                       lambda: w1.celery_direct(peers.redis_url or "", plan.celery_direct_tasks))
@@ -200,6 +202,8 @@ async def _w1_and_fixed(results: Results, selected: list[str], plan: Plan, peers
                               lambda t=target: w1.fixed_rate(t, pool, plan))
                 if target.name == "celery":
                     await peers.settle_celery()
+                elif target is calc:
+                    await stack.settle()
 
 
 async def _bulk(results: Results, plan: Plan, stacks: Stacks, profiler: Profiler) -> None:

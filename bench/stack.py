@@ -106,6 +106,21 @@ class CalcstreamStack:
                 await asyncio.sleep(0.2)
         raise TimeoutError(f"the stack did not answer a request in {timeout}s")
 
+    async def settle(self, quiet_s: float = 2.0, limit_s: float = 90.0) -> None:
+        """Wait until the workers have handled nothing new for ``quiet_s`` (bounded), so work
+        a measurement left queued (publishes the producer still retries after a 503, say)
+        does not load the next one."""
+        deadline = time.monotonic() + limit_s
+        last, still_since = -1.0, time.monotonic()
+        while time.monotonic() < deadline:
+            counts = [await worker_metrics(p) for p in self.metrics_ports]
+            now = sum(float(c.get("calcstream_worker_records_total", 0)) for c in counts)
+            if now != last:
+                last, still_since = now, time.monotonic()
+            elif time.monotonic() - still_since >= quiet_s:
+                return
+            await asyncio.sleep(0.25)
+
     def stop(self) -> None:
         """SIGTERM the API and workers (they drain), then stop the broker; safe twice."""
         for child in reversed(self.children):
