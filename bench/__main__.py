@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from bench import launch, report, runner, wrk
+from bench import launch, report, runner, stack, wrk
 from bench.config import Plan
 
 HERE = Path(__file__).resolve().parent
@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the API and worker during calcstream's W1 and bulk runs "
                         "(raw samples in profiles/, hottest frames in the report)")
+    parser.add_argument("--set", action="append", default=[], metavar="CALCSTREAM_X=V",
+                        help="an experiment setting for every calcstream process (repeat for "
+                        "more); the report's command line names it")
     parser.add_argument("--bulk-items", type=int, default=None,
                         help="requests per bulk run (default 200,000)")
     parser.add_argument("--merge", action="store_true",
@@ -57,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan.smoke() if args.quick else Plan.full()
     if args.runs:
         plan = dataclasses.replace(plan, runs=args.runs)
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("CALCSTREAM_"):
+            parser.error(f"--set wants CALCSTREAM_NAME=VALUE, got {item!r}")
+        stack.EXTRA_ENV[name] = value
     if args.profile:
         plan = dataclasses.replace(plan, profile=True)
     if args.bulk_items:

@@ -126,7 +126,7 @@ def uvicorn_child(name: str, app: str, port: int, log_dir: Path | None = None,
     """A single-process uvicorn serving ``app`` the way the API serves (uvloop, httptools)."""
     argv = [sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", str(port),
             "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-            "--log-level", "warning"]
+            "--log-level", "warning", "--timeout-graceful-shutdown", "3"]
     return Child(name, argv, env, log_dir)
 
 

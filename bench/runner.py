@@ -12,6 +12,7 @@ import logging
 import platform
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -176,30 +177,31 @@ async def _w1_and_fixed(results: Results, selected: list[str], plan: Plan, peers
         for name in PEERS:
             target = peers.targets[name]
             if name == "background":
-                await _record(results, "w1", name, lambda t=target: w1.background_rates(
-                    t, pool, plan, plan.w1_seconds))
+                await _record(results, "w1", name, partial(
+                    w1.background_rates, target, pool, plan, plan.w1_seconds))
             else:
                 await _record(results, "w1", name,
-                              lambda t=target: w1.saturate(t, pool, plan, plan.w1_seconds))
+                              partial(w1.saturate, target, pool, plan, plan.w1_seconds))
             if name == "celery":
                 await peers.settle_celery()
-        await _record(results, "w1", "calcstream", lambda r=round_: profiler.around(
-            stack, f"w1-wait-{r}", sample_s,
-            lambda: w1.saturate(calc, pool, plan, plan.w1_seconds)))
+        await _record(results, "w1", "calcstream", partial(
+            profiler.around, stack, f"w1-wait-{round_}", sample_s,
+            partial(w1.saturate, calc, pool, plan, plan.w1_seconds)))
         await stack.settle()
-        await _record(results, "w1", "calcstream_stream", lambda r=round_: profiler.around(
-            stack, f"w1-stream-{r}", sample_s, lambda: calcstream_w1.stream(stack, pool, plan)))
+        await _record(results, "w1", "calcstream_stream", partial(
+            profiler.around, stack, f"w1-stream-{round_}", sample_s,
+            partial(calcstream_w1.stream, stack, pool, plan)))
         await stack.settle()
         assert peers.redis_url is not None
         await _record(results, "w1", "celery_direct",
-                      lambda: w1.celery_direct(peers.redis_url or "", plan.celery_direct_tasks))
+                      partial(w1.celery_direct, peers.redis_url, plan.celery_direct_tasks))
         _say(f"w1 round {round_ + 1}/{plan.runs} done")
     if "fixed" in selected:
         targets: list[HttpTarget] = [peers.targets[n] for n in PEERS] + [calc]
         for _ in range(plan.runs):
             for target in targets:
                 await _record(results, "fixed", target.name,
-                              lambda t=target: w1.fixed_rate(t, pool, plan))
+                              partial(w1.fixed_rate, target, pool, plan))
                 if target.name == "celery":
                     await peers.settle_celery()
                 elif target is calc:
@@ -210,9 +212,9 @@ async def _bulk(results: Results, plan: Plan, stacks: Stacks, profiler: Profiler
     for round_ in range(plan.runs):
         for fmt in ("json", "npy"):
             async with stacks.get(f"bulk-{fmt}-{round_}", BULK_ENV) as stack:
-                await _record(results, "bulk", fmt, lambda s=stack, f=fmt, r=round_: (
-                    profiler.around(s, f"bulk-{f}-{r}", 8.0,
-                                    lambda: bulk.run(s, plan, f))))
+                await _record(results, "bulk", fmt, partial(
+                    profiler.around, stack, f"bulk-{fmt}-{round_}", 8.0,
+                    partial(bulk.run, stack, plan, fmt)))
 
 
 async def _worker_path(results: Results, plan: Plan, stacks: Stacks,
@@ -220,8 +222,8 @@ async def _worker_path(results: Results, plan: Plan, stacks: Stacks,
     for round_ in range(plan.runs):
         async with stacks.get(f"worker-path-{round_}", workers=0, with_api=False) as stack:
             profile_dir = profiler.out / "profiles" if profiler.enabled else None
-            await _record(results, "worker", "calcstream", lambda s=stack, d=profile_dir: (
-                worker_path.run(s, plan.worker_path_records, d)))
+            await _record(results, "worker", "calcstream", partial(
+                worker_path.run, stack, plan.worker_path_records, profile_dir))
 
 
 async def _w2(results: Results, plan: Plan, peers: PeerSet, stacks: Stacks) -> None:
@@ -230,16 +232,15 @@ async def _w2(results: Results, plan: Plan, peers: PeerSet, stacks: Stacks) -> N
         for name in PEERS:
             target = peers.targets[name]
             if name == "background":
-                await _record(results, "w2", name, lambda t=target: w1.background_rates(
-                    t, pool, plan, plan.w2_seconds))
+                await _record(results, "w2", name, partial(
+                    w1.background_rates, target, pool, plan, plan.w2_seconds))
                 continue
-            await _record(results, "w2", name, lambda t=target: w1.saturate(
-                t, pool, plan, plan.w2_seconds, "prefix"))
+            await _record(results, "w2", name, partial(
+                w1.saturate, target, pool, plan, plan.w2_seconds, "prefix"))
             if name == "celery":
                 await peers.settle_celery()
         async with stacks.get(f"w2-{round_}", W2_ENV) as stack:
-            await _record(results, "w2", "calcstream",
-                          lambda s=stack: _w2_calcstream(s, pool, plan))
+            await _record(results, "w2", "calcstream", partial(_w2_calcstream, stack, pool, plan))
 
 
 async def _w2_calcstream(stack: CalcstreamStack, pool: payloads.BodyPool,

@@ -26,6 +26,8 @@ from consumer.settings import BrokerSettings
 
 WARMUP_BODY = b'{"op":"sum_of_squares","data":[1.0,2.0]}'
 BENCH_ENV = {"CALCSTREAM_CACHE_ENTRIES": "0"}
+EXTRA_ENV: dict[str, str] = {}
+"""``--set NAME=VALUE`` from the command line: experiment settings for every stack."""
 """Every bench stack runs without the worker's result cache: the load cycles a few bodies, and
 the peers compute every request, so cached answers would measure a different thing."""
 
@@ -62,7 +64,8 @@ class CalcstreamStack:
         """CALCSTREAM_* for a child of this stack."""
         return {"CALCSTREAM_BOOTSTRAP_SERVERS": self.bootstrap,
                 "CALCSTREAM_TOPIC_PARTITIONS": str(self.partitions),
-                "CALCSTREAM_LOG_LEVEL": "WARNING", **BENCH_ENV, **self.overrides, **extra}
+                "CALCSTREAM_LOG_LEVEL": "WARNING", **BENCH_ENV, **self.overrides,
+                **EXTRA_ENV, **extra}
 
     @property
     def api(self) -> Child:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from celery import Celery
+from celery import Celery  # type: ignore[import-untyped]
 
 from bench.peers.common import compute as _compute
 
@@ -27,7 +27,7 @@ app.conf.update(
 )
 
 
-@app.task(name="bench.compute")
+@app.task(name="bench.compute")  # type: ignore[untyped-decorator]
 def compute(op: str, data: list[float], args: dict[str, Any]) -> Any:
     """The bench op, returned as JSON-able data."""
     value = _compute(op, data, args)
