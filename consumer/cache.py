@@ -70,7 +70,9 @@ class LruCache:
         """Insert, evicting the least recently used beyond the cap."""
         with self._lock:
             for key, value in items:
-                self._entries[key] = value
+                # An exact-size copy: orjson's output keeps its whole over-allocated buffer
+                # (about a page) resident for as long as the object lives.
+                self._entries[key] = memoryview(value).tobytes()
                 self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)

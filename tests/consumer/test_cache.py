@@ -36,6 +36,24 @@ def test_lru_evicts_the_least_recently_used() -> None:
     assert len(cache) == 2
 
 
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+
+
+def test_lru_entries_cost_their_size_not_the_encoders_buffer() -> None:
+    # orjson's output object holds about a page resident; 20,000 cached floats kept as such
+    # cost ~80 MB, as exact-size copies a few MB.
+    entries = 20_000
+    cache = LruCache(max_entries=entries)
+    before = resident_bytes()
+    for i in range(entries):
+        cache.put_many([(i.to_bytes(32, "little"), orjson.dumps(i * 1.5))])
+    per_entry = (resident_bytes() - before) / entries
+    assert len(cache) == entries
+    assert per_entry < 1024, f"{per_entry:.0f} bytes resident per cached entry"
+
+
 @pytest.fixture
 def redis_cache() -> Iterator[RedisCache]:
     cache = RedisCache(REDIS_URL, ttl_s=60, prefix=f"calcstream-test:{uuid.uuid4().hex}:")
