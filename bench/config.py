@@ -25,6 +25,7 @@ class Plan:
     w2_seconds: float = 10.0
     memory_results: int = 1_000_000
     celery_direct_tasks: int = 2_000
+    cache_repeat: int = 5
     profile: bool = False
     """Sample the API and the worker with py-spy during the calcstream runs."""
 
@@ -39,4 +40,5 @@ class Plan:
         return cls(quick=True, runs=1, w1_seconds=2.0, idle_probe_seconds=0.5,
                    ceiling_seconds=1.0, fixed_seconds=0.5, bulk_items=2_000,
                    bulk_json_chunk=500, bulk_npy_chunk=1_000, worker_path_records=5_000,
-                   w2_seconds=2.0, memory_results=20_000, celery_direct_tasks=100)
+                   w2_seconds=2.0, memory_results=20_000, celery_direct_tasks=100,
+                   cache_repeat=1)

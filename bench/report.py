@@ -304,6 +304,29 @@ def _other_tables(results: dict[str, Any]) -> list[str]:
                 f"| {fmt(spread(mem, 'remembered'))} | {fmt(spread(mem, 'idle_rss_mb'))} | "
                 f"{fmt(spread(mem, 'rss_mb'))} | {fmt(spread(mem, 'peak_rss_mb'))} | "
                 f"{fmt(spread(mem, 'bytes_per_result'))} |", ""]
+    cache = results.get("cache")
+    if cache:
+        out += ["## Result cache", "",
+                "The worker's compute step (`process_batch`, in its thread) over batches of "
+                "the same requests: no cache, a cold cache (every request a miss: keying and "
+                "storing) and a warm one (every request a hit, each checked against the computed "
+                "answer). µs per request; `hit vs compute` is no-cache / hit. The worker caches "
+                "only `matmul` and `inv`; the `sum_of_squares` rows force the cache on to show "
+                "why.", "",
+                "| cache | workload | no cache µs | cold µs | hit µs | hit vs compute | "
+                "wrong |", "|---|---|---|---|---|---|---|"]
+        for kind, runs in cache.items():
+            ok = [r for r in runs if "workloads" in r]
+            if not ok:
+                out.append(f"| {kind} | failed: {runs[0].get('error', '')[:80]} | | | | | |")
+                continue
+            for name in ok[0]["workloads"]:
+                per = [r["workloads"][name] for r in ok]
+                out.append(f"| {kind} | {name} | {fmt(spread(per, 'no_cache_us'), 1)} | "
+                           f"{fmt(spread(per, 'cold_us'), 1)} | {fmt(spread(per, 'hit_us'), 1)} | "
+                           f"{fmt(spread(per, 'hit_speedup'), 1)}× | "
+                           f"{sum(int(p['wrong']) for p in per)} |")
+        out.append("")
     return out
 
 

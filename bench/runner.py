@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import bulk, calcstream_w1, memory, payloads, profile, w1, worker_path
+from bench import bulk, cache_hits, calcstream_w1, memory, payloads, profile, w1, worker_path
 from bench.config import Plan
 from bench.stack import CalcstreamStack, worker_metrics
 from bench.stats import bucket_delta, histogram_quantile
@@ -24,7 +24,7 @@ from bench.targets import PEERS, HttpTarget, PeerSet, calcstream_target
 
 logger = logging.getLogger(__name__)
 
-WORKLOADS = ("ceiling", "w1", "fixed", "bulk", "worker", "w2", "memory")
+WORKLOADS = ("ceiling", "w1", "fixed", "bulk", "worker", "w2", "memory", "cache")
 NEEDS_WRK = {"ceiling", "w1", "w2"}
 BULK_ENV = {"CALCSTREAM_WS_QUEUE_SIZE": "1000000",
             "CALCSTREAM_RESULT_STORE_MAX": "1000000",
@@ -124,6 +124,8 @@ async def run(plan: Plan, only: tuple[str, ...], log_dir: Path, out: Path) -> Re
                 await _w2(results, plan, peers, stacks)
             if "memory" in selected:
                 await _memory(results, plan, stacks)
+            if "cache" in selected:
+                await _cache(results, plan)
         finally:
             stacks.close()
     finally:
@@ -259,3 +261,16 @@ async def _memory(results: Results, plan: Plan, stacks: Stacks) -> None:
     async with stacks.get("memory", memory.ENV) as stack:
         await _record(results, "memory", "calcstream",
                       lambda: memory.run(stack, plan.memory_results))
+
+
+async def _cache(results: Results, plan: Plan) -> None:
+    """The compute step with no cache, a cold and a warm one: in-process LRU, then Redis."""
+    caches = {"lru": cache_hits.lru, "redis": cache_hits.redis_at(cache_hits.DEFAULT_REDIS)}
+    for _ in range(plan.runs):
+        for name, fresh in caches.items():
+            await _record(results, "cache", name, partial(
+                _cache_figures, fresh, plan.cache_repeat))
+
+
+async def _cache_figures(fresh: Callable[[], Any], repeat: int) -> dict[str, Any]:
+    return {"workloads": await asyncio.to_thread(cache_hits.measure, fresh, repeat)}

@@ -75,6 +75,10 @@ class Op:
     reference: Reference
     args: type[OpArgs] = OpArgs
     check: Check = _any_length
+    cached: bool = False
+    """Answer repeats from the result cache. Worth it only where computing costs more than
+    hashing the data: ops whose work grows faster than their input (matrix products and
+    inverses); a one-pass reduction computes faster than its cache key is made."""
 
     def parse(self, size: int, raw_args: Mapping[str, Any]) -> OpArgs:
         """Validate ``args`` and the data length; raise ``OpInputError`` naming the field."""
@@ -91,7 +95,8 @@ class Op:
 
     def describe(self) -> dict[str, Any]:
         """Name, summary and JSON Schema of the args, as ``GET /v1/ops`` shows them."""
-        return {"name": self.name, "summary": self.summary, "args": self.args.model_json_schema()}
+        return {"name": self.name, "summary": self.summary, "args": self.args.model_json_schema(),
+                "cached": self.cached}
 
 
 REGISTRY: dict[str, Op] = {}
@@ -175,9 +180,10 @@ for _op in (
     Op("matmul", "A @ B, where data is A (m×k) then B (k×n), both row-major; result is m×n.",
        lambda arrays, args: kernels.batch_matmul(arrays, [(a.m, a.k, a.n) for a in args]),
        lambda x, a: x[: a.m * a.k].reshape(a.m, a.k) @ x[a.m * a.k :].reshape(a.k, a.n),
-       MatmulArgs, _check_matmul),
+       MatmulArgs, _check_matmul, cached=True),
     Op("inv", "Inverse of the n×n matrix in data (row-major); error 'singular_matrix' if none.",
        lambda arrays, _: kernels.batch_inv(arrays),
-       lambda x, _: np.linalg.inv(x.reshape(math.isqrt(x.size), -1)), check=_check_square),
+       lambda x, _: np.linalg.inv(x.reshape(math.isqrt(x.size), -1)), check=_check_square,
+       cached=True),
 ):
     register(_op)

@@ -114,11 +114,14 @@ def process_batch(
             continue
         valid.append(_Valid(record, request, op, args))
 
-    keys: list[bytes] = []
+    keys: list[bytes | None] = [None] * len(valid)
     cached: list[bytes | None] = [None] * len(valid)
-    if ctx.cache is not None and valid:
-        keys = [cache_key(v.op.name, v.args.model_dump(), v.request.data) for v in valid]
-        cached = ctx.cache.get_many(keys)
+    worth = [i for i, v in enumerate(valid) if v.op.cached] if ctx.cache is not None else []
+    if ctx.cache is not None and worth:
+        wanted = [cache_key(valid[i].op.name, valid[i].args.model_dump(), valid[i].request.data)
+                  for i in worth]
+        for i, key, hit in zip(worth, wanted, ctx.cache.get_many(wanted), strict=True):
+            keys[i], cached[i] = key, hit
     misses = [i for i, hit in enumerate(cached) if hit is None]
     values: list[tuple[Any, dict[str, str] | None]] = [(None, None)] * len(valid)
     for i, value in zip(misses, _compute([valid[i] for i in misses]), strict=True):
@@ -135,9 +138,10 @@ def process_batch(
                   batch_size=len(records), result=orjson.Fragment(hit), completed=finished,
                   compute_ms=out.compute_ms, submitted=fields.submitted_at, cached=True)
         elif error is None:
-            if ctx.cache is not None:
+            cache_as = keys[i]
+            if ctx.cache is not None and cache_as is not None:
                 encoded = orjson.dumps(json_safe(value), option=orjson.OPT_SERIALIZE_NUMPY)
-                fresh.append((keys[i], encoded))
+                fresh.append((cache_as, encoded))
                 value = orjson.Fragment(encoded)
             _emit(out, item.record, ctx, fields.id, fields.op, "ok", started,
                   batch_size=len(records), result=value, completed=finished,

@@ -108,6 +108,8 @@ class OpInfo(BaseModel):
     name: str
     summary: str
     args: dict[str, Any] = Field(description="JSON Schema of the op's args object.")
+    cached: bool = Field(description="Whether repeats of a request are answered from the "
+                         "workers' result cache (ops that cost more to compute than to look up).")
 
 
 class Health(BaseModel):

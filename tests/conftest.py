@@ -14,16 +14,16 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from hypothesis import settings
 
+from calcstream.broker import EmbeddedBroker, free_port
+from consumer.admin import wait_for_broker
+from schemas.topics import Topics
+from tests.kafka import Deployment, create_topics, unique
+
 # Property tests draw the same examples on every run (CI must be deterministic); set
 # HYPOTHESIS_PROFILE=explore to search new examples locally.
 settings.register_profile("deterministic", derandomize=True, database=None, deadline=None)
 settings.register_profile("explore", deadline=None, max_examples=1000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
-
-from calcstream.broker import EmbeddedBroker, free_port
-from consumer.admin import wait_for_broker
-from schemas.topics import Topics
-from tests.kafka import Deployment, create_topics, unique
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from calcstream.broker import free_port
+from consumer import ops
 from consumer.cache import LruCache, RedisCache, cache_key
 from consumer.processing import BatchContext, process_batch
 from tests.consumer.test_processing import json_record
@@ -89,3 +90,14 @@ def test_a_repeated_request_is_answered_from_the_cache_with_the_same_value() -> 
     assert (first.cache_hits, second.cache_hits) == (0, 1)
     assert two["id"] == "b" and two["result"] == one["result"]
     assert np.allclose(two["result"], np.linalg.inv(data.reshape(4, 4)))
+
+
+def test_only_ops_that_cost_more_than_their_key_are_cached() -> None:
+    cache = LruCache(100)
+    ctx = BatchContext("w", "g", cache=cache)
+    data = np.arange(16.0)
+    for offset in (1, 2):
+        out = process_batch([json_record(f"s{offset}", "sum", data, offset=offset)], ctx)
+        assert orjson.loads(out.results[0][1])["cached"] is False
+    assert len(cache) == 0
+    assert {op.name for op in ops.REGISTRY.values() if op.cached} == {"matmul", "inv"}

@@ -90,7 +90,8 @@ def test_catalogue_lists_every_op_by_name_with_an_args_schema() -> None:
     listing = ops.catalogue()
     assert [entry["name"] for entry in listing] == sorted(REGISTRY)
     for entry in listing:
-        assert set(entry) == {"name", "summary", "args"}
+        assert set(entry) == {"name", "summary", "args", "cached"}
+        assert entry["cached"] is REGISTRY[entry["name"]].cached
         assert entry["summary"]
         assert entry["args"]["type"] == "object"
         assert entry["args"]["additionalProperties"] is False

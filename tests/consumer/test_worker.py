@@ -250,10 +250,12 @@ async def test_metrics_endpoint_reports_what_the_worker_did(deployment: Deployme
 
 async def test_workers_share_results_through_the_redis_cache(deployment: Deployment) -> None:
     rng = np.random.default_rng()
-    arrays = [rng.normal(size=50).tolist() for _ in range(20)]
+    arrays = [rng.normal(size=(5, 5)) for _ in range(20)]
     settings = deployment.worker_settings(redis_url="redis://127.0.0.1:6379/13")
-    first = [(f"a{i}".encode(), request_json(f"a{i}", "std", a)) for i, a in enumerate(arrays)]
-    again = [(f"b{i}".encode(), request_json(f"b{i}", "std", a)) for i, a in enumerate(arrays)]
+    first = [(f"a{i}".encode(), request_json(f"a{i}", "inv", a.ravel().tolist()))
+             for i, a in enumerate(arrays)]
+    again = [(f"b{i}".encode(), request_json(f"b{i}", "inv", a.ravel().tolist()))
+             for i, a in enumerate(arrays)]
     async with TopicReader(deployment.bootstrap, deployment.topics.results) as reader:
         await produce(deployment.bootstrap, deployment.topics.requests, first)
         async with running(settings):
@@ -265,4 +267,5 @@ async def test_workers_share_results_through_the_redis_cache(deployment: Deploym
     for i, a in enumerate(arrays):
         (computed,), (cached,) = results[f"a{i}"], results[f"b{i}"]
         assert computed["cached"] is False and cached["cached"] is True
-        assert cached["result"] == computed["result"] == pytest.approx(float(np.std(a)))
+        assert cached["result"] == computed["result"]
+        assert np.allclose(cached["result"], np.linalg.inv(a))
