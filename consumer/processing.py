@@ -293,7 +293,7 @@ def _reject(
     request_id = peek_id(record.value, record.key)
     if request_id is not None and not _ID.match(request_id):
         request_id = None
-    headers = DeadLetterHeaders(
+    why = DeadLetterHeaders(
         original_topic=record.topic,
         original_partition=record.partition,
         original_offset=record.offset,
@@ -304,12 +304,27 @@ def _reject(
         stage=stage,
         request_id=request_id,
         worker=ctx.worker,
-    ).to_headers()
-    out.dead_letters.append(DeadLetter(record.key, record.value, list(record.headers) + headers))
+    )
+    out.dead_letters.append(_dead_letter(record, why, ctx.max_result_bytes))
     if request_id is not None:
         _emit(out, record, ctx, request_id, _peek_op(record.value), "error", now,
               batch_size=batch_size,
               error={"code": code, "message": f"{stage}: {message}"})
+
+
+def _dead_letter(record: RequestRecord, why: DeadLetterHeaders, limit: int | None) -> DeadLetter:
+    """The original key, value and headers plus ``why``; a value that would take the record past
+    ``limit`` is cut to fit and its length recorded, so the dead letter can always be written."""
+    value = record.value
+    headers = list(record.headers) + why.to_headers()
+    if limit is not None and value is not None:
+        size = len(record.key or b"") + len(value) + sum(len(k) + len(v) for k, v in headers)
+        if size > limit:
+            cut = why.model_copy(update={"original_value_bytes": len(value)})
+            headers = list(record.headers) + cut.to_headers()
+            size = len(record.key or b"") + sum(len(k) + len(v) for k, v in headers)
+            value = value[: max(0, limit - size)]
+    return DeadLetter(record.key, value, headers)
 
 
 def _describe(exc: Exception) -> str:

@@ -106,6 +106,12 @@ class DeadLetterHeaders(_Wire):
     stage: Literal["decode", "validate", "compute"]
     request_id: str | None = None
     worker: str
+    original_value_bytes: int | None = Field(
+        default=None,
+        description="Present only when the original value was too big to dead-letter whole "
+        "(with these headers it would pass the topic's record limit): the value is then its "
+        "first bytes and this is the original length.",
+    )
 
     def to_headers(self) -> list[tuple[str, bytes]]:
         """Kafka record headers: ``dlq.<field>`` = UTF-8 text."""

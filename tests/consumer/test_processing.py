@@ -236,7 +236,7 @@ def test_a_bad_record_is_dead_lettered_and_answered_when_its_id_is_readable(
         "original_topic": TOPIC, "original_partition": 3, "original_offset": 41,
         "original_timestamp": 1_767_225_599_000, "consumer_group": CTX.group,
         "error_class": error_class, "error_message": headers.error_message, "stage": stage,
-        "request_id": request_id, "worker": CTX.worker,
+        "request_id": request_id, "worker": CTX.worker, "original_value_bytes": None,
     }
     assert headers.error_message.strip()
 

@@ -154,6 +154,29 @@ async def test_poison_records_are_dead_lettered_and_the_partition_moves_on(
     assert all(answered[f"g{i}"][0]["result"] == 1.0 + i for i in range(40))
 
 
+async def test_a_record_too_big_to_dead_letter_whole_is_cut_to_fit(
+    deployment: Deployment,
+) -> None:
+    limit = 64 * 1024
+    # Near the record limit already: with the dlq.* headers added it would pass it.
+    poison = b"{" + b"x" * (limit - 300)
+    await produce(deployment.bootstrap, deployment.topics.requests, [
+        (b"huge", poison), (b"after", request_json("after", "sum", [1.0, 2.0]))])
+    async with running(deployment.worker_settings(max_message_bytes=limit)), \
+            TopicReader(deployment.bootstrap, deployment.topics.dlq) as dlq, \
+            TopicReader(deployment.bootstrap, deployment.topics.results) as results:
+        (dead,) = await dlq.read_count(1)
+        answered = results_by_id(await results.read_count(2))
+    headers = DeadLetterHeaders.from_headers(dead.headers)
+    assert headers.original_value_bytes == len(poison)
+    assert headers.request_id == "huge" and headers.stage == "decode"
+    assert dead.value is not None and poison.startswith(dead.value)
+    size = len(dead.key or b"") + len(dead.value) + sum(len(k) + len(v) for k, v in dead.headers)
+    assert size <= limit
+    assert answered["huge"][0]["status"] == "error"
+    assert answered["after"][0]["result"] == 3.0
+
+
 async def test_a_failing_request_fails_alone(deployment: Deployment) -> None:
     mats = {f"m{i}": np.eye(3) * (i + 1) for i in range(6)}
     mats["singular"] = np.ones((3, 3))
