@@ -55,6 +55,9 @@ class WorkerCollector(Collector):
                       s.publish_retries, labels)
         yield gauge("calcstream_worker_batches_in_flight", "Batches computing or publishing now.",
                     s.in_flight, labels)
+        yield gauge("calcstream_worker_records_held",
+                    "Records fetched and not yet handled (queued for a batch or in one in "
+                    "flight); at most (max_in_flight + 1) x max_batch_size.", s.held, labels)
         lag = GaugeMetricFamily("calcstream_worker_consumer_lag",
                                 "Records behind the partition's high watermark.",
                                 labels=["worker", "topic", "partition"])

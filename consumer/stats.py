@@ -57,6 +57,8 @@ class WorkerStats:
     publish_retries: int = 0
     in_flight: int = 0
     peak_in_flight: int = 0
+    held: int = 0
+    peak_held: int = 0
     batch_size: Buckets = field(default_factory=lambda: Buckets(BATCH_SIZE_BUCKETS))
     compute_seconds: Buckets = field(default_factory=lambda: Buckets(LATENCY_BUCKETS))
     end_to_end_seconds: Buckets = field(default_factory=lambda: Buckets(LATENCY_BUCKETS))

@@ -11,6 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -68,6 +69,7 @@ class Worker:
         self._commits = CommitLog()
         self._commit_lock = asyncio.Lock()
         self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight_records = 0
         self._stopping = asyncio.Event()
         self._failure: BaseException | None = None
         self._ctx = BatchContext(
@@ -161,6 +163,7 @@ class Worker:
             fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=space)
             for records in fetched.values():
                 self._batcher.add(records)
+            self._count_held()
             while self._batcher.due() and self._busy() < s.max_in_flight:
                 await self._dispatch(self._batcher.take())
         if len(self._batcher):
@@ -241,13 +244,25 @@ class Worker:
         token = self._commits.open(records)
         task = asyncio.get_running_loop().create_task(self._handle(records, token, abandon))
         self._inflight.add(task)
-        task.add_done_callback(self._landed)
+        self._inflight_records += len(records)
+        task.add_done_callback(partial(self._landed, len(records)))
         self.stats.in_flight = len(self._inflight)
         self.stats.peak_in_flight = max(self.stats.peak_in_flight, len(self._inflight))
+        self._count_held()
         return task
 
-    def _landed(self, task: asyncio.Task[None]) -> None:
+    def _count_held(self) -> None:
+        """Records taken from the consumer and not yet handled: queued or in a batch in
+        flight. Bounded by (max_in_flight + 1) x max_batch_size, because fetching asks for at
+        most what the queue has room for and pauses while max_in_flight batches are out."""
+        held = len(self._batcher) + self._inflight_records
+        self.stats.held = held
+        self.stats.peak_held = max(self.stats.peak_held, held)
+
+    def _landed(self, records: int, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
+        self._inflight_records -= records
+        self._count_held()
         self.stats.in_flight = len(self._inflight)
         if not task.cancelled() and task.exception() is not None and self._failure is None:
             # A bug, not a broker error (those are retried): its offsets can never be
@@ -394,6 +409,7 @@ class Worker:
 
     async def _on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         dropped = self._batcher.drop((tp.topic, tp.partition) for tp in revoked)
+        self._count_held()
         if await self._drain(self.settings.drain_timeout_s):
             await self._release(revoked)
         elif self._journal is not None:

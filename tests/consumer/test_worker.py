@@ -240,6 +240,21 @@ async def test_backpressure_bounds_batches_in_flight(
     assert worker.stats.batches >= n / 50
 
 
+async def test_a_backlog_waits_on_the_topic_not_in_the_worker(deployment: Deployment) -> None:
+    n, size, in_flight = 3000, 20, 2
+    await produce(deployment.bootstrap, deployment.topics.requests, [
+        (f"b{i}".encode(), request_json(f"b{i}", "mean", [1.0] * 50)) for i in range(n)
+    ])
+    settings = deployment.worker_settings(max_batch_size=size, max_in_flight=in_flight)
+    async with running(settings) as worker, \
+            TopicReader(deployment.bootstrap, deployment.topics.results) as reader:
+        await reader.read_count(n)
+    # The whole backlog was on the topic from the start; the worker never took more than its
+    # queue and its batches in flight can hold.
+    assert size <= worker.stats.peak_held <= (in_flight + 1) * size
+    assert worker.stats.records == n
+
+
 async def test_metrics_endpoint_reports_what_the_worker_did(deployment: Deployment) -> None:
     import httpx
 
