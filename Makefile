@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint schema chaos bench bench-quick browser clean
+.PHONY: setup run test lint schema chaos nightly bench bench-quick browser clean
 
 setup: $(STAMP) browser
 
@@ -40,6 +40,15 @@ schema: setup
 # Long fault scenarios next to a no-fault baseline; writes RELIABILITY.md (several minutes).
 chaos: setup
 	$(BIN)/python -m tests.faults.chaos --out RELIABILITY.md
+
+# What CI has no time for: the OpenAPI contract fuzzed with 5,000 examples per operation, new
+# ones each run (schemathesis; CI draws the same 100), then the long fault scenarios of
+# `make chaos` (5 min on 2 cores; the fuzzing grows with the count, 300 examples took 18 s).
+NIGHTLY_EXAMPLES ?= 5000
+nightly: setup
+	CALCSTREAM_SCHEMATHESIS_EXAMPLES=$(NIGHTLY_EXAMPLES) HYPOTHESIS_PROFILE=explore \
+		$(BIN)/python -m pytest tests/producer_api/test_openapi.py --timeout=0
+	$(MAKE) chaos
 
 # The benchmark suite against its peers (Celery needs Redis on 127.0.0.1:6379); writes
 # bench/REPORT.md and plots (~15 minutes; `make bench-quick` is a one-minute smoke run).

@@ -8,6 +8,7 @@ attribute that pytest 9.2 no longer has.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import httpx
@@ -38,8 +39,14 @@ def raw_body(ctx: Any, value: Any) -> bytes:
 EXCLUDED: list[Any] = [positive_data_acceptance, negative_data_rejection]
 
 
+# CI draws the same 100 examples per operation every run; `make nightly` draws many more, new
+# ones each night (HYPOTHESIS_PROFILE=explore).
+EXAMPLES = int(os.environ.get("CALCSTREAM_SCHEMATHESIS_EXAMPLES", "100"))
+DERANDOMIZE = os.environ.get("HYPOTHESIS_PROFILE", "deterministic") != "explore"
+
+
 @schema.parametrize()
-@settings(max_examples=100, deadline=None, derandomize=True,
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=DERANDOMIZE,
           suppress_health_check=list(HealthCheck))
 # schemathesis' own path-parameter strategy trips this hypothesis deprecation.
 @pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
