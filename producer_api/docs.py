@@ -39,6 +39,9 @@ def error(description: str, **headers: str) -> dict[str, Any]:
 UNAVAILABLE = error("The broker did not acknowledge in time; nothing was accepted.",
                     **{"Retry-After": "Seconds to wait before retrying."})
 TOO_LARGE = error("The body (or an NDJSON line) is over its byte limit.")
+TOO_SLOW = error("The body did not arrive within body_timeout_s (an NDJSON stream: a line was "
+                 "not completed within it); the connection is closed. A cut-off NDJSON stream "
+                 "keeps what it sent before: `summary` counts it.")
 INVALID = error("The request breaks the contract; `error.fields` names each field.")
 
 SUBMIT_BODY: dict[str, Any] = {

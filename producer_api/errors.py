@@ -3,6 +3,7 @@
     ApiError
     ├── InvalidRequest        422  the body breaks the contract (names the field)
     ├── PayloadTooLarge       413  a body or NDJSON line over its limit
+    ├── BodyTimeout           408  the body (or an NDJSON line) came too slowly
     ├── UnsupportedMediaType  415  a batch body of an unknown content type
     ├── NotFound              404  an id this replica never accepted or has forgotten
     ├── Conflict              409  a known client id re-posted with a different body
@@ -10,7 +11,11 @@
     └── Unavailable           503  the broker did not acknowledge in time (retriable)
         └── NotStartedError        the app's lifespan has not started its clients
 
-Every error is rendered as ``{"error": {"code", "message", "fields"?}}``.
+Every error is rendered as ``{"error": {"code", "message", "fields"?}}``. ``retriable`` ones
+are answered with ``Retry-After``; ``closes`` ones with ``Connection: close``: a client too slow
+to send its body loses its connection. (A 413 keeps it: the server discards the rest of the
+body unbuffered, because closing on unread bytes resets the connection and the client never
+sees the answer.)
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ class ApiError(Exception):
     status = 500
     code = "internal_error"
     retriable = False
+    closes = False
 
     def __init__(self, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -68,6 +74,14 @@ class PayloadTooLarge(ApiError):
 
     status = 413
     code = "payload_too_large"
+
+
+class BodyTimeout(ApiError):
+    """The client took longer than ``body_timeout_s`` to send its body (or an NDJSON line)."""
+
+    status = 408
+    code = "body_timeout"
+    closes = True
 
 
 class UnsupportedMediaType(ApiError):

@@ -10,6 +10,7 @@ The FastAPI route stays the documented contract (OpenAPI) and the reference beha
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from urllib.parse import parse_qsl
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from producer_api.deps import Services
 from producer_api.errors import (
     ApiError,
+    BodyTimeout,
     ClientDisconnected,
     InvalidRequest,
     NotStartedError,
@@ -52,7 +54,8 @@ class SubmitFastPath:
             if services is None:
                 raise NotStartedError("the API is not started (its lifespan has not run)")
             wait = _wait(scope["query_string"])
-            body = await _read(scope, receive, services.settings.max_body_bytes)
+            body = await _read(scope, receive, services.settings.max_body_bytes,
+                               services.settings.body_timeout_s)
             status, content, location = await accept(services, body, wait)
         except ApiError as exc:
             self.intake.reject(exc)
@@ -61,9 +64,12 @@ class SubmitFastPath:
         await _answer(send, status, content, [_JSON, (b"location", location.encode())])
 
     def _error_headers(self, exc: ApiError) -> list[tuple[bytes, bytes]]:
+        headers = [_JSON]
         if exc.retriable:
-            return [_JSON, (b"retry-after", self.retry_after)]
-        return [_JSON]
+            headers.append((b"retry-after", self.retry_after))
+        if exc.closes:
+            headers.append((b"connection", b"close"))
+        return headers
 
 
 def _wait(query: bytes) -> float | None:
@@ -85,24 +91,29 @@ def _wait(query: bytes) -> float | None:
     return wait
 
 
-async def _read(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The body, refused past ``limit`` bytes while it streams in (as ``limits.read_body``)."""
+async def _read(scope: Scope, receive: Receive, limit: int, timeout: float) -> bytes:
+    """The body, refused past ``limit`` bytes while it streams in or when it has not all
+    arrived within ``timeout`` seconds (as ``limits.read_body``)."""
     for name, value in scope["headers"]:
         if name == b"content-length" and value.isdigit() and int(value) > limit:
             raise PayloadTooLarge(f"body is {int(value)} bytes; the limit is {limit}")
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected("the client disconnected")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message: Message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnected("the client disconnected")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    except TimeoutError:
+        raise BodyTimeout(f"the body did not arrive within {timeout:g} s") from None
 
 
 async def _answer(send: Send, status: int, body: bytes,

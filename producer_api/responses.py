@@ -35,9 +35,14 @@ class OrjsonResponse(JSONResponse):
 
 
 def error_response(exc: ApiError, retry_after: int) -> OrjsonResponse:
-    """The JSON answer for an ``ApiError``; 503s carry ``Retry-After``."""
-    headers = {"Retry-After": str(retry_after)} if isinstance(exc, Unavailable) else None
-    return OrjsonResponse(exc.body(), exc.status, headers)
+    """The JSON answer for an ``ApiError``; 503s carry ``Retry-After``, and errors that leave a
+    body unread close the connection."""
+    headers = {}
+    if isinstance(exc, Unavailable):
+        headers["Retry-After"] = str(retry_after)
+    if exc.closes:
+        headers["Connection"] = "close"
+    return OrjsonResponse(exc.body(), exc.status, headers or None)
 
 
 def install_handlers(app: FastAPI, retry_after: int) -> None:

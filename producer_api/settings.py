@@ -48,6 +48,15 @@ class ApiSettings(BrokerSettings):
     max_wait_s: float = Field(
         default=30.0, ge=0, description="Longest ?wait= honoured; larger values are clamped."
     )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0,
+        description="How long a client may take to send a body: the whole body of a single "
+        "submit, a JSON-array or an .npy batch, and each line of an NDJSON stream (which may "
+        "run for as long as it keeps completing lines). Only time spent waiting for the "
+        "client counts. 408 and the connection closed beyond it, so a client trickling "
+        "bytes cannot hold a request open.",
+    )
+
 
     # Publishing.
     publish_timeout_s: float = Field(

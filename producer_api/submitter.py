@@ -121,12 +121,26 @@ class Submitter:
 
     async def submit_many(self, items: AsyncIterable[BatchItem], keep_ids: bool,
                           intake: Intake | None = None) -> Summary:
-        """Publish a stream of items in order; ``Unavailable`` carries the partial summary."""
+        """Publish a stream of items in order; ``Unavailable`` carries the partial summary.
+
+        A stream that ends in an error of its own (an NDJSON body cut off, the client gone)
+        keeps what it sent: those items are acknowledged and summed up, then the error is
+        raised carrying the summary.
+        """
         summary = Summary(keep_ids, self.max_errors, intake or Intake())
         sender = self.publisher.batch()
         elsewhere: list[tuple[int, Entry]] = []
+        cut: ApiError | None = None
         try:
-            async for index, item in items:
+            stream = aiter(items)
+            while True:
+                try:
+                    index, item = await anext(stream)
+                except StopAsyncIteration:
+                    break
+                except ApiError as exc:
+                    cut = exc
+                    break
                 if isinstance(item, ApiError):
                     summary.reject(index, item)
                     continue
@@ -157,6 +171,8 @@ class Submitter:
             for _, entry in sender.pending:
                 self.store.release(entry)
             if isinstance(exc, Unavailable):
+                if cut is not None:
+                    exc.message += f" (after the body was cut off: {cut.message})"
                 exc.extra["summary"] = summary.document()
             raise
         for index, entry in elsewhere:
@@ -165,6 +181,11 @@ class Submitter:
             else:
                 summary.reject(index, Unavailable("an earlier submit of this id was not "
                                                   "acknowledged; retry"))
+        if cut is not None:
+            cut.message += (f"; before it {summary.accepted} accepted and {summary.rejected} "
+                            "rejected (see summary)")
+            cut.extra["summary"] = summary.document()
+            raise cut
         return summary
 
     def _acked(self, summary: Summary, tags: list[tuple[int, Entry]]) -> None:

@@ -50,7 +50,7 @@ RequestIdPath = Annotated[str, Path(
         202: {"model": Accepted, "description": "Queued; poll the Location.",
               "headers": {"Location": {"description": "Where to poll.",
                                        "schema": {"type": "string"}}}},
-        409: docs.error("The id is already used by a different request."),
+        408: docs.TOO_SLOW, 409: docs.error("The id is already used by a different request."),
         413: docs.TOO_LARGE, 422: docs.INVALID, 503: docs.UNAVAILABLE,
     },
     openapi_extra=docs.SUBMIT_BODY,
@@ -58,7 +58,8 @@ RequestIdPath = Annotated[str, Path(
 async def submit(request: Request, services: ServicesDep, wait: Wait = None) -> Response:
     """Validate, publish, and answer 202 (or 200 with the result when it is there)."""
     try:
-        body = await read_body(request, services.settings.max_body_bytes)
+        body = await read_body(request, services.settings.max_body_bytes,
+                               services.settings.body_timeout_s)
         status, content, location = await accept(services, body, wait)
     except ApiError as exc:
         services.stats.single.reject(exc)
@@ -100,7 +101,7 @@ async def accept(services: Services, body: bytes, wait: float | None) -> tuple[i
     response_model=None,
     responses={
         202: {"model": BatchSummary, "description": "Every valid item was acknowledged."},
-        413: docs.TOO_LARGE,
+        408: docs.TOO_SLOW, 413: docs.TOO_LARGE,
         415: docs.error("A Content-Type other than the three above."),
         422: docs.INVALID, 503: docs.UNAVAILABLE,
     },
@@ -136,12 +137,12 @@ async def _submit_batch(request: Request, services: Services, op: str | None, ar
     if ctype in NDJSON_TYPES:
         items = _ndjson_items(request, s)
     elif ctype in JSON_TYPES:
-        array = _json_array(await read_body(request, s.max_batch_bytes), s)
+        array = _json_array(await read_body(request, s.max_batch_bytes, s.body_timeout_s), s)
         items = _aiter(_json_items(array, s))
     elif ctype in NPY_TYPES:
         if op is None:
             raise InvalidRequest.of("op", "an .npy body needs ?op=")
-        body = await read_body(request, s.max_batch_bytes)
+        body = await read_body(request, s.max_batch_bytes, s.body_timeout_s)
         rows, prefix = intake.from_npy(body, op, _args(args), id_prefix, s.max_array_length,
                                        time.time())
         items = _aiter((i, r if isinstance(r, intake.Prepared) else r.error)
@@ -196,7 +197,7 @@ def _json_items(array: list[Any], s: ApiSettings) -> Iterable[BatchItem]:
 
 
 async def _ndjson_items(request: Request, s: ApiSettings) -> AsyncIterator[BatchItem]:
-    async for index, line in read_lines(request, s.max_body_bytes):
+    async for index, line in read_lines(request, s.max_body_bytes, s.body_timeout_s):
         if line is None:
             yield index, PayloadTooLarge(f"line is over the limit of {s.max_body_bytes} bytes")
             continue

@@ -31,6 +31,8 @@ class Limits(BaseModel):
     max_array_length: int = Field(description="Most values in one request's data.")
     max_batch_count: int = Field(description="Most requests in one JSON-array batch.")
     max_wait_s: float = Field(description="Longest ?wait= honoured.")
+    body_timeout_s: float = Field(description="Seconds a body may take to arrive (for NDJSON: "
+                                  "each line).")
     ws_max_message_bytes: int = Field(description="Largest WebSocket message from a client.")
     ws_max_subscriptions: int = Field(description="Ids one WebSocket may watch at once.")
 

@@ -71,7 +71,7 @@ def request_with(chunks: list[bytes]) -> Request:
 
 
 async def lines(chunks: list[bytes], limit: int) -> list[tuple[int, bytes | None]]:
-    return [pair async for pair in read_lines(request_with(chunks), limit)]
+    return [pair async for pair in read_lines(request_with(chunks), limit, timeout=5.0)]
 
 
 async def test_lines_are_split_across_chunks_and_over_long_ones_flagged() -> None:
