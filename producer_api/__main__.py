@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from calcstream.logs import configure
+from producer_api.admission import Admission
 from producer_api.fastpath import SubmitFastPath
 from producer_api.main import create_app
 from producer_api.settings import ApiSettings
@@ -48,8 +49,9 @@ def config(settings: ApiSettings, host: str, port: int, app: FastAPI | None = No
     }
     options.update(overrides)
     app = app or create_app(settings)
-    target = SubmitFastPath(app, app.state, settings.retry_after_s) if settings.fast_path else app
-    return uvicorn.Config(target, **options)  # type: ignore[arg-type]
+    inner = SubmitFastPath(app, app.state, settings.retry_after_s) if settings.fast_path else app
+    return uvicorn.Config(Admission(inner, app.state.stats, settings),
+                          **options)  # type: ignore[arg-type]
 
 
 def _pick(preferred: str, fallback: str) -> str:

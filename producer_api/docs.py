@@ -36,8 +36,11 @@ def error(description: str, **headers: str) -> dict[str, Any]:
     return doc
 
 
-UNAVAILABLE = error("The broker did not acknowledge in time; nothing was accepted.",
-                    **{"Retry-After": "Seconds to wait before retrying."})
+RETRY_AFTER = {"Retry-After": "Seconds to wait before retrying."}
+UNAVAILABLE = error("The broker did not acknowledge in time (`broker_unavailable`), or too "
+                    "many requests are in progress (`overloaded`); nothing was accepted.",
+                    **RETRY_AFTER)
+OVERLOADED = error("Too many requests are in progress (`overloaded`).", **RETRY_AFTER)
 TOO_LARGE = error("The body (or an NDJSON line) is over its byte limit.")
 TOO_SLOW = error("The body did not arrive within body_timeout_s (an NDJSON stream: a line was "
                  "not completed within it); the connection is closed. A cut-off NDJSON stream "

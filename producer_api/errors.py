@@ -4,11 +4,13 @@
     ├── InvalidRequest        422  the body breaks the contract (names the field)
     ├── PayloadTooLarge       413  a body or NDJSON line over its limit
     ├── BodyTimeout           408  the body (or an NDJSON line) came too slowly
+    ├── OriginNotAllowed      403  a WebSocket handshake from a foreign page
     ├── UnsupportedMediaType  415  a batch body of an unknown content type
     ├── NotFound              404  an id this replica never accepted or has forgotten
     ├── Conflict              409  a known client id re-posted with a different body
     ├── ClientDisconnected    400  the client left mid-body (nobody reads the answer)
     └── Unavailable           503  the broker did not acknowledge in time (retriable)
+        ├── Overloaded             too many requests (or sockets) in progress: shed
         └── NotStartedError        the app's lifespan has not started its clients
 
 Every error is rendered as ``{"error": {"code", "message", "fields"?}}``. ``retriable`` ones
@@ -84,6 +86,13 @@ class BodyTimeout(ApiError):
     closes = True
 
 
+class OriginNotAllowed(ApiError):
+    """A WebSocket handshake from an Origin not in ``ws_allowed_origins``."""
+
+    status = 403
+    code = "origin_not_allowed"
+
+
 class UnsupportedMediaType(ApiError):
     """A body in a content type this endpoint does not read."""
 
@@ -118,6 +127,12 @@ class Unavailable(ApiError):
     status = 503
     code = "broker_unavailable"
     retriable = True
+
+
+class Overloaded(Unavailable):
+    """More requests (or WebSocket connections) in progress than the API takes at once."""
+
+    code = "overloaded"
 
 
 class NotStartedError(Unavailable, RuntimeError):

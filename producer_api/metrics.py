@@ -64,8 +64,21 @@ class ApiCollector(Collector):
         yield histogram("calcstream_api_event_loop_lag_seconds",
                         "How late a 10 ms timer on the API's event loop fires.",
                         s.loop_lag_seconds, labels)
-        yield gauge("calcstream_api_websocket_connections", "Open WebSocket connections.",
-                    s.ws_connections, labels)
+        refused = CounterMetricFamily(
+            "calcstream_api_refused",
+            "Requests and WebSocket handshakes turned away before being read, by endpoint "
+            "(submit, batch, result, ws), status and code: 503 overloaded (shed), 403 "
+            "origin_not_allowed. Refused submits also count in requests_rejected.",
+            labels=["api", "endpoint", "status", "code"])
+        for (endpoint, status, code), n in sorted(s.refused.items()):
+            refused.add_metric([self.api_id, endpoint, str(status), code], n)
+        yield refused
+        yield gauge("calcstream_api_requests_in_progress",
+                    "HTTP requests on /v1/calculations being served (max_concurrent_requests "
+                    "bounds it).", s.requests_in_progress, labels)
+        yield gauge("calcstream_api_websocket_connections",
+                    "Open WebSocket connections, handshakes in progress included "
+                    "(ws_max_connections bounds it).", s.ws_connections, labels)
         yield counter("calcstream_api_websocket_connections_opened",
                       "WebSocket connections accepted.", s.ws_opened, labels)
         yield counter("calcstream_api_websocket_dropped",

@@ -57,6 +57,20 @@ class ApiSettings(BrokerSettings):
         "bytes cannot hold a request open.",
     )
 
+    # Load shedding.
+    max_concurrent_requests: int = Field(
+        default=1024, ge=1,
+        description="HTTP requests in progress at once on /v1/calculations (submits, batches, "
+        "state reads, ?wait= polls included: a wait holds its connection and a waiter). "
+        "Beyond it a request is answered 503 'overloaded' with Retry-After at once instead "
+        "of queueing. Nothing else is shed: health, readiness, metrics, stats, the dashboard, "
+        "the docs and the op catalogue always answer. 1,024: a submit is in progress for a "
+        "few ms, a ?wait= for its end-to-end latency; by Little's law the benchmark's target "
+        "of 4,000 req/s, every one a ?wait= at the worst p50 measured under load (250 ms, "
+        "bench/REPORT.md), is about 1,000 in progress (16 times the 64 clients the benchmark "
+        "drives). A replica with more in progress than that is past what it can answer in "
+        "time, and queueing would only add latency.",
+    )
 
     # Publishing.
     publish_timeout_s: float = Field(
@@ -106,6 +120,18 @@ class ApiSettings(BrokerSettings):
     ws_submits_in_flight: int = Field(
         default=64, ge=1, description="Submits of one socket awaiting their ack at once."
     )
+    ws_max_connections: int = Field(
+        default=1024, ge=1,
+        description="WebSocket connections open at once; a handshake beyond it is refused "
+        "with 503 'overloaded' and Retry-After. Each socket holds a task, a queue of up to "
+        "ws_queue_size result references and a read buffer of up to ws_max_message_bytes.",
+    )
+    ws_allowed_origins: str = Field(
+        default="",
+        description="Comma-separated Origins (e.g. https://dash.example.com) whose browser "
+        "pages may open a WebSocket; a handshake from any other Origin is refused with 403. "
+        "Clients that send no Origin (not browsers) are always let in. Empty: any Origin.",
+    )
 
     # Server.
     access_log: bool = False
@@ -124,6 +150,12 @@ class ApiSettings(BrokerSettings):
     def worker_metrics(self) -> list[str]:
         """The worker /metrics URLs, as a list."""
         return [url.strip() for url in self.worker_metrics_urls.split(",") if url.strip()]
+
+    @property
+    def ws_origins(self) -> frozenset[str]:
+        """The allowed WebSocket Origins, normalised (empty: any)."""
+        return frozenset(normal_origin(o) for o in self.ws_allowed_origins.split(",")
+                         if o.strip())
 
     @property
     def recover_s(self) -> float:
@@ -153,3 +185,8 @@ class ApiSettings(BrokerSettings):
             "max_partition_fetch_bytes": self.max_message_bytes,
             "fetch_max_bytes": max(self.max_message_bytes, 52_428_800),
         }
+
+
+def normal_origin(origin: str) -> str:
+    """An Origin as compared: trimmed, lower case, without a trailing slash."""
+    return origin.strip().rstrip("/").lower()

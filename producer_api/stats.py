@@ -43,7 +43,9 @@ class ApiStats:
     ``single`` is ``POST /v1/calculations``; ``batch`` counts the items of
     ``POST /v1/calculations/batch`` (a body refused whole counts once); ``ws`` is WebSocket
     submits. ``accepted`` means published and acknowledged, ``deduplicated`` a known client id
-    answered without publishing again.
+    answered without publishing again. ``refused`` counts what the door (``admission``) turned
+    away, by endpoint, status and code; ``ws_connections`` and ``requests_in_progress`` are
+    what it let in and is still serving.
     """
 
     single: Intake = field(default_factory=Intake)
@@ -56,6 +58,8 @@ class ApiStats:
     ws_connections: int = 0
     ws_opened: int = 0
     ws_dropped: int = 0
+    requests_in_progress: int = 0
+    refused: Counter[tuple[str, int, str]] = field(default_factory=Counter)
 
     def intakes(self) -> dict[str, Intake]:
         """The three ways in, by label."""

@@ -164,7 +164,8 @@ async def _submit_batch(request: Request, services: Services, op: str | None, ar
     "are remembered for result_ttl_s (15 min by default) after their last change, and at most "
     "result_store_max (100,000) of them.",
     responses={200: {"model": State, "description": "Queued, or the result."},
-               404: docs.error("Unknown or forgotten id."), 422: docs.INVALID},
+               404: docs.error("Unknown or forgotten id."), 422: docs.INVALID,
+               503: docs.OVERLOADED},
     response_model=None,
 )
 async def get_state(request_id: RequestIdPath, services: ServicesDep) -> Response:

@@ -18,7 +18,8 @@ Server → client:
 Results of watched ids are never dropped; the ``all`` stream drops its oldest results for a
 slow reader and says how many. A message over ``ws_max_message_bytes`` closes the socket with
 1009; a client that does not read even the replies to its own messages is closed with 1008
-(see ``producer_api.hub``).
+(see ``producer_api.hub``). Handshakes from a foreign Origin or beyond ``ws_max_connections``
+are refused before they get here (``producer_api.admission``).
 """
 
 from __future__ import annotations
@@ -168,9 +169,7 @@ async def results_socket(ws: WebSocket, services: ServicesDep) -> None:
     session = _Session(ws, services)
     sender = asyncio.get_running_loop().create_task(session.pump(), name="ws-pump")
     limit = services.settings.ws_max_message_bytes
-    stats = services.stats
-    stats.ws_opened += 1
-    stats.ws_connections += 1
+    services.stats.ws_opened += 1  # open ones are counted at the door (producer_api.admission)
     try:
         while session.close_code is None:
             message = await ws.receive()
@@ -189,7 +188,6 @@ async def results_socket(ws: WebSocket, services: ServicesDep) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        stats.ws_connections -= 1
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await sender

@@ -1,8 +1,8 @@
-"""Bad input and abuse: slow bodies.
+"""Bad input and abuse: slow bodies, foreign pages, overload.
 
 Slow clients are driven over raw HTTP/1.1 connections (``Raw``), so that a test decides when
 every byte goes out and can see the server close the connection. The stacks here have small
-limits of their own: sub-second body deadlines.
+limits of their own: sub-second body deadlines, two requests and two sockets at once.
 """
 
 from __future__ import annotations
@@ -20,11 +20,15 @@ import httpx
 import numpy as np
 import orjson
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+from websockets.typing import Origin
 
 from tests.producer_api.conftest import ApiStack, api_settings, new_deployment
-from tests.producer_api.test_metrics import delta, scrape
+from tests.producer_api.test_metrics import delta, scrape, until
 
 BODY_TIMEOUT = 0.8
+ALLOWED = "http://good.example"
 
 
 @dataclass
@@ -134,6 +138,13 @@ def slow(kafka_bootstrap: str) -> Iterator[ApiStack]:
 def slow_routed(kafka_bootstrap: str) -> Iterator[ApiStack]:
     """The same with POST /v1/calculations served by FastAPI (fast_path off)."""
     yield from stack(kafka_bootstrap, body_timeout_s=BODY_TIMEOUT, fast_path=False)
+
+
+@pytest.fixture(scope="module")
+def door(kafka_bootstrap: str) -> Iterator[ApiStack]:
+    """An API that takes two requests and two sockets at once, sockets from one page only."""
+    yield from stack(kafka_bootstrap, max_concurrent_requests=2, ws_max_connections=2,
+                     ws_allowed_origins=f" {ALLOWED}/ , https://dash.example:8443")
 
 
 def submission(tag: str) -> bytes:
@@ -250,4 +261,91 @@ async def test_a_cut_off_is_counted_as_a_rejection(slow: ApiStack) -> None:
         after = await scrape(http)
     assert delta(after, before, "calcstream_api_requests_rejected_total", via="single",
                  status="408", code="body_timeout") == 1
+
+
+# Overload.
+
+async def test_past_the_concurrency_limit_requests_are_shed_at_once(door: ApiStack) -> None:
+    headers = {"Content-Type": "application/json", "Transfer-Encoding": "chunked",
+               "Expect": "100-continue"}
+    async with contextlib.AsyncExitStack() as held, \
+            httpx.AsyncClient(base_url=door.base_url, timeout=10) as http:
+        before = await scrape(http)
+        raws = [await held.enter_async_context(Raw.open(door)) for _ in range(2)]
+        for raw in raws:
+            await raw.head("/v1/calculations", headers)
+            # 100 Continue: the server has taken the request in and started reading its body.
+            assert await raw.interim() == 100
+        started = time.monotonic()
+        shed = await http.post("/v1/calculations", content=submission("shed"),
+                               headers={"content-type": "application/json"})
+        assert time.monotonic() - started < 1.0
+        assert shed.status_code == 503, shed.text
+        assert shed.headers["retry-after"] == str(door.settings.retry_after_s)
+        assert shed.json()["error"]["code"] == "overloaded"
+        assert (await http.get("/v1/calculations/some-id")).status_code == 503
+        assert (await http.post("/v1/calculations/batch", json=[{"op": "sum", "data": [1]}])
+                ).status_code == 503
+        for path in ("/healthz", "/readyz", "/metrics", "/v1/stats", "/v1/ops", "/docs",
+                     "/openapi.json", "/dashboard"):
+            assert (await http.get(path)).status_code == 200, path
+        after = await scrape(http)
+        for raw in raws:
+            await raw.chunk(submission("held"))
+            await raw.chunk(b"")
+            assert (await raw.response()).status == 202
+        assert (await http.get("/healthz")).status_code == 200
+    async with httpx.AsyncClient(base_url=door.base_url, timeout=10) as http:
+        response = await http.post("/v1/calculations", content=submission("after"),
+                                   headers={"content-type": "application/json"})
+        assert response.status_code == 202, response.text
+    for endpoint in ("submit", "result", "batch"):
+        assert delta(after, before, "calcstream_api_refused_total", endpoint=endpoint,
+                     status="503", code="overloaded") == 1
+    assert delta(after, before, "calcstream_api_requests_rejected_total", via="single",
+                 status="503", code="overloaded") == 1
+    assert after[("calcstream_api_requests_in_progress", ())] == 2
+
+
+async def test_past_the_socket_limit_handshakes_are_refused(door: ApiStack) -> None:
+    async with httpx.AsyncClient(base_url=door.base_url, timeout=10) as http, \
+            connect(door.ws_url), connect(door.ws_url) as second:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(door.ws_url):
+                pass
+        assert refused.value.response.status_code == 503
+        assert refused.value.response.headers["Retry-After"] == "1"
+        assert orjson.loads(refused.value.response.body)["error"]["code"] == "overloaded"
+        assert (await http.get("/healthz")).status_code == 200
+        await second.close()
+        await until(http, "calcstream_api_websocket_connections", lambda v: v < 2)
+        async with connect(door.ws_url) as ws:
+            await ws.send('{"type": "subscribe", "ids": ["x"]}')
+            assert orjson.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "subscribed"
+
+
+# Foreign pages.
+
+@pytest.mark.parametrize("origin", [ALLOWED, "HTTPS://dash.example:8443", None])
+async def test_sockets_from_allowed_origins_and_non_browsers_are_let_in(
+    door: ApiStack, origin: str | None,
+) -> None:
+    async with connect(door.ws_url, origin=None if origin is None else Origin(origin)) as ws:
+        await ws.send('{"type": "subscribe", "ids": ["x"]}')
+        assert orjson.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "subscribed"
+
+
+async def test_a_socket_from_a_foreign_origin_is_refused_before_the_handshake(
+    door: ApiStack,
+) -> None:
+    async with httpx.AsyncClient(base_url=door.base_url, timeout=10) as http:
+        before = await scrape(http)
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(door.ws_url, origin=Origin("http://evil.example")):
+                pass
+        after = await scrape(http)
+    assert refused.value.response.status_code == 403
+    assert orjson.loads(refused.value.response.body)["error"]["code"] == "origin_not_allowed"
+    assert delta(after, before, "calcstream_api_refused_total", endpoint="ws", status="403",
+                 code="origin_not_allowed") == 1
 
