@@ -1,4 +1,4 @@
-"""Bad input and abuse: slow bodies, foreign pages, overload.
+"""Bad input and abuse: slow bodies, foreign pages, overload, floods of oversized uploads.
 
 Slow clients are driven over raw HTTP/1.1 connections (``Raw``), so that a test decides when
 every byte goes out and can see the server close the connection. The stacks here have small
@@ -349,3 +349,52 @@ async def test_a_socket_from_a_foreign_origin_is_refused_before_the_handshake(
     assert delta(after, before, "calcstream_api_refused_total", endpoint="ws", status="403",
                  code="origin_not_allowed") == 1
 
+
+# Floods of oversized uploads.
+
+def peak_rss() -> int:
+    """The process' peak resident set since the last ``reset_peak_rss``, in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc/self/status")
+
+
+def reset_peak_rss() -> None:
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+
+
+async def test_a_hundred_oversized_uploads_at_once_keep_memory_flat(api: ApiStack) -> None:
+    uploads, size = 100, 8 * 1024 * 1024
+    piece = b"1," * 32 * 1024
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(size // len(piece)):
+            yield piece
+
+    reset_peak_rss()
+    before = peak_rss()
+    async with httpx.AsyncClient(base_url=api.base_url, timeout=30,
+                                 limits=httpx.Limits(max_connections=uploads)) as http:
+        responses = await asyncio.gather(*(
+            http.post("/v1/calculations", content=body(),
+                      headers={"content-type": "application/json"})
+            for _ in range(uploads)))
+    assert [r.status_code for r in responses] == [413] * uploads
+    growth = peak_rss() - before
+    # The API runs in this process: its growth, the clients' included, stays far below the
+    # 800 MiB offered.
+    assert growth < 100 * 1024 * 1024, f"peak RSS grew {growth >> 20} MiB"
+
+
+async def test_an_oversized_body_is_answered_before_it_is_sent_in_full(api: ApiStack) -> None:
+    async with Raw.open(api) as raw:
+        await raw.head("/v1/calculations", {"Content-Type": "application/json",
+                                            "Transfer-Encoding": "chunked"})
+        for _ in range(3):  # 96 KiB of a 64 KiB limit, and the body is never finished
+            await raw.chunk(b" " * 32 * 1024)
+        response = await raw.response()
+    assert response.status == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
