@@ -17,6 +17,17 @@ until ``result_ttl_s`` after its last change, and at most ``result_store_max`` i
 ``recover_window_s`` (default: the TTL) and reads forward, so a restart remembers what was just
 computed.
 
+**A topic that came back empty.** A partition whose fetched high watermark is below the
+position read to holds fewer records than were already read from it: the topic was deleted and
+re-created (the embedded broker restarted with empty storage and the worker re-created its
+topics). Such partitions are read again from offset 0, so the first results written to the new
+topic are not skipped. Kafka answers that fetch with ``OFFSET_OUT_OF_RANGE``, which
+``auto_offset_reset="earliest"`` handles the same way; the embedded broker answers it with no
+error and no records. A topic deleted, re-created and refilled past the old position between
+two fetches of this reader is not noticed (no broker we use tells a re-created topic from the
+old one in a fetch); the reader fetches every few milliseconds, and the worker re-creates
+topics only after it noticed they were gone.
+
 **Caught up.** ``caught_up`` is set once a fetch returns nothing from any partition, or once
 every partition's position has reached the high watermark its fetches reported. End offsets
 from a ``ListOffsets`` request are not used: the embedded broker answers them with the base
@@ -270,6 +281,9 @@ class ResultReader:
             hit = found.get(tp)
             if hit is None:
                 await consumer.seek_to_end(tp)
+                # Known from here on, so that a topic that comes back empty is noticed even on
+                # a partition this reader has not read a record from.
+                self._next[tp] = await consumer.position(tp)
             else:
                 # The embedded broker answers "nothing newer" with offset 0 (timestamp -1):
                 # reading from there is merely slower, never wrong.
@@ -294,6 +308,7 @@ class ResultReader:
                     if record.timestamp / 1000.0 >= recover_from:
                         self._handle(record.value, record.timestamp >= live_from_ms)
                 self._next[tp] = records[-1].offset + 1
+            self._rewind_emptied(consumer)
             if not self.caught_up.is_set() and (not fetched or self._at_highwater(consumer)):
                 self.caught_up.set()
                 logger.info("result reader caught up: %d results remembered", len(self.store))
@@ -301,6 +316,23 @@ class ResultReader:
             # getmany() returns buffered records without suspending: let the WebSocket
             # senders drain what this batch queued before the next one arrives.
             await asyncio.sleep(0)
+
+    def _rewind_emptied(self, consumer: AIOKafkaConsumer) -> None:
+        """Read again from offset 0 the partitions that now hold fewer records than were read
+        from them (the topic was re-created; see the module docstring)."""
+        emptied = [tp for tp in consumer.assignment()
+                   if (highwater := consumer.highwater(tp)) is not None
+                   and highwater < self._next.get(tp, 0)]
+        if not emptied:
+            return
+        logger.warning("reply partitions %s hold fewer records than were read from them (the "
+                       "topic was re-created?); reading them again from the beginning",
+                       {tp.partition: (self._next[tp], consumer.highwater(tp)) for tp in emptied})
+        for tp in emptied:
+            # Offset 0 rather than a ListOffsets round trip: where retention removed it, the
+            # broker answers OFFSET_OUT_OF_RANGE and auto_offset_reset="earliest" moves on.
+            consumer.seek(tp, 0)
+            self._next[tp] = 0
 
     def _at_highwater(self, consumer: AIOKafkaConsumer) -> bool:
         for tp in consumer.assignment():
