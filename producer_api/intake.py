@@ -15,7 +15,7 @@ import hashlib
 import io
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,12 +146,13 @@ def _splice(raw: bytes, request_id: str | None, now: float | None) -> bytes | No
     return orjson.dumps(extra)[:-1] + b"," + body[1:]
 
 
-def from_npy(body: bytes, op_name: str, args: Mapping[str, Any], id_prefix: str | None,
-             max_values: int, now: float) -> tuple[list[Prepared | Rejected], str]:
+def from_npy(body: bytes | bytearray, op_name: str, args: Mapping[str, Any], id_prefix: str | None,
+             max_values: int, now: float) -> tuple[Iterator[Prepared | Rejected], str]:
     """One binary record per row of an ``.npy`` array (a 1-D array is one row).
 
-    Returns the items in row order and the id prefix (ids are ``<prefix>-<row>``). With a
-    client prefix the rows carry fingerprints, so re-posting the same file is idempotent.
+    Returns the items in row order, each encoded as it is drawn (a large body is not encoded in
+    one go), and the id prefix (ids are ``<prefix>-<row>``). The whole body is checked first.
+    With a client prefix the rows carry fingerprints, so re-posting the same file is idempotent.
     """
     matrix = _load_npy(body)
     rows, cols = matrix.shape
@@ -164,23 +165,23 @@ def from_npy(body: bytes, op_name: str, args: Mapping[str, Any], id_prefix: str 
     if id_prefix is not None and not ID_PREFIX.match(id_prefix):
         raise InvalidRequest.of("id_prefix", "1-100 characters of A-Z a-z 0-9 . _ : @ -")
     prefix = id_prefix or new_id()
-    finite = np.asarray(np.isfinite(matrix).all(axis=1))
-    items: list[Prepared | Rejected] = []
-    for i in range(rows):
-        if not finite[i]:
-            items.append(Rejected(i, InvalidRequest.of("data", "row contains NaN or Infinity")))
-            continue
-        row = matrix[i]
-        request_id = f"{prefix}-{i}"
-        fields = RequestFields.model_construct(id=request_id, op=op_name, args=dict(args),
-                                               submitted_at=now)
-        print_ = fingerprint(op_name, row, args, None) if id_prefix is not None else None
-        items.append(Prepared(request_id, op_name, encode_binary(fields, row), BINARY_HEADERS,
-                              print_))
-    return items, prefix
+    def rows_of() -> Iterator[Prepared | Rejected]:
+        for i in range(rows):
+            if not np.isfinite(matrix[i]).all():
+                yield Rejected(i, InvalidRequest.of("data", "row contains NaN or Infinity"))
+                continue
+            row = matrix[i]
+            request_id = f"{prefix}-{i}"
+            fields = RequestFields.model_construct(id=request_id, op=op_name, args=dict(args),
+                                                   submitted_at=now)
+            print_ = fingerprint(op_name, row, args, None) if id_prefix is not None else None
+            yield Prepared(request_id, op_name, encode_binary(fields, row), BINARY_HEADERS,
+                           print_)
+
+    return rows_of(), prefix
 
 
-def _load_npy(body: bytes) -> npt.NDArray[np.float64]:
+def _load_npy(body: bytes | bytearray) -> npt.NDArray[np.float64]:
     """A 2-D float64 view of an ``.npy`` body, checked before any allocation."""
     stream = io.BytesIO(body)
     try:

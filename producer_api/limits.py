@@ -50,19 +50,31 @@ def _check_declared(request: Request, limit: int) -> None:
         raise PayloadTooLarge(f"body is {declared} bytes; the limit is {limit}")
 
 
-async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+async def read_body(request: Request, limit: int, timeout: float) -> bytes | bytearray:
     """The whole body; ``PayloadTooLarge`` as soon as it passes ``limit`` bytes,
-    ``BodyTimeout`` if it has not all arrived within ``timeout`` seconds."""
+    ``BodyTimeout`` if it has not all arrived within ``timeout`` seconds.
+
+    A body of several chunks is copied into one buffer as the chunks arrive, never joined at
+    the end: joining a 40 MB body in one go holds the loop for ~25 ms.
+    """
     _check_declared(request, limit)
-    chunks: list[bytes] = []
-    size = 0
+    first: bytes | None = None
+    buffer: bytearray | None = None
     budget = Budget(timeout)
     async for chunk in _stream(request, budget):
-        size += len(chunk)
+        if first is None:
+            first = chunk
+            size = len(chunk)
+        else:
+            if buffer is None:
+                buffer = bytearray(first)
+            buffer += chunk
+            size = len(buffer)
         if size > limit:
             raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if buffer is not None:
+        return buffer
+    return first or b""
 
 
 async def read_lines(request: Request, limit: int, timeout: float

@@ -13,6 +13,7 @@ fingerprint here; it is compared by op alone.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,8 @@ from producer_api.results import PUBLISHING, Entry, ReaderStopped, ResultStore
 from producer_api.stats import Intake
 
 BatchItem = tuple[int, Prepared | ApiError]
+SLICE_S = 0.002
+"""Longest stretch a batch prepares and sends items before it lets the loop run others."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +134,13 @@ class Submitter:
         sender = self.publisher.batch()
         elsewhere: list[tuple[int, Entry]] = []
         cut: ApiError | None = None
+        slice_ends = time.perf_counter() + SLICE_S
         try:
             stream = aiter(items)
             while True:
+                if time.perf_counter() > slice_ends:
+                    await asyncio.sleep(0)  # preparing items of a large body, in slices
+                    slice_ends = time.perf_counter() + SLICE_S
                 try:
                     index, item = await anext(stream)
                 except StopAsyncIteration:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from producer_api import docs, intake
+from producer_api import docs, intake, jsonarray
 from producer_api.deps import Services, ServicesDep
 from producer_api.errors import (
     ApiError,
@@ -60,7 +60,7 @@ async def submit(request: Request, services: ServicesDep, wait: Wait = None) -> 
     try:
         body = await read_body(request, services.settings.max_body_bytes,
                                services.settings.body_timeout_s)
-        status, content, location = await accept(services, body, wait)
+        status, content, location = await accept(services, bytes(body), wait)
     except ApiError as exc:
         services.stats.single.reject(exc)
         raise
@@ -137,7 +137,8 @@ async def _submit_batch(request: Request, services: Services, op: str | None, ar
     if ctype in NDJSON_TYPES:
         items = _ndjson_items(request, s)
     elif ctype in JSON_TYPES:
-        array = _json_array(await read_body(request, s.max_batch_bytes, s.body_timeout_s), s)
+        array = await _json_array(await read_body(request, s.max_batch_bytes, s.body_timeout_s),
+                                  s)
         items = _aiter(_json_items(array, s))
     elif ctype in NPY_TYPES:
         if op is None:
@@ -176,9 +177,9 @@ async def get_state(request_id: RequestIdPath, services: ServicesDep) -> Respons
     return OrjsonResponse(entry.state_document())
 
 
-def _json_array(body: bytes, s: ApiSettings) -> list[Any]:
+async def _json_array(body: bytes | bytearray, s: ApiSettings) -> list[Any]:
     try:
-        array = orjson.loads(body)
+        array = await jsonarray.parse(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest.of("body", f"not valid JSON: {exc}") from None
     if not isinstance(array, list) or not array:

@@ -71,7 +71,8 @@ def test_fingerprints_ignore_spelling_but_not_content() -> None:
 def test_npy_rows_are_binary_records_the_worker_decodes() -> None:
     buffer = io.BytesIO()
     np.save(buffer, np.arange(6, dtype=np.int32).reshape(2, 3))
-    items, prefix = from_npy(buffer.getvalue(), "sum", {}, "p", 100, NOW)
+    rows, prefix = from_npy(buffer.getvalue(), "sum", {}, "p", 100, NOW)
+    items = list(rows)
     assert prefix == "p" and [i.id for i in items] == ["p-0", "p-1"]  # type: ignore[union-attr]
     first = items[0]
     assert isinstance(first, Prepared)
