@@ -20,7 +20,8 @@ from bench import payloads
 from bench.config import Plan
 from bench.observer import Observer
 from bench.payloads import close
-from bench.stack import CalcstreamStack
+from bench.stack import CalcstreamStack, metrics_at
+from bench.stats import bucket_delta, histogram_quantile
 
 POOL_ROWS = 1_000
 
@@ -73,6 +74,8 @@ async def run(stack: CalcstreamStack, plan: Plan, fmt: str) -> dict[str, Any]:
     accepted = rejected = 0
     gate = asyncio.Semaphore(plan.bulk_posts_in_flight)
     timeout = aiohttp.ClientTimeout(total=600)
+    lag_key = "calcstream_api_event_loop_lag_seconds_bucket"
+    lag_before = (await metrics_at(f"{stack.url}/metrics")).get(lag_key)
     async with Observer(ws_url, expect.check) as observer, aiohttp.ClientSession(
             timeout=timeout) as session:
 
@@ -96,7 +99,10 @@ async def run(stack: CalcstreamStack, plan: Plan, fmt: str) -> dict[str, Any]:
         complete = await observer.wait_for(total, quiet_s=10.0, limit_s=600.0)
         span = (observer.last or t0) - t0
         wrong = observer.wrong + expect.wrong + len(expect.early)
-    return {"format": fmt, "items": total, "accepted": accepted, "rejected": rejected,
+    lag = bucket_delta((await metrics_at(f"{stack.url}/metrics"))[lag_key], lag_before)
+    return {"api_loop_lag_p99_ms_at_most": histogram_quantile(lag, 0.99) * 1000,
+            "api_loop_lag_max_ms_at_most": histogram_quantile(lag, 1.0) * 1000,
+            "format": fmt, "items": total, "accepted": accepted, "rejected": rejected,
             "ok": observer.ok - len(expect.early), "wrong": wrong, "dropped": observer.dropped,
             "complete": complete, "post_seconds": posted, "seconds": span,
             "ingest_per_s": accepted / posted if posted else 0.0,

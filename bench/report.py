@@ -258,14 +258,17 @@ def _other_tables(results: dict[str, Any]) -> list[str]:
                 "`POST /v1/calculations/batch`, posts 2 at a time; every result observed on a "
                 "WebSocket and checked against its row.", "",
                 "| body | items per post | ingest items/s (acked) | end-to-end items/s | "
-                "wrong / dropped |", "|---|---|---|---|---|"]
+                "API loop lag p99 / max, ms (bucket bound) | wrong / dropped |",
+                "|---|---|---|---|---|---|"]
         for fmt_name, runs in bulk.items():
             per_post = runs[0].get("per_post", "—") if runs else "—"
             bad = sum(int(r.get("wrong", 0)) for r in runs)
             dropped = sum(int(r.get("dropped", 0)) for r in runs)
             errors = [r["error"][:80] for r in runs if "error" in r]
             out.append(f"| {fmt_name} | {per_post} | {fmt(spread(runs, 'ingest_per_s'))} | "
-                       f"{fmt(spread(runs, 'ok_per_s'))} | {bad} / {dropped}"
+                       f"{fmt(spread(runs, 'ok_per_s'))} | "
+                       f"{fmt(spread(runs, 'api_loop_lag_p99_ms_at_most'))} / "
+                       f"{fmt(spread(runs, 'api_loop_lag_max_ms_at_most'))} | {bad} / {dropped}"
                        f"{'; failed: ' + errors[0] if errors else ''} |")
         out.append("")
     worker = results.get("worker", {}).get("calcstream")

@@ -26,10 +26,10 @@ from consumer.settings import BrokerSettings
 
 WARMUP_BODY = b'{"op":"sum_of_squares","data":[1.0,2.0]}'
 BENCH_ENV = {"CALCSTREAM_CACHE_ENTRIES": "0"}
-EXTRA_ENV: dict[str, str] = {}
-"""``--set NAME=VALUE`` from the command line: experiment settings for every stack."""
 """Every bench stack runs without the worker's result cache: the load cycles a few bodies, and
 the peers compute every request, so cached answers would measure a different thing."""
+EXTRA_ENV: dict[str, str] = {}
+"""``--set NAME=VALUE`` from the command line: experiment settings for every stack."""
 
 
 class CalcstreamStack:
@@ -142,8 +142,12 @@ def entry_point(module: str) -> list[str]:
 
 async def worker_metrics(port: int) -> dict[str, Any]:
     """A worker's Prometheus samples: name → value, histograms as name → [(le, count)]."""
-    async with aiohttp.ClientSession() as session, session.get(
-            f"http://{HOST}:{port}/metrics") as resp:
+    return await metrics_at(f"http://{HOST}:{port}/metrics")
+
+
+async def metrics_at(url: str) -> dict[str, Any]:
+    """Prometheus samples at ``url``: name → value, histograms as name → [(le, count)]."""
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
         text = await resp.text()
     out: dict[str, Any] = {}
     for family in text_string_to_metric_families(text):
