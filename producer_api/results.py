@@ -280,10 +280,11 @@ class ResultReader:
         for tp in tps:
             hit = found.get(tp)
             if hit is None:
-                await consumer.seek_to_end(tp)
-                # Known from here on, so that a topic that comes back empty is noticed even on
-                # a partition this reader has not read a record from.
-                self._next[tp] = await consumer.position(tp)
+                # The position is known from here on (unless the lookup is still retrying), so
+                # that a topic that comes back empty is noticed even on a partition this reader
+                # has not read a record from yet.
+                if await consumer.seek_to_end(tp):
+                    self._next[tp] = await consumer.position(tp)
             else:
                 # The embedded broker answers "nothing newer" with offset 0 (timestamp -1):
                 # reading from there is merely slower, never wrong.
