@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -349,6 +350,7 @@ class ResultReader:
             request_id, op = doc["id"], doc.get("op", "")
             if not isinstance(request_id, str) or not isinstance(op, str):
                 raise TypeError("id and op must be strings")
+            op = sys.intern(op)  # a handful of op names, otherwise a copy per remembered id
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             self.malformed += 1
             logger.debug("skipping a malformed result record: %s", exc)
