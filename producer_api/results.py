@@ -24,9 +24,9 @@ topics). Such partitions are read again from offset 0, so the first results writ
 topic are not skipped. Kafka answers that fetch with ``OFFSET_OUT_OF_RANGE``, which
 ``auto_offset_reset="earliest"`` handles the same way; the embedded broker answers it with no
 error and no records. A topic deleted, re-created and refilled past the old position between
-two fetches of this reader is not noticed (no broker we use tells a re-created topic from the
-old one in a fetch); the reader fetches every few milliseconds, and the worker re-creates
-topics only after it noticed they were gone.
+two fetches of this reader is not noticed (aiokafka's fetches carry no topic id that would tell
+the new topic from the old); the reader fetches every few milliseconds, and the worker
+re-creates topics only after it noticed they were gone.
 
 **Caught up.** ``caught_up`` is set once a fetch returns nothing from any partition, or once
 every partition's position has reached the high watermark its fetches reported. End offsets
