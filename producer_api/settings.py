@@ -169,12 +169,13 @@ class ApiSettings(BrokerSettings):
     def producer_options(self) -> dict[str, Any]:
         """``AIOKafkaProducer`` options: the shared ones, named after this replica.
 
-        The producer gives a record up about when the API stops waiting for it
-        (``publish_timeout_s``), so a 503 rarely hides a late delivery and shutting down with
-        the broker gone does not wait out a longer request timeout.
+        The producer gives a record up (a quarter) before the API stops waiting for it
+        (``publish_timeout_s``): a record still queued for a broker that is away is then failed
+        rather than delivered after its client was answered 503, and shutting down with the
+        broker gone does not wait out a longer request timeout.
         """
         return {**super().producer_options(), "client_id": self.api_id,
-                "request_timeout_ms": max(1000, int(self.publish_timeout_s * 1000))}
+                "request_timeout_ms": max(500, int(self.publish_timeout_s * 750))}
 
     def reader_options(self) -> dict[str, Any]:
         """``AIOKafkaConsumer`` options for the result reader: no group, no commits."""
