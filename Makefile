@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint schema chaos nightly bench bench-quick browser clean
+.PHONY: setup run test lint schema chaos nightly bench bench-quick browser wrk clean
 
 setup: $(STAMP) browser
 
@@ -15,6 +15,13 @@ browser:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "the dashboard test needs Chromium: sudo apt-get install -y chromium"; fi; }
+
+# The HTTP load generator of the bench (Debian's wrk), installed like Chromium above.
+wrk:
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; \
+	  else echo "the bench needs wrk: sudo apt-get install -y wrk"; fi; }
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -52,11 +59,11 @@ nightly: setup
 
 # The benchmark suite against its peers (Celery needs Redis on 127.0.0.1:6379); writes
 # bench/REPORT.md and plots (~15 minutes; `make bench-quick` is a one-minute smoke run).
-bench: setup
+bench: setup wrk
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
-bench-quick: setup
+bench-quick: setup wrk
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m bench --quick --out bench/out
 
