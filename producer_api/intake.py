@@ -82,16 +82,18 @@ def fingerprint(op: str, data: npt.ArrayLike, args: Mapping[str, Any],
     return h.digest()
 
 
-def from_json(body: bytes, max_values: int, now: float) -> Prepared:
-    """A request from the raw JSON body of a submit (or one NDJSON line)."""
+def from_json(body: bytes, max_values: int, now: float, binary: bool = False) -> Prepared:
+    """A request from the raw JSON body of a submit (or one NDJSON line); with ``binary`` its
+    record is a binary frame, else JSON."""
     try:
         sub = Submission.model_validate_json(body)
     except ValidationError as exc:
         raise _invalid(exc) from None
-    return _prepare(sub, body, max_values, now)
+    return _prepare(sub, body, max_values, now, binary)
 
 
-def from_object(doc: Any, max_values: int, now: float, where: str = "body") -> Prepared:
+def from_object(doc: Any, max_values: int, now: float, where: str = "body",
+                binary: bool = False) -> Prepared:
     """A request from an already-parsed JSON value (a batch item, a WebSocket submit)."""
     if not isinstance(doc, dict):
         raise InvalidRequest.of(where, "expected a JSON object")
@@ -99,10 +101,11 @@ def from_object(doc: Any, max_values: int, now: float, where: str = "body") -> P
         sub = Submission.model_validate(doc)
     except ValidationError as exc:
         raise _invalid(exc) from None
-    return _prepare(sub, None, max_values, now)
+    return _prepare(sub, None, max_values, now, binary)
 
 
-def _prepare(sub: Submission, raw: bytes | None, max_values: int, now: float) -> Prepared:
+def _prepare(sub: Submission, raw: bytes | None, max_values: int, now: float,
+             binary: bool = False) -> Prepared:
     size = len(sub.data)
     if size > max_values:
         raise InvalidRequest.of("data", f"has {size} values; the limit is {max_values}")
@@ -116,6 +119,13 @@ def _prepare(sub: Submission, raw: bytes | None, max_values: int, now: float) ->
     else:
         request_id = sub.id
         print_ = fingerprint(sub.op, sub.data, sub.args, sub.deadline)
+    submitted = sub.submitted_at if "submitted_at" in given else now
+    if binary:
+        fields = RequestFields.model_construct(
+            id=request_id, op=sub.op, args=sub.args, deadline=sub.deadline,
+            submitted_at=submitted)
+        return Prepared(request_id, sub.op, encode_binary(fields, sub.data), BINARY_HEADERS,
+                        print_)
     value = None
     if raw is not None and not ("id" in given and sub.id is None):
         value = _splice(raw, None if "id" in given else request_id,
@@ -126,7 +136,7 @@ def _prepare(sub: Submission, raw: bytes | None, max_values: int, now: float) ->
             doc["args"] = sub.args
         if sub.deadline is not None:
             doc["deadline"] = sub.deadline
-        doc["submitted_at"] = sub.submitted_at if "submitted_at" in given else now
+        doc["submitted_at"] = submitted
         value = orjson.dumps(doc)
     return Prepared(request_id, sub.op, value, JSON_HEADERS, print_)
 

@@ -73,7 +73,7 @@ async def accept(services: Services, body: bytes, wait: float | None) -> tuple[i
     Counts the request as accepted (or deduplicated); callers count rejections.
     """
     s = services.settings
-    item = intake.from_json(body, s.max_array_length, time.time())
+    item = intake.from_json(body, s.max_array_length, time.time(), s.publish_binary)
     outcome = await services.submitter.submit(item, min(wait, s.max_wait_s) if wait else 0.0)
     if outcome.existing:
         services.stats.single.deduplicated += 1
@@ -193,7 +193,7 @@ def _json_items(array: list[Any], s: ApiSettings) -> Iterable[BatchItem]:
     now = time.time()
     for index, doc in enumerate(array):
         try:
-            yield index, intake.from_object(doc, s.max_array_length, now)
+            yield index, intake.from_object(doc, s.max_array_length, now, binary=s.publish_binary)
         except InvalidRequest as exc:
             yield index, exc
 
@@ -204,7 +204,7 @@ async def _ndjson_items(request: Request, s: ApiSettings) -> AsyncIterator[Batch
             yield index, PayloadTooLarge(f"line is over the limit of {s.max_body_bytes} bytes")
             continue
         try:
-            yield index, intake.from_json(line, s.max_array_length, time.time())
+            yield index, intake.from_json(line, s.max_array_length, time.time(), s.publish_binary)
         except ApiError as exc:
             yield index, exc
 

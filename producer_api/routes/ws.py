@@ -88,7 +88,8 @@ class _Session:
                 self._unsubscribe(doc, ref)
             elif kind == "submit":
                 item = intake.from_object(doc.get("request"), self.settings.max_array_length,
-                                          time.time(), where="request")
+                                          time.time(), where="request",
+                                          binary=self.settings.publish_binary)
                 await self.submits.acquire()
                 task = asyncio.get_running_loop().create_task(self._submit(item, ref))
                 self.tasks.add(task)

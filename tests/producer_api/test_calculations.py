@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from consumer import ops
+from schemas.encoding import BINARY, decode_request
 from schemas.messages import CalcResult
 from tests.kafka import TopicReader
 from tests.producer_api.conftest import ApiStack, api_settings, new_deployment
@@ -124,6 +125,22 @@ async def test_concurrent_submits_of_one_id_publish_once(
                            shared_deployment.topics.requests) as reader:
         records = await reader.read_more(quiet=0.3)
     assert [r.key for r in records].count(request_id.encode()) == 1
+
+
+async def test_submits_are_written_as_binary_frames(
+    client: httpx.AsyncClient, shared_deployment: Any,
+) -> None:
+    request_id = rid("frame")
+    response = await client.post("/v1/calculations", params={"wait": 5},
+                                 json={"id": request_id, "op": "sum", "data": [0.5, 2]})
+    assert response.json()["result"] == 2.5
+    async with TopicReader(shared_deployment.bootstrap,
+                           shared_deployment.topics.requests) as reader:
+        records = await reader.read_more(quiet=0.3)
+    (record,) = [r for r in records if r.key == request_id.encode()]
+    assert dict(record.headers)["content-type"] == BINARY.encode()
+    request = decode_request(record.value, BINARY)
+    assert request.fields.id == request_id and request.data.tolist() == [0.5, 2.0]
 
 
 async def test_get_unknown_id_is_404(client: httpx.AsyncClient) -> None:

@@ -30,6 +30,24 @@ def test_a_body_without_id_is_spliced_not_re_encoded() -> None:
     assert data == [1.0, 2.5] and item.fingerprint is None
 
 
+@pytest.mark.parametrize("body", [
+    b'{"op": "matmul", "data": [1, 2, 3, 4, 5, 6], "args": {"m": 1, "k": 2, "n": 2}}',
+    b'{"id": "mine", "op": "sum", "data": [0.1, 1e300], "deadline": 9e9, "submitted_at": 5}',
+])
+def test_a_binary_record_carries_what_the_json_record_carries(body: bytes) -> None:
+    as_json = from_json(body, 100, NOW)
+    as_binary = from_json(body, 100, NOW, binary=True)
+    assert dict(as_binary.headers)["content-type"].decode() == BINARY
+    assert (as_binary.op, as_binary.fingerprint) == (as_json.op, as_json.fingerprint)
+    json_fields, json_data = decoded(as_json)
+    binary_fields, binary_data = decoded(as_binary)
+    assert binary_data == json_data
+    # Generated ids differ between the two calls; everything else is the same.
+    assert {**json_fields, "id": None, "data": None} == {**binary_fields, "id": None,
+                                                          "data": None}
+    assert binary_fields["id"] == as_binary.id
+
+
 def test_client_ids_and_submitted_at_are_kept() -> None:
     body = b'{"id": "mine", "op": "sum", "data": [1], "submitted_at": 5}'
     item = from_json(body, 100, NOW)
