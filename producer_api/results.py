@@ -76,7 +76,7 @@ class Entry:
 
     def __init__(self, request_id: str, op: str, fingerprint: bytes | None, now: float) -> None:
         self.id = request_id
-        self.op = op
+        self.op = sys.intern(op)  # a handful of op names, else a copy per remembered id
         self.fingerprint = fingerprint
         self.state = PUBLISHING
         self.accepted_at = now
@@ -350,7 +350,6 @@ class ResultReader:
             request_id, op = doc["id"], doc.get("op", "")
             if not isinstance(request_id, str) or not isinstance(op, str):
                 raise TypeError("id and op must be strings")
-            op = sys.intern(op)  # a handful of op names, otherwise a copy per remembered id
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             self.malformed += 1
             logger.debug("skipping a malformed result record: %s", exc)
