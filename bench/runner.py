@@ -20,7 +20,7 @@ from bench import bulk, cache_hits, calcstream_w1, memory, payloads, profile, w1
 from bench.config import Plan
 from bench.stack import CalcstreamStack, worker_metrics
 from bench.stats import bucket_delta, histogram_quantile
-from bench.targets import PEERS, HttpTarget, PeerSet, calcstream_target
+from bench.targets import PEERS, PeerSet, calcstream_target
 
 logger = logging.getLogger(__name__)
 
@@ -112,10 +112,7 @@ async def run(plan: Plan, only: tuple[str, ...], log_dir: Path, out: Path) -> Re
         stacks = Stacks(plan, log_dir)
         try:
             if {"w1", "fixed"} & set(selected):
-                _say("starting the calcstream stack")
-                async with stacks.get("calcstream") as stack:
-                    await _w1_and_fixed(results, selected, plan, peers, stack, w1_pool,
-                                        profiler)
+                await _w1_and_fixed(results, selected, plan, peers, stacks, w1_pool, profiler)
             if "bulk" in selected:
                 await _bulk(results, plan, stacks, profiler)
             if "worker" in selected:
@@ -169,9 +166,9 @@ class Stacks:
 
 
 async def _w1_and_fixed(results: Results, selected: list[str], plan: Plan, peers: PeerSet,
-                        stack: CalcstreamStack, pool: payloads.BodyPool,
-                        profiler: Profiler) -> None:
-    calc = calcstream_target(stack)
+                        stacks: Stacks, pool: payloads.BodyPool, profiler: Profiler) -> None:
+    """Every calcstream measurement on a fresh stack: the embedded broker's cost per record
+    grows with the records it holds (FINDINGS 0), which would otherwise slow each later one."""
     sample_s = max(1.0, plan.w1_seconds - 2)
     for round_ in range(plan.runs):
         if "w1" not in selected:
@@ -186,28 +183,30 @@ async def _w1_and_fixed(results: Results, selected: list[str], plan: Plan, peers
                               partial(w1.saturate, target, pool, plan, plan.w1_seconds))
             if name == "celery":
                 await peers.settle_celery()
-        await _record(results, "w1", "calcstream", partial(
-            profiler.around, stack, f"w1-wait-{round_}", sample_s,
-            partial(w1.saturate, calc, pool, plan, plan.w1_seconds)))
-        await stack.settle()
-        await _record(results, "w1", "calcstream_stream", partial(
-            profiler.around, stack, f"w1-stream-{round_}", sample_s,
-            partial(calcstream_w1.stream, stack, pool, plan)))
-        await stack.settle()
+        async with stacks.get(f"w1-wait-{round_}") as stack:
+            await _record(results, "w1", "calcstream", partial(
+                profiler.around, stack, f"w1-wait-{round_}", sample_s,
+                partial(w1.saturate, calcstream_target(stack), pool, plan, plan.w1_seconds)))
+            await stack.settle()
+        async with stacks.get(f"w1-stream-{round_}") as stack:
+            await _record(results, "w1", "calcstream_stream", partial(
+                profiler.around, stack, f"w1-stream-{round_}", sample_s,
+                partial(calcstream_w1.stream, stack, pool, plan)))
+            await stack.settle()
         assert peers.redis_url is not None
         await _record(results, "w1", "celery_direct",
                       partial(w1.celery_direct, peers.redis_url, plan.celery_direct_tasks))
         _say(f"w1 round {round_ + 1}/{plan.runs} done")
     if "fixed" in selected:
-        targets: list[HttpTarget] = [peers.targets[n] for n in PEERS] + [calc]
-        for _ in range(plan.runs):
-            for target in targets:
-                await _record(results, "fixed", target.name,
-                              partial(w1.fixed_rate, target, pool, plan))
-                if target.name == "celery":
+        for run_ in range(plan.runs):
+            for name in PEERS:
+                await _record(results, "fixed", name,
+                              partial(w1.fixed_rate, peers.targets[name], pool, plan))
+                if name == "celery":
                     await peers.settle_celery()
-                elif target is calc:
-                    await stack.settle()
+            async with stacks.get(f"fixed-{run_}") as stack:
+                await _record(results, "fixed", "calcstream",
+                              partial(w1.fixed_rate, calcstream_target(stack), pool, plan))
 
 
 async def _bulk(results: Results, plan: Plan, stacks: Stacks, profiler: Profiler) -> None:
