@@ -42,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -76,7 +75,7 @@ class Entry:
 
     def __init__(self, request_id: str, op: str, fingerprint: bytes | None, now: float) -> None:
         self.id = request_id
-        self.op = sys.intern(op)  # a handful of op names, else a copy per remembered id
+        self.op = op
         self.fingerprint = fingerprint
         self.state = PUBLISHING
         self.accepted_at = now
