@@ -101,3 +101,14 @@ def test_only_ops_that_cost_more_than_their_key_are_cached() -> None:
         assert orjson.loads(out.results[0][1])["cached"] is False
     assert len(cache) == 0
     assert {op.name for op in ops.REGISTRY.values() if op.cached} == {"matmul", "inv"}
+
+
+def test_a_result_too_big_to_publish_is_neither_encoded_for_nor_kept_in_the_cache() -> None:
+    cache = LruCache(100)
+    ctx = BatchContext("w", "g", max_result_bytes=1000, cache=cache)
+    data = np.ones(2 * 30 * 30)
+    out = process_batch([json_record("big", "matmul", data, args={"m": 30, "k": 30, "n": 30})],
+                        ctx)
+    doc = orjson.loads(out.results[0][1])
+    assert doc["status"] == "error" and doc["error"]["code"] == "result_too_large"
+    assert len(cache) == 0
