@@ -140,7 +140,7 @@ def process_batch(
         elif error is None:
             cache_as = keys[i]
             limit = ctx.max_result_bytes
-            if limit is not None and np.size(value) * 2 > limit:
+            if cache_as is not None and limit is not None and np.size(value) * 2 > limit:
                 cache_as = None  # cannot be published (see _emit): not worth encoding, nor keeping
             if ctx.cache is not None and cache_as is not None:
                 encoded = orjson.dumps(json_safe(value), option=orjson.OPT_SERIALIZE_NUMPY)
