@@ -7,6 +7,9 @@ settings from ``CALCSTREAM_*``), plus:
   its offsets are committed, the process dies (``os._exit``, no clean-up: a crash).
 - ``FAULT_ABORT_OP=name``: registers an op ``name`` whose kernel aborts the process (SIGABRT,
   as a segfaulting native kernel would) for every request that uses it.
+- ``FAULT_HOLD_OP=name:seconds``: registers an op ``name`` whose kernel keeps the interpreter
+  lock for that long per batch, as a native call that never releases it would: the worker's
+  event loop, and with it its heartbeats, stand still meanwhile.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,6 +59,21 @@ def _abort(*_: Any) -> Any:
     os.abort()
 
 
+def _holding(seconds: float) -> Any:
+    def hold(arrays: Sequence[Any], _args: Sequence[Any]) -> list[float]:
+        interval = sys.getswitchinterval()
+        # No other thread gets the lock back before the interval is up.
+        sys.setswitchinterval(seconds + 1.0)
+        try:
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                pass
+        finally:
+            sys.setswitchinterval(interval)
+        return [0.0] * len(arrays)
+    return hold
+
+
 async def serve(settings: WorkerSettings) -> None:
     """Run the (possibly crashing) worker until it crashes or the process is killed."""
     crash_after = int(os.environ.get("FAULT_CRASH_AFTER_PUBLISH", "0"))
@@ -68,6 +88,11 @@ def main() -> None:
     if abort_op:
         ops.register(ops.Op(abort_op, "Aborts the worker process (a crash injected by tests).",
                             _abort, lambda x, a: np.nan))
+    hold = os.environ.get("FAULT_HOLD_OP")
+    if hold:
+        name, seconds = hold.split(":")
+        ops.register(ops.Op(name, "Holds the interpreter lock (a stall injected by tests).",
+                            _holding(float(seconds)), lambda x, a: 0.0))
     settings = WorkerSettings()
     configure(settings.log_level, settings.log_json)
     asyncio.run(serve(settings))

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas.messages import DLQ_HEADER_PREFIX
 from tests.faults.checker import Verdict, check
+from tests.faults.inputs import read_outside
 from tests.kafka import Deployment, TopicReader, request_json
 from tests.processes import WorkerProcess
 
@@ -244,6 +245,29 @@ class Observer:
                 await reader.read_count(len(acked) if requests is None else requests, timeout=30)
             requests_read = await reader.read_more(quiet=0.3)
         return check(requests_read, self.result_records, self.dead_letters, acked)
+
+    async def explain_lost(self, verdict: Verdict) -> str:
+        """For a failure message: where each lost id was written, whether an independent
+        client (librdkafka, from scratch) finds its result after all, and the group's
+        committed offsets; tells a reader that missed records from a request never answered."""
+        if not verdict.lost:
+            return ""
+        topics = self.deployment.topics
+        requests, results = await asyncio.gather(
+            asyncio.to_thread(read_outside, self.deployment.bootstrap, topics.requests),
+            asyncio.to_thread(read_outside, self.deployment.bootstrap, topics.results))
+        lost = set(verdict.lost)
+        written = {r.key.decode(errors="replace"): (r.partition, r.offset)
+                   for r in requests if r.key is not None and r.key.decode(errors="replace")
+                   in lost}
+        found = {orjson.loads(r.value)["id"] for r in results if r.value} & lost
+        committed = await committed_offsets(self.deployment)
+        lines = [f"{len(lost)} lost; {len(found)} of them have a result after all when the "
+                 f"result topic is read again by librdkafka ({len(results)} result records); "
+                 f"committed offsets {committed}"]
+        lines += [f"  {rid} at request partition:offset {written.get(rid)}, result found: "
+                  f"{rid in found}" for rid in sorted(lost, key=lambda r: written.get(r, (0, 0)))]
+        return "\n".join(lines[:60])
 
     def wrong_values(self, expected: Callable[[str], float]) -> list[str]:
         """Ids whose result is not ``ok`` with the expected value (late copies included)."""

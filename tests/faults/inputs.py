@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import orjson
-from confluent_kafka import Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from schemas.encoding import BINARY, CONTENT_TYPE_HEADER
 
 Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+
+
+class OutsideRecord(NamedTuple):
+    """A record as librdkafka read it."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
 
 
 def malformed(i: int) -> Record:
@@ -78,3 +88,31 @@ def produce_outside(bootstrap: str, topic: str, batch: list[Record], rate: float
                 time.sleep(ahead)
     producer.flush(30)
     return acked
+
+
+def read_outside(bootstrap: str, topic: str, timeout: float = 30.0) -> list[OutsideRecord]:
+    """Every record of ``topic`` from the beginning, read with librdkafka (no group)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "calcstream-tests-outside",
+                         "enable.auto.commit": False, "enable.partition.eof": True})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        at_end: set[int] = set()
+        out: list[OutsideRecord] = []
+        deadline = time.monotonic() + timeout
+        while len(at_end) < len(partitions) and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            err, partition, offset = msg.error(), msg.partition(), msg.offset()
+            assert partition is not None
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    at_end.add(partition)
+                continue
+            assert offset is not None
+            at_end.discard(partition)
+            out.append(OutsideRecord(partition, offset, msg.key(), msg.value()))
+        return out
+    finally:
+        consumer.close()

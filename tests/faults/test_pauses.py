@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import orjson
+
 from tests.faults import scenarios
-from tests.faults.harness import Fleet
+from tests.faults.harness import Fleet, Load, Observer
+from tests.faults.inputs import Record, produce_outside
+from tests.kafka import Deployment
 
 
 async def test_a_frozen_worker_loses_its_partitions_and_its_late_commit_is_refused(
@@ -17,3 +23,42 @@ async def test_a_frozen_worker_loses_its_partitions_and_its_late_commit_is_refus
     assert v.lost == [], f"{len(v.lost)} lost\n{fleet.logs()}"
     # Late results are copies: same id, valid against the contract, the right value.
     assert (v.phantoms, v.invalid, run.wrong_values) == ([], [], [])
+
+
+GOOD = 4000
+STALLS = 3
+
+
+async def test_a_batch_that_holds_the_interpreter_past_the_session_loses_nothing(
+    fleet: Fleet, deployment: Deployment,
+) -> None:
+    """Compute that never releases the interpreter lock starves the worker's heartbeats: it
+    loses its partitions mid-batch, the other worker takes them over (journaled attempts make
+    the half-computed records go one at a time), then it rejoins and the group rebalances again
+    while that is going on. Through all of it, every record is answered."""
+    batch: list[Record] = []
+    for i in range(GOOD):
+        rid = f"good-{i}"
+        batch.append((rid.encode(), orjson.dumps(
+            {"id": rid, "op": "sum_of_squares", "data": [float(i % 97), 1.0, 2.0]}), []))
+        if i % (GOOD // STALLS) == GOOD // (2 * STALLS):
+            sid = f"stall-{i}"
+            batch.append((sid.encode(), orjson.dumps({"id": sid, "op": "stall", "data": [1.0]}),
+                          []))
+    stalls = {rid.decode() for rid, _, _ in batch if rid and rid.startswith(b"stall-")}
+    async with Observer(deployment) as observer:
+        for _ in range(2):
+            fleet.start("tests.faults.failpoints", FAULT_HOLD_OP="stall:1.6")
+        await fleet.ready()
+        acked = await asyncio.to_thread(produce_outside, deployment.bootstrap,
+                                        deployment.topics.requests, batch, 2000.0)
+        assert acked == len(batch)
+        verdict = await observer.settle({f"good-{i}" for i in range(GOOD)} | stalls,
+                                        requests=len(batch))
+    print("interpreter stall", verdict.summary())
+    assert verdict.lost == [], f"{len(verdict.lost)} lost: {verdict.lost[:20]}\n{fleet.logs()}"
+    assert (verdict.phantoms, verdict.invalid) == ([], [])
+    docs = {orjson.loads(r.value)["id"]: orjson.loads(r.value) for r in observer.result_records}
+    assert all(docs[f"good-{i}"]["result"] == Load.expected(f"g-{i}") for i in range(GOOD))
+    assert all(docs[sid]["status"] == "ok" for sid in stalls)
+    assert "partitions revoked" in fleet.logs(tail=None)

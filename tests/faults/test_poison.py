@@ -37,11 +37,12 @@ async def test_malformed_records_are_dead_lettered_and_nothing_blocks(
         verdict = await observer.settle(
             {rid for rid in (f"good-{i}" for i in range(GOOD))} | {"too-big"}
             | {f"singular-{i}" for i in range(SINGULAR)}, requests=len(batch))
+        explained = await observer.explain_lost(verdict)
 
     stall = verdict.stall_ms(0)
     print("poison", verdict.summary(), "longest partition stall ms", stall,
           "max latency by partition ms", verdict.max_latency_by_partition())
-    assert verdict.lost == []
+    assert verdict.lost == [], f"{explained}\n{fleet.logs()}"
     assert verdict.duplicates == 0, "a failing request must not be redelivered"
     assert (verdict.phantoms, verdict.invalid) == ([], [])
 
