@@ -95,7 +95,7 @@ class ApiCollector(Collector):
                                  "What the result store remembers: ids and result bytes.",
                                  labels=["api", "unit"])
         size.add_metric([*labels.values(), "ids"], len(store))
-        size.add_metric([*labels.values(), "bytes"], store.bytes)
+        size.add_metric([*labels.values(), "bytes"], store.result_bytes)
         yield size
         yield gauge("calcstream_api_result_waiters",
                     "Requests waiting for a result (?wait=).", store.waiting, labels)

@@ -66,7 +66,7 @@ class Overview:
         if services is not None:
             store = services.store
             api["loop_lag_ms"] = services.loop_lag.summary()
-            api["result_store"] = {"ids": len(store), "bytes": store.bytes,
+            api["result_store"] = {"ids": len(store), "bytes": store.result_bytes,
                                    "waiters": store.waiting}
             api["caught_up"] = services.reader.caught_up.is_set()
             api["id"] = services.settings.api_id

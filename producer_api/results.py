@@ -51,6 +51,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from producer_api.archive import SEGMENT_ENTRIES, Archived, ResultArchive
 from producer_api.errors import NotStartedError
 from producer_api.settings import ApiSettings
 from producer_api.stats import ApiStats
@@ -83,6 +84,14 @@ class Entry:
         self.result: bytes | None = None
         self.ack_waiters: list[asyncio.Future[bool]] | None = None
 
+    @classmethod
+    def answered(cls, archived: Archived) -> Entry:
+        """A read-only view of an answered id kept in the archive."""
+        entry = cls(archived.id, archived.op, archived.fingerprint, archived.updated_at)
+        entry.state = DONE
+        entry.result = archived.result
+        return entry
+
     def state_document(self) -> bytes:
         """The result document once answered, else the queued state."""
         if self.result is not None:
@@ -92,7 +101,11 @@ class Entry:
 
 
 class ResultStore:
-    """Bounded id → ``Entry`` map (count, bytes, age) plus futures waiting for results."""
+    """Bounded id → outcome map (count, bytes, age) plus futures waiting for results.
+
+    Ids not answered yet are ``Entry`` objects, oldest first; answered ids move to a compact
+    ``ResultArchive``. Both count towards the limits, and the oldest of either goes first.
+    """
 
     def __init__(self, max_entries: int, max_bytes: int, ttl: float,
                  clock: Callable[[], float] = time.time) -> None:
@@ -100,13 +113,19 @@ class ResultStore:
         self.max_bytes = max_bytes
         self.ttl = ttl
         self.clock = clock
-        self.bytes = 0
         self.duplicates = 0
         self._entries: OrderedDict[str, Entry] = OrderedDict()
+        # Forgetting a segment at a time forgets at most 1/256 of the cap early.
+        self._archive = ResultArchive(min(SEGMENT_ENTRIES, max_entries // 256))
         self._waiters: dict[str, list[asyncio.Future[bytes]]] = {}
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) + len(self._archive)
+
+    @property
+    def result_bytes(self) -> int:
+        """Bytes of the result documents remembered."""
+        return self._archive.bytes
 
     @property
     def waiting(self) -> int:
@@ -115,14 +134,21 @@ class ResultStore:
 
     def get(self, request_id: str) -> Entry | None:
         """The entry for an id, unless never known or forgotten."""
+        cutoff = self.clock() - self.ttl
         entry = self._entries.get(request_id)
-        if entry is not None and entry.updated_at < self.clock() - self.ttl:
-            self._forget(entry)
+        if entry is not None:
+            if entry.updated_at < cutoff:
+                self._forget(entry)
+                return None
+            return entry
+        archived = self._archive.get(request_id)
+        if archived is None or archived.updated_at < cutoff:
             return None
-        return entry
+        return Entry.answered(archived)
 
     def reserve(self, request_id: str, op: str, fingerprint: bytes | None) -> Entry:
-        """Remember an id that is about to be published."""
+        """Remember an id that is about to be published; ``fingerprint``: 16 bytes, what
+        ``intake.fingerprint`` makes of a client id's request."""
         entry = Entry(request_id, op, fingerprint, self.clock())
         self._entries[request_id] = entry
         self.sweep()
@@ -151,19 +177,19 @@ class ResultStore:
 
     def put_result(self, request_id: str, op: str, value: bytes) -> bool:
         """Record a result; wake its waiters. False for a duplicate of a known result."""
-        entry = self._entries.get(request_id)
-        if entry is not None and entry.result is not None:
-            self.duplicates += 1
-            return False
+        now = self.clock()
+        entry = self._entries.pop(request_id, None)
         if entry is None:
-            entry = Entry(request_id, op, None, self.clock())
-            self._entries[request_id] = entry
+            if request_id in self._archive:
+                self.duplicates += 1
+                return False
+            fingerprint = None
         else:
-            entry.updated_at = self.clock()
-            self._entries.move_to_end(request_id)
-        entry.state = DONE
-        entry.result = value
-        self.bytes += len(value)
+            entry.state = DONE
+            entry.result = value
+            entry.updated_at = now
+            fingerprint = entry.fingerprint
+        self._archive.add(request_id, op, value, fingerprint, now)
         for fut in self._waiters.pop(request_id, ()):
             if not fut.done():
                 fut.set_result(value)
@@ -194,20 +220,29 @@ class ResultStore:
                     fut.set_exception(exc)
 
     def sweep(self) -> None:
-        """Forget the oldest entries while over a limit or past the TTL."""
+        """Forget the oldest while over a limit, and whatever is past the TTL."""
         cutoff = self.clock() - self.ttl
-        entries = self._entries
-        while entries:
-            oldest = next(iter(entries.values()))
-            if (len(entries) <= self.max_entries and self.bytes <= self.max_bytes
-                    and oldest.updated_at >= cutoff):
+        entries, archive = self._entries, self._archive
+        while True:
+            oldest_entry = next(iter(entries.values())) if entries else None
+            oldest_segment = archive.oldest()
+            if len(self) > self.max_entries or self.result_bytes > self.max_bytes:
+                if oldest_entry is not None and (oldest_segment is None or
+                                                 oldest_entry.updated_at <= oldest_segment[0]):
+                    self._forget(oldest_entry)
+                elif oldest_segment is not None:
+                    archive.drop_oldest()
+                else:
+                    return
+            elif oldest_entry is not None and oldest_entry.updated_at < cutoff:
+                self._forget(oldest_entry)
+            elif oldest_segment is not None and oldest_segment[1] < cutoff:
+                archive.drop_oldest()
+            else:
                 return
-            self._forget(oldest)
 
     def _forget(self, entry: Entry) -> None:
         del self._entries[entry.id]
-        if entry.result is not None:
-            self.bytes -= len(entry.result)
 
     @staticmethod
     def _release_ack_waiters(entry: Entry, acked: bool) -> None:

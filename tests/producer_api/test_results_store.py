@@ -26,7 +26,7 @@ def store(**kw: float) -> tuple[ResultStore, Clock]:
 
 async def test_an_entry_goes_publishing_queued_done_and_wakes_its_waiter() -> None:
     s, _ = store()
-    entry = s.reserve("a", "sum", b"fp")
+    entry = s.reserve("a", "sum", b"f" * 16)
     assert s.get("a") is entry and entry.state == PUBLISHING
     waiter = s.waiter("a")
     s.acked(entry)
@@ -64,7 +64,7 @@ async def test_the_oldest_are_forgotten_first_by_count_bytes_and_age() -> None:
     s.max_bytes = 25
     for name in "abc":
         s.put_result(name, "sum", b"x" * 10)
-    assert s.get("a") is None and s.get("c") is not None and s.bytes == 20
+    assert s.get("a") is None and s.get("c") is not None and s.result_bytes == 20
 
     s, clock = store(ttl=60)
     s.reserve("old", "sum", None)

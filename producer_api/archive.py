@@ -1,0 +1,320 @@
+"""Answered results, kept compact: what lets one replica remember a million of them.
+
+As Python objects, one remembered result costs about 700 bytes beyond its document: an entry
+object, its id string, its op string, a float, an ordered-dict node. At the 1,000,000-result cap
+that alone is ~700 MB. Here an answered result is instead:
+
+* its id and document, compressed (zlib, level 1) together with up to ``SEGMENT_ENTRIES``
+  neighbours in a *segment*; W1-sized documents (~320 bytes of JSON) come to 60-70 bytes each.
+  A document over ``ALONE_BYTES`` gets a segment of its own, uncompressed, so a large matrix
+  result costs no compression time on the event loop and no decompression on a hit;
+* per entry, in arrays: two offsets, the time it was answered, an op code, and its fingerprint
+  (16 bytes, only for client ids submitted here);
+* two slots of 16 bytes in an open-addressing index from the id's 64-bit hash to the entry's
+  sequence number.
+
+Entries are forgotten oldest first, a whole segment at a time. An index slot whose sequence
+number is older than the oldest kept entry is free; the index is rebuilt (vectorised, a few
+tens of ms at a million entries) once used and freed slots fill 80% of it.
+
+Looking an id up costs a few index probes; reading a document out of a sealed segment
+decompresses it (about 0.3 ms for a full one); the last few decompressed segments are kept,
+since lookups cluster on recent results.
+"""
+
+from __future__ import annotations
+
+import zlib
+from array import array
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+SEGMENT_ENTRIES = 1024
+"""Most entries a segment holds; the most the archive forgets at once."""
+SEGMENT_BYTES = 256 * 1024
+"""A segment is sealed (compressed) once its documents reach this many bytes."""
+ALONE_BYTES = 64 * 1024
+"""A document at least this big is kept alone and uncompressed."""
+FINGERPRINT_BYTES = 16
+_NO_FINGERPRINT = bytes(FINGERPRINT_BYTES)
+_KEY_MASK = (1 << 64) - 1
+_MIN_SLOTS = 1024
+_MAX_LOAD = 0.8
+_OPEN_SEGMENTS_KEPT = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Archived:
+    """One answered result read back from the archive."""
+
+    id: str
+    op: str
+    result: bytes
+    fingerprint: bytes | None
+    updated_at: float
+
+
+class _Segment:
+    """Consecutive entries; open (appendable, uncompressed) until sealed."""
+
+    __slots__ = ("first", "ids", "docs", "id_ends", "doc_ends", "times", "ops", "fingerprints",
+                 "fingerprinted", "newest", "raw_bytes", "blob", "compressed")
+
+    def __init__(self, first: int) -> None:
+        self.first = first
+        self.ids: list[bytes] | None = []
+        self.docs: list[bytes] | None = []
+        self.id_ends = array("I")
+        self.doc_ends = array("I")
+        self.times = array("d")
+        self.ops = array("H")
+        self.fingerprints = bytearray()
+        self.fingerprinted = array("B")
+        self.newest = float("-inf")
+        self.raw_bytes = 0
+        self.blob = b""
+        self.compressed = False
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @property
+    def sealed(self) -> bool:
+        return self.docs is None
+
+    def add(self, rid: bytes, doc: bytes, when: float, op: int,
+            fingerprint: bytes | None) -> None:
+        assert self.ids is not None and self.docs is not None
+        self.ids.append(rid)
+        self.docs.append(doc)
+        self.id_ends.append((self.id_ends[-1] if self.id_ends else 0) + len(rid))
+        self.doc_ends.append((self.doc_ends[-1] if self.doc_ends else 0) + len(doc))
+        self.times.append(when)
+        self.newest = max(self.newest, when)
+        self.ops.append(op)
+        self.fingerprints += _fixed(fingerprint)
+        self.fingerprinted.append(fingerprint is not None)
+        self.raw_bytes += len(doc)
+
+    def seal(self, compress: bool) -> None:
+        """Join (and compress) the ids and documents into one blob: ids first, then docs."""
+        assert self.ids is not None and self.docs is not None
+        joined = b"".join(self.ids) + b"".join(self.docs)
+        self.blob = zlib.compress(joined, 1) if compress else joined
+        self.compressed = compress
+        self.ids = self.docs = None
+
+    def plain(self) -> bytes:
+        """The joined ids and documents of a sealed segment."""
+        return zlib.decompress(self.blob) if self.compressed else self.blob
+
+    def item(self, i: int, plain: bytes | None) -> tuple[bytes, bytes]:
+        """The id and document of entry ``i`` (``plain``: the sealed segment's contents)."""
+        if plain is None:
+            assert self.ids is not None and self.docs is not None
+            return self.ids[i], self.docs[i]
+        ids_end = self.id_ends[-1]
+        id_start = self.id_ends[i - 1] if i else 0
+        doc_start = self.doc_ends[i - 1] if i else 0
+        return (plain[id_start:self.id_ends[i]],
+                plain[ids_end + doc_start:ids_end + self.doc_ends[i]])
+
+    def fingerprint(self, i: int) -> bytes | None:
+        if not self.fingerprinted[i]:
+            return None
+        return bytes(self.fingerprints[i * FINGERPRINT_BYTES:(i + 1) * FINGERPRINT_BYTES])
+
+
+class _Index:
+    """Open addressing (linear probing) from a 64-bit key to a sequence number; a slot whose
+    sequence number is below ``floor`` counts as free."""
+
+    def __init__(self) -> None:
+        self._alloc(_MIN_SLOTS)
+        self.floor = 0
+
+    def _alloc(self, slots: int) -> None:
+        self.keys = np.zeros(slots, dtype=np.uint64)
+        self.seqs = np.zeros(slots, dtype=np.int64)
+        self._k = self.keys.data
+        self._s = self.seqs.data
+        self.slots = slots
+        self.used = 0  # slots ever written since the last rebuild (live or stale)
+
+    def find(self, key: int) -> list[int]:
+        """Sequence numbers stored under ``key`` that are not below the floor."""
+        k, s, n, floor = self._k, self._s, self.slots, self.floor
+        i = key % n
+        found: list[int] = []
+        while True:
+            stored = k[i]
+            if stored == 0:
+                return found
+            if stored == key and s[i] >= floor:
+                found.append(s[i])
+            i = i + 1 if i + 1 < n else 0
+
+    def put(self, key: int, seq: int) -> None:
+        """Store ``key → seq`` in the first free slot of its run."""
+        if self.used + 1 > _MAX_LOAD * self.slots:
+            self._rebuild()
+        k, s, n, floor = self._k, self._s, self.slots, self.floor
+        i = key % n
+        while k[i] != 0 and s[i] >= floor:
+            i = i + 1 if i + 1 < n else 0
+        if k[i] == 0:
+            self.used += 1
+        k[i] = key
+        s[i] = seq
+
+    def _rebuild(self) -> None:
+        """Re-place the live slots in a table twice their number (at least ``_MIN_SLOTS``)."""
+        live = (self.keys != 0) & (self.seqs >= self.floor)
+        keys, seqs = self.keys[live], self.seqs[live]
+        self._alloc(max(_MIN_SLOTS, 2 * len(keys) + 1))
+        self.used = len(keys)
+        slot = (keys % np.uint64(self.slots)).astype(np.int64)
+        pending = np.arange(len(keys))
+        while pending.size:
+            at = slot[pending]
+            free = self.keys[at] == 0
+            movers = pending[free]
+            # Several keys may want one free slot: the last write wins it, the rest move on.
+            self.keys[slot[movers]] = keys[movers]
+            won = self.keys[slot[movers]] == keys[movers]
+            # Equal keys (two ids with one hash) would both "win": tell them apart by seq.
+            self.seqs[slot[movers[won]]] = seqs[movers[won]]
+            won_seq = self.seqs[slot[movers]] == seqs[movers]
+            placed = np.zeros(len(keys), dtype=bool)
+            placed[movers[won & won_seq]] = True
+            pending = pending[~placed[pending]]
+            slot[pending] = (slot[pending] + 1) % self.slots
+
+
+class ResultArchive:
+    """Answered results by id, oldest first, in compressed segments."""
+
+    def __init__(self, segment_entries: int = SEGMENT_ENTRIES) -> None:
+        self.segment_entries = max(1, segment_entries)
+        self.bytes = 0
+        self._segments: list[_Segment] = []
+        self._next = 0
+        self._index = _Index()
+        self._op_codes: dict[str, int] = {"": 0}
+        self._op_names: list[str] = [""]
+        self._plain: OrderedDict[int, bytes] = OrderedDict()
+
+    def __len__(self) -> int:
+        return self._next - self._index.floor
+
+    def __contains__(self, request_id: str) -> bool:
+        return self._locate(request_id) is not None
+
+    def get(self, request_id: str) -> Archived | None:
+        """The archived result of an id, if kept."""
+        found = self._locate(request_id)
+        if found is None:
+            return None
+        segment, i, doc = found
+        return Archived(request_id, self._op_names[segment.ops[i]], doc,
+                        segment.fingerprint(i), segment.times[i])
+
+    def add(self, request_id: str, op: str, result: bytes, fingerprint: bytes | None,
+            when: float) -> None:
+        """Keep an answered result (the caller has checked the id is not kept already)."""
+        rid = request_id.encode()
+        alone = len(result) >= ALONE_BYTES
+        segment = self._segments[-1] if self._segments else None
+        if segment is None or segment.sealed or (alone and len(segment)):
+            if segment is not None and not segment.sealed:
+                segment.seal(compress=True)
+            segment = _Segment(self._next)
+            self._segments.append(segment)
+        segment.add(rid, result, when, self._op_code(op), fingerprint)
+        self._index.put(_key(request_id), self._next)
+        self._next += 1
+        self.bytes += len(result)
+        if alone:
+            segment.seal(compress=False)
+        elif len(segment) >= self.segment_entries or segment.raw_bytes >= SEGMENT_BYTES:
+            segment.seal(compress=True)
+
+    def oldest(self) -> tuple[float, float] | None:
+        """The first and last answer times of the oldest segment (what ``drop_oldest``
+        forgets), or None if empty."""
+        if not self._segments:
+            return None
+        oldest = self._segments[0]
+        return oldest.times[0], oldest.newest
+
+    def oldest_size(self) -> int:
+        """How many entries ``drop_oldest`` would forget."""
+        return len(self._segments[0]) if self._segments else 0
+
+    def drop_oldest(self) -> None:
+        """Forget the oldest segment."""
+        segment = self._segments.pop(0)
+        self.bytes -= segment.raw_bytes
+        self._index.floor = segment.first + len(segment)
+        self._plain.pop(segment.first, None)
+
+    def _locate(self, request_id: str) -> tuple[_Segment, int, bytes] | None:
+        rid = request_id.encode()
+        # Newest first: an id forgotten by age and answered again is kept twice for a while.
+        for seq in sorted(self._index.find(_key(request_id)), reverse=True):
+            segment = self._segment_of(seq)
+            i = seq - segment.first
+            stored_id, doc = segment.item(i, self._contents(segment))
+            if stored_id == rid:
+                return segment, i, doc
+        return None
+
+    def _segment_of(self, seq: int) -> _Segment:
+        segments = self._segments
+        lo, hi = 0, len(segments) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if segments[mid].first <= seq:
+                lo = mid
+            else:
+                hi = mid - 1
+        return segments[lo]
+
+    def _contents(self, segment: _Segment) -> bytes | None:
+        if not segment.sealed:
+            return None
+        if not segment.compressed:
+            return segment.blob
+        plain = self._plain.get(segment.first)
+        if plain is None:
+            plain = segment.plain()
+            self._plain[segment.first] = plain
+            while len(self._plain) > _OPEN_SEGMENTS_KEPT:
+                self._plain.popitem(last=False)
+        else:
+            self._plain.move_to_end(segment.first)
+        return plain
+
+    def _op_code(self, op: str) -> int:
+        code = self._op_codes.get(op)
+        if code is None:
+            if len(self._op_names) >= 65535:
+                return 0  # read back as ""; only the op check of an id's re-submit uses it
+            code = self._op_codes[op] = len(self._op_names)
+            self._op_names.append(op)
+        return code
+
+
+def _key(request_id: str) -> int:
+    """A non-zero 64-bit key for an id (stable within this process)."""
+    return (hash(request_id) & _KEY_MASK) or 1
+
+
+def _fixed(fingerprint: bytes | None) -> bytes:
+    if fingerprint is None:
+        return _NO_FINGERPRINT
+    if len(fingerprint) != FINGERPRINT_BYTES:
+        raise ValueError(f"a fingerprint is {FINGERPRINT_BYTES} bytes, not {len(fingerprint)}")
+    return fingerprint
