@@ -260,13 +260,29 @@ class Observer:
         written = {r.key.decode(errors="replace"): (r.partition, r.offset)
                    for r in requests if r.key is not None and r.key.decode(errors="replace")
                    in lost}
-        found = {orjson.loads(r.value)["id"] for r in results if r.value} & lost
+        found = {orjson.loads(r.value)["id"]: (r.partition, r.offset) for r in results
+                 if r.value and orjson.loads(r.value)["id"] in lost}
         committed = await committed_offsets(self.deployment)
+        # What this observer read of each result partition, against librdkafka's full read.
+        read: dict[int, set[int]] = {}
+        for r in self.result_records:
+            read.setdefault(r.partition, set()).add(r.offset)
+        total: dict[int, int] = {}
+        for r in results:
+            total[r.partition] = total.get(r.partition, 0) + 1
         lines = [f"{len(lost)} lost; {len(found)} of them have a result after all when the "
                  f"result topic is read again by librdkafka ({len(results)} result records); "
-                 f"committed offsets {committed}"]
-        lines += [f"  {rid} at request partition:offset {written.get(rid)}, result found: "
-                  f"{rid in found}" for rid in sorted(lost, key=lambda r: written.get(r, (0, 0)))]
+                 f"committed offsets {committed}; result records per partition, this observer "
+                 f"/ librdkafka: { {p: (len(read.get(p, ())), n) for p, n in total.items()} }"]
+        for rid in sorted(lost, key=lambda r: written.get(r, (0, 0))):
+            where = found.get(rid)
+            near = ""
+            if where is not None:
+                p, o = where
+                near = (f" at result {p}:{o}; the observer read offsets "
+                        f"{sorted(x for x in read.get(p, ()) if abs(x - o) <= 3)} around it")
+            lines.append(f"  {rid} at request partition:offset {written.get(rid)}, result "
+                         f"found: {where is not None}{near}")
         return "\n".join(lines[:60])
 
     def wrong_values(self, expected: Callable[[str], float]) -> list[str]:
