@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from calcstream.errors import BrokerDown
 from consumer.admin import BrokerUnavailable, wait_for_broker
+from consumer.gaps import GapGuard
 from consumer.settings import BrokerSettings
 
 
@@ -65,6 +66,7 @@ class TopicFollower:
         self.topics = tuple(topics)
         self.from_beginning = from_beginning
         self._consumer: AIOKafkaConsumer | None = None
+        self._gaps = GapGuard(settings.offset_gap_patience_ms / 1000.0)
 
     async def start(self) -> None:
         """Assign all partitions and fix the starting offsets."""
@@ -96,14 +98,16 @@ class TopicFollower:
         else:
             await consumer.seek_to_end(*tps)
         for tp in tps:
-            await consumer.position(tp)
+            self._gaps.expect(tp, await consumer.position(tp))
 
     async def batches(self, max_records: int = 10_000) -> AsyncIterator[list[Any]]:
         """Records as they arrive, a list per fetch; empty lists when nothing came for 200 ms."""
         if self._consumer is None:
             raise RuntimeError("TopicFollower.start() was not called")
         while True:
-            fetched = await self._consumer.getmany(timeout_ms=200, max_records=max_records)
+            fetched = self._gaps.check(
+                await self._consumer.getmany(timeout_ms=200, max_records=max_records),
+                self._consumer.seek)
             yield [record for records in fetched.values() for record in records]
 
     async def stop(self) -> None:

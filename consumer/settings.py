@@ -36,6 +36,12 @@ class BrokerSettings(BaseSettings):
         "16 KB default gives a 19 KB request a produce round trip of its own "
         "(bench/FINDINGS.md, finding 1)."
     )
+    offset_gap_patience_ms: float = Field(
+        default=500.0, ge=0, description="How long a reader reads a partition again where its "
+        "offsets skip, before taking the gap as real (consumer/gaps.py). The embedded broker can "
+        "show a batch before an earlier one; on Kafka, gaps are transaction markers and "
+        "compaction, and 0 turns the re-reading off."
+    )
     security_protocol: str = "PLAINTEXT"
     log_level: str = "INFO"
     log_json: bool = False

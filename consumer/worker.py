@@ -24,6 +24,7 @@ from consumer.attempts import AttemptJournal, JournalRecord, ensure_journal_topi
 from consumer.batching import Batcher, CommitLog
 from consumer.cache import from_settings
 from consumer.errors import NotStartedError
+from consumer.gaps import GapGuard
 from consumer.looplag import LoopLagMonitor
 from consumer.metrics import MetricsServer, WorkerCollector
 from consumer.processing import (
@@ -67,6 +68,7 @@ class Worker:
             settings.max_batch_size, settings.max_batch_delay_ms / 1000.0
         )
         self._commits = CommitLog()
+        self._gaps = GapGuard(settings.offset_gap_patience_ms / 1000.0)
         self._commit_lock = asyncio.Lock()
         self._inflight: set[asyncio.Task[None]] = set()
         self._inflight_records = 0
@@ -160,7 +162,10 @@ class Worker:
             left = self._batcher.time_left()
             timeout_ms = _IDLE_POLL_MS if left is None else max(1, math.ceil(left * 1000))
             space = max(1, s.max_batch_size - len(self._batcher))
-            fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=space)
+            await self._expect_committed(consumer)
+            fetched = self._gaps.check(
+                await consumer.getmany(timeout_ms=timeout_ms, max_records=space), consumer.seek)
+            self.stats.gaps_reread = self._gaps.reread
             for records in fetched.values():
                 self._batcher.add(records)
             self._count_held()
@@ -175,6 +180,15 @@ class Worker:
         logger.info("worker %s drained: %d records in %d batches; results %s; dead letters %d",
                     s.worker_id, self.stats.records, self.stats.batches,
                     dict(self.stats.results), self.stats.dead_letters)
+
+    async def _expect_committed(self, consumer: AIOKafkaConsumer) -> None:
+        """Newly assigned partitions are read from their committed offsets: expect those, so
+        that a gap right at the start is read again too."""
+        for tp in consumer.assignment():
+            if not self._gaps.expecting(tp):
+                committed = await consumer.committed(tp)
+                if tp in consumer.assignment():
+                    self._gaps.expect(tp, committed)
 
     async def _dispatch(self, records: list[RequestRecord]) -> None:
         """Launch a batch; records a worker died computing go first, one at a time and alone,
@@ -408,6 +422,8 @@ class Worker:
             return False
 
     async def _on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        revoked = list(revoked)
+        self._gaps.forget(revoked)
         dropped = self._batcher.drop((tp.topic, tp.partition) for tp in revoked)
         self._count_held()
         if await self._drain(self.settings.drain_timeout_s):

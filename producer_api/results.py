@@ -28,6 +28,10 @@ two fetches of this reader is not noticed (aiokafka's fetches carry no topic id 
 the new topic from the old); the reader fetches every few milliseconds, and the worker
 re-creates topics only after it noticed they were gone.
 
+**Offset gaps.** Where a fetch skips offsets of a partition, the skipped ones are read again
+for up to ``offset_gap_patience_ms`` before the reader moves on (``consumer/gaps.py``): the
+embedded broker can show a batch of results a moment before an earlier one.
+
 **Caught up.** ``caught_up`` is set once a fetch returns nothing from any partition, or once
 every partition's position has reached the high watermark its fetches reported. End offsets
 from a ``ListOffsets`` request are not used: the embedded broker answers them with the base
@@ -51,6 +55,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from consumer.gaps import GapGuard
 from producer_api.archive import SEGMENT_ENTRIES, Archived, ResultArchive
 from producer_api.errors import NotStartedError
 from producer_api.settings import ApiSettings
@@ -275,6 +280,7 @@ class ResultReader:
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._next: dict[TopicPartition, int] = {}
+        self.gaps = GapGuard(settings.offset_gap_patience_ms / 1000.0)
 
     @property
     def running(self) -> bool:
@@ -311,6 +317,8 @@ class ResultReader:
             logger.warning("offsets_for_times failed (%s); reading the reply topic from the "
                            "beginning", exc)
             await consumer.seek_to_beginning(*tps)
+            for tp in tps:
+                self.gaps.expect(tp, None)
             return
         for tp in tps:
             hit = found.get(tp)
@@ -320,11 +328,13 @@ class ResultReader:
                 # has not read a record from yet.
                 if await consumer.seek_to_end(tp):
                     self._next[tp] = await consumer.position(tp)
+                    self.gaps.expect(tp, self._next[tp])
             else:
                 # The embedded broker answers "nothing newer" with offset 0 (timestamp -1):
                 # reading from there is merely slower, never wrong.
                 consumer.seek(tp, hit.offset)
                 self._next[tp] = hit.offset
+                self.gaps.expect(tp, hit.offset)
         logger.info("result reader starts at %s", {tp.partition: (h.offset if h else "end")
                                                    for tp, h in found.items()})
 
@@ -334,7 +344,9 @@ class ResultReader:
         live_from_ms = time.time() * 1000
         while True:
             try:
-                fetched = await consumer.getmany(timeout_ms=_POLL_MS, max_records=_MAX_RECORDS)
+                fetched = self.gaps.check(
+                    await consumer.getmany(timeout_ms=_POLL_MS, max_records=_MAX_RECORDS),
+                    consumer.seek)
             except KafkaError as exc:
                 logger.warning("reading results failed (%s); retrying", exc)
                 await asyncio.sleep(0.5)
@@ -343,7 +355,8 @@ class ResultReader:
                 for record in records:
                     if record.timestamp / 1000.0 >= recover_from:
                         self._handle(record.value, record.timestamp >= live_from_ms)
-                self._next[tp] = records[-1].offset + 1
+                if records:
+                    self._next[tp] = records[-1].offset + 1
             self._rewind_emptied(consumer)
             if not self.caught_up.is_set() and (not fetched or self._at_highwater(consumer)):
                 self.caught_up.set()
@@ -369,6 +382,7 @@ class ResultReader:
             # broker answers OFFSET_OUT_OF_RANGE and auto_offset_reset="earliest" moves on.
             consumer.seek(tp, 0)
             self._next[tp] = 0
+            self.gaps.expect(tp, 0)
 
     def _at_highwater(self, consumer: AIOKafkaConsumer) -> bool:
         for tp in consumer.assignment():

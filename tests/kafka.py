@@ -13,6 +13,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from consumer.gaps import GapGuard
 from consumer.settings import BrokerSettings, WorkerSettings
 from schemas.topics import Topics
 
@@ -118,6 +119,8 @@ class TopicReader:
     topic: str
     records: list[Any] = field(default_factory=list)
     _consumer: AIOKafkaConsumer | None = None
+    # The embedded broker can show a batch a moment before an earlier one (consumer/gaps.py).
+    _gaps: GapGuard = field(default_factory=GapGuard)
 
     async def __aenter__(self) -> TopicReader:
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap,
@@ -133,6 +136,8 @@ class TopicReader:
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions or [])]
         self._consumer.assign(tps)
         await self._consumer.seek_to_beginning(*tps)
+        for tp in tps:
+            self._gaps.expect(tp, await self._consumer.position(tp))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -144,7 +149,8 @@ class TopicReader:
         assert self._consumer is not None
         async with asyncio.timeout(timeout):
             while not predicate(self.records):
-                batch = await self._consumer.getmany(timeout_ms=100)
+                batch = self._gaps.check(await self._consumer.getmany(timeout_ms=100),
+                                         self._consumer.seek)
                 for recs in batch.values():
                     self.records.extend(recs)
         return self.records
@@ -157,7 +163,8 @@ class TopicReader:
         """Read whatever else arrives until nothing has for ``quiet`` seconds."""
         assert self._consumer is not None
         while True:
-            batch = await self._consumer.getmany(timeout_ms=int(quiet * 1000))
+            batch = self._gaps.check(await self._consumer.getmany(timeout_ms=int(quiet * 1000)),
+                                     self._consumer.seek)
             if not batch:
                 return self.records
             for recs in batch.values():

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas.messages import DLQ_HEADER_PREFIX
 from tests.faults.checker import Verdict, check
-from tests.faults.inputs import read_outside
+from tests.faults.inputs import OutsideRecord, read_outside
 from tests.kafka import Deployment, TopicReader, request_json
 from tests.processes import WorkerProcess
 
@@ -248,14 +248,14 @@ class Observer:
 
     async def explain_lost(self, verdict: Verdict) -> str:
         """For a failure message: where each lost id was written, whether an independent
-        client (librdkafka, from scratch) finds its result after all, and the group's
-        committed offsets; tells a reader that missed records from a request never answered."""
-        if not verdict.lost:
-            return ""
+        client (librdkafka, from scratch) finds its result after all, the group's committed
+        offsets, and which records of the result and dead-letter topics this observer missed;
+        tells a reader that missed records from a request never answered."""
         topics = self.deployment.topics
-        requests, results = await asyncio.gather(
+        requests, results, dead = await asyncio.gather(
             asyncio.to_thread(read_outside, self.deployment.bootstrap, topics.requests),
-            asyncio.to_thread(read_outside, self.deployment.bootstrap, topics.results))
+            asyncio.to_thread(read_outside, self.deployment.bootstrap, topics.results),
+            asyncio.to_thread(read_outside, self.deployment.bootstrap, topics.dlq))
         lost = set(verdict.lost)
         written = {r.key.decode(errors="replace"): (r.partition, r.offset)
                    for r in requests if r.key is not None and r.key.decode(errors="replace")
@@ -263,26 +263,16 @@ class Observer:
         found = {orjson.loads(r.value)["id"]: (r.partition, r.offset) for r in results
                  if r.value and orjson.loads(r.value)["id"] in lost}
         committed = await committed_offsets(self.deployment)
-        # What this observer read of each result partition, against librdkafka's full read.
-        read: dict[int, set[int]] = {}
-        for r in self.result_records:
-            read.setdefault(r.partition, set()).add(r.offset)
-        total: dict[int, int] = {}
-        for r in results:
-            total[r.partition] = total.get(r.partition, 0) + 1
         lines = [f"{len(lost)} lost; {len(found)} of them have a result after all when the "
-                 f"result topic is read again by librdkafka ({len(results)} result records); "
-                 f"committed offsets {committed}; result records per partition, this observer "
-                 f"/ librdkafka: { {p: (len(read.get(p, ())), n) for p, n in total.items()} }"]
+                 f"result topic is read again by librdkafka; committed offsets {committed}",
+                 _missed("results", self.result_records, results),
+                 _missed("dead letters", self.dead_letters, dead)]
+        async with TopicReader(self.deployment.bootstrap, topics.dlq) as again:
+            await again.read_more(quiet=1.0)
+        lines.append(_missed("dead letters read again by aiokafka", again.records, dead))
         for rid in sorted(lost, key=lambda r: written.get(r, (0, 0))):
-            where = found.get(rid)
-            near = ""
-            if where is not None:
-                p, o = where
-                near = (f" at result {p}:{o}; the observer read offsets "
-                        f"{sorted(x for x in read.get(p, ()) if abs(x - o) <= 3)} around it")
-            lines.append(f"  {rid} at request partition:offset {written.get(rid)}, result "
-                         f"found: {where is not None}{near}")
+            lines.append(f"  {rid} at request partition:offset {written.get(rid)}, result at "
+                         f"{found.get(rid)}")
         return "\n".join(lines[:60])
 
     def wrong_values(self, expected: Callable[[str], float]) -> list[str]:
@@ -293,6 +283,24 @@ class Observer:
             if doc["status"] != "ok" or doc["result"] != expected(doc["id"]):
                 wrong.append(doc["id"])
         return wrong
+
+
+def _missed(name: str, observed: list[Any], outside: list[OutsideRecord]) -> str:
+    """Records librdkafka reads that an observer's reader did not hand over, with the
+    offsets the observer did read next to each."""
+    read = {(r.partition, r.offset) for r in observed}
+    missing = sorted((r.partition, r.offset) for r in outside
+                     if (r.partition, r.offset) not in read)
+    order = [(r.partition, r.offset) for r in outside]
+    around = []
+    for p, o in missing[:10]:
+        at = order.index((p, o))
+        delivered = [x for q, x in order[max(0, at - 4):at + 5] if q == p]
+        around.append(f"{p}:{o} (observer read "
+                      f"{sorted(x for q, x in read if q == p and abs(x - o) <= 2)}; librdkafka "
+                      f"delivered {delivered} in this order)")
+    return (f"{name}: the observer read {len(read)}, librdkafka {len(outside)}; missed by the "
+            f"observer: {len(missing)} {around}")
 
 
 async def committed_offsets(dep: Deployment) -> dict[int, int]:
