@@ -216,7 +216,12 @@ deaths, counted across restarts in the `<requests>.attempts` topic. Limits: the 
 broker keeps everything in memory, so a broker restart loses every topic, offset and
 unprocessed request (use Apache Kafka for durability); there is no exactly-once (no
 idempotent or transactional producer on the embedded broker), so consumers of the result
-topic must tolerate repeated ids.
+topic must tolerate repeated ids. On the embedded broker a batch can become readable a moment
+before an earlier one written at the same time by another producer; every calcstream reader
+reads a partition again where its offsets skip (`consumer/gaps.py`,
+`offset_gap_patience_ms`), so the worker never commits past a request it did not see. The
+checker's own readers do the same and, when an id still looks lost, say whether librdkafka
+finds its result on the topic after all.
 """
 
 
