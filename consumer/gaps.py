@@ -76,6 +76,13 @@ class GapGuard:
         for tp, records in fetched.items():
             keep = list(records)
             expected = self._next.get(tp)
+            if keep and (expected is None or keep[0].offset == expected) and (
+                    keep[-1].offset - keep[0].offset == len(keep) - 1):
+                # Offsets rise within a fetch: these are consecutive, the usual case.
+                self._since.pop(tp, None)
+                self._next[tp] = keep[-1].offset + 1
+                out[tp] = keep
+                continue
             for i, record in enumerate(records):
                 if (expected is not None and record.offset > expected
                         and self._wait_for(tp, expected, record.offset)):
