@@ -42,7 +42,7 @@ _NO_FINGERPRINT = bytes(FINGERPRINT_BYTES)
 _KEY_MASK = (1 << 64) - 1
 _MIN_SLOTS = 1024
 _MAX_LOAD = 0.8
-_OPEN_SEGMENTS_KEPT = 4
+_PLAIN_SEGMENTS_KEPT = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,7 +291,7 @@ class ResultArchive:
         if plain is None:
             plain = segment.plain()
             self._plain[segment.first] = plain
-            while len(self._plain) > _OPEN_SEGMENTS_KEPT:
+            while len(self._plain) > _PLAIN_SEGMENTS_KEPT:
                 self._plain.popitem(last=False)
         else:
             self._plain.move_to_end(segment.first)

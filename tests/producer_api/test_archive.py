@@ -69,7 +69,7 @@ def test_the_archive_answers_like_a_list_forgotten_from_the_front(
             assert archive.get(f"id-{name}") is None and f"id-{name}" not in archive
 
 
-def test_a_million_slots_of_churn_keep_every_live_id_and_none_of_the_forgotten() -> None:
+def test_churn_through_index_rebuilds_keeps_every_live_id_and_none_of_the_forgotten() -> None:
     archive = ResultArchive(256)
     rng = random.Random(7)
     ids = [uuid.uuid4().hex for _ in range(60_000)]
