@@ -19,6 +19,7 @@ import orjson
 
 from bench import launch, report, runner, stack, wrk
 from bench.config import Plan
+from bench.targets import PEERS
 
 HERE = Path(__file__).resolve().parent
 
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="CALCSTREAM_X=V",
                         help="an experiment setting for every calcstream process (repeat for "
                         "more); the report's command line names it")
+    parser.add_argument("--peers", nargs="*", choices=PEERS, default=None, metavar="NAME",
+                        help=f"measure only these peers next to calcstream ({', '.join(PEERS)}; "
+                        "all by default, none with a bare --peers)")
     parser.add_argument("--bulk-items", type=int, default=None,
                         help="requests per bulk run (default 200,000)")
     parser.add_argument("--merge", action="store_true",
@@ -67,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         stack.EXTRA_ENV[name] = value
     if args.profile:
         plan = dataclasses.replace(plan, profile=True)
+    if args.peers is not None:
+        plan = dataclasses.replace(plan, peers=tuple(args.peers))
     if args.bulk_items:
         plan = dataclasses.replace(plan, bulk_items=args.bulk_items)
     # SIGTERM ends the run like Ctrl-C: the atexit hooks then stop every child process.

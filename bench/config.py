@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench.targets import PEERS
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -26,6 +28,8 @@ class Plan:
     memory_results: int = 1_000_000
     celery_direct_tasks: int = 2_000
     cache_repeat: int = 5
+    peers: tuple[str, ...] = PEERS
+    """The peers measured next to calcstream (``--peers``; none for calcstream alone)."""
     profile: bool = False
     """Sample the API and the worker with py-spy during the calcstream runs."""
 

@@ -20,7 +20,7 @@ from bench import bulk, cache_hits, calcstream_w1, memory, payloads, profile, w1
 from bench.config import Plan
 from bench.stack import CalcstreamStack, worker_metrics
 from bench.stats import bucket_delta, histogram_quantile
-from bench.targets import PEERS, PeerSet, calcstream_target
+from bench.targets import PeerSet, calcstream_target
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ async def run(plan: Plan, only: tuple[str, ...], log_dir: Path, out: Path) -> Re
             if "worker" in selected:
                 await _worker_path(results, plan, stacks, profiler)
             if "w2" in selected:
-                await _w2(results, plan, peers, stacks)
+                await _w2(results, plan, peers, stacks, profiler)
             if "memory" in selected:
                 await _memory(results, plan, stacks)
             if "cache" in selected:
@@ -173,7 +173,7 @@ async def _w1_and_fixed(results: Results, selected: list[str], plan: Plan, peers
     for round_ in range(plan.runs):
         if "w1" not in selected:
             break
-        for name in PEERS:
+        for name in plan.peers:
             target = peers.targets[name]
             if name == "background":
                 await _record(results, "w1", name, partial(
@@ -199,7 +199,7 @@ async def _w1_and_fixed(results: Results, selected: list[str], plan: Plan, peers
         _say(f"w1 round {round_ + 1}/{plan.runs} done")
     if "fixed" in selected:
         for run_ in range(plan.runs):
-            for name in PEERS:
+            for name in plan.peers:
                 await _record(results, "fixed", name,
                               partial(w1.fixed_rate, peers.targets[name], pool, plan))
                 if name == "celery":
@@ -227,10 +227,11 @@ async def _worker_path(results: Results, plan: Plan, stacks: Stacks,
                 worker_path.run, stack, plan.worker_path_records, profile_dir))
 
 
-async def _w2(results: Results, plan: Plan, peers: PeerSet, stacks: Stacks) -> None:
+async def _w2(results: Results, plan: Plan, peers: PeerSet, stacks: Stacks,
+              profiler: Profiler) -> None:
     pool = payloads.w2_pool()
     for round_ in range(plan.runs):
-        for name in PEERS:
+        for name in plan.peers:
             target = peers.targets[name]
             if name == "background":
                 await _record(results, "w2", name, partial(
@@ -241,7 +242,9 @@ async def _w2(results: Results, plan: Plan, peers: PeerSet, stacks: Stacks) -> N
             if name == "celery":
                 await peers.settle_celery()
         async with stacks.get(f"w2-{round_}", W2_ENV) as stack:
-            await _record(results, "w2", "calcstream", partial(_w2_calcstream, stack, pool, plan))
+            await _record(results, "w2", "calcstream", partial(
+                profiler.around, stack, f"w2-{round_}", max(1.0, plan.w2_seconds - 2),
+                partial(_w2_calcstream, stack, pool, plan)))
 
 
 async def _w2_calcstream(stack: CalcstreamStack, pool: payloads.BodyPool,
