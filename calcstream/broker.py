@@ -45,14 +45,21 @@ def port_open(host: str, port: int) -> bool:
 
 
 class EmbeddedBroker:
-    """A Tansu broker subprocess on ``host:port``. ``start()``/``stop()`` or ``with``."""
+    """A Tansu broker subprocess on ``host:port``. ``start()``/``stop()`` or ``with``.
+
+    ``threads``: its runtime's worker threads (``TOKIO_WORKER_THREADS``); None for one per core.
+    One thread spends less CPU on wake-ups between threads, which on a small machine shared with
+    the worker and the API shortens every hop (bench FINDINGS 2).
+    """
 
     def __init__(
-        self, port: int = 9092, host: str = "127.0.0.1", log_path: Path | None = None
+        self, port: int = 9092, host: str = "127.0.0.1", log_path: Path | None = None,
+        threads: int | None = 1,
     ) -> None:
         self.host = host
         self.port = port
         self.log_path = log_path
+        self.threads = threads
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -78,7 +85,7 @@ class EmbeddedBroker:
                 [str(tansu_binary()), "broker", "--listener-url", url,
                  "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+                env=self._env(),
             )
         finally:
             if out is not subprocess.DEVNULL:
@@ -92,6 +99,12 @@ class EmbeddedBroker:
                 raise TimeoutError(f"embedded broker did not listen on {url} within {timeout}s")
             time.sleep(0.02)
         logger.info("embedded broker (tansu) listening on %s, pid %d", url, self._proc.pid)
+
+    def _env(self) -> dict[str, str]:
+        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+        if self.threads is not None:
+            env["TOKIO_WORKER_THREADS"] = str(self.threads)
+        return env
 
     def stop(self, timeout: float = 10.0) -> None:
         """Terminate the broker (its data is gone); safe to call twice."""
