@@ -27,6 +27,7 @@ from consumer.errors import NotStartedError
 from consumer.gaps import GapGuard
 from consumer.looplag import LoopLagMonitor
 from consumer.metrics import MetricsServer, WorkerCollector
+from consumer.outbox import Outgoing, send_all
 from consumer.processing import (
     BatchContext,
     BatchOutput,
@@ -40,8 +41,6 @@ from consumer.stats import WorkerStats
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-# topic, partition (None: by key), key, value, headers
-_Outgoing = tuple[str, int | None, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
 
 _IDLE_POLL_MS = 100
 _PUBLISH_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0)
@@ -319,7 +318,7 @@ class Worker:
         writes for a while does not fill the others with copies of the same batch.
         """
         topics = self.settings.topics
-        pending: list[_Outgoing] = [
+        pending: list[Outgoing] = [
             (topics.dlq, None, d.key, d.value, d.headers) for d in output.dead_letters
         ]
         pending += [(topics.results, None, key, value, None) for key, value in output.results]
@@ -341,35 +340,21 @@ class Worker:
         except TimeoutError:
             logger.warning("could not mark partitions released in the attempts journal")
 
-    async def _send(self, pending: list[_Outgoing]) -> None:
+    async def _send(self, pending: list[Outgoing]) -> None:
         """Produce records and wait for every ack, re-sending the refused ones until acked."""
         producer = self._require(self._producer)
         attempt = 0
         while pending:
-            sent: list[tuple[_Outgoing, asyncio.Future[Any]]] = []
-            errors: list[BaseException] = []
-            try:
-                for record in pending:
-                    topic, partition, key, value, headers = record
-                    sent.append((record, await producer.send(topic, value, key=key,
-                                                             partition=partition,
-                                                             headers=headers)))
-            except KafkaError as exc:
-                errors.append(exc)
-            acks = await asyncio.gather(*(fut for _, fut in sent), return_exceptions=True)
-            failed = [record for (record, _), ack in zip(sent, acks, strict=True)
-                      if isinstance(ack, BaseException)]
-            errors += [ack for ack in acks if isinstance(ack, BaseException)]
+            pending, errors = await send_all(producer, pending)
             for error in errors:
                 if not isinstance(error, KafkaError):
                     raise error
-            pending = failed + pending[len(sent):]
             if pending:
                 self.stats.publish_retries += 1
                 delay = _PUBLISH_BACKOFF_S[min(attempt, len(_PUBLISH_BACKOFF_S) - 1)]
                 attempt += 1
                 logger.warning("publishing %d records failed (%s); retrying in %.1fs",
-                               len(pending), errors[0], delay)
+                               len(pending), errors[0] if errors else "no ack", delay)
                 await asyncio.sleep(delay)
 
     async def _commit(self) -> None:
