@@ -37,14 +37,15 @@ class CalcstreamStack:
 
     def __init__(self, log_dir: Path, name: str = "calcstream", workers: int = 1,
                  with_api: bool = True, env: dict[str, str] | None = None,
-                 partitions: int = 4) -> None:
+                 partitions: int = 4, broker_threads: int | None = 1) -> None:
         self.log_dir = log_dir
         self.name = name
         self.workers = workers
         self.with_api = with_api
         self.overrides = dict(env or {})
         self.partitions = partitions
-        self.broker = EmbeddedBroker(free_port(), log_path=log_dir / f"{name}-broker.log")
+        self.broker = EmbeddedBroker(free_port(), log_path=log_dir / f"{name}-broker.log",
+                                     threads=broker_threads)
         atexit.register(self.broker.kill)
         self.api_port = free_port()
         self.metrics_ports = [free_port() for _ in range(workers)]
