@@ -5,7 +5,8 @@ For each record size, on a fresh broker and fresh 4-partition topics:
 
 - aiokafka produce: one producer sends ``count`` records (acks=all) and waits for every ack;
 - aiokafka echo: a consumer reads them back and a producer writes each one to a second topic
-  (the worker's transport without its compute), from the first record read to the last ack;
+  (the worker's transport without its compute), from the first record read to the last ack,
+  with the echo's event-loop lag (the floor under the worker's own at that record size);
 - librdkafka produce and consume (confluent-kafka): the same, through the C client, to tell the
   broker's limit from aiokafka's.
 
@@ -30,6 +31,7 @@ from confluent_kafka import Consumer, Producer
 
 from calcstream.broker import EmbeddedBroker, free_port
 from consumer.admin import wait_for_broker
+from consumer.looplag import LoopLagMonitor
 from schemas.encoding import encode_binary
 from schemas.messages import RequestFields
 
@@ -74,8 +76,9 @@ def _aio_producer(bootstrap: str) -> AIOKafkaProducer:
                             max_batch_size=256 * 1024, max_request_size=MAX_BYTES)
 
 
-async def aiokafka_rates(bootstrap: str, size: Size) -> tuple[float, float]:
-    """(produce records/s, echo records/s) through aiokafka."""
+async def aiokafka_rates(bootstrap: str, size: Size) -> tuple[float, float, float]:
+    """(produce records/s, echo records/s, the echo's event-loop lag p99 in ms) through
+    aiokafka; the lag is sampled as the worker samples its own (every 10 ms)."""
     source, sink = f"in-{size.size}", f"out-{size.size}"
     await _topics(bootstrap, source, sink)
     value = os.urandom(size.size)
@@ -91,6 +94,8 @@ async def aiokafka_rates(bootstrap: str, size: Size) -> tuple[float, float]:
                                     max_partition_fetch_bytes=MAX_BYTES,
                                     fetch_max_bytes=4 * MAX_BYTES)
         await consumer.start()
+        lag = LoopLagMonitor()
+        lag.start()
         try:
             echoed, pending, began = 0, [], None
             while echoed < size.count:
@@ -106,10 +111,11 @@ async def aiokafka_rates(bootstrap: str, size: Size) -> tuple[float, float]:
             assert began is not None
             echo = size.count / (time.perf_counter() - began)
         finally:
+            await lag.stop()
             await consumer.stop()
     finally:
         await producer.stop()
-    return produce, echo
+    return produce, echo, lag.percentile(99) * 1000
 
 
 def librdkafka_rates(bootstrap: str, size: Size) -> tuple[float, float]:
@@ -159,18 +165,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.transport", description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the record counts")
     args = parser.parse_args()
-    print("| records | bytes | aiokafka produce /s | aiokafka echo /s | librdkafka produce /s "
-          "| librdkafka consume /s | MB/s (librdkafka produce) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| records | bytes | aiokafka produce /s | aiokafka echo /s | echo loop lag p99 ms "
+          "| librdkafka produce /s | librdkafka consume /s | MB/s (librdkafka produce) |")
+    print("|---|---|---|---|---|---|---|---|")
     for base in SIZES:
         size = Size(base.label, base.size, max(10, int(base.count * args.scale)))
         with EmbeddedBroker(free_port()) as broker:
             asyncio.run(wait_for_broker(broker.bootstrap_servers))
-            produce, echo = asyncio.run(aiokafka_rates(broker.bootstrap_servers, size))
+            produce, echo, lag_p99 = asyncio.run(aiokafka_rates(broker.bootstrap_servers, size))
         with EmbeddedBroker(free_port()) as broker:
             asyncio.run(wait_for_broker(broker.bootstrap_servers))
             rd_produce, rd_consume = librdkafka_rates(broker.bootstrap_servers, size)
-        print(f"| {size.label} | {size.size:,} | {produce:,.0f} | {echo:,.0f} | "
+        print(f"| {size.label} | {size.size:,} | {produce:,.0f} | {echo:,.0f} | {lag_p99:.1f} | "
               f"{rd_produce:,.0f} | {rd_consume:,.0f} | {rd_produce * size.size / 1e6:,.0f} |",
               flush=True)
 
