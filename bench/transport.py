@@ -1,7 +1,7 @@
 """``python -m bench.transport``: how many records of each workload's size the embedded broker
 moves at all, with no API, no worker and no computation.
 
-For each record size, on a fresh broker and fresh 4-partition topics:
+For each record size, on a fresh broker and fresh 4-partition topics (``worker_path``'s):
 
 - aiokafka produce: one producer sends ``count`` records (acks=all) and waits for every ack;
 - aiokafka echo: a consumer reads them back and a producer writes each one to a second topic
@@ -26,16 +26,15 @@ from dataclasses import dataclass
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from confluent_kafka import Consumer, Producer
 
+from bench.worker_path import create_topics
 from calcstream.broker import EmbeddedBroker, free_port
 from consumer.admin import wait_for_broker
 from consumer.looplag import LoopLagMonitor
 from schemas.encoding import encode_binary
 from schemas.messages import RequestFields
 
-PARTITIONS = 4
 MAX_BYTES = 16 * 1024 * 1024
 
 
@@ -62,15 +61,6 @@ SIZES = (
 )
 
 
-async def _topics(bootstrap: str, *names: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
-    finally:
-        await admin.close()
-
-
 def _aio_producer(bootstrap: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1,
                             max_batch_size=256 * 1024, max_request_size=MAX_BYTES)
@@ -80,7 +70,7 @@ async def aiokafka_rates(bootstrap: str, size: Size) -> tuple[float, float, floa
     """(produce records/s, echo records/s, the echo's event-loop lag p99 in ms) through
     aiokafka; the lag is sampled as the worker samples its own (every 10 ms)."""
     source, sink = f"in-{size.size}", f"out-{size.size}"
-    await _topics(bootstrap, source, sink)
+    await create_topics(bootstrap, [source, sink])
     value = os.urandom(size.size)
     producer = _aio_producer(bootstrap)
     await producer.start()
@@ -121,7 +111,7 @@ async def aiokafka_rates(bootstrap: str, size: Size) -> tuple[float, float, floa
 def librdkafka_rates(bootstrap: str, size: Size) -> tuple[float, float]:
     """(produce records/s, consume records/s) through librdkafka."""
     topic = f"rd-{size.size}"
-    asyncio.run(_topics(bootstrap, topic))
+    asyncio.run(create_topics(bootstrap, [topic]))
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 1,
                          "enable.idempotence": False, "message.max.bytes": MAX_BYTES})
     value = os.urandom(size.size)

@@ -27,7 +27,8 @@ PARTITIONS = 4
 POOL = 64
 
 
-async def _topics(bootstrap: str, names: list[str]) -> None:
+async def create_topics(bootstrap: str, names: list[str]) -> None:
+    """Topics of ``PARTITIONS`` partitions each, replication 1."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -95,7 +96,7 @@ async def measure(bootstrap: str, base_env: dict[str, str], log_dir: Path | None
     suffix = uuid.uuid4().hex[:8]
     requests, results, echoed, dlq = (f"wp.{suffix}.{t}" for t in
                                       ("requests", "results", "echo", "dlq"))
-    await _topics(bootstrap, [requests, results, echoed, dlq])
+    await create_topics(bootstrap, [requests, results, echoed, dlq])
     t0 = time.perf_counter()
     answers = await _fill(bootstrap, requests, count)
     fill_s = time.perf_counter() - t0
