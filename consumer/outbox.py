@@ -39,7 +39,10 @@ async def send_all(producer: AIOKafkaProducer, records: Sequence[Outgoing]
         if partition is None:
             partitions = known.get(topic)
             if partitions is None:
-                partitions = known[topic] = sorted(await producer.partitions_for(topic))
+                try:  # waits for metadata, as send() does: a broker away fails it in time
+                    partitions = known[topic] = sorted(await producer.partitions_for(topic))
+                except KafkaError as exc:
+                    return list(records), [exc]
             partition = _partitioner(key, partitions, partitions)
         groups.setdefault((topic, partition), []).append(record)
     sent: list[tuple[list[Outgoing], asyncio.Future[Any]]] = []

@@ -1,11 +1,15 @@
 """``send_all`` on a real broker: every record acknowledged, where ``send`` would have put it,
-in order per partition, headers kept, and record batches split at the producer's batch size."""
-
+in order per partition, headers kept, record batches split at the producer's batch size, and
+every record handed back, not raised, when the broker is gone."""
 from __future__ import annotations
 
+import asyncio
+
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
+from calcstream.broker import EmbeddedBroker, free_port
 from consumer.outbox import Outgoing, send_all
 from tests.kafka import Deployment, TopicReader
 
@@ -63,3 +67,24 @@ async def test_a_record_larger_than_the_batch_size_goes_alone(deployment: Deploy
     async with TopicReader(deployment.bootstrap, topic) as reader:
         got = await reader.read_count(3)
     assert [r.value for r in sorted(got, key=lambda r: r.offset)] == [b"a", big, b"b"]
+
+
+async def test_a_broker_that_went_away_hands_every_record_back_with_the_error() -> None:
+    """Nothing raises: the caller (the worker's publish loop) retries what comes back."""
+    broker = EmbeddedBroker(free_port())
+    await asyncio.to_thread(broker.start)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all",
+                                request_timeout_ms=1000)
+    try:
+        await producer.start()
+        await asyncio.to_thread(broker.kill)
+        records: list[Outgoing] = [
+            ("never.seen", None, b"k", b"v", None),  # needs metadata the broker cannot give
+            ("never.seen", 1, b"k", b"w", None),
+        ]
+        unacked, errors = await send_all(producer, records)
+        assert unacked == records
+        assert errors and all(isinstance(e, KafkaError) for e in errors)
+    finally:
+        await producer.stop()
+        await asyncio.to_thread(broker.stop)
