@@ -354,7 +354,7 @@ class Worker:
                 delay = _PUBLISH_BACKOFF_S[min(attempt, len(_PUBLISH_BACKOFF_S) - 1)]
                 attempt += 1
                 logger.warning("publishing %d records failed (%s); retrying in %.1fs",
-                               len(pending), errors[0] if errors else "no ack", delay)
+                               len(pending), errors[0], delay)
                 await asyncio.sleep(delay)
 
     async def _commit(self) -> None:

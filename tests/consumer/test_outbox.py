@@ -1,6 +1,7 @@
 """``send_all`` on a real broker: every record acknowledged, where ``send`` would have put it,
 in order per partition, headers kept, record batches split at the producer's batch size, and
 every record handed back, not raised, when the broker is gone."""
+
 from __future__ import annotations
 
 import asyncio
