@@ -65,10 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs:
         plan = dataclasses.replace(plan, runs=args.runs)
     for item in args.set:
-        name, sep, value = item.partition("=")
-        if not sep or not name.startswith("CALCSTREAM_"):
-            parser.error(f"--set wants CALCSTREAM_NAME=VALUE, got {item!r}")
-        stack.EXTRA_ENV[name] = value
+        try:
+            stack.set_experiment(item)
+        except ValueError as exc:
+            parser.error(str(exc))
     if args.profile:
         plan = dataclasses.replace(plan, profile=True)
     if args.peers is not None:

@@ -5,24 +5,15 @@ embedded broker fills up (FINDINGS 0)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 from bench import payloads, w1
 from bench.config import Plan
+from bench.procs import cpu_seconds
 from bench.stack import CalcstreamStack
 from bench.targets import calcstream_target
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 async def main(rounds: int) -> None:

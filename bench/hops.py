@@ -33,13 +33,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from bench import loadgen, payloads
-from bench.stack import EXTRA_ENV, CalcstreamStack
+from bench.procs import cpu_seconds
+from bench.stack import CalcstreamStack, set_experiment
 from schemas.topics import RESULTS
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def observe(bootstrap: str) -> dict[str, tuple[float, float]]:
@@ -89,12 +85,12 @@ async def measure(rate: float, seconds: float, broker_threads: int | None) -> No
             pids = {"broker": stack.broker.pid, "worker": stack.children[0].pid,
                     "api": stack.api.pid, "load generator": os.getpid(),
                     "outside reader": observer.pid}
-            before = {name: _cpu_seconds(pid) for name, pid in pids.items() if pid}
+            before = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
             started = time.time()
             result = await loadgen.fixed_rate(stack.url + "/v1/calculations?wait=30", pool,
                                               rate, seconds, 200, keep)
             wall = time.time() - started
-            cores = {name: (_cpu_seconds(pid) - before[name]) / wall
+            cores = {name: (cpu_seconds(pid) - before[name]) / wall
                      for name, pid in pids.items() if pid}
             observer.send_signal(signal.SIGTERM)
             await observer.wait()
@@ -140,8 +136,10 @@ def main() -> None:
         Path(args.observe[1]).write_bytes(orjson.dumps(seen))
         return
     for item in args.set:
-        name, _, value = item.partition("=")
-        EXTRA_ENV[name] = value
+        try:
+            set_experiment(item)
+        except ValueError as exc:
+            parser.error(str(exc))
     asyncio.run(measure(args.rate, args.seconds, args.broker_threads or None))
 
 

@@ -130,6 +130,12 @@ def uvicorn_child(name: str, app: str, port: int, log_dir: Path | None = None,
     return Child(name, argv, env, log_dir)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_bytes(pid: int) -> tuple[int, int]:
     """(current RSS, peak RSS) of a process, in bytes, from /proc."""
     rss = hwm = 0

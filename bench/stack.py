@@ -32,6 +32,14 @@ EXTRA_ENV: dict[str, str] = {}
 """``--set NAME=VALUE`` from the command line: experiment settings for every stack."""
 
 
+def set_experiment(item: str) -> None:
+    """Take ``CALCSTREAM_NAME=VALUE`` (a ``--set`` argument) into ``EXTRA_ENV``."""
+    name, sep, value = item.partition("=")
+    if not sep or not name.startswith("CALCSTREAM_"):
+        raise ValueError(f"--set wants CALCSTREAM_NAME=VALUE, got {item!r}")
+    EXTRA_ENV[name] = value
+
+
 class CalcstreamStack:
     """Broker + topics + workers + API on free ports; ``await start()``, ``stop()``."""
 
