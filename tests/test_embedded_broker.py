@@ -23,5 +23,6 @@ def test_the_broker_runs_the_runtime_threads_it_was_given(threads: int, expected
 
 
 def test_one_runtime_thread_is_the_default() -> None:
-    broker = EmbeddedBroker(free_port())
-    assert broker.threads == 1
+    with EmbeddedBroker(free_port()) as broker:
+        assert broker.pid is not None
+        assert _runtime_threads(broker.pid) == 1
