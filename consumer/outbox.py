@@ -4,24 +4,24 @@
 a worker publishing a batch of 512 results spends more of its event loop on that than on the
 network. ``send_all`` builds the record batches itself (the producer's own ``BatchBuilder``,
 up to ``max_batch_size`` each) and hands each to ``send_batch``: one future per record batch.
-Records without a partition go where ``send`` would have put them (the default partitioner:
-murmur2 of the key), so keyed records keep their partitions.
+Records without a partition go to their key's partition (``schemas.topics.partition_of``,
+as the API places requests), unkeyed ones to a random partition.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
+
+from schemas.topics import partition_of
 
 Outgoing = tuple[str, int | None, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
 """(topic, partition or None, key, value, headers or None)."""
-
-_partitioner = DefaultPartitioner()
 
 
 async def send_all(producer: AIOKafkaProducer, records: Sequence[Outgoing]
@@ -43,7 +43,8 @@ async def send_all(producer: AIOKafkaProducer, records: Sequence[Outgoing]
                     partitions = known[topic] = sorted(await producer.partitions_for(topic))
                 except KafkaError as exc:
                     return list(records), [exc]
-            partition = _partitioner(key, partitions, partitions)
+            partition = (partition_of(key, partitions) if key is not None
+                         else random.choice(partitions))
         groups.setdefault((topic, partition), []).append(record)
     sent: list[tuple[list[Outgoing], asyncio.Future[Any]]] = []
     unsent: list[Outgoing] = []

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import zlib
 from collections import deque
 from typing import Any, Generic, TypeVar
 
@@ -23,6 +22,7 @@ from producer_api.errors import NotStartedError, Unavailable
 from producer_api.intake import Prepared
 from producer_api.settings import ApiSettings
 from producer_api.stats import ApiStats
+from schemas.topics import partition_of
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Publisher:
 
     async def start(self) -> None:
         """Connect the producer."""
-        self._producer = AIOKafkaProducer(partitioner=crc32_partitioner,
+        self._producer = AIOKafkaProducer(partitioner=keyed_partitioner,
                                           **self.settings.producer_options())
         await self._producer.start()
 
@@ -100,16 +100,12 @@ class Publisher:
         return self._producer
 
 
-def crc32_partitioner(key: bytes | None, all_partitions: list[int],
+def keyed_partitioner(key: bytes | None, all_partitions: list[int],
                       available: list[int]) -> int:
-    """The partition of a record: CRC-32 of its key (the id), so an id always lands alike.
-
-    aiokafka's default murmur2 is pure Python and was the largest single cost of a submit;
-    nothing downstream depends on which partition an id lands on, only on ids spreading.
-    """
+    """aiokafka's partitioner hook for ``schemas.topics.partition_of`` (unkeyed: the first)."""
     if key is None:
         return all_partitions[0]
-    return all_partitions[zlib.crc32(key) % len(all_partitions)]
+    return partition_of(key, all_partitions)
 
 
 class BatchSender(Generic[T]):

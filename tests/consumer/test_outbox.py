@@ -1,4 +1,4 @@
-"""``send_all`` on a real broker: every record acknowledged, where ``send`` would have put it,
+"""``send_all`` on a real broker: every record acknowledged, on its key's partition,
 in order per partition, headers kept, record batches split at the producer's batch size, and
 every record handed back, not raised, when the broker is gone."""
 
@@ -8,10 +8,10 @@ import asyncio
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
 
 from calcstream.broker import EmbeddedBroker, free_port
 from consumer.outbox import Outgoing, send_all
+from schemas.topics import partition_of
 from tests.kafka import Deployment, TopicReader
 
 
@@ -46,8 +46,8 @@ async def test_every_record_lands_on_its_key_partition_in_order(deployment: Depl
         if key == b"pinned":
             assert [p for p, _, _ in landed] == [2]
             continue
-        # Where AIOKafkaProducer.send would have put it: murmur2 of the key.
-        assert {p for p, _, _ in landed} == {DefaultPartitioner()(key, partitions, partitions)}
+        # The partition of its key, as the API picks it for requests.
+        assert {p for p, _, _ in landed} == {partition_of(key, partitions)}
         values = [v for _, _, v in sorted(landed)]
         sent = [value for _, _, k, value, _ in records if k == key]
         assert values == sent  # the order given, by offset
