@@ -16,6 +16,7 @@ def test_a_key_always_lands_on_the_same_partition() -> None:
 
 def test_request_ids_spread_evenly_over_the_partitions() -> None:
     partitions = list(range(6))
-    counts = Counter(partition_of(uuid.uuid4().hex.encode(), partitions) for _ in range(6_000))
+    ids = (uuid.UUID(int=i * 7_919).hex.encode() for i in range(6_000))  # fixed: no flaky tail
+    counts = Counter(partition_of(key, partitions) for key in ids)
     assert set(counts) == set(partitions)
     assert max(counts.values()) < 1.2 * min(counts.values())
