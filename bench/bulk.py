@@ -3,12 +3,14 @@
 Bodies are posted a few at a time; one WebSocket observes every result and checks it against
 the exact answer of its row (each answer lists the ids in row order; ids are the server's, as
 a client that sends no id or id_prefix gets). Items/s = right results / (last result - first
-post).
+post). CPU per item is each process's CPU time over the measurement divided by the right
+results: the broker, the API, the worker, and this process (posting and observing).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -20,6 +22,7 @@ from bench import payloads
 from bench.config import Plan
 from bench.observer import Observer
 from bench.payloads import close
+from bench.procs import CpuMeter
 from bench.stack import CalcstreamStack, metrics_at
 from bench.stats import bucket_delta, histogram_quantile
 
@@ -93,12 +96,14 @@ async def run(stack: CalcstreamStack, plan: Plan, fmt: str) -> dict[str, Any]:
             rejected += doc["rejected"]
             expect.learn(doc["ids"], 0)
 
+        meter = CpuMeter({**stack.pids(), "client": os.getpid()}).start()
         t0 = time.perf_counter()
         await asyncio.gather(*(post(k) for k in range(chunks)))
         posted = time.perf_counter() - t0
         complete = await observer.wait_for(total, quiet_s=10.0, limit_s=600.0)
         span = (observer.last or t0) - t0
         wrong = observer.wrong + expect.wrong + len(expect.early)
+        cpu = meter.per_item(observer.ok - len(expect.early))
     lag = bucket_delta((await metrics_at(f"{stack.url}/metrics"))[lag_key], lag_before)
     return {"api_loop_lag_p99_ms_at_most": histogram_quantile(lag, 0.99) * 1000,
             "api_loop_lag_max_ms_at_most": histogram_quantile(lag, 1.0) * 1000,
@@ -107,4 +112,4 @@ async def run(stack: CalcstreamStack, plan: Plan, fmt: str) -> dict[str, Any]:
             "complete": complete, "post_seconds": posted, "seconds": span,
             "ingest_per_s": accepted / posted if posted else 0.0,
             "ok_per_s": (observer.ok - len(expect.early)) / span if span > 0 else 0.0,
-            "body_bytes": len(body), "per_post": chunk}
+            "body_bytes": len(body), "per_post": chunk, "cpu_us_per_item": cpu}

@@ -136,6 +136,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class CpuMeter:
+    """CPU seconds each process used between ``start()`` and ``per_item(n)``."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.before: dict[str, float] = {}
+
+    def start(self) -> CpuMeter:
+        """Take the starting readings."""
+        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return self
+
+    def per_item(self, items: int) -> dict[str, float]:
+        """µs of CPU per item for each process (a process gone meanwhile is left out)."""
+        used = {}
+        for name, pid in self.pids.items():
+            try:
+                used[name] = (cpu_seconds(pid) - self.before[name]) / max(items, 1) * 1e6
+            except (OSError, KeyError):
+                continue
+        return used
+
+
 def rss_bytes(pid: int) -> tuple[int, int]:
     """(current RSS, peak RSS) of a process, in bytes, from /proc."""
     rss = hwm = 0

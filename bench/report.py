@@ -256,17 +256,22 @@ def _other_tables(results: dict[str, Any]) -> list[str]:
         out += ["## W1 bulk", "",
                 f"{plan_for(results, 'bulk')['bulk_items']:,} requests of 1,000 floats through "
                 "`POST /v1/calculations/batch`, posts 2 at a time; every result observed on a "
-                "WebSocket and checked against its row.", "",
+                "WebSocket and checked against its row. CPU µs per item: each process's CPU time "
+                "during the run over the results (client: the bench process, posting and "
+                "observing); on 2 cores, N items/s leaves 2,000,000 / N µs for all of them.", "",
                 "| body | items per post | ingest items/s (acked) | end-to-end items/s | "
+                "CPU µs per item: broker / API / worker / client | "
                 "API loop lag p99 / max, ms (bucket bound) | wrong / dropped |",
-                "|---|---|---|---|---|---|"]
+                "|---|---|---|---|---|---|---|"]
         for fmt_name, runs in bulk.items():
             per_post = runs[0].get("per_post", "—") if runs else "—"
             bad = sum(int(r.get("wrong", 0)) for r in runs)
             dropped = sum(int(r.get("dropped", 0)) for r in runs)
             errors = [r["error"][:80] for r in runs if "error" in r]
+            cpu = " / ".join(fmt(spread(runs, "cpu_us_per_item", who))
+                             for who in ("broker", "api", "worker", "client"))
             out.append(f"| {fmt_name} | {per_post} | {fmt(spread(runs, 'ingest_per_s'))} | "
-                       f"{fmt(spread(runs, 'ok_per_s'))} | "
+                       f"{fmt(spread(runs, 'ok_per_s'))} | {cpu} | "
                        f"{fmt(spread(runs, 'api_loop_lag_p99_ms_at_most'))} / "
                        f"{fmt(spread(runs, 'api_loop_lag_max_ms_at_most'))} | {bad} / {dropped}"
                        f"{'; failed: ' + errors[0] if errors else ''} |")

@@ -81,6 +81,16 @@ class CalcstreamStack:
         """The API process."""
         return next(c for c in self.children if c.name.endswith("-api"))
 
+    def pids(self) -> dict[str, int]:
+        """Process ids by role (broker, api, worker; workers numbered when more than one)."""
+        pids = {"broker": self.broker.pid} if self.broker.pid else {}
+        workers = [c for c in self.children if not c.name.endswith("-api")]
+        for i, child in enumerate(workers):
+            pids["worker" if len(workers) == 1 else f"worker{i}"] = child.pid
+        if self.with_api:
+            pids["api"] = self.api.pid
+        return pids
+
     async def start(self, timeout: float = 90.0) -> None:
         """Start everything and return once a request makes the full round trip."""
         self.broker.start()
