@@ -14,17 +14,17 @@ class Plan:
     quick: bool
     runs: int = 3
     connections: int = 64
-    w1_seconds: float = 10.0
-    idle_probe_seconds: float = 3.0
-    ceiling_seconds: float = 5.0
+    w1_seconds: float = 7.0
+    idle_probe_seconds: float = 2.0
+    ceiling_seconds: float = 3.0
     fixed_rate: float = 1_000.0
-    fixed_seconds: float = 10.0
+    fixed_seconds: float = 5.0
     bulk_items: int = 200_000
     bulk_json_chunk: int = 2_000
     bulk_npy_chunk: int = 5_000
     bulk_posts_in_flight: int = 2
     worker_path_records: int = 200_000
-    w2_seconds: float = 10.0
+    w2_seconds: float = 7.0
     memory_results: int = 1_000_000
     celery_direct_tasks: int = 2_000
     cache_repeat: int = 5

@@ -235,10 +235,10 @@ async def _w2(results: Results, plan: Plan, peers: PeerSet, stacks: Stacks,
             target = peers.targets[name]
             if name == "background":
                 await _record(results, "w2", name, partial(
-                    w1.background_rates, target, pool, plan, plan.w2_seconds))
+                    w1.background_rates, target, pool, plan, plan.w2_seconds, False))
                 continue
             await _record(results, "w2", name, partial(
-                w1.saturate, target, pool, plan, plan.w2_seconds, "prefix"))
+                w1.saturate, target, pool, plan, plan.w2_seconds, "prefix", False))
             if name == "celery":
                 await peers.settle_celery()
         async with stacks.get(f"w2-{round_}", W2_ENV) as stack:
@@ -252,7 +252,8 @@ async def _w2_calcstream(stack: CalcstreamStack, pool: payloads.BodyPool,
     port = stack.metrics_ports[0]
     key = "calcstream_worker_event_loop_lag_seconds_bucket"
     before = (await worker_metrics(port)).get(key)
-    figure = await w1.saturate(calcstream_target(stack), pool, plan, plan.w2_seconds, "prefix")
+    figure = await w1.saturate(calcstream_target(stack), pool, plan, plan.w2_seconds, "prefix",
+                               False)
     lag = bucket_delta((await worker_metrics(port))[key], before)
     figure["worker_loop_lag_p99_ms_at_most"] = histogram_quantile(lag, 0.99) * 1000
     figure["worker_loop_lag_buckets"] = lag

@@ -31,10 +31,14 @@ async def idle_probe(target: HttpTarget, seconds: float) -> dict[str, float]:
 
 
 async def saturate(target: HttpTarget, pool: BodyPool, plan: Plan, seconds: float,
-                   mode: str | None = None) -> dict[str, Any]:
-    """wrk with ``plan.connections`` clients, every answer checked, the probe running."""
+                   mode: str | None = None, probe_health: bool = True) -> dict[str, Any]:
+    """wrk with ``plan.connections`` clients, every answer checked, the probe running (unless
+    ``probe_health`` is off: W2 reports no probe figures)."""
     if mode is None:
         mode = "number" if target.returns_result else "status"
+    if not probe_health:
+        return (await wrk.run(target.url, pool, seconds, plan.connections, mode,
+                              target.status)).as_dict()
     idle = await idle_probe(target, plan.idle_probe_seconds)
     stop = asyncio.Event()
     probe = Probe(target.health)
@@ -52,14 +56,14 @@ async def saturate(target: HttpTarget, pool: BodyPool, plan: Plan, seconds: floa
 
 
 async def background_rates(target: HttpTarget, pool: BodyPool, plan: Plan,
-                           seconds: float) -> dict[str, Any]:
+                           seconds: float, probe_health: bool = True) -> dict[str, Any]:
     """The background peer: accepted/s from wrk, completed/s from its own counters (waits,
     bounded, for the backlog to finish so it does not load the next measurement)."""
     base = target.url.rsplit("/", 1)[0]
     async with aiohttp.ClientSession() as session:
         await (await session.post(f"{base}/stats/reset")).read()
         started = time.time()
-        run = await saturate(target, pool, plan, seconds)
+        run = await saturate(target, pool, plan, seconds, probe_health=probe_health)
         deadline = time.monotonic() + 180
         while True:
             async with session.get(f"{base}/stats") as resp:
