@@ -18,6 +18,7 @@ from bench.config import Plan
 from bench.loadgen import Probe
 from bench.observer import Observer
 from bench.payloads import BodyPool, close
+from bench.procs import CpuMeter
 from bench.stack import CalcstreamStack
 from bench.stats import percentiles
 from bench.targets import HttpTarget
@@ -37,8 +38,10 @@ def value_check(pool: BodyPool) -> Any:
     return check
 
 
-async def stream(stack: CalcstreamStack, pool: BodyPool, plan: Plan) -> dict[str, Any]:
-    """wrk submits (202 after ack); one WebSocket observes and checks every result."""
+async def stream(stack: CalcstreamStack, pool: BodyPool, plan: Plan,
+                 meter: CpuMeter | None = None) -> dict[str, Any]:
+    """wrk submits (202 after ack); one WebSocket observes and checks every result; with
+    ``meter``, the CPU each process spent per result observed."""
     health = f"{stack.url}/healthz"
     idle = await idle_probe(HttpTarget("calcstream", "", health), plan.idle_probe_seconds)
     ws_url = stack.url.replace("http://", "ws://") + "/v1/ws"
@@ -47,6 +50,8 @@ async def stream(stack: CalcstreamStack, pool: BodyPool, plan: Plan) -> dict[str
         probe = Probe(health)
         probing = asyncio.create_task(probe.run(stop, plan.w1_seconds + 60))
         t0 = time.perf_counter()
+        if meter is not None:
+            meter.start()
         try:
             submitted = await wrk.run(f"{stack.url}/v1/calculations", pool, plan.w1_seconds,
                                       plan.connections, "status", 202)
@@ -55,7 +60,8 @@ async def stream(stack: CalcstreamStack, pool: BodyPool, plan: Plan) -> dict[str
             stop.set()
             await probing
         span = (observer.last or t0) - t0
-    return {"submitted": submitted.ok, "submit_per_s": submitted.ok_per_s,
+        cpu = meter.per_item(observer.ok) if meter is not None else None
+    return {"cpu_us_per_result": cpu, "submitted": submitted.ok, "submit_per_s": submitted.ok_per_s,
             "submit_latency_ms": submitted.latency_ms, "ok": observer.ok,
             "wrong": observer.wrong, "dropped": observer.dropped, "complete": complete,
             "seconds": span, "ok_per_s": observer.ok / span if span > 0 else 0.0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -137,15 +138,22 @@ def cpu_seconds(pid: int) -> float:
 
 
 class CpuMeter:
-    """CPU seconds each process used between ``start()`` and ``per_item(n)``."""
+    """CPU seconds each process used between ``start()`` and ``per_item(n)``.
 
-    def __init__(self, pids: dict[str, int]) -> None:
+    With ``reaped_children``, also the children this process waited for meanwhile, as
+    ``wrk`` (the load generator runs as one).
+    """
+
+    def __init__(self, pids: dict[str, int], reaped_children: bool = False) -> None:
         self.pids = pids
+        self.reaped_children = reaped_children
         self.before: dict[str, float] = {}
 
     def start(self) -> CpuMeter:
         """Take the starting readings."""
         self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        if self.reaped_children:
+            self.before["wrk"] = _children_seconds()
         return self
 
     def per_item(self, items: int) -> dict[str, float]:
@@ -156,7 +164,14 @@ class CpuMeter:
                 used[name] = (cpu_seconds(pid) - self.before[name]) / max(items, 1) * 1e6
             except (OSError, KeyError):
                 continue
+        if self.reaped_children:
+            used["wrk"] = (_children_seconds() - self.before["wrk"]) / max(items, 1) * 1e6
         return used
+
+
+def _children_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def rss_bytes(pid: int) -> tuple[int, int]:

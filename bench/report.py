@@ -146,6 +146,18 @@ def _w1_table(results: dict[str, Any]) -> list[str]:
         rows.append(f"\ncalcstream streaming: submits acknowledged "
                     f"{fmt(spread(stream, 'submit_per_s'))}/s; results dropped by the server "
                     f"for a slow reader: {sum(int(r.get('dropped', 0)) for r in stream)}.")
+    cpu = []
+    for name in ("calcstream", "calcstream_stream"):
+        runs = w1.get(name)
+        if runs and any(r.get("cpu_us_per_result") for r in runs):
+            cpu.append(f"{LABELS[name]} " + " / ".join(
+                fmt(spread(runs, "cpu_us_per_result", who))
+                for who in ("broker", "api", "worker", "wrk", "bench")))
+    if cpu:
+        rows.append("\ncalcstream CPU µs per result while wrk ran, broker / API / worker / wrk / "
+                    "bench process (probe; WebSocket observer when streaming): "
+                    + "; ".join(cpu) + ". On 2 cores, N results/s leaves 2,000,000 / N µs "
+                    "for all of them.")
     return rows
 
 
@@ -234,7 +246,7 @@ def _targets(results: dict[str, Any]) -> list[str]:
             met = "not measured"
         else:
             met = "yes" if (s.median >= bound if higher else s.median <= bound) else "**no**"
-        digits = 2 if bound < 1 or label.startswith("W1 vs") else 1 if bound < 100 else 0
+        digits = 3 if bound < 1 else 2 if label.startswith("W1 vs") else 1 if bound < 100 else 0
         rows.append(f"| {label} | {wanted} | {fmt(s, digits)} | {met} |")
     return rows
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import platform
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +19,7 @@ from typing import Any
 
 from bench import bulk, cache_hits, calcstream_w1, memory, payloads, profile, w1, worker_path
 from bench.config import Plan
+from bench.procs import CpuMeter
 from bench.stack import CalcstreamStack, worker_metrics
 from bench.stats import bucket_delta, histogram_quantile
 from bench.targets import PeerSet, calcstream_target
@@ -165,6 +167,12 @@ class Stacks:
             self._shared = None
 
 
+def _meter(stack: CalcstreamStack) -> CpuMeter:
+    """CPU of the stack's processes, wrk and the bench process (the /healthz probe and, when
+    streaming, the WebSocket observer)."""
+    return CpuMeter({**stack.pids(), "bench": os.getpid()}, reaped_children=True)
+
+
 async def _w1_and_fixed(results: Results, selected: list[str], plan: Plan, peers: PeerSet,
                         stacks: Stacks, pool: payloads.BodyPool, profiler: Profiler) -> None:
     """Every calcstream measurement on a fresh stack: the embedded broker's cost per record
@@ -186,12 +194,13 @@ async def _w1_and_fixed(results: Results, selected: list[str], plan: Plan, peers
         async with stacks.get(f"w1-wait-{round_}") as stack:
             await _record(results, "w1", "calcstream", partial(
                 profiler.around, stack, f"w1-wait-{round_}", sample_s,
-                partial(w1.saturate, calcstream_target(stack), pool, plan, plan.w1_seconds)))
+                partial(w1.saturate, calcstream_target(stack), pool, plan, plan.w1_seconds,
+                        meter=_meter(stack))))
             await stack.settle()
         async with stacks.get(f"w1-stream-{round_}") as stack:
             await _record(results, "w1", "calcstream_stream", partial(
                 profiler.around, stack, f"w1-stream-{round_}", sample_s,
-                partial(calcstream_w1.stream, stack, pool, plan)))
+                partial(calcstream_w1.stream, stack, pool, plan, _meter(stack))))
             await stack.settle()
         assert peers.redis_url is not None
         await _record(results, "w1", "celery_direct",

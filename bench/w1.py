@@ -18,7 +18,7 @@ from bench import loadgen, wrk
 from bench.config import Plan
 from bench.loadgen import Probe
 from bench.payloads import BodyPool
-from bench.procs import ROOT
+from bench.procs import ROOT, CpuMeter
 from bench.stats import percentiles
 from bench.targets import HttpTarget
 
@@ -31,9 +31,11 @@ async def idle_probe(target: HttpTarget, seconds: float) -> dict[str, float]:
 
 
 async def saturate(target: HttpTarget, pool: BodyPool, plan: Plan, seconds: float,
-                   mode: str | None = None, probe_health: bool = True) -> dict[str, Any]:
+                   mode: str | None = None, probe_health: bool = True,
+                   meter: CpuMeter | None = None) -> dict[str, Any]:
     """wrk with ``plan.connections`` clients, every answer checked, the probe running (unless
-    ``probe_health`` is off: W2 reports no probe figures)."""
+    ``probe_health`` is off: W2 reports no probe figures); with ``meter``, the CPU each
+    process spent per right answer while wrk ran."""
     if mode is None:
         mode = "number" if target.returns_result else "status"
     if not probe_health:
@@ -44,12 +46,15 @@ async def saturate(target: HttpTarget, pool: BodyPool, plan: Plan, seconds: floa
     probe = Probe(target.health)
     probing = asyncio.create_task(probe.run(stop, seconds + 30))
     try:
+        if meter is not None:
+            meter.start()
         result = await wrk.run(target.url, pool, seconds, plan.connections, mode,
                                target.status)
     finally:
         stop.set()
         await probing
-    return {**result.as_dict(), "probe_idle_ms": idle,
+    cpu = meter.per_item(result.ok) if meter is not None else None
+    return {**result.as_dict(), "cpu_us_per_result": cpu, "probe_idle_ms": idle,
             "probe_load_ms": percentiles(probe.latencies_ms),
             "probe_failures": probe.failures,
             "probe_series": [(round(t, 3), round(lat * 1000, 3)) for t, lat in probe.samples]}
