@@ -7,6 +7,7 @@ import logging
 import signal
 
 from calcstream.logs import configure
+from calcstream.runtime import tune_gc
 from consumer.settings import WorkerSettings
 from consumer.worker import Worker
 
@@ -32,6 +33,7 @@ def main() -> None:
     """Entry point: settings from the environment, then serve."""
     settings = WorkerSettings()
     configure(settings.log_level, settings.log_json)
+    tune_gc(settings.gc_gen0_threshold)
     run(serve(settings))
 
 

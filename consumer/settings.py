@@ -43,6 +43,11 @@ class BrokerSettings(BaseSettings):
         "compaction, and 0 turns the re-reading off."
     )
     security_protocol: str = "PLAINTEXT"
+    gc_gen0_threshold: int = Field(
+        default=20_000, ge=0, description="Allocations between collections of the garbage "
+        "collector's youngest generation (Python's default is 700; 0 keeps Python's "
+        "thresholds). Objects created at start-up are frozen first (calcstream/runtime.py)."
+    )
     log_level: str = "INFO"
     log_json: bool = False
 

@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from calcstream.logs import configure
+from calcstream.runtime import tune_gc
 from producer_api.admission import Admission
 from producer_api.fastpath import SubmitFastPath
 from producer_api.main import create_app
@@ -28,7 +29,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = ApiSettings()
     configure(settings.log_level, settings.log_json)
-    uvicorn.Server(config(settings, args.host, args.port)).run()
+    server = uvicorn.Server(config(settings, args.host, args.port))
+    tune_gc(settings.gc_gen0_threshold)
+    server.run()
 
 
 def config(settings: ApiSettings, host: str, port: int, app: FastAPI | None = None,
