@@ -75,5 +75,5 @@ def test_report_renders_figures_and_targets() -> None:
     text = report.render(results, [])
 
     assert "| Worker path, 100 floats | ≥ 50,000 req/s | 60,001 (60,000–60,002) | yes |" in text
-    assert "| Worker path vs raw echo | ≥ 0.60 | 0.75 (0.75–0.75) | yes |" in text
+    assert "| Worker path vs raw echo | ≥ 0.60 | 0.750 (0.750–0.750) | yes |" in text
     assert "| W1 bulk, JSON | ≥ 15,000 items/s | — | not measured |" in text
