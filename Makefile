@@ -58,7 +58,7 @@ nightly: setup
 	$(MAKE) chaos
 
 # The benchmark suite against its peers (Celery needs Redis on 127.0.0.1:6379); writes
-# bench/REPORT.md and plots (~25 minutes on 2 cores; `make bench-quick` is a one-minute smoke run).
+# bench/REPORT.md and plots (~15 minutes on 2 cores; `make bench-quick` is a one-minute smoke run).
 bench: setup wrk
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m bench
