@@ -234,8 +234,10 @@ async def test_an_ndjson_line_not_completed_in_time_cuts_the_stream_off_keeping_
     async with Raw.open(slow) as raw:
         await raw.head("/v1/calculations/batch", {"Content-Type": "application/x-ndjson",
                                                   "Transfer-Encoding": "chunked"})
-        await raw.chunk(complete + b'{"op": "sum", "da')  # then nothing more
+        # Taken before sending: the server's clock for line 3 starts once it has read line 2,
+        # which may be before this task resumes after the send.
         started = time.monotonic()
+        await raw.chunk(complete + b'{"op": "sum", "da')  # then nothing more
         response = await raw.response()
         assert_cut_off(response, started)
         assert await raw.closed_by_server()
