@@ -141,7 +141,7 @@ class CpuMeter:
     """CPU seconds each process used between ``start()`` and ``per_item(n)``.
 
     With ``reaped_children``, also the children this process waited for meanwhile, as
-    ``wrk`` (the load generator runs as one).
+    ``wrk`` (the load generator runs as one; with ``--profile``, py-spy is counted there too).
     """
 
     def __init__(self, pids: dict[str, int], reaped_children: bool = False) -> None:
