@@ -4,8 +4,9 @@ CPython collects its youngest generation every 700 net allocations of tracked ob
 worker batch of 512 requests, or a bulk body of thousands of items, allocates many times that,
 so the collector ran dozens of times per batch, and its older generations kept re-scanning
 everything the process imported at start-up. Freezing what start-up created and collecting the
-youngest generation every ``gen0`` allocations made the worker path 13–15% faster
-(bench/FINDINGS.md, finding 5). Reference cycles are still collected, only in larger steps.
+youngest generation every ``gen0`` allocations made the worker path 13–31% faster in two
+alternating A/Bs (bench/FINDINGS.md, finding 5). Reference cycles are still collected, only
+in larger steps.
 """
 
 from __future__ import annotations
