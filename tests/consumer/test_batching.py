@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumer.batching import Batcher, CommitLog, next_offsets
+from tests.clock import Clock
 
 
 @dataclass(frozen=True)
@@ -18,16 +19,6 @@ class Rec:
     topic: str
     partition: int
     offset: int
-
-
-class Clock:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def recs(partition: int, *offsets: int, topic: str = "t") -> list[Rec]:

@@ -7,6 +7,7 @@ from typing import NamedTuple
 from aiokafka import TopicPartition
 
 from consumer.gaps import GapGuard
+from tests.clock import Clock
 
 TP = TopicPartition("calc.requests", 0)
 OTHER = TopicPartition("calc.requests", 1)
@@ -14,14 +15,6 @@ OTHER = TopicPartition("calc.requests", 1)
 
 class Rec(NamedTuple):
     offset: int
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def recs(*offsets: int) -> list[Rec]:

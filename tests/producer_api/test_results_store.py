@@ -7,18 +7,11 @@ import asyncio
 import pytest
 
 from producer_api.results import DONE, PUBLISHING, QUEUED, ReaderStopped, ResultStore
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import Clock
 
 
 def store(**kw: float) -> tuple[ResultStore, Clock]:
-    clock = Clock()
+    clock = Clock(1000.0)
     opts = {"max_entries": 100, "max_bytes": 1 << 20, "ttl": 60.0, **kw}
     return ResultStore(int(opts["max_entries"]), int(opts["max_bytes"]), opts["ttl"],
                        clock), clock
