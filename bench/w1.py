@@ -38,13 +38,10 @@ async def saturate(target: HttpTarget, pool: BodyPool, plan: Plan, seconds: floa
     process spent per right answer while wrk ran."""
     if mode is None:
         mode = "number" if target.returns_result else "status"
-    if not probe_health:
-        return (await wrk.run(target.url, pool, seconds, plan.connections, mode,
-                              target.status)).as_dict()
-    idle = await idle_probe(target, plan.idle_probe_seconds)
+    idle = await idle_probe(target, plan.idle_probe_seconds) if probe_health else None
     stop = asyncio.Event()
-    probe = Probe(target.health)
-    probing = asyncio.create_task(probe.run(stop, seconds + 30))
+    probe = Probe(target.health) if probe_health else None
+    probing = asyncio.create_task(probe.run(stop, seconds + 30)) if probe else None
     try:
         if meter is not None:
             meter.start()
@@ -52,12 +49,16 @@ async def saturate(target: HttpTarget, pool: BodyPool, plan: Plan, seconds: floa
                                target.status)
     finally:
         stop.set()
-        await probing
-    cpu = meter.per_item(result.ok) if meter is not None else None
-    return {**result.as_dict(), "cpu_us_per_result": cpu, "probe_idle_ms": idle,
-            "probe_load_ms": percentiles(probe.latencies_ms),
-            "probe_failures": probe.failures,
-            "probe_series": [(round(t, 3), round(lat * 1000, 3)) for t, lat in probe.samples]}
+        if probing is not None:
+            await probing
+    figure = {**result.as_dict(),
+              "cpu_us_per_result": meter.per_item(result.ok) if meter is not None else None}
+    if probe is not None:
+        figure.update(probe_idle_ms=idle, probe_load_ms=percentiles(probe.latencies_ms),
+                      probe_failures=probe.failures,
+                      probe_series=[(round(t, 3), round(lat * 1000, 3))
+                                    for t, lat in probe.samples])
+    return figure
 
 
 async def background_rates(target: HttpTarget, pool: BodyPool, plan: Plan,
