@@ -17,7 +17,7 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -28,8 +28,13 @@ from pydantic import ValidationError
 from consumer import ops
 from producer_api.errors import InvalidRequest
 from producer_api.models import Submission
-from schemas.encoding import BINARY, CONTENT_TYPE_HEADER, JSON, encode_binary
-from schemas.messages import RequestFields
+from schemas.encoding import (
+    BINARY,
+    CONTENT_TYPE_HEADER,
+    JSON,
+    float64_bytes,
+    frame,
+)
 
 JSON_HEADERS = [(CONTENT_TYPE_HEADER, JSON.encode())]
 BINARY_HEADERS = [(CONTENT_TYPE_HEADER, BINARY.encode())]
@@ -78,7 +83,7 @@ def fingerprint(op: str, data: npt.ArrayLike, args: Mapping[str, Any],
     """What makes two requests the same: op, data (as float64), args and deadline."""
     h = hashlib.blake2b(digest_size=16)
     h.update(orjson.dumps([op, args, deadline], option=orjson.OPT_SORT_KEYS))
-    h.update(np.asarray(data, dtype=_F64).tobytes())
+    h.update(float64_bytes(data))
     return h.digest()
 
 
@@ -121,24 +126,27 @@ def _prepare(sub: Submission, raw: bytes | None, max_values: int, now: float,
         print_ = fingerprint(sub.op, sub.data, sub.args, sub.deadline)
     submitted = sub.submitted_at if "submitted_at" in given else now
     if binary:
-        fields = RequestFields.model_construct(
-            id=request_id, op=sub.op, args=sub.args, deadline=sub.deadline,
-            submitted_at=submitted)
-        return Prepared(request_id, sub.op, encode_binary(fields, sub.data), BINARY_HEADERS,
-                        print_)
+        meta = orjson.dumps(_fields(request_id, sub, submitted))
+        return Prepared(request_id, sub.op, frame(meta, sub.data), BINARY_HEADERS, print_)
     value = None
     if raw is not None and not ("id" in given and sub.id is None):
         value = _splice(raw, None if "id" in given else request_id,
                         None if "submitted_at" in given else now)
     if value is None:
-        doc: dict[str, Any] = {"id": request_id, "op": sub.op, "data": sub.data}
-        if sub.args:
-            doc["args"] = sub.args
-        if sub.deadline is not None:
-            doc["deadline"] = sub.deadline
-        doc["submitted_at"] = submitted
-        value = orjson.dumps(doc)
+        value = orjson.dumps({**_fields(request_id, sub, submitted), "data": sub.data})
     return Prepared(request_id, sub.op, value, JSON_HEADERS, print_)
+
+
+def _fields(request_id: str, sub: Submission, submitted: float | None) -> dict[str, Any]:
+    """Every request field but ``data``, defaults left out (as the worker reads them)."""
+    doc: dict[str, Any] = {"id": request_id, "op": sub.op}
+    if sub.args:
+        doc["args"] = sub.args
+    if sub.deadline is not None:
+        doc["deadline"] = sub.deadline
+    if submitted is not None:
+        doc["submitted_at"] = submitted
+    return doc
 
 
 def _splice(raw: bytes, request_id: str | None, now: float | None) -> bytes | None:
@@ -175,18 +183,20 @@ def from_npy(body: bytes | bytearray, op_name: str, args: Mapping[str, Any], id_
     if id_prefix is not None and not ID_PREFIX.match(id_prefix):
         raise InvalidRequest.of("id_prefix", "1-100 characters of A-Z a-z 0-9 . _ : @ -")
     prefix = id_prefix or new_id()
+    finite = cast("npt.NDArray[np.bool_]", np.isfinite(matrix).all(axis=1))
+    shared: dict[str, Any] = {"op": op_name, "args": dict(args)} if args else {"op": op_name}
+    shared["submitted_at"] = now
+
     def rows_of() -> Iterator[Prepared | Rejected]:
         for i in range(rows):
-            if not np.isfinite(matrix[i]).all():
+            if not finite[i]:
                 yield Rejected(i, InvalidRequest.of("data", "row contains NaN or Infinity"))
                 continue
             row = matrix[i]
             request_id = f"{prefix}-{i}"
-            fields = RequestFields.model_construct(id=request_id, op=op_name, args=dict(args),
-                                                   submitted_at=now)
+            meta = orjson.dumps({"id": request_id, **shared})
             print_ = fingerprint(op_name, row, args, None) if id_prefix is not None else None
-            yield Prepared(request_id, op_name, encode_binary(fields, row), BINARY_HEADERS,
-                           print_)
+            yield Prepared(request_id, op_name, frame(meta, row), BINARY_HEADERS, print_)
 
     return rows_of(), prefix
 

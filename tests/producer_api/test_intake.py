@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from producer_api.errors import InvalidRequest
-from producer_api.intake import Prepared, fingerprint, from_json, from_npy, from_object
+from producer_api.intake import Prepared, Rejected, fingerprint, from_json, from_npy, from_object
 from schemas.encoding import BINARY, JSON, decode_request
 
 NOW = 1_700_000_000.5
@@ -98,6 +98,22 @@ def test_npy_rows_are_binary_records_the_worker_decodes() -> None:
     fields, data = decoded(first)
     assert fields["op"] == "sum" and fields["submitted_at"] == NOW and data == [0.0, 1.0, 2.0]
     assert first.fingerprint == fingerprint("sum", [0, 1, 2], {}, None)
+
+
+def test_npy_rows_carry_the_args_and_a_non_finite_row_is_rejected_alone() -> None:
+    matrix = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, np.nan, 3.0, 4.0], [0.0, 1.0, 1.0, 0.0]])
+    buffer = io.BytesIO()
+    np.save(buffer, matrix)
+    rows, prefix = from_npy(buffer.getvalue(), "matmul", {"m": 2, "k": 1, "n": 2}, None, 100,
+                            NOW)
+    first, bad, last = list(rows)
+    assert isinstance(bad, Rejected) and bad.index == 1
+    assert bad.describe()["field"] == "data"
+    for item, row in ((first, 0), (last, 2)):
+        assert isinstance(item, Prepared) and item.id == f"{prefix}-{row}"
+        fields, data = decoded(item)
+        assert fields["args"] == {"m": 2, "k": 1, "n": 2} and fields["submitted_at"] == NOW
+        assert fields["deadline"] is None and data == matrix[row].tolist()
 
 
 def test_json_records_carry_the_json_content_type() -> None:

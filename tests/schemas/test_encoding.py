@@ -21,6 +21,7 @@ from schemas.encoding import (
     decode_request,
     encode_binary,
     encode_json,
+    float64_bytes,
     peek_id,
 )
 from schemas.messages import CalcRequest, RequestFields
@@ -60,6 +61,20 @@ def test_a_json_request_re_encodes_as_binary(request: CalcRequest) -> None:
     decoded = decode_request(encode_binary(request, request.data), BINARY)
     assert decoded.fields == RequestFields(**request.model_dump(exclude={"data"}))
     assert decoded.data.tolist() == request.data
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.floats(allow_nan=False, allow_infinity=False) | st.integers(-2**53, 2**53)
+                       | st.booleans(), min_size=1, max_size=50))
+def test_lists_pack_as_numpy_packs_them(values: list[float]) -> None:
+    assert float64_bytes(values) == np.asarray(values, dtype="<f8").tobytes()
+
+
+def test_nested_lists_and_arrays_pack_row_major() -> None:
+    expected = np.arange(4.0).astype("<f8").tobytes()
+    assert float64_bytes([[0, 1], [2, 3]]) == expected
+    assert float64_bytes(np.arange(4.0).reshape(2, 2).T.T) == expected
+    assert float64_bytes(np.arange(4, dtype=">f8")) == expected
 
 
 def test_binary_frame_layout() -> None:
