@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import loadgen, payloads, report, worker_path
+from bench import bundling, loadgen, payloads, report, worker_path
 from bench.config import Plan
 from bench.procs import Child, free_port, uvicorn_child
+from calcstream.broker import EmbeddedBroker
+from consumer.admin import wait_for_broker
 
 FAST_GROUP = {"CALCSTREAM_SESSION_TIMEOUT_MS": "2000", "CALCSTREAM_HEARTBEAT_INTERVAL_MS": "500",
               "CALCSTREAM_LOG_LEVEL": "WARNING"}
@@ -77,3 +79,13 @@ def test_report_renders_figures_and_targets() -> None:
     assert "| Worker path, 100 floats | ≥ 50,000 req/s | 60,001 (60,000–60,002) | yes |" in text
     assert "| Worker path vs raw echo | ≥ 0.60 | 0.750 (0.750–0.750) | yes |" in text
     assert "| W1 bulk, JSON | ≥ 15,000 items/s | — | not measured |" in text
+
+
+def test_bundling_reads_back_every_record_and_charges_the_broker() -> None:
+    with EmbeddedBroker(free_port()) as broker:
+        asyncio.run(wait_for_broker(broker.bootstrap_servers))
+        assert broker.pid is not None
+        cost = bundling.measure(broker.bootstrap_servers, broker.pid, 1_000, 4, 400, "zstd")
+
+    # measure() raises unless all 100 records come back; the broker did work for them.
+    assert cost.produce_us > 0 and cost.produce_per_s > 0 and cost.consume_per_s > 0
