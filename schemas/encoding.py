@@ -102,7 +102,7 @@ def decode_request(value: bytes | None, ctype: str = JSON) -> DecodedRequest:
                 raise DecodeError(f"not valid JSON: {exc.errors()[0]['msg']}") from None
             raise
         # A CalcRequest is a RequestFields; its data list stays with it, unused from here on.
-        return DecodedRequest(request, np.asarray(request.data, dtype=np.float64))
+        return DecodedRequest(request, np.frombuffer(float64_bytes(request.data), dtype=_F64))
     if ctype == BINARY:
         return _decode_binary(value)
     raise DecodeError(f"unknown content-type {ctype!r}; expected one of {CONTENT_TYPES}")
