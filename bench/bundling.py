@@ -25,7 +25,7 @@ import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench.procs import cpu_seconds
-from bench.transport import frame_bytes
+from bench.transport import frame_bytes, produce_all
 from bench.worker_path import PARTITIONS, create_topics
 from calcstream.broker import EmbeddedBroker, free_port
 from consumer.admin import wait_for_broker
@@ -57,17 +57,7 @@ def measure(bootstrap: str, broker_pid: int, item_bytes: int, bundle: int, items
                          "enable.idempotence": False, "message.max.bytes": MAX_BYTES,
                          "compression.type": compression})
     cpu0, t0 = cpu_seconds(broker_pid), time.perf_counter()
-    for i in range(records):
-        while True:
-            try:
-                producer.produce(topic, values[i % len(values)], key=b"%d" % i,
-                                 partition=i % PARTITIONS)
-                break
-            except BufferError:  # the local queue is full: let deliveries drain it
-                producer.poll(0.01)
-        producer.poll(0)
-    if producer.flush(120) != 0:
-        raise RuntimeError("librdkafka did not deliver every record")
+    produce_all(producer, topic, values, records, PARTITIONS)
     cpu1, t1 = cpu_seconds(broker_pid), time.perf_counter()
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic,
                          "enable.auto.commit": False, "fetch.wait.max.ms": 10,

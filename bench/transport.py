@@ -108,6 +108,24 @@ async def aiokafka_rates(bootstrap: str, size: Size) -> tuple[float, float, floa
     return produce, echo, lag.percentile(99) * 1000
 
 
+def produce_all(producer: Producer, topic: str, values: list[bytes], count: int,
+                partitions: int | None = None) -> None:
+    """Produce ``count`` records keyed by their index, cycling through ``values``, and wait for
+    every delivery; with ``partitions``, record i goes to partition i % partitions."""
+    for i in range(count):
+        partition = -1 if partitions is None else i % partitions  # -1: the partitioner's
+        while True:
+            try:
+                producer.produce(topic, values[i % len(values)], key=b"%d" % i,
+                                 partition=partition)
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it
+                producer.poll(0.01)
+        producer.poll(0)
+    if producer.flush(120) != 0:
+        raise RuntimeError("librdkafka did not deliver every record")
+
+
 def librdkafka_rates(bootstrap: str, size: Size) -> tuple[float, float]:
     """(produce records/s, consume records/s) through librdkafka."""
     topic = f"rd-{size.size}"
@@ -116,16 +134,7 @@ def librdkafka_rates(bootstrap: str, size: Size) -> tuple[float, float]:
                          "enable.idempotence": False, "message.max.bytes": MAX_BYTES})
     value = os.urandom(size.size)
     start = time.perf_counter()
-    for i in range(size.count):
-        while True:
-            try:
-                producer.produce(topic, value, key=b"%d" % i)
-                break
-            except BufferError:  # the local queue is full: let deliveries drain it
-                producer.poll(0.01)
-        producer.poll(0)
-    if producer.flush(120) != 0:
-        raise RuntimeError("librdkafka did not deliver every record")
+    produce_all(producer, topic, [value], size.count)
     produce = size.count / (time.perf_counter() - start)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"transport-{size.size}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False,
