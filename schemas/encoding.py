@@ -56,12 +56,12 @@ def encode_binary(fields: RequestFields, data: npt.ArrayLike) -> bytes:
     # ``include``: a CalcRequest is a RequestFields too, and its data list must stay out.
     meta = fields.model_dump_json(include=set(RequestFields.model_fields),
                                   exclude_defaults=True).encode()
-    return frame(meta, data)
+    return frame(meta, float64_bytes(data))
 
 
-def frame(meta: bytes, data: npt.ArrayLike) -> bytes:
-    """A binary frame from its metadata (JSON bytes) and its data."""
-    return _LENGTH.pack(len(meta)) + meta + float64_bytes(data)
+def frame(meta: bytes, packed: bytes) -> bytes:
+    """A binary frame from its metadata (JSON bytes) and its packed data (``float64_bytes``)."""
+    return _LENGTH.pack(len(meta)) + meta + packed
 
 
 def float64_bytes(data: npt.ArrayLike) -> bytes:
