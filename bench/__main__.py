@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     results["commands"] = {w: results["command"] for w in results["selected"]}
     results["commit"] = commit
     results["commits"] = {w: commit for w in results["selected"]}
+    results["machine"] = report.machine()  # as it was when measured, for a later --render
     previous = out / "results.json"
     if args.merge and previous.exists():
         results = merge(orjson.loads(previous.read_bytes()), results)

@@ -103,7 +103,7 @@ def machine() -> list[str]:
             "and with other work on the machine)",
             f"- Memory: {int(mem) / 1024**2:.1f} GiB; kernel {platform.release()}; "
             f"Python {platform.python_version()}",
-            f"- Load average when the report was written: {os.getloadavg()[0]:.2f}",
+            f"- Load average when the run ended: {os.getloadavg()[0]:.2f}",
             f"- Versions: {', '.join(versions)}",
             f"- Tools: {' '.join(wrk)}; {redis}"]
 
@@ -389,7 +389,7 @@ def render(results: dict[str, Any], plots: list[Path], with_findings: bool = Fal
              + ("**Quick smoke run: one short run each; do not quote these figures.**"
                 if plan["quick"] else
                 f"Figures are medians of {plan['runs']} runs with (min–max)."), "",
-             "## Machine", "", *machine(), "",
+             "## Machine", "", *(results.get("machine") or machine()), "",
              "## Targets", "", *_targets(results), "",
              "## W1: 64 clients, sum_of_squares over 1,000 floats", "",
              f"wrk, {w1_plan['connections']} connections, {w1_plan['w1_seconds']:g} s per run; "
