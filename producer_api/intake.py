@@ -78,14 +78,10 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def fingerprint(op: str, data: npt.ArrayLike, args: Mapping[str, Any],
+def fingerprint(op: str, packed: bytes, args: Mapping[str, Any],
                 deadline: float | None) -> bytes:
-    """What makes two requests the same: op, data (as float64), args and deadline."""
-    return _fingerprint(op, float64_bytes(data), args, deadline)
-
-
-def _fingerprint(op: str, packed: bytes, args: Mapping[str, Any],
-                 deadline: float | None) -> bytes:
+    """What makes two requests the same: op, data (``packed`` by ``float64_bytes``), args and
+    deadline."""
     h = hashlib.blake2b(digest_size=16)
     h.update(orjson.dumps([op, args, deadline], option=orjson.OPT_SORT_KEYS))
     h.update(packed)
@@ -130,7 +126,7 @@ def _prepare(sub: Submission, raw: bytes | None, max_values: int, now: float,
         request_id, print_ = new_id(), None
     else:
         request_id = sub.id
-        print_ = _fingerprint(sub.op, packed, sub.args, sub.deadline)
+        print_ = fingerprint(sub.op, packed, sub.args, sub.deadline)
     submitted = sub.submitted_at if "submitted_at" in given else now
     if binary:
         meta = orjson.dumps(_fields(request_id, sub, submitted))
@@ -203,7 +199,7 @@ def from_npy(body: bytes | bytearray, op_name: str, args: Mapping[str, Any], id_
             request_id = f"{prefix}-{i}"
             meta = orjson.dumps({"id": request_id, **shared})
             packed = row.tobytes()  # a row of a C-contiguous little-endian float64 matrix
-            print_ = _fingerprint(op_name, packed, args, None) if id_prefix is not None else None
+            print_ = fingerprint(op_name, packed, args, None) if id_prefix is not None else None
             yield Prepared(request_id, op_name, frame(meta, packed), BINARY_HEADERS, print_)
 
     return rows_of(), prefix

@@ -10,7 +10,7 @@ import pytest
 
 from producer_api.errors import InvalidRequest
 from producer_api.intake import Prepared, Rejected, fingerprint, from_json, from_npy, from_object
-from schemas.encoding import BINARY, JSON, decode_request
+from schemas.encoding import BINARY, JSON, decode_request, float64_bytes
 
 NOW = 1_700_000_000.5
 
@@ -73,13 +73,14 @@ def test_parsed_objects_encode_to_the_same_contract() -> None:
 
 
 def test_fingerprints_ignore_spelling_but_not_content() -> None:
-    base = fingerprint("sum", [1, 2], {"a": 1, "b": 2}, None)
-    assert base == fingerprint("sum", [1.0, 2.0], {"b": 2, "a": 1}, None)
-    assert base == fingerprint("sum", np.array([1, 2], dtype=np.float32), {"a": 1, "b": 2}, None)
-    for other in (fingerprint("max", [1, 2], {"a": 1, "b": 2}, None),
-                  fingerprint("sum", [1, 3], {"a": 1, "b": 2}, None),
-                  fingerprint("sum", [1, 2], {"a": 1}, None),
-                  fingerprint("sum", [1, 2], {"a": 1, "b": 2}, 9.0)):
+    base = fingerprint("sum", float64_bytes([1, 2]), {"a": 1, "b": 2}, None)
+    assert base == fingerprint("sum", float64_bytes([1.0, 2.0]), {"b": 2, "a": 1}, None)
+    single = np.array([1, 2], dtype=np.float32)
+    assert base == fingerprint("sum", float64_bytes(single), {"a": 1, "b": 2}, None)
+    for other in (fingerprint("max", float64_bytes([1, 2]), {"a": 1, "b": 2}, None),
+                  fingerprint("sum", float64_bytes([1, 3]), {"a": 1, "b": 2}, None),
+                  fingerprint("sum", float64_bytes([1, 2]), {"a": 1}, None),
+                  fingerprint("sum", float64_bytes([1, 2]), {"a": 1, "b": 2}, 9.0)):
         assert other != base
     one = from_json(b'{"id": "x", "op": "sum", "data": [1, 2]}', 100, NOW)
     two = from_json(b'{"data": [1.0, 2.0], "op": "sum", "id": "x", "args": {}}', 100, NOW)
@@ -97,7 +98,7 @@ def test_npy_rows_are_binary_records_the_worker_decodes() -> None:
     assert dict(first.headers)["content-type"].decode() == BINARY
     fields, data = decoded(first)
     assert fields["op"] == "sum" and fields["submitted_at"] == NOW and data == [0.0, 1.0, 2.0]
-    assert first.fingerprint == fingerprint("sum", [0, 1, 2], {}, None)
+    assert first.fingerprint == fingerprint("sum", float64_bytes([0, 1, 2]), {}, None)
 
 
 def test_npy_rows_carry_the_args_and_a_non_finite_row_is_rejected_alone() -> None:
