@@ -4,9 +4,27 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint schema chaos nightly bench bench-quick browser wrk clean
+.PHONY: setup run test test-tools kafka browser redis lint schema chaos nightly bench \
+	bench-quick wrk clean
 
-setup: $(STAMP) browser
+# What `make run` needs: the virtualenv. The embedded Apache Kafka's jars are resolved by Maven
+# on first use (calcstream dev says so and how far it got); Java 17+ and Maven must be there.
+setup: $(STAMP)
+
+# What only the tests need on top: Kafka's jars resolved up front (so a missing Java or Maven
+# is one clear line, not a failed fixture), Redis and Chromium.
+test-tools: kafka redis browser
+
+kafka: setup
+	$(BIN)/calcstream broker --fetch
+
+# The cache tests start their own redis-server on a free port (Debian's package, which keeps
+# up with security fixes; the PyPI wheels that bundle a server are years old).
+redis:
+	@command -v redis-server >/dev/null || test -x /usr/bin/redis-server || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; \
+	  else echo "the cache tests need redis-server: sudo apt-get install -y redis-server"; fi; }
 
 # The dashboard test drives a real headless Chromium (Debian's package; nothing is downloaded
 # by a test tool). Installed when missing and we may; otherwise say how.
@@ -33,7 +51,7 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/calcstream dev
 
-test: setup
+test: setup test-tools
 	$(BIN)/python -m pytest
 
 lint: setup
@@ -45,7 +63,7 @@ schema: setup
 	$(BIN)/calcstream asyncapi --out schemas/asyncapi.json
 
 # Long fault scenarios next to a no-fault baseline; writes RELIABILITY.md (several minutes).
-chaos: setup
+chaos: setup kafka
 	$(BIN)/python -m tests.faults.chaos --out RELIABILITY.md
 
 # What CI has no time for: the OpenAPI contract fuzzed with 5,000 examples per operation, new
@@ -57,13 +75,13 @@ nightly: setup
 		$(BIN)/python -m pytest tests/producer_api/test_openapi.py --timeout=0
 	$(MAKE) chaos
 
-# The benchmark suite against its peers (Celery needs Redis on 127.0.0.1:6379); writes
+# The benchmark suite against its peers (Celery on a Redis of its own); writes
 # bench/REPORT.md and plots (~15 minutes on 2 cores; `make bench-quick` is a one-minute smoke run).
-bench: setup wrk
+bench: setup kafka redis wrk
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
-bench-quick: setup wrk
+bench-quick: setup kafka redis wrk
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m bench --quick --out bench/out
 

@@ -27,8 +27,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from bench.procs import cpu_seconds
 from bench.transport import frame_bytes, produce_all
 from bench.worker_path import PARTITIONS, create_topics
-from calcstream.broker import EmbeddedBroker, free_port
 from consumer.admin import wait_for_broker
+from core.kafka import EmbeddedKafka
+from core.net import free_port
 
 MAX_BYTES = 16 * 1024 * 1024
 POOL_BYTES = 64 * 1024 * 1024
@@ -105,7 +106,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for label, size in sizes:
         for bundle in args.bundles:
-            with EmbeddedBroker(free_port()) as broker:
+            with EmbeddedKafka(free_port()) as broker:
                 asyncio.run(wait_for_broker(broker.bootstrap_servers))
                 assert broker.pid is not None
                 cost = measure(broker.bootstrap_servers, broker.pid, size, bundle, args.items,

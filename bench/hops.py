@@ -60,7 +60,7 @@ async def observe(bootstrap: str) -> dict[str, tuple[float, float]]:
     return seen
 
 
-async def measure(rate: float, seconds: float, broker_threads: int | None) -> None:
+async def measure(rate: float, seconds: float) -> None:
     """Run the load on a fresh stack and print the split."""
     pool = payloads.w1_pool()
     answers: list[dict[str, Any]] = []
@@ -73,7 +73,7 @@ async def measure(rate: float, seconds: float, broker_threads: int | None) -> No
         return right(row, body)
 
     with tempfile.TemporaryDirectory(prefix="bench-hops-") as tmp:
-        stack = CalcstreamStack(Path(tmp), "hops", broker_threads=broker_threads)
+        stack = CalcstreamStack(Path(tmp), "hops")
         try:
             await stack.start()
             seen_path = Path(tmp) / "seen.json"
@@ -126,8 +126,6 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--set", action="append", default=[], metavar="CALCSTREAM_X=V",
                         help="a setting for the stack's processes (repeat for more)")
-    parser.add_argument("--broker-threads", type=int, default=1,
-                        help="the embedded broker's runtime threads (0: one per core)")
     parser.add_argument("--observe", nargs=2, metavar=("BOOTSTRAP", "OUT"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -140,7 +138,7 @@ def main() -> None:
             set_experiment(item)
         except ValueError as exc:
             parser.error(str(exc))
-    asyncio.run(measure(args.rate, args.seconds, args.broker_threads or None))
+    asyncio.run(measure(args.rate, args.seconds))
 
 
 if __name__ == "__main__":

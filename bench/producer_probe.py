@@ -13,9 +13,10 @@ import time
 from aiokafka import AIOKafkaProducer
 
 from bench.stats import percentiles
-from calcstream.broker import EmbeddedBroker, free_port
 from consumer.admin import ensure_topics, wait_for_broker
 from consumer.settings import BrokerSettings
+from core.kafka import EmbeddedKafka
+from core.net import free_port
 
 SIZES = (2_000, 19_000)
 """~100 and ~1,000 floats as JSON."""
@@ -45,7 +46,7 @@ async def rate(producer: AIOKafkaProducer, topic: str, size: int, seconds: float
 
 async def main(seconds: float = 3.0) -> None:
     """Print one line per (record size, batch size)."""
-    broker = EmbeddedBroker(free_port())
+    broker = EmbeddedKafka(free_port())
     broker.start()
     try:
         settings = BrokerSettings(bootstrap_servers=broker.bootstrap_servers)

@@ -1,4 +1,4 @@
-"""The calcstream stack as ``make run`` starts it: embedded broker, topics, worker(s), API.
+"""The calcstream stack as ``make run`` starts it: embedded Kafka, topics, worker(s), API.
 
 Same processes (``python -m consumer``, ``python -m producer_api``) and the product's defaults;
 the bench only picks free ports and, where a workload says so, overrides named settings (each
@@ -20,9 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench import launch
 from bench.procs import HOST, Child, free_port
-from calcstream.broker import EmbeddedBroker
 from consumer.admin import ensure_topics, wait_for_broker
 from consumer.settings import BrokerSettings
+from core.kafka import EmbeddedKafka
 
 WARMUP_BODY = b'{"op":"sum_of_squares","data":[1.0,2.0]}'
 BENCH_ENV = {"CALCSTREAM_CACHE_ENTRIES": "0"}
@@ -45,15 +45,15 @@ class CalcstreamStack:
 
     def __init__(self, log_dir: Path, name: str = "calcstream", workers: int = 1,
                  with_api: bool = True, env: dict[str, str] | None = None,
-                 partitions: int = 4, broker_threads: int | None = 1) -> None:
+                 partitions: int = 4) -> None:
         self.log_dir = log_dir
         self.name = name
         self.workers = workers
         self.with_api = with_api
         self.overrides = dict(env or {})
         self.partitions = partitions
-        self.broker = EmbeddedBroker(free_port(), log_path=log_dir / f"{name}-broker.log",
-                                     threads=broker_threads)
+        # Its data (and its own log, logs/server.log) beside the other processes' logs.
+        self.broker = EmbeddedKafka(free_port(), data_dir=log_dir / f"{name}-kafka")
         atexit.register(self.broker.kill)
         self.api_port = free_port()
         self.metrics_ports = [free_port() for _ in range(workers)]

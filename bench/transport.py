@@ -29,9 +29,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Consumer, Producer
 
 from bench.worker_path import create_topics
-from calcstream.broker import EmbeddedBroker, free_port
 from consumer.admin import wait_for_broker
 from consumer.looplag import LoopLagMonitor
+from core.kafka import EmbeddedKafka
+from core.net import free_port
 from schemas.encoding import encode_binary
 from schemas.messages import RequestFields
 
@@ -169,10 +170,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for base in SIZES:
         size = Size(base.label, base.size, max(10, int(base.count * args.scale)))
-        with EmbeddedBroker(free_port()) as broker:
+        with EmbeddedKafka(free_port()) as broker:
             asyncio.run(wait_for_broker(broker.bootstrap_servers))
             produce, echo, lag_p99 = asyncio.run(aiokafka_rates(broker.bootstrap_servers, size))
-        with EmbeddedBroker(free_port()) as broker:
+        with EmbeddedKafka(free_port()) as broker:
             asyncio.run(wait_for_broker(broker.bootstrap_servers))
             rd_produce, rd_consume = librdkafka_rates(broker.bootstrap_servers, size)
         print(f"| {size.label} | {size.size:,} | {produce:,.0f} | {echo:,.0f} | {lag_p99:.1f} | "

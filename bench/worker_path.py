@@ -96,7 +96,7 @@ async def measure(bootstrap: str, base_env: dict[str, str], log_dir: Path | None
     suffix = uuid.uuid4().hex[:8]
     requests, results, echoed, dlq = (f"wp.{suffix}.{t}" for t in
                                       ("requests", "results", "echo", "dlq"))
-    await create_topics(bootstrap, [requests, results, echoed, dlq])
+    await create_topics(bootstrap, [requests, results, echoed, dlq, f"{requests}.attempts"])
     t0 = time.perf_counter()
     answers = await _fill(bootstrap, requests, count)
     fill_s = time.perf_counter() - t0

@@ -39,12 +39,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
 
     dev = sub.add_parser(
-        "dev", help="run the whole stack locally: embedded broker, topics, worker(s), API",
-        description="Start the embedded Kafka-compatible broker (unless "
-        "CALCSTREAM_BOOTSTRAP_SERVERS names one), create the topics, start the worker(s) and "
-        "the API. Ctrl-C stops everything cleanly.",
+        "dev", help="run the whole stack locally: Apache Kafka, topics, worker(s), API",
+        description="Start the embedded Apache Kafka (unless CALCSTREAM_BOOTSTRAP_SERVERS names "
+        "a cluster), create the topics, start the worker(s) and the API. The broker keeps its "
+        "data across restarts. Ctrl-C stops everything cleanly, the broker last.",
     )
     dev.add_argument("--broker-port", type=int, default=9092, help="embedded broker port (9092)")
+    _add_data_options(dev)
     dev.add_argument("--host", default="127.0.0.1", help="API bind address (127.0.0.1)")
     dev.add_argument("--port", type=int, default=8000, help="API port (8000)")
     dev.add_argument("--workers", type=int, default=1, help="worker processes (1)")
@@ -61,8 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(func=_worker)
 
-    broker = sub.add_parser("broker", help="run only the embedded broker (in memory)")
-    broker.add_argument("--port", type=int, default=9092)
+    broker = sub.add_parser(
+        "broker", help="run only the embedded Apache Kafka",
+        description="One Apache Kafka node (KRaft, broker and controller) on this machine, its "
+        "jars resolved once by Maven. Ctrl-C or SIGTERM stops it with a controlled shutdown.")
+    broker.add_argument("--port", type=int, default=9092, help="listener port (9092)")
+    _add_data_options(broker)
+    broker.add_argument("--fetch", action="store_true",
+                        help="only resolve the broker's jars (and check Java), then exit")
     broker.set_defaults(func=_broker)
 
     schema = sub.add_parser("schema", help="write the wire contracts as JSON Schema files")
@@ -87,6 +94,15 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_client_commands(sub)
     return parser
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    from calcstream.devstack import default_data_dir
+
+    parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                        help=f"where the broker keeps its data ({default_data_dir()})")
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete the broker's data first and start empty")
 
 
 def _client_options() -> argparse.ArgumentParser:
@@ -224,16 +240,21 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from calcstream.devstack import DevOptions, DevStack
+    from calcstream.devstack import DevOptions, DevStack, default_data_dir
+    from core.kafka import EmbeddedKafkaError
 
     configure("INFO")
     stack = DevStack(DevOptions(broker_port=args.broker_port, api_host=args.host,
                                 api_port=args.port, workers=args.workers,
                                 partitions=args.partitions, with_api=not args.no_api,
-                                metrics_port=args.metrics_port))
+                                metrics_port=args.metrics_port,
+                                data_dir=args.data_dir or default_data_dir(), fresh=args.fresh))
     try:
         stack.start()
         return stack.wait()
+    except EmbeddedKafkaError as exc:
+        print(f"calcstream dev: {exc}", file=sys.stderr)
+        return 2
     finally:
         stack.stop()
 
@@ -248,16 +269,38 @@ def _worker(args: argparse.Namespace) -> int:
 def _broker(args: argparse.Namespace) -> int:
     import signal
 
-    from calcstream.broker import EmbeddedBroker
+    from calcstream.devstack import default_data_dir
+    from core.kafka import EmbeddedKafka, EmbeddedKafkaError, wipe_data_dir
+    from core.kafka.jars import classpath, java_executable, kafka_version
 
     configure("INFO")
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    data_dir = args.data_dir or default_data_dir()
     stop = {signal.SIGINT, signal.SIGTERM}
-    with EmbeddedBroker(args.port) as broker:
-        # sigwait needs the signals blocked, or SIGTERM kills us and orphans the broker. Block
-        # them only now: the broker process would inherit the mask and ignore our SIGTERM.
-        signal.pthread_sigmask(signal.SIG_BLOCK, stop)
-        print(f"embedded broker on {broker.bootstrap_servers}; Ctrl-C stops it", flush=True)
-        signal.sigwait(stop)
+    try:
+        if args.fetch:
+            java_executable()
+            classpath(say)
+            print(f"Apache Kafka {kafka_version()} is ready to run", flush=True)
+            return 0
+        if args.fresh:
+            wipe_data_dir(data_dir)
+        with EmbeddedKafka(args.port, data_dir=data_dir, progress=say) as broker:
+            # sigwait needs the signals blocked, or SIGTERM kills us and orphans the broker.
+            # Block them only now: the broker process would inherit the mask and ignore our
+            # SIGTERM.
+            signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+            print(f"Apache Kafka {kafka_version()} on {broker.bootstrap_servers}, data in "
+                  f"{broker.data_dir}, its log in {broker.log_path}; Ctrl-C stops it",
+                  flush=True)
+            signal.sigwait(stop)
+            print("stopping the broker (controlled shutdown)", flush=True)
+    except EmbeddedKafkaError as exc:
+        print(f"calcstream broker: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from calcstream.errors import BrokerDown
 from consumer.admin import BrokerUnavailable, wait_for_broker
-from consumer.gaps import GapGuard
 from consumer.settings import BrokerSettings
+from core.metadata import topic_partitions
 
 
 async def preflight(settings: BrokerSettings, topics: Sequence[str], timeout: float) -> None:
@@ -53,11 +53,9 @@ def producer(settings: BrokerSettings, **overrides: Any) -> AIOKafkaProducer:
 class TopicFollower:
     """Reads every partition of some topics without a consumer group.
 
-    Partitions are assigned by hand: a reader needs no committed offsets, and a group join takes
-    about half the session timeout on the embedded broker. ``start()`` resolves the starting
-    offsets before it returns, so whatever is produced afterwards is seen. On the embedded broker
-    "the end" can be a few records early (it reports the last batch's base offset), never late;
-    callers that must not show older records filter by id or timestamp.
+    Partitions are assigned by hand: a reader needs no committed offsets and no group join.
+    ``start()`` resolves the starting offsets before it returns, so whatever is produced
+    afterwards is seen.
     """
 
     def __init__(self, settings: BrokerSettings, topics: Sequence[str], *,
@@ -66,7 +64,6 @@ class TopicFollower:
         self.topics = tuple(topics)
         self.from_beginning = from_beginning
         self._consumer: AIOKafkaConsumer | None = None
-        self._gaps = GapGuard(settings.offset_gap_patience_ms / 1000.0)
 
     async def start(self) -> None:
         """Assign all partitions and fix the starting offsets."""
@@ -81,33 +78,27 @@ class TopicFollower:
         self._consumer = consumer
         try:
             await consumer.start()
-            known = await consumer.topics()
+            known = await topic_partitions(consumer, self.topics)
         except KafkaConnectionError as exc:
             raise BrokerDown(str(exc)) from None
         missing = [t for t in self.topics if t not in known]
         if missing:
             raise BrokerDown(f"topic {', '.join(missing)} does not exist")
-        tps = [
-            TopicPartition(topic, p)
-            for topic in self.topics
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        tps = [tp for topic in self.topics for tp in known[topic]]
         consumer.assign(tps)
         if self.from_beginning:
             await consumer.seek_to_beginning(*tps)
         else:
             await consumer.seek_to_end(*tps)
         for tp in tps:
-            self._gaps.expect(tp, await consumer.position(tp))
+            await consumer.position(tp)  # resolve the offset now, not at the first fetch
 
     async def batches(self, max_records: int = 10_000) -> AsyncIterator[list[Any]]:
         """Records as they arrive, a list per fetch; empty lists when nothing came for 200 ms."""
         if self._consumer is None:
             raise RuntimeError("TopicFollower.start() was not called")
         while True:
-            fetched = self._gaps.check(
-                await self._consumer.getmany(timeout_ms=200, max_records=max_records),
-                self._consumer.seek)
+            fetched = await self._consumer.getmany(timeout_ms=200, max_records=max_records)
             yield [record for records in fetched.values() for record in records]
 
     async def stop(self) -> None:

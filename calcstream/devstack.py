@@ -1,4 +1,11 @@
-"""``calcstream dev``: broker, topics, workers and API on this machine, stopped together."""
+"""``calcstream dev``: Apache Kafka, topics, workers and API on this machine, stopped together.
+
+The broker keeps its data in ``default_data_dir()`` (or ``--data-dir``), so results, committed
+offsets and the API's recovery window survive a restart of the stack; ``--fresh`` starts empty.
+Ctrl-C (SIGINT to the terminal's foreground process group) reaches only this supervisor: the
+broker and the services run in sessions of their own. It stops the API, lets the workers drain
+and commit, and stops the broker last (a controlled shutdown).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +18,25 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from calcstream.broker import EmbeddedBroker
 from consumer.admin import ensure_topics, wait_for_broker, wait_for_group
 from consumer.settings import BrokerSettings, WorkerSettings
+from core.kafka import EmbeddedKafka, wipe_data_dir
 
 logger = logging.getLogger(__name__)
+
+
+def default_data_dir() -> Path:
+    """Where the local stack's broker keeps its data: ``$XDG_DATA_HOME/calcstream/kafka``, else
+    ``~/.local/share/calcstream/kafka``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "calcstream" / "kafka"
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -31,6 +50,8 @@ class DevOptions:
     partitions: int = 4
     with_api: bool = True
     metrics_port: int = 9101
+    data_dir: Path = field(default_factory=default_data_dir)
+    fresh: bool = False
 
 
 class DevStack:
@@ -39,7 +60,7 @@ class DevStack:
     def __init__(self, options: DevOptions, env: dict[str, str] | None = None) -> None:
         self.options = options
         self.env = dict(os.environ if env is None else env)
-        self.broker: EmbeddedBroker | None = None
+        self.broker: EmbeddedKafka | None = None
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(self) -> None:
@@ -48,14 +69,16 @@ class DevStack:
             bootstrap = self.env["CALCSTREAM_BOOTSTRAP_SERVERS"]
             logger.info("using the broker at %s (CALCSTREAM_BOOTSTRAP_SERVERS)", bootstrap)
         else:
-            self.broker = EmbeddedBroker(self.options.broker_port)
+            if self.options.fresh:
+                wipe_data_dir(self.options.data_dir)
+            max_bytes = BrokerSettings.model_fields["max_message_bytes"].default
+            self.broker = EmbeddedKafka(
+                self.options.broker_port, data_dir=self.options.data_dir, progress=_say,
+                max_message_bytes=int(self.env.get("CALCSTREAM_MAX_MESSAGE_BYTES", max_bytes)))
             self.broker.start()
             bootstrap = self.broker.bootstrap_servers
             self.env["CALCSTREAM_BOOTSTRAP_SERVERS"] = bootstrap
         self.env.setdefault("CALCSTREAM_TOPIC_PARTITIONS", str(self.options.partitions))
-        # A consumer-group join takes about half the session timeout on the embedded broker.
-        self.env.setdefault("CALCSTREAM_SESSION_TIMEOUT_MS", "6000")
-        self.env.setdefault("CALCSTREAM_HEARTBEAT_INTERVAL_MS", "1500")
         settings = BrokerSettings(bootstrap_servers=bootstrap,
                                   topic_partitions=self.options.partitions)
         asyncio.run(_prepare(settings))
@@ -72,11 +95,13 @@ class DevStack:
                         CALCSTREAM_WORKER_METRICS_URLS=self.env.get(
                             "CALCSTREAM_WORKER_METRICS_URLS", scraped))
         group = self.env.get("CALCSTREAM_GROUP_ID", WorkerSettings.model_fields["group_id"].default)
-        asyncio.run(wait_for_group(bootstrap, group, self.options.workers))
+        # Up means a request is answered at once: the group owns every request partition.
+        asyncio.run(wait_for_group(bootstrap, group, self.options.workers,
+                                   topic=settings.requests_topic))
         if self.options.with_api and _api_available():
             _wait_for_http(f"http://{self.options.api_host}:{self.options.api_port}/readyz",
                            self.children)
-        print(_banner(bootstrap, self.options, settings), flush=True)
+        print(_banner(bootstrap, self.options, settings, self.broker), flush=True)
 
     def _spawn(self, name: str, argv: list[str], **env: str) -> None:
         proc = subprocess.Popen(argv, env={**self.env, **env}, start_new_session=True)
@@ -152,12 +177,18 @@ def _api_available() -> bool:
         return False
 
 
-def _banner(bootstrap: str, options: DevOptions, settings: BrokerSettings) -> str:
+def _banner(bootstrap: str, options: DevOptions, settings: BrokerSettings,
+            broker: EmbeddedKafka | None) -> str:
     topics = settings.topics
     lines = [
         "",
         "calcstream dev is up",
         f"  broker    {bootstrap}  (topics {topics.requests}, {topics.results}, {topics.dlq})",
+    ]
+    if broker is not None:
+        lines.append(f"  data      {broker.data_dir}  (kept across restarts; --fresh empties "
+                     f"it; broker log in {broker.log_path})")
+    lines += [
         f"  workers   {options.workers}  (metrics at http://127.0.0.1:{options.metrics_port}"
         f"{'+' if options.workers > 1 else ''}/metrics)",
     ]

@@ -37,6 +37,7 @@ from calcstream.errors import (
 from calcstream.progress import ProgressBoard
 from calcstream.sources import NpySource, Outgoing, Rejected, Source
 from consumer.settings import BrokerSettings
+from core.producers import stop_producer
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ async def ingest(settings: BrokerSettings, source: Source, options: IngestOption
             await follower.start()
             collector = TopicCollector(follower, _open_results(stack, options.results))
         producer = clients.producer(settings)
-        stack.push_async_callback(producer.stop)
+        stack.push_async_callback(stop_producer, producer, options.connect_timeout)
         await _start(producer, settings)
         sink = KafkaSink(producer, topics.requests, options.window)
         return await _drive(source, sink, collector, options, stack)

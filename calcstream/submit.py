@@ -16,6 +16,7 @@ from calcstream import clients
 from calcstream.errors import BrokerDown, InputError, ResultTimeout
 from consumer import ops
 from consumer.settings import BrokerSettings
+from core.producers import stop_producer
 from schemas.encoding import encode_json
 from schemas.messages import CalcRequest
 
@@ -59,7 +60,7 @@ async def submit(settings: BrokerSettings, request: CalcRequest, *, timeout: flo
     except KafkaError as exc:
         raise BrokerDown(f"talking to {settings.bootstrap_servers} failed: {exc}") from None
     finally:
-        await producer.stop()
+        await stop_producer(producer, connect_timeout)
         await follower.stop()
 
 

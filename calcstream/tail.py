@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,8 +39,6 @@ async def tail(settings: BrokerSettings, options: TailOptions, emit: Callable[[s
     topics = settings.topics
     followed = [topics.results] + ([topics.dlq] if options.dlq else [])
     await clients.preflight(settings, followed, options.connect_timeout)
-    # On the embedded broker "the end" can be a batch early: skip what is older than us.
-    not_before_ms = 0 if options.from_beginning else int(time.time() * 1000)
     follower = clients.TopicFollower(settings, followed, from_beginning=options.from_beginning)
     shown = 0
     try:
@@ -50,8 +47,6 @@ async def tail(settings: BrokerSettings, options: TailOptions, emit: Callable[[s
         note(f"following {', '.join(followed)} from {where} (Ctrl-C stops)")
         async for batch in follower.batches():
             for record in batch:
-                if record.timestamp < not_before_ms:
-                    continue
                 line: str | None
                 if record.topic == topics.dlq:
                     line = format_dead_letter(record, options.json)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from consumer.settings import BrokerSettings
@@ -67,18 +70,31 @@ async def ensure_topics(settings: BrokerSettings, partitions: int | None = None)
 
 
 async def wait_for_group(
-    bootstrap_servers: str, group_id: str, members: int, timeout: float = 60.0
+    bootstrap_servers: str, group_id: str, members: int, timeout: float = 60.0,
+    topic: str | None = None,
 ) -> None:
-    """Return once ``group_id`` is Stable with at least ``members`` members (joined, assigned)."""
+    """Return once ``group_id`` is Stable with at least ``members`` members (joined, assigned)
+    and, given a ``topic``, its members own every partition of it."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
+        wanted = set()
+        if topic is not None:
+            (described_topic,) = await admin.describe_topics([topic])
+            wanted = {p["partition"] for p in described_topic["partitions"]}
         async with asyncio.timeout(timeout):
             while True:
-                (described,) = (await admin.describe_consumer_groups([group_id]))[0].groups
-                _, _, state, _, _, joined = described
-                if state == "Stable" and len(joined) >= members:
-                    return
+                try:
+                    (described,) = (await admin.describe_consumer_groups([group_id]))[0].groups
+                except KafkaError as exc:
+                    # A new cluster creates its offsets topic at the first group's request.
+                    if not exc.retriable:
+                        raise
+                else:
+                    _, _, state, _, _, joined = described
+                    if state == "Stable" and len(joined) >= members and \
+                            wanted <= _owned(joined, topic):
+                        return
                 await asyncio.sleep(0.2)  # noqa: ASYNC110 - group state has no push notification
     except TimeoutError:
         raise BrokerUnavailable(
@@ -86,3 +102,16 @@ async def wait_for_group(
         ) from None
     finally:
         await admin.close()
+
+
+def _owned(members: Sequence[Any], topic: str | None) -> set[int]:
+    """The partitions of ``topic`` the described members hold."""
+    owned: set[int] = set()
+    for member in members:
+        assignment = member[4]
+        if not assignment:
+            continue
+        for name, partitions in ConsumerProtocolMemberAssignment.decode(assignment).assignment:
+            if name == topic:
+                owned.update(partitions)
+    return owned

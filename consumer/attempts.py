@@ -2,9 +2,8 @@
 
 A request that kills the worker process (a native crash, the OOM killer) is never committed,
 so every new owner of its partition computes it again and dies again. Counting those attempts
-needs state outside the dying process, and the embedded broker keeps no offset-commit
-metadata, so the count lives in a small topic, ``<requests>.attempts``, keyed by request
-partition:
+needs state outside the dying process. The count lives in a small topic,
+``<requests>.attempts``, keyed by request partition:
 
 - a worker that is assigned a partition reads the tail of its journal and writes ``acquired``;
   when it gives the partition up cleanly (rebalance or SIGTERM, after its last commit) it
@@ -42,6 +41,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from consumer.batching import Positioned
+from consumer.errors import MissingTopic
 
 logger = logging.getLogger(__name__)
 
@@ -158,8 +158,6 @@ class AttemptJournal:
         ends = await reader.end_offsets(list(wanted))
         wanted = {jp for jp in wanted if ends[jp] > 0}
         for jp in wanted:
-            # On the embedded broker the end offset can fall short by a batch: reading on to
-            # the fetched high watermark below still gets everything after it.
             reader.seek(jp, max(0, ends[jp] - TAIL))
         found: dict[TP, list[Entry]] = {tp: [] for tp in committed}
         held: dict[TP, bool] = {}
@@ -180,8 +178,7 @@ class AttemptJournal:
                         done.setdefault(tp, []).append((doc["first"], doc["last"]))
                     else:
                         found[tp].append(Entry(doc["first"], doc["last"], doc["attempt"]))
-            if not fetched and await _caught_up(reader, wanted):
-                break
+            wanted = {jp for jp in wanted if await reader.position(jp) < ends[jp]}
         for tp, entries in found.items():
             entries = [e for e in entries
                        if not any(a <= e.first and e.last <= b for a, b in done.get(tp, ()))]
@@ -212,22 +209,19 @@ def _ranges(records: Iterable[Positioned]) -> dict[TP, tuple[int, int]]:
     return out
 
 
-async def _caught_up(reader: AIOKafkaConsumer, partitions: Iterable[TopicPartition]) -> bool:
-    for jp in partitions:
-        highwater = reader.highwater(jp)
-        if highwater is None or await reader.position(jp) < highwater:
-            return False
-    return True
-
-
 async def ensure_journal_topic(bootstrap_servers: str, topic: str, partitions: int,
-                               replication_factor: int) -> None:
-    """Create the journal topic unless it exists."""
+                               replication_factor: int, create: bool = True) -> None:
+    """Create the journal topic unless it exists; with ``create`` off, ``MissingTopic`` if it
+    does not."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     try:
         await admin.start()
         if topic in await admin.list_topics():
             return
+        if not create:
+            raise MissingTopic(f"the attempts journal topic {topic} does not exist: create it "
+                               f"({partitions} partitions), let the worker create topics, or "
+                               "set CALCSTREAM_MAX_ATTEMPTS=0")
         response = await admin.create_topics([NewTopic(topic, partitions, replication_factor)])
         for name, code, message in response.topic_errors:
             if code not in (0, _TOPIC_EXISTS):

@@ -1,7 +1,8 @@
 """Errors of the worker.
 
     ConsumerError
-    └── NotStartedError   a client was used before start()
+    ├── NotStartedError   a client was used before start()
+    └── MissingTopic      a topic the worker needs does not exist, and it may not create it
 """
 
 
@@ -11,3 +12,7 @@ class ConsumerError(Exception):
 
 class NotStartedError(ConsumerError, RuntimeError):
     """A client was used before ``start()`` (or after ``stop()``)."""
+
+
+class MissingTopic(ConsumerError):
+    """A topic the worker needs does not exist, and ``create_topics`` is off."""

@@ -53,9 +53,6 @@ class WorkerCollector(Collector):
                       s.commit_failures, labels)
         yield counter("calcstream_worker_publish_retries", "Batch publishes retried.",
                       s.publish_retries, labels)
-        yield counter("calcstream_worker_offset_gaps_reread", "Request partitions whose "
-                      "offsets skipped in a fetch and were read again (consumer/gaps.py).",
-                      s.gaps_reread, labels)
         yield gauge("calcstream_worker_batches_in_flight", "Batches computing or publishing now.",
                     s.in_flight, labels)
         yield gauge("calcstream_worker_records_held",

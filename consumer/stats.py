@@ -55,7 +55,6 @@ class WorkerStats:
     results: Counter[str] = field(default_factory=Counter)
     commit_failures: int = 0
     publish_retries: int = 0
-    gaps_reread: int = 0
     in_flight: int = 0
     peak_in_flight: int = 0
     held: int = 0

@@ -24,7 +24,6 @@ from consumer.attempts import AttemptJournal, JournalRecord, ensure_journal_topi
 from consumer.batching import Batcher, CommitLog
 from consumer.cache import from_settings
 from consumer.errors import NotStartedError
-from consumer.gaps import GapGuard
 from consumer.looplag import LoopLagMonitor
 from consumer.metrics import MetricsServer, WorkerCollector
 from consumer.outbox import Outgoing, send_all
@@ -37,6 +36,7 @@ from consumer.processing import (
 )
 from consumer.settings import WorkerSettings
 from consumer.stats import WorkerStats
+from core.producers import stop_producer
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,6 @@ class Worker:
             settings.max_batch_size, settings.max_batch_delay_ms / 1000.0
         )
         self._commits = CommitLog()
-        self._gaps = GapGuard(settings.offset_gap_patience_ms / 1000.0)
         self._commit_lock = asyncio.Lock()
         self._inflight: set[asyncio.Task[None]] = set()
         self._inflight_records = 0
@@ -104,7 +103,7 @@ class Worker:
             await self._start_journal()
         await self._consumer.start()
         self.loop_lag.start()
-        self._lag_task = asyncio.get_running_loop().create_task(self._watch_broker())
+        self._lag_task = asyncio.get_running_loop().create_task(self._watch_lag())
         if s.metrics_enabled:
             self.metrics = MetricsServer(self.registry, s.metrics_host, s.metrics_port)
             await self.metrics.start()
@@ -112,9 +111,8 @@ class Worker:
     async def _start_journal(self) -> None:
         s = self.settings
         partitions = len(await self._require(self._producer).partitions_for(s.requests_topic))
-        if s.create_topics:
-            await ensure_journal_topic(s.bootstrap_servers, s.journal_topic, partitions,
-                                       s.replication_factor)
+        await ensure_journal_topic(s.bootstrap_servers, s.journal_topic, partitions,
+                                   s.replication_factor, create=s.create_topics)
         self._journal = AttemptJournal(s.journal_topic, partitions, s.worker_id)
         self._journal_reader = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap_servers, security_protocol=s.security_protocol,
@@ -145,7 +143,7 @@ class Worker:
         if reader is not None:
             await reader.stop()
         if producer is not None:
-            await producer.stop()
+            await stop_producer(producer, self.settings.drain_timeout_s)
 
     async def run(self) -> None:
         """Consume until ``request_stop()``; then drain in-flight batches and commit them."""
@@ -161,10 +159,7 @@ class Worker:
             left = self._batcher.time_left()
             timeout_ms = _IDLE_POLL_MS if left is None else max(1, math.ceil(left * 1000))
             space = max(1, s.max_batch_size - len(self._batcher))
-            await self._expect_committed(consumer)
-            fetched = self._gaps.check(
-                await consumer.getmany(timeout_ms=timeout_ms, max_records=space), consumer.seek)
-            self.stats.gaps_reread = self._gaps.reread
+            fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=space)
             for records in fetched.values():
                 self._batcher.add(records)
             self._count_held()
@@ -179,15 +174,6 @@ class Worker:
         logger.info("worker %s drained: %d records in %d batches; results %s; dead letters %d",
                     s.worker_id, self.stats.records, self.stats.batches,
                     dict(self.stats.results), self.stats.dead_letters)
-
-    async def _expect_committed(self, consumer: AIOKafkaConsumer) -> None:
-        """Newly assigned partitions are read from their committed offsets: expect those, so
-        that a gap right at the start is read again too."""
-        for tp in consumer.assignment():
-            if not self._gaps.expecting(tp):
-                committed = await consumer.committed(tp)
-                if tp in consumer.assignment():
-                    self._gaps.expect(tp, committed)
 
     async def _dispatch(self, records: list[RequestRecord]) -> None:
         """Launch a batch; records a worker died computing go first, one at a time and alone,
@@ -408,7 +394,6 @@ class Worker:
 
     async def _on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         revoked = list(revoked)
-        self._gaps.forget(revoked)
         dropped = self._batcher.drop((tp.topic, tp.partition) for tp in revoked)
         self._count_held()
         if await self._drain(self.settings.drain_timeout_s):
@@ -430,13 +415,11 @@ class Worker:
         now = time.time()
         s.end_to_end_seconds.observe_many(now - r.timestamp / 1000.0 for r in records)
 
-    async def _watch_broker(self, interval: float = 1.0) -> None:
-        """Every second: re-create topics a broker reset lost, refresh per-partition lag."""
+    async def _watch_lag(self, interval: float = 1.0) -> None:
+        """Every second: refresh how far behind each assigned partition is."""
         consumer = self._require(self._consumer)
         while True:
             await asyncio.sleep(interval)
-            if self.settings.create_topics:
-                await self._restore_topics(consumer)
             lag = {}
             for tp in consumer.assignment():
                 high = consumer.highwater(tp)
@@ -446,20 +429,6 @@ class Worker:
                     except KafkaError:
                         continue
             self.stats.consumer_lag = lag
-
-    async def _restore_topics(self, consumer: AIOKafkaConsumer) -> None:
-        try:
-            present = await consumer.topics()
-            if not set(self.settings.topics.all()) <= present:
-                logger.warning("the broker lost topics (restarted with empty storage?); "
-                               "re-creating them")
-                await ensure_topics(self.settings)
-            journal = self._journal
-            if journal is not None and journal.topic not in present:
-                await ensure_journal_topic(self.settings.bootstrap_servers, journal.topic,
-                                           journal.partitions, self.settings.replication_factor)
-        except (KafkaError, OSError) as exc:
-            logger.debug("topic check failed: %s", exc)
 
     @staticmethod
     def _require(client: T | None) -> T:

@@ -2,9 +2,9 @@
 
 Each publish is bounded by ``publish_timeout_s``: a broker that is down or slow turns into
 ``Unavailable`` (503 with Retry-After) rather than a hung request. A record that timed out may
-still reach the broker later (the producer keeps retrying it in the background until its own
-request timeout), so a 503 means "outcome unknown": clients that need exactly-once effects
-re-post with the same client id, which the API de-duplicates.
+still reach the broker later (the idempotent producer keeps retrying it in the background, and
+never writes it twice), so a 503 means "outcome unknown": clients that need exactly-once
+effects re-post with the same client id, which the API de-duplicates.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from core.producers import stop_producer
 from producer_api.errors import NotStartedError, Unavailable
 from producer_api.intake import Prepared
 from producer_api.settings import ApiSettings
@@ -50,10 +51,11 @@ class Publisher:
         await self._producer.start()
 
     async def stop(self) -> None:
-        """Flush and close the producer; safe to call twice."""
+        """Flush (for at most the publish timeout) and close the producer; safe to call
+        twice."""
         producer, self._producer = self._producer, None
         if producer is not None:
-            await producer.stop()
+            await stop_producer(producer, self.timeout)
 
     async def partitions_for(self, topic: str) -> set[int]:
         """The partition numbers of a topic (waits for its metadata)."""

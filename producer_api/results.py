@@ -17,26 +17,9 @@ until ``result_ttl_s`` after its last change, and at most ``result_store_max`` i
 ``recover_window_s`` (default: the TTL) and reads forward, so a restart remembers what was just
 computed.
 
-**A topic that came back empty.** A partition whose fetched high watermark is below the
-position read to holds fewer records than were already read from it: the topic was deleted and
-re-created (the embedded broker restarted with empty storage and the worker re-created its
-topics). Such partitions are read again from offset 0, so the first results written to the new
-topic are not skipped. Kafka answers that fetch with ``OFFSET_OUT_OF_RANGE``, which
-``auto_offset_reset="earliest"`` handles the same way; the embedded broker answers it with no
-error and no records. A topic deleted, re-created and refilled past the old position between
-two fetches of this reader is not noticed (aiokafka's fetches carry no topic id that would tell
-the new topic from the old); the reader fetches every few milliseconds, and the worker
-re-creates topics only after it noticed they were gone.
-
-**Offset gaps.** Where a fetch skips offsets of a partition, the skipped ones are read again
-for up to ``offset_gap_patience_ms`` before the reader moves on (``consumer/gaps.py``): the
-embedded broker can show a batch of results a moment before an earlier one.
-
-**Caught up.** ``caught_up`` is set once a fetch returns nothing from any partition, or once
-every partition's position has reached the high watermark its fetches reported. End offsets
-from a ``ListOffsets`` request are not used: the embedded broker answers them with the base
-offset of the last record batch, which is short of the true end whenever batches hold several
-records.
+**Caught up.** ``caught_up`` is set once the reader's position on every partition has reached
+the end offset that partition had when the reader started (a ``ListOffsets`` request), so
+everything written before start-up is remembered.
 
 The first result for an id wins; at-least-once duplicates (same id, redelivered) are ignored.
 """
@@ -55,7 +38,6 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from consumer.gaps import GapGuard
 from producer_api.archive import SEGMENT_ENTRIES, Archived, ResultArchive
 from producer_api.errors import NotStartedError
 from producer_api.settings import ApiSettings
@@ -279,8 +261,7 @@ class ResultReader:
         self.malformed = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
-        self._next: dict[TopicPartition, int] = {}
-        self.gaps = GapGuard(settings.offset_gap_patience_ms / 1000.0)
+        self._ends: dict[TopicPartition, int] = {}
 
     @property
     def running(self) -> bool:
@@ -294,6 +275,9 @@ class ResultReader:
         await self._consumer.start()
         tps = [TopicPartition(s.results_topic, p) for p in sorted(partitions)]
         self._consumer.assign(tps)
+        # The ends first: a partition with nothing recent is read from its end as it was before
+        # the lookup, so a result written meanwhile is read, not skipped.
+        self._ends = await self._consumer.end_offsets(tps)
         await self._seek_recent(tps, time.time() - s.recover_s)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="result-reader")
         self._task.add_done_callback(self._on_done)
@@ -317,24 +301,13 @@ class ResultReader:
             logger.warning("offsets_for_times failed (%s); reading the reply topic from the "
                            "beginning", exc)
             await consumer.seek_to_beginning(*tps)
-            for tp in tps:
-                self.gaps.expect(tp, None)
             return
         for tp in tps:
             hit = found.get(tp)
             if hit is None:
-                # The position is known from here on (unless the lookup is still retrying), so
-                # that a topic that comes back empty is noticed even on a partition this reader
-                # has not read a record from yet.
-                if await consumer.seek_to_end(tp):
-                    self._next[tp] = await consumer.position(tp)
-                    self.gaps.expect(tp, self._next[tp])
+                consumer.seek(tp, self._ends[tp])  # nothing that recent: what comes next
             else:
-                # The embedded broker answers "nothing newer" with offset 0 (timestamp -1):
-                # reading from there is merely slower, never wrong.
                 consumer.seek(tp, hit.offset)
-                self._next[tp] = hit.offset
-                self.gaps.expect(tp, hit.offset)
         logger.info("result reader starts at %s", {tp.partition: (h.offset if h else "end")
                                                    for tp, h in found.items()})
 
@@ -344,21 +317,16 @@ class ResultReader:
         live_from_ms = time.time() * 1000
         while True:
             try:
-                fetched = self.gaps.check(
-                    await consumer.getmany(timeout_ms=_POLL_MS, max_records=_MAX_RECORDS),
-                    consumer.seek)
+                fetched = await consumer.getmany(timeout_ms=_POLL_MS, max_records=_MAX_RECORDS)
             except KafkaError as exc:
                 logger.warning("reading results failed (%s); retrying", exc)
                 await asyncio.sleep(0.5)
                 continue
-            for tp, records in fetched.items():
+            for records in fetched.values():
                 for record in records:
                     if record.timestamp / 1000.0 >= recover_from:
                         self._handle(record.value, record.timestamp >= live_from_ms)
-                if records:
-                    self._next[tp] = records[-1].offset + 1
-            self._rewind_emptied(consumer)
-            if not self.caught_up.is_set() and (not fetched or self._at_highwater(consumer)):
+            if not self.caught_up.is_set() and await self._reached_ends(consumer):
                 self.caught_up.set()
                 logger.info("result reader caught up: %d results remembered", len(self.store))
             self.store.sweep()
@@ -366,28 +334,10 @@ class ResultReader:
             # senders drain what this batch queued before the next one arrives.
             await asyncio.sleep(0)
 
-    def _rewind_emptied(self, consumer: AIOKafkaConsumer) -> None:
-        """Read again from offset 0 the partitions that now hold fewer records than were read
-        from them (the topic was re-created; see the module docstring)."""
-        emptied = [tp for tp in consumer.assignment()
-                   if (highwater := consumer.highwater(tp)) is not None
-                   and highwater < self._next.get(tp, 0)]
-        if not emptied:
-            return
-        logger.warning("reply partitions %s hold fewer records than were read from them (the "
-                       "topic was re-created?); reading them again from the beginning",
-                       {tp.partition: (self._next[tp], consumer.highwater(tp)) for tp in emptied})
-        for tp in emptied:
-            # Offset 0 rather than a ListOffsets round trip: where retention removed it, the
-            # broker answers OFFSET_OUT_OF_RANGE and auto_offset_reset="earliest" moves on.
-            consumer.seek(tp, 0)
-            self._next[tp] = 0
-            self.gaps.expect(tp, 0)
-
-    def _at_highwater(self, consumer: AIOKafkaConsumer) -> bool:
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is None or self._next.get(tp, 0) < highwater:
+    async def _reached_ends(self, consumer: AIOKafkaConsumer) -> bool:
+        """Every partition was read up to where it ended when the reader started."""
+        for tp, end in self._ends.items():
+            if await consumer.position(tp) < end:
                 return False
         return True
 

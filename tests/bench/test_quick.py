@@ -16,8 +16,8 @@ import pytest
 from bench import bundling, loadgen, payloads, report, worker_path
 from bench.config import Plan
 from bench.procs import Child, free_port, uvicorn_child
-from calcstream.broker import EmbeddedBroker
 from consumer.admin import wait_for_broker
+from core.kafka import EmbeddedKafka
 
 FAST_GROUP = {"CALCSTREAM_SESSION_TIMEOUT_MS": "2000", "CALCSTREAM_HEARTBEAT_INTERVAL_MS": "500",
               "CALCSTREAM_LOG_LEVEL": "WARNING"}
@@ -84,7 +84,7 @@ def test_report_renders_figures_and_targets() -> None:
 
 
 def test_bundling_reads_back_every_record_and_charges_the_broker() -> None:
-    with EmbeddedBroker(free_port()) as broker:
+    with EmbeddedKafka(free_port()) as broker:
         asyncio.run(wait_for_broker(broker.bootstrap_servers))
         assert broker.pid is not None
         cost = bundling.measure(broker.bootstrap_servers, broker.pid, 8_000, 4, 4_000, "zstd")

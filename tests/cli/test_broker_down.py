@@ -6,7 +6,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from calcstream.broker import free_port
+from core.net import free_port
 from tests.stack import CALCSTREAM
 
 

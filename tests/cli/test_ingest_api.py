@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 import pytest
 
-from calcstream.broker import free_port
+from core.net import free_port
 from tests.cli.test_ingest import _assert_close, _reference, _results
 from tests.producer_api.conftest import ApiStack, api_settings, new_deployment
 from tests.stack import calcstream

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from calcstream.broker import EmbeddedBroker, free_port
 from calcstream.client import Client, Unavailable
 from consumer.admin import wait_for_broker
+from core.kafka import EmbeddedKafka
+from core.net import free_port
 from tests.kafka import Deployment
 from tests.producer_api.conftest import ApiStack, api_settings, new_deployment
 
@@ -24,19 +25,19 @@ def on_port(stack: ApiStack, port: int) -> ApiStack:
 
 
 @pytest.fixture
-async def own_broker() -> AsyncIterator[EmbeddedBroker]:
+async def own_broker() -> AsyncIterator[EmbeddedKafka]:
     """A broker of the test's own, to kill."""
-    broker = EmbeddedBroker(free_port())
+    broker = EmbeddedKafka(free_port())
     await asyncio.to_thread(broker.start)
     try:
         await wait_for_broker(broker.bootstrap_servers)
         yield broker
     finally:
-        await asyncio.to_thread(broker.stop)
+        await asyncio.to_thread(broker.close)
 
 
 async def test_a_dead_broker_is_unavailable_after_retries_that_honour_retry_after(
-    own_broker: EmbeddedBroker,
+    own_broker: EmbeddedKafka,
 ) -> None:
     dep = await asyncio.to_thread(new_deployment, own_broker.bootstrap_servers)
     stack = ApiStack(api_settings(dep, publish_timeout_s=0.5, retry_after_s=1))

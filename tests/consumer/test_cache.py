@@ -1,4 +1,4 @@
-"""The result cache on its own: keys, LRU eviction, and a real Redis (127.0.0.1:6379)."""
+"""The result cache on its own: keys, LRU eviction, and a real Redis (the tests' own server)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ import numpy as np
 import orjson
 import pytest
 
-from calcstream.broker import free_port
 from consumer import ops
 from consumer.cache import LruCache, RedisCache, cache_key
 from consumer.processing import BatchContext, process_batch
+from core.net import free_port
 from tests.consumer.test_processing import json_record
-
-REDIS_URL = "redis://127.0.0.1:6379/13"
 
 
 def test_keys_are_equal_exactly_for_equal_op_args_and_data() -> None:
@@ -56,8 +54,8 @@ def test_lru_entries_cost_their_size_not_the_encoders_buffer() -> None:
 
 
 @pytest.fixture
-def redis_cache() -> Iterator[RedisCache]:
-    cache = RedisCache(REDIS_URL, ttl_s=60, prefix=f"calcstream-test:{uuid.uuid4().hex}:")
+def redis_cache(redis_url: str) -> Iterator[RedisCache]:
+    cache = RedisCache(f"{redis_url}/13", ttl_s=60, prefix=f"calcstream-test:{uuid.uuid4().hex}:")
     yield cache
     cache.close()
 

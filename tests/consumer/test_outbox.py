@@ -9,8 +9,9 @@ import asyncio
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from calcstream.broker import EmbeddedBroker, free_port
 from consumer.outbox import Outgoing, send_all
+from core.kafka import EmbeddedKafka
+from core.net import free_port
 from schemas.topics import partition_of
 from tests.kafka import Deployment, TopicReader
 
@@ -72,7 +73,7 @@ async def test_a_record_larger_than_the_batch_size_goes_alone(deployment: Deploy
 
 async def test_a_broker_that_went_away_hands_every_record_back_with_the_error() -> None:
     """Nothing raises: the caller (the worker's publish loop) retries what comes back."""
-    broker = EmbeddedBroker(free_port())
+    broker = EmbeddedKafka(free_port())
     await asyncio.to_thread(broker.start)
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all",
                                 request_timeout_ms=1000)
@@ -88,4 +89,4 @@ async def test_a_broker_that_went_away_hands_every_record_back_with_the_error() 
         assert errors and all(isinstance(e, KafkaError) for e in errors)
     finally:
         await producer.stop()
-        await asyncio.to_thread(broker.stop)
+        await asyncio.to_thread(broker.close)

@@ -286,10 +286,11 @@ async def test_metrics_endpoint_reports_what_the_worker_did(deployment: Deployme
     assert value(f'calcstream_worker_event_loop_lag_seconds_count{{worker="{worker_id}"}}') > 0
 
 
-async def test_workers_share_results_through_the_redis_cache(deployment: Deployment) -> None:
+async def test_workers_share_results_through_the_redis_cache(deployment: Deployment,
+                                                             redis_url: str) -> None:
     rng = np.random.default_rng()
     arrays = [rng.normal(size=(5, 5)) for _ in range(20)]
-    settings = deployment.worker_settings(redis_url="redis://127.0.0.1:6379/13")
+    settings = deployment.worker_settings(redis_url=f"{redis_url}/13")
     first = [(f"a{i}".encode(), request_json(f"a{i}", "inv", a.ravel().tolist()))
              for i, a in enumerate(arrays)]
     again = [(f"b{i}".encode(), request_json(f"b{i}", "inv", a.ravel().tolist()))

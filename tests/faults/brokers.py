@@ -1,66 +1,29 @@
-"""A dedicated embedded broker that refuses every write to chosen topics.
+"""Topics that exist but refuse every write, on the shared broker.
 
-Tansu validates records against a JSON schema per topic when started with a schema registry
-(``<topic>.json`` in a directory; its ``properties.value`` applies to record values). A value
-schema that nothing satisfies (``{"not": {}}``) makes the broker answer every produce to that
-topic with an error, while every other topic works: a topic
-that exists but cannot be written, as a broker policy, a full disk or a missing ACL would make
-it. The registry is read once, so the refusal lasts as long as the broker runs.
+A topic whose ``max.message.bytes`` is 1 answers every produce with ``MESSAGE_TOO_LARGE`` at
+once, while every other topic works: a topic that exists but cannot be written, as a broker
+policy, a full disk or a missing ACL would make it.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterable
-from pathlib import Path
 
-from calcstream.broker import free_port, port_open, tansu_binary
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-REFUSE_EVERYTHING = {"type": "object", "properties": {"value": {"not": {}}}}
+REFUSING = {"max.message.bytes": "1"}
 
 
-class RefusingBroker:
-    """``with RefusingBroker(["topic"]) as broker:`` → ``broker.bootstrap_servers``."""
+async def create_topics_refusing(bootstrap: str, topics: Iterable[str], refused: Iterable[str],
+                                 partitions: int) -> None:
+    """Create ``topics``; those also in ``refused`` take no record."""
+    refused = set(refused)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([
+            NewTopic(t, partitions, 1, topic_configs=REFUSING if t in refused else {})
+            for t in topics])
+    finally:
+        await admin.close()
 
-    def __init__(self, refused_topics: Iterable[str]) -> None:
-        self.refused_topics = list(refused_topics)
-        self.port = free_port()
-        self._dir = tempfile.TemporaryDirectory(prefix="calcstream-schemas-")
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def bootstrap_servers(self) -> str:
-        """``host:port`` for Kafka clients."""
-        return f"127.0.0.1:{self.port}"
-
-    def __enter__(self) -> RefusingBroker:
-        registry = Path(self._dir.name)
-        for topic in self.refused_topics:
-            (registry / f"{topic}.json").write_text(json.dumps(REFUSE_EVERYTHING))
-        url = f"tcp://{self.bootstrap_servers}"
-        # Tansu resolves file:// registries against its working directory.
-        self._proc = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", url,
-             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/",
-             "--schema-registry", f"file://.{registry}"],
-            cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "error"},
-        )
-        deadline = time.monotonic() + 20
-        while not port_open("127.0.0.1", self.port):
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                self.__exit__()
-                raise RuntimeError("the refusing broker did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            proc.wait(10)
-        self._dir.cleanup()

@@ -18,9 +18,12 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from calcstream.broker import EmbeddedBroker, free_port, tansu_binary
+from calcstream.broker import tansu_binary
+
 from consumer.admin import wait_for_broker
 from consumer.settings import WorkerSettings
+from core.kafka import EmbeddedKafka
+from core.net import free_port
 from schemas.topics import Topics
 from tests.faults import scenarios
 from tests.faults.harness import Fleet
@@ -250,7 +253,7 @@ def main() -> None:
     if "baseline" not in names:
         names = ["baseline", *names]
     command = "python -m tests.faults.chaos " + " ".join(sys.argv[1:])
-    broker = EmbeddedBroker(free_port())
+    broker = EmbeddedKafka(free_port())
     broker.start()
     started = time.monotonic()
     try:

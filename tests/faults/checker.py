@@ -74,6 +74,7 @@ class Verdict:
     unseen: list[str]
     duplicates: int
     duplicated_ids: int
+    duplicated: list[str] = field(repr=False)
     duplicate_dead_letters: int
     phantoms: list[str]
     invalid: list[str]
@@ -226,6 +227,7 @@ def check(
         unseen=sorted(rid for rid in accepted if rid not in requested_at),
         duplicates=sum(n - 1 for n in result_count.values()),
         duplicated_ids=sum(1 for n in result_count.values() if n > 1),
+        duplicated=sorted(rid for rid, n in result_count.items() if n > 1),
         duplicate_dead_letters=sum(n - 1 for n in dead_count.values()),
         phantoms=phantoms,
         invalid=invalid,

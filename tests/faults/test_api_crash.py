@@ -8,7 +8,7 @@ import asyncio
 import httpx
 import orjson
 
-from calcstream.broker import free_port
+from core.net import free_port
 from tests.faults.api_failpoint import CRASH_EXIT
 from tests.faults.harness import Fleet, Observer
 from tests.kafka import Deployment

@@ -15,13 +15,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from consumer.admin import wait_for_broker
 from consumer.batching import CommitLog
 from consumer.worker import Worker
 from schemas.topics import Topics
-from tests.faults.brokers import RefusingBroker
+from tests.faults.brokers import create_topics_refusing
 from tests.faults.harness import committed_offsets
-from tests.kafka import Deployment, TopicReader, create_topics, produce, request_json, unique
+from tests.kafka import Deployment, TopicReader, produce, request_json, unique
 
 
 @dataclass(frozen=True)
@@ -49,30 +48,29 @@ def test_a_batch_is_committable_only_once_it_and_every_earlier_batch_is_finished
 
 
 async def test_nothing_is_committed_while_the_broker_refuses_the_results(
-    caplog: pytest.LogCaptureFixture,
+    kafka_bootstrap: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
     suffix = unique("refused")
     topics = Topics(f"rq-{suffix}", f"rs-{suffix}", f"dl-{suffix}")
-    with RefusingBroker([topics.results]) as broker:
-        dep = Deployment(broker.bootstrap_servers, topics, f"g-{suffix}", 1)
-        await wait_for_broker(dep.bootstrap)
-        await create_topics(dep.bootstrap, topics.all(), 1)
-        await produce(dep.bootstrap, topics.requests,
-                      [(f"r{i}".encode(), request_json(f"r{i}", "sum", [i, 1])) for i in range(10)])
-        worker = Worker(dep.worker_settings(create_topics=False, drain_timeout_s=0.5))
-        await worker.start()
-        task = asyncio.create_task(worker.run())
-        try:
-            async with asyncio.timeout(30):
-                while worker.stats.publish_retries < 3:  # noqa: ASYNC110 - in-process counter
-                    await asyncio.sleep(0.05)
-            assert await committed_offsets(dep) == {}
-        finally:
-            with caplog.at_level(logging.WARNING, logger="consumer.worker"):
-                worker.request_stop()
-                await asyncio.wait_for(task, 30)
-                await worker.stop()
-        assert "abandoned 1 batches" in caplog.text
+    dep = Deployment(kafka_bootstrap, topics, f"g-{suffix}", 1)
+    await create_topics_refusing(dep.bootstrap, [*topics.all(), f"{topics.requests}.attempts"],
+                                 [topics.results], 1)
+    await produce(dep.bootstrap, topics.requests,
+                  [(f"r{i}".encode(), request_json(f"r{i}", "sum", [i, 1])) for i in range(10)])
+    worker = Worker(dep.worker_settings(create_topics=False, drain_timeout_s=0.5))
+    await worker.start()
+    task = asyncio.create_task(worker.run())
+    try:
+        async with asyncio.timeout(30):
+            while worker.stats.publish_retries < 3:  # noqa: ASYNC110 - in-process counter
+                await asyncio.sleep(0.05)
         assert await committed_offsets(dep) == {}
-        async with TopicReader(dep.bootstrap, topics.results) as reader:
-            assert await reader.read_more(quiet=0.3) == [], "the broker took no result"
+    finally:
+        with caplog.at_level(logging.WARNING, logger="consumer.worker"):
+            worker.request_stop()
+            await asyncio.wait_for(task, 30)
+            await worker.stop()
+    assert "abandoned 1 batches" in caplog.text
+    assert await committed_offsets(dep) == {}
+    async with TopicReader(dep.bootstrap, topics.results) as reader:
+        assert await reader.read_more(quiet=0.3) == [], "the broker took no result"

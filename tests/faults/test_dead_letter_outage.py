@@ -8,12 +8,11 @@ import asyncio
 
 from aiokafka import AIOKafkaProducer
 
-from consumer.admin import wait_for_broker
 from schemas.messages import DeadLetterHeaders
 from schemas.topics import Topics
-from tests.faults.brokers import RefusingBroker
+from tests.faults.brokers import create_topics_refusing
 from tests.faults.harness import Fleet, Observer, committed_offsets
-from tests.kafka import Deployment, create_topics, request_json, unique
+from tests.kafka import Deployment, request_json, unique
 
 BATCH, IN_FLIGHT = 16, 2
 POISON_AT = 40  # offset of the poison record in partition 0
@@ -35,51 +34,52 @@ def good(name: str, partition: int) -> tuple[int, bytes, bytes]:
     return partition, name.encode(), request_json(name, "sum", [1.0, 2.0])
 
 
-async def test_no_commit_past_the_poison_while_dead_letters_are_refused() -> None:
+async def test_no_commit_past_the_poison_while_dead_letters_are_refused(
+        kafka_bootstrap: str) -> None:
     suffix = unique("dlq")
     refused = Topics(f"rq-{suffix}", f"rs-{suffix}", f"dl-{suffix}")
     working = Topics(refused.requests, refused.results, f"dl2-{suffix}")
-    with RefusingBroker([refused.dlq]) as broker:
-        before = Deployment(broker.bootstrap_servers, refused, f"g-{suffix}", 2)
-        after = Deployment(broker.bootstrap_servers, working, before.group, 2)
-        await wait_for_broker(broker.bootstrap_servers)
-        await create_topics(broker.bootstrap_servers, {*refused.all(), *working.all()}, 2)
-        records = [good(f"a{i}", 0) for i in range(POISON_AT)]
-        records.append((0, None, b"{not json"))  # no id anywhere: only a dead letter answers it
-        records += [good(f"b{i}", 0) for i in range(200)] + [good(f"c{i}", 1) for i in range(200)]
-        fleet = Fleet(before, {"CALCSTREAM_CREATE_TOPICS": "false",
-                               "CALCSTREAM_DRAIN_TIMEOUT_S": "1",
-                               "CALCSTREAM_MAX_BATCH_SIZE": str(BATCH),
-                               "CALCSTREAM_MAX_IN_FLIGHT": str(IN_FLIGHT)})
-        try:
-            async with Observer(after) as observer:
-                stuck = fleet.start()
-                await fleet.ready()
-                await produce_to(broker.bootstrap_servers, refused.requests, records)
-                first = {f"a{i}" for i in range(POISON_AT)}
-                assert await observer.wait_for(lambda: first <= observer.answered, 30)
-                await stuck.wait_for_metric("calcstream_worker_publish_retries", 3)
-                committed = await committed_offsets(before)
-                assert committed.get(0, 0) <= POISON_AT, committed
-                # Past the poison, only the batches in flight were answered, and each result
-                # once: a retry re-sends what was refused, not the whole batch.
-                published = [r.key for r in observer.result_records]
-                assert len(published) == len(set(published))
-                past = sum(1 for key in published if key.startswith(b"b"))
-                assert past <= IN_FLIGHT * BATCH
+    before = Deployment(kafka_bootstrap, refused, f"g-{suffix}", 2)
+    after = Deployment(kafka_bootstrap, working, before.group, 2)
+    await create_topics_refusing(kafka_bootstrap, {*refused.all(), *working.all(),
+                                                   f"{refused.requests}.attempts"},
+                                 [refused.dlq], 2)
+    records = [good(f"a{i}", 0) for i in range(POISON_AT)]
+    records.append((0, None, b"{not json"))  # no id anywhere: only a dead letter answers it
+    records += [good(f"b{i}", 0) for i in range(200)] + [good(f"c{i}", 1) for i in range(200)]
+    fleet = Fleet(before, {"CALCSTREAM_CREATE_TOPICS": "false",
+                           "CALCSTREAM_DRAIN_TIMEOUT_S": "1",
+                           "CALCSTREAM_MAX_BATCH_SIZE": str(BATCH),
+                           "CALCSTREAM_MAX_IN_FLIGHT": str(IN_FLIGHT)})
+    try:
+        async with Observer(after) as observer:
+            stuck = fleet.start()
+            await fleet.ready()
+            await produce_to(kafka_bootstrap, refused.requests, records)
+            first = {f"a{i}" for i in range(POISON_AT)}
+            assert await observer.wait_for(lambda: first <= observer.answered, 30)
+            await stuck.wait_for_metric("calcstream_worker_publish_retries", 3)
+            committed = await committed_offsets(before)
+            assert committed.get(0, 0) <= POISON_AT, committed
+            # Past the poison, only the batches in flight were answered, and each result
+            # once: a retry re-sends what was refused, not the whole batch.
+            published = [r.key for r in observer.result_records]
+            assert len(published) == len(set(published))
+            past = sum(1 for key in published if key.startswith(b"b"))
+            assert past <= IN_FLIGHT * BATCH
 
-                assert await stuck.terminate() == 0
-                assert "abandoned" in stuck.log()
-                assert (await committed_offsets(before)).get(0, 0) <= POISON_AT
-                fleet.retire(stuck)
+            assert await stuck.terminate() == 0
+            assert "abandoned" in stuck.log()
+            assert (await committed_offsets(before)).get(0, 0) <= POISON_AT
+            fleet.retire(stuck)
 
-                fleet.start(CALCSTREAM_DLQ_TOPIC=working.dlq)
-                verdict = await observer.settle(
-                    {f"a{i}" for i in range(POISON_AT)} | {f"b{i}" for i in range(200)}
-                    | {f"c{i}" for i in range(200)} | {f"@0:{POISON_AT}"},
-                    requests=len(records))
-        finally:
-            fleet.close()
+            fleet.start(CALCSTREAM_DLQ_TOPIC=working.dlq)
+            verdict = await observer.settle(
+                {f"a{i}" for i in range(POISON_AT)} | {f"b{i}" for i in range(200)}
+                | {f"c{i}" for i in range(200)} | {f"@0:{POISON_AT}"},
+                requests=len(records))
+    finally:
+        fleet.close()
     print("dead-letter outage", verdict.summary(), "committed while stuck", committed,
           "answered past the poison while stuck", past)
     assert verdict.lost == []

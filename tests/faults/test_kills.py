@@ -13,7 +13,7 @@ async def test_sigkill_loses_nothing_and_duplicates_at_most_a_batch_per_kill(
     fleet: Fleet,
 ) -> None:
     fleet.env.update(CALCSTREAM_MAX_BATCH_SIZE=str(BATCH), CALCSTREAM_MAX_IN_FLIGHT=str(IN_FLIGHT))
-    run = await scenarios.sigkill(fleet, rate=600, kills=2)
+    run = await scenarios.sigkill(fleet, rate=600, kills=2, at_least=2500)
     v = run.verdict
     print("sigkill", run.figures())
     assert v.accepted > 2000

@@ -18,9 +18,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from calcstream.broker import free_port
 from consumer.settings import WorkerSettings
 from consumer.worker import Worker
+from core.net import free_port
 from producer_api.__main__ import config
 from producer_api.main import create_app
 from producer_api.settings import ApiSettings

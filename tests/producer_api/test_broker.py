@@ -8,8 +8,9 @@ import time
 import httpx
 import pytest
 
-from calcstream.broker import EmbeddedBroker, free_port
 from consumer.admin import BrokerUnavailable
+from core.kafka import EmbeddedKafka
+from core.net import free_port
 from producer_api.main import create_app
 from producer_api.settings import ApiSettings
 from tests.producer_api.conftest import ApiStack, api_settings, new_deployment
@@ -17,7 +18,7 @@ from tests.producer_api.helpers import submit_and_wait
 
 
 async def test_broker_down_is_503_with_retry_after_within_the_publish_timeout() -> None:
-    broker = EmbeddedBroker(free_port())
+    broker = EmbeddedKafka(free_port())
     await asyncio.to_thread(broker.start)
     try:
         dep = await asyncio.to_thread(new_deployment, broker.bootstrap_servers)
@@ -55,7 +56,7 @@ async def test_broker_down_is_503_with_retry_after_within_the_publish_timeout() 
         finally:
             await asyncio.to_thread(stack.stop)
     finally:
-        await asyncio.to_thread(broker.stop)
+        await asyncio.to_thread(broker.close)
 
 
 async def test_a_restarted_api_remembers_recent_results(kafka_bootstrap: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from calcstream.broker import free_port
+from core.net import free_port
 from producer_api.__main__ import config
 from producer_api.settings import ApiSettings
 from schemas.asyncapi import build

@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from calcstream.broker import free_port
+from core.net import free_port
 from tests.kafka import Deployment
 from tests.processes import LoggedProcess
 from tests.producer_api.conftest import new_deployment

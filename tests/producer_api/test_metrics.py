@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
-from calcstream.broker import free_port
+from core.net import free_port
 from tests.producer_api.conftest import ApiStack, api_settings, new_deployment, observed_stack
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
