@@ -5,7 +5,7 @@
     ├── PayloadTooLarge       413  a body or NDJSON line over its limit
     ├── BodyTimeout           408  the body (or an NDJSON line) came too slowly
     ├── OriginNotAllowed      403  a WebSocket handshake from a foreign page
-    ├── UnsupportedMediaType  415  a batch body of an unknown content type
+    ├── UnsupportedMediaType  415  a body in a content type the endpoint does not read
     ├── NotFound              404  an id this replica never accepted or has forgotten
     ├── Conflict              409  a known client id re-posted with a different body
     ├── ClientDisconnected    400  the client left mid-body (nobody reads the answer)

@@ -26,7 +26,7 @@ from producer_api.errors import (
     NotStartedError,
     PayloadTooLarge,
 )
-from producer_api.routes.calculations import accept
+from producer_api.routes.calculations import accept, require_json
 from producer_api.stats import ApiStats
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class SubmitFastPath:
             if services is None:
                 raise NotStartedError("the API is not started (its lifespan has not run)")
             wait = _wait(scope["query_string"])
+            require_json(_content_type(scope))
             body = await _read(scope, receive, services.settings.max_body_bytes,
                                services.settings.body_timeout_s)
             status, content, location = await accept(services, body, wait)
@@ -89,6 +90,14 @@ def _wait(query: bytes) -> float | None:
     if not math.isfinite(wait) or wait < 0:
         raise InvalidRequest.of("query.wait", "Input should be a finite number ≥ 0")
     return wait
+
+
+def _content_type(scope: Scope) -> str:
+    """The Content-Type header ("" without one), as ``request.headers`` gives it."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return bytes(value).decode("latin-1")
+    return ""
 
 
 async def _read(scope: Scope, receive: Receive, limit: int, timeout: float) -> bytes:

@@ -19,7 +19,7 @@ from producer_api.overview import Overview
 from producer_api.publisher import Publisher
 from producer_api.responses import OrjsonResponse, install_handlers
 from producer_api.results import ResultReader, ResultStore
-from producer_api.routes import calculations, contracts, dashboard, health, ops, stats, ws
+from producer_api.routes import apidocs, calculations, contracts, dashboard, health, ops, stats, ws
 from producer_api.routes import metrics as metrics_route
 from producer_api.settings import ApiSettings
 from producer_api.stats import ApiStats
@@ -38,13 +38,15 @@ relays results, it never computes. See `GET /v1/ops` for the available ops.
 def create_app(settings: ApiSettings) -> FastAPI:
     """The FastAPI app for these settings (clients start when its lifespan starts)."""
     app = FastAPI(title="calcstream", version="1", description=DESCRIPTION,
-                  default_response_class=OrjsonResponse, lifespan=lifespan)
+                  default_response_class=OrjsonResponse, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # served by routes.apidocs, offline
     app.state.settings = settings
     app.state.services = None
     app.state.stats = ApiStats()
     app.state.registry = metrics.registry(app.state.stats, app.state, settings.api_id)
     app.state.overview = Overview(app.state.stats, WorkerScraper(settings.worker_metrics))
-    for module in (calculations, ops, ws, health, metrics_route, stats, dashboard, contracts):
+    for module in (calculations, ops, ws, health, metrics_route, stats, dashboard, contracts,
+                   apidocs):
         app.include_router(module.router)
     install_handlers(app, settings.retry_after_s)
     docs.install(app)

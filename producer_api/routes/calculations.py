@@ -39,6 +39,19 @@ RequestIdPath = Annotated[str, Path(
     pattern=r"^[A-Za-z0-9._:@-]+$", max_length=128, description="The request id.")]
 
 
+def media_type(content_type: str) -> str:
+    """The media type of a Content-Type value: parameters dropped, lower case."""
+    return content_type.split(";")[0].strip().lower()
+
+
+def require_json(content_type: str) -> None:
+    """``UnsupportedMediaType`` unless a single submit's body is JSON (or has no Content-Type,
+    read as JSON). Shared with ``fastpath``."""
+    ctype = media_type(content_type)
+    if ctype not in JSON_TYPES:
+        raise UnsupportedMediaType(f"Content-Type {ctype!r}; send application/json")
+
+
 @router.post(
     "", status_code=202,
     summary="Submit one calculation",
@@ -51,13 +64,17 @@ RequestIdPath = Annotated[str, Path(
               "headers": {"Location": {"description": "Where to poll.",
                                        "schema": {"type": "string"}}}},
         408: docs.TOO_SLOW, 409: docs.error("The id is already used by a different request."),
-        413: docs.TOO_LARGE, 422: docs.INVALID, 503: docs.UNAVAILABLE,
+        413: docs.TOO_LARGE,
+        415: docs.error("A Content-Type other than application/json (a body without one is "
+                        "read as JSON)."),
+        422: docs.INVALID, 503: docs.UNAVAILABLE,
     },
     openapi_extra=docs.SUBMIT_BODY,
 )
 async def submit(request: Request, services: ServicesDep, wait: Wait = None) -> Response:
     """Validate, publish, and answer 202 (or 200 with the result when it is there)."""
     try:
+        require_json(request.headers.get("content-type", ""))
         body = await read_body(request, services.settings.max_body_bytes,
                                services.settings.body_timeout_s)
         status, content, location = await accept(services, bytes(body), wait)
@@ -131,7 +148,7 @@ async def submit_batch(
 async def _submit_batch(request: Request, services: Services, op: str | None, args: str | None,
                         id_prefix: str | None, ids: bool) -> Response:
     s = services.settings
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    ctype = media_type(request.headers.get("content-type", ""))
     extra: dict[str, Any] = {}
     items: AsyncIterator[BatchItem]
     if ctype in NDJSON_TYPES:

@@ -1,8 +1,9 @@
 """Headless Chromium, driven over the Chrome DevTools Protocol with ``websockets``.
 
 No WebDriver and no browser download: the Debian ``chromium`` package and a CDP socket are
-all it takes. Only what the dashboard test needs: open a page, evaluate JavaScript, wait for
-a condition, take a screenshot, and collect uncaught page errors.
+all it takes. Only what the page tests need: open a page, evaluate JavaScript, wait for a
+condition, take a screenshot, and collect uncaught page errors and (after ``Network.enable``)
+the URLs the page requested.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Browser:
         self.width = width
         self.height = height
         self.errors: list[str] = []
+        self.requested: list[str] = []
         self._proc: asyncio.subprocess.Process | None = None
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -168,6 +170,8 @@ class Browser:
                         fut.set_exception(CdpError(str(msg["error"])))
                     else:
                         fut.set_result(msg.get("result", {}))
+            elif msg.get("method") == "Network.requestWillBeSent":
+                self.requested.append(msg["params"]["request"]["url"])
             elif msg.get("method") == "Page.loadEventFired":
                 self._loaded.set()
             elif msg.get("method") == "Runtime.exceptionThrown":

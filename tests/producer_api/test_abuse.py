@@ -1,4 +1,5 @@
-"""Bad input and abuse: slow bodies, foreign pages, overload, floods of oversized uploads.
+"""Bad input and abuse: slow bodies, bodies that are not JSON, foreign pages, overload, floods
+of oversized uploads.
 
 Slow clients are driven over raw HTTP/1.1 connections (``Raw``), so that a test decides when
 every byte goes out and can see the server close the connection. The stacks here have small
@@ -263,6 +264,35 @@ async def test_a_cut_off_is_counted_as_a_rejection(slow: ApiStack) -> None:
         after = await scrape(http)
     assert delta(after, before, "calcstream_api_requests_rejected_total", via="single",
                  status="408", code="body_timeout") == 1
+
+
+# Bodies that are not JSON.
+
+NOT_JSON: dict[str, dict[str, Any]] = {
+    # A JSON document, refused for what it is labelled.
+    "text/plain": {"content": submission("text"), "headers": {"content-type": "text/plain"}},
+    "application/x-www-form-urlencoded": {"data": {"op": "sum", "data": "1"}},
+    "multipart/form-data": {"files": {"body": ("submit.json", submission("multipart"),
+                                               "application/json")}},
+}
+
+
+@pytest.mark.parametrize("ctype", list(NOT_JSON))
+async def test_a_submit_that_is_not_json_is_415_naming_what_is_accepted(
+    submit_stack: ApiStack, ctype: str,
+) -> None:
+    async with httpx.AsyncClient(base_url=submit_stack.base_url, timeout=10) as http:
+        before = await scrape(http)
+        response = await http.post("/v1/calculations", **NOT_JSON[ctype])
+        after = await scrape(http)
+    assert response.request.headers["content-type"].startswith(ctype)
+    assert response.status_code == 415, response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error == {"code": "unsupported_media_type",
+                     "message": f"Content-Type {ctype!r}; send application/json"}
+    assert delta(after, before, "calcstream_api_requests_rejected_total", via="single",
+                 status="415", code="unsupported_media_type") == 1
 
 
 # Overload.

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import numpy as np
 import orjson
+import pytest
 
 from consumer import ops
 from tests.kafka import TopicReader
@@ -185,8 +186,19 @@ async def test_npy_bodies_that_are_not_numeric_matrices_are_422(
         assert response.status_code == 422, (params, response.text)
 
 
-async def test_unknown_batch_content_type_is_415(client: httpx.AsyncClient) -> None:
-    response = await client.post("/v1/calculations/batch", content=b"a,b\n1,2",
-                                 headers={"content-type": "text/csv"})
+@pytest.mark.parametrize("ctype, request_kwargs", [
+    ("text/csv", {"content": b"a,b\n1,2", "headers": {"content-type": "text/csv"}}),
+    ("text/plain", {"content": b'[{"op": "sum", "data": [1]}]',
+                    "headers": {"content-type": "text/plain"}}),
+    ("application/x-www-form-urlencoded", {"data": {"op": "sum", "data": "1"}}),
+    ("multipart/form-data", {"files": {"body": b'[{"op": "sum", "data": [1]}]'}}),
+], ids=["csv", "text", "form", "multipart"])
+async def test_unknown_batch_content_type_is_415(
+    client: httpx.AsyncClient, ctype: str, request_kwargs: dict[str, Any],
+) -> None:
+    response = await client.post("/v1/calculations/batch", **request_kwargs)
     assert response.status_code == 415
-    assert response.json()["error"]["code"] == "unsupported_media_type"
+    error = response.json()["error"]
+    assert error["code"] == "unsupported_media_type"
+    assert error["message"] == (f"Content-Type {ctype!r}; send application/json, "
+                                "application/x-ndjson or application/x-npy")
