@@ -130,6 +130,11 @@ class WorkerSettings(BrokerSettings):
             "heartbeat_interval_ms": self.heartbeat_interval_ms,
             "fetch_max_wait_ms": self.fetch_max_wait_ms,
             "max_poll_interval_ms": self.max_poll_interval_ms,
+            # A member gives partitions up only after draining its in-flight batches (at most
+            # drain_timeout_s); the group waits that long for it to rejoin instead of expelling
+            # it after one session timeout (aiokafka's default), which refused its commits.
+            "rebalance_timeout_ms": max(self.session_timeout_ms,
+                                        int(self.drain_timeout_s * 1000) + 5_000),
             "max_partition_fetch_bytes": self.max_message_bytes,
             "fetch_max_bytes": max(self.max_message_bytes, 52_428_800),
         }

@@ -71,6 +71,7 @@ class Worker:
         self._inflight: set[asyncio.Task[None]] = set()
         self._inflight_records = 0
         self._stopping = asyncio.Event()
+        self._handing_over: set[TopicPartition] = set()  # being revoked right now
         self._failure: BaseException | None = None
         self._ctx = BatchContext(
             worker=settings.worker_id, group=settings.group_id,
@@ -209,14 +210,23 @@ class Worker:
                 await asyncio.wait({*self._inflight, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
+        # A partition being revoked is left as it is, uncommitted from its first record not
+        # computed: its next owner takes it from the commit, and the rebalance does not wait
+        # for every suspect to be computed alone (each takes a few round trips).
+        skipped: set[tuple[str, int]] = set()
         for record in alone:
             if self._stopping.is_set():
                 return  # the rest stays uncommitted: delivered again
-            if TopicPartition(record.topic, record.partition) not in consumer.assignment():
-                continue  # revoked meanwhile: its next owner takes it from the commit
+            tp = TopicPartition(record.topic, record.partition)
+            if ((tp.topic, tp.partition) in skipped or tp in self._handing_over
+                    or tp not in consumer.assignment()):
+                skipped.add((tp.topic, tp.partition))
+                continue
             prior = journal.prior(record)
             task = self._launch([record], abandon=prior >= self.settings.max_attempts)
             await asyncio.wait({task})
+        rest = [r for r in rest if (r.topic, r.partition) not in skipped
+                and TopicPartition(r.topic, r.partition) not in self._handing_over]
         if rest and not self._stopping.is_set():
             self._launch(rest)
 
@@ -394,12 +404,16 @@ class Worker:
 
     async def _on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         revoked = list(revoked)
-        dropped = self._batcher.drop((tp.topic, tp.partition) for tp in revoked)
-        self._count_held()
-        if await self._drain(self.settings.drain_timeout_s):
-            await self._release(revoked)
-        elif self._journal is not None:
-            self._journal.revoked((tp.topic, tp.partition) for tp in revoked)
+        self._handing_over.update(revoked)
+        try:
+            dropped = self._batcher.drop((tp.topic, tp.partition) for tp in revoked)
+            self._count_held()
+            if await self._drain(self.settings.drain_timeout_s):
+                await self._release(revoked)
+            elif self._journal is not None:
+                self._journal.revoked((tp.topic, tp.partition) for tp in revoked)
+        finally:
+            self._handing_over.difference_update(revoked)
         logger.info("partitions revoked %s; %d queued records left for the next owner",
                     sorted((tp.topic, tp.partition) for tp in revoked), dropped)
 

