@@ -1,6 +1,7 @@
 """The API's settings, read from ``CALCSTREAM_*`` environment variables once, at the entry point.
 
-Every limit below is a default a deployment can change; the README's table mirrors this file.
+Every limit below is a default a deployment can change; the Limits table of producer_api/README.md
+mirrors this file.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ MARKER = ".calcstream-kafka"
 # A record batch may carry framing beyond the largest value a client sends.
 BATCH_FRAMING = 1024
 # Heap and collector for a node that shares two cores with the services: the serial collector
-# has no concurrent threads competing for them (README, "The embedded Kafka").
+# has no concurrent threads competing for them (docs/kafka.md, "Broker settings").
 DEFAULT_JVM_OPTIONS = ("-Xms256m", "-Xmx1g", "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError",
                        "-Djava.awt.headless=true")
 _CLASS_ARCHIVE = "classes.jsa"

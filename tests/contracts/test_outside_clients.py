@@ -9,13 +9,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.kafka import Deployment
-from tests.stack import environment, new_deployment, worker_process
+from tests.stack import environment
 
 DOC = Path(__file__).parents[2] / "docs" / "outside-clients.md"
 _BLOCK = re.compile(r"^```python\n(# (\w+\.py)\b.*?)^```$", re.MULTILINE | re.DOTALL)
@@ -25,14 +22,6 @@ EXPECTED = {"json-1": "ok 14.0", "bin-1": "ok [[19.0, 22.0], [43.0, 50.0]]"}
 def snippets() -> dict[str, str]:
     """File name → code of every python block of the page."""
     return {m.group(2): m.group(1) for m in _BLOCK.finditer(DOC.read_text())}
-
-
-@pytest.fixture(scope="module")
-def served(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[Deployment]:
-    dep = new_deployment(kafka_bootstrap)
-    with worker_process(dep, tmp_path_factory.mktemp("worker") / "worker.log"):
-        yield dep
 
 
 def _run_together(dep: Deployment, commands: dict[str, list[str]]) -> dict[str, str]:
