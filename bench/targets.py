@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
-
-from bench.procs import HOST, Child, free_port, uvicorn_child
+from bench.procs import HOST, Child, free_port, redis_server, uvicorn_child
 from bench.stack import CalcstreamStack
 
 logger = logging.getLogger(__name__)
@@ -71,24 +68,9 @@ class PeerSet:
             await asyncio.to_thread(self._celery_ready)
 
     def _redis(self) -> str:
-        """A spare database of the Redis at 6379, or a private redis-server if none answers."""
-        try:
-            client = redis.Redis(host=HOST, port=6379, socket_timeout=1)
-            client.ping()
-            for db in (13, 12, 11, 10, 9, 14, 15):
-                if redis.Redis(host=HOST, port=6379, db=db).dbsize() == 0:
-                    return f"redis://{HOST}:6379/{db}"
-            raise RuntimeError("no empty Redis database among 9-15 at 127.0.0.1:6379")
-        except redis.ConnectionError:
-            if shutil.which("redis-server") is None:
-                raise RuntimeError("no Redis answers at 127.0.0.1:6379 and redis-server is "
-                                   "not installed") from None
-        port = free_port()
-        self._private_redis = Child("redis", ["redis-server", "--port", str(port), "--bind",
-                                              HOST, "--save", "", "--appendonly", "no"],
-                                    log_dir=self.log_dir).start()
-        self._private_redis.wait_port(port)
-        return f"redis://{HOST}:{port}/0"
+        """A private redis-server for Celery's broker and results."""
+        self._private_redis, url = redis_server(self.log_dir)
+        return url
 
     def _celery_ready(self, timeout: float = 60.0) -> None:
         from bench.peers.celery_app import app, compute
@@ -106,17 +88,12 @@ class PeerSet:
         await asyncio.sleep(seconds)
 
     def stop(self) -> None:
-        """Stop every peer, then empty the Redis database the bench used."""
+        """Stop every peer, then the Redis server."""
         for child in reversed(self.children):
             child.stop()
         self.children.clear()
         if self._private_redis is not None:
             self._private_redis.stop()
-        elif self.redis_url is not None:
-            try:
-                redis.Redis.from_url(self.redis_url).flushdb()
-            except redis.RedisError as exc:
-                logger.warning("could not empty %s: %s", self.redis_url, exc)
 
 
 def calcstream_target(stack: CalcstreamStack) -> HttpTarget:
