@@ -1,4 +1,4 @@
-"""``python -m bench.bundling``: the embedded broker's CPU per request when each record carries
+"""``python -m bench.bundling``: the embedded Kafka's CPU per request when each record carries
 one request, and when each record carries many.
 
 Bulk moves one record per request in and one result record per request out (bench FINDINGS 10).

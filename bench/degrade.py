@@ -1,6 +1,6 @@
 """``python -m bench.degrade [ROUNDS]``: W1 ``?wait`` rounds back to back on one calcstream stack,
-with each process's CPU seconds per 1,000 results, to show which one gets slower as the
-embedded broker fills up (FINDINGS 0)."""
+with each process's CPU seconds per 1,000 results, to show whether one gets slower as the
+broker fills up (Tansu did, FINDINGS 0)."""
 
 from __future__ import annotations
 

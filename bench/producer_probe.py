@@ -1,4 +1,4 @@
-"""``python -m bench.producer_probe``: raw aiokafka produce rate against the embedded broker.
+"""``python -m bench.producer_probe``: raw aiokafka produce rate against the embedded Kafka.
 
 64 tasks each send a record and await its ack, back to back (what 64 API clients do), for each
 record size and producer ``max_batch_size``; with the default 16 KB, a record larger than the

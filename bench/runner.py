@@ -134,8 +134,9 @@ async def run(plan: Plan, only: tuple[str, ...], log_dir: Path, out: Path) -> Re
 
 
 class Stacks:
-    """calcstream stacks: a fresh one per use in a full run (the embedded broker keeps every
-    record in memory), one shared stack with every override in a quick run."""
+    """calcstream stacks: a fresh one per use in a full run (each measurement starts from an
+    empty broker, as it did on Tansu, whose cost per record grew with what it held), one shared
+    stack with every override in a quick run."""
 
     def __init__(self, plan: Plan, log_dir: Path) -> None:
         self.plan = plan
@@ -175,8 +176,8 @@ def _meter(stack: CalcstreamStack) -> CpuMeter:
 
 async def _w1_and_fixed(results: Results, selected: list[str], plan: Plan, peers: PeerSet,
                         stacks: Stacks, pool: payloads.BodyPool, profiler: Profiler) -> None:
-    """Every calcstream measurement on a fresh stack: the embedded broker's cost per record
-    grows with the records it holds (FINDINGS 0), which would otherwise slow each later one."""
+    """Every calcstream measurement on a fresh stack, so that none starts on a broker the
+    previous ones filled (Tansu slowed as it filled, FINDINGS 0)."""
     sample_s = max(1.0, plan.w1_seconds - 2)
     for round_ in range(plan.runs):
         if "w1" not in selected:

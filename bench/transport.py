@@ -1,4 +1,4 @@
-"""``python -m bench.transport``: how many records of each workload's size the embedded broker
+"""``python -m bench.transport``: how many records of each workload's size the embedded Kafka
 moves at all, with no API, no worker and no computation.
 
 For each record size, on a fresh broker and fresh 4-partition topics (``worker_path``'s):

@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         "a cluster), create the topics, start the worker(s) and the API. The broker keeps its "
         "data across restarts. Ctrl-C stops everything cleanly, the broker last.",
     )
-    dev.add_argument("--broker-port", type=int, default=9092, help="embedded broker port (9092)")
+    dev.add_argument("--broker-port", type=int, default=9092, help="embedded Kafka port (9092)")
     _add_data_options(dev)
     dev.add_argument("--host", default="127.0.0.1", help="API bind address (127.0.0.1)")
     dev.add_argument("--port", type=int, default=8000, help="API port (8000)")

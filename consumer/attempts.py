@@ -27,6 +27,16 @@ needs state outside the dying process. The count lives in a small topic,
 The journal partition of request partition ``p`` is ``p % journal partitions``; the topic is
 created with as many partitions as the request topic. Only the last ``TAIL`` records of a
 journal partition are read.
+
+**Why a topic and not commit metadata.** Kafka stores a metadata string with each committed
+offset, so ``acquired``/``released`` and the attempts could ride on commits. They do not,
+because an ``attempt`` must be durable *before* its computation starts, while a commit may only
+move once the records before it are answered: recording an attempt would take a commit that
+does not move the offset, and it would be overwritten by the next batch's commit unless every
+commit carried every open attempt of its partition, in fetch order across batches in flight.
+A commit is also refused once the group has moved on, and the attempt must survive exactly
+that. A topic of our own is written when we choose and read only on assignment; aiokafka also
+reads committed metadata only through a private API.
 """
 
 from __future__ import annotations

@@ -89,8 +89,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 async def _partitions(publisher: Publisher, topic: str) -> set[int]:
-    """The result topic's partitions, or a clear start-up error (the embedded broker creates
-    topics on first mention, Kafka with auto-creation off does not)."""
+    """The result topic's partitions, or a clear start-up error (Kafka with topic
+    auto-creation off, as calcstream's own broker runs, answers a missing topic with none)."""
     try:
         partitions = await publisher.partitions_for(topic)
     except KafkaError as exc:

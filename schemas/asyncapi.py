@@ -58,7 +58,7 @@ def build(topics: Topics | None = None, server: str = "127.0.0.1:9092") -> dict[
             "local": {
                 "host": server,
                 "protocol": "kafka",
-                "description": "`calcstream dev` runs an embedded broker here; other clusters "
+                "description": "`calcstream dev` runs Apache Kafka here; other clusters "
                 "are selected with CALCSTREAM_BOOTSTRAP_SERVERS.",
             }
         },

@@ -1,4 +1,4 @@
-"""What can go wrong with the embedded broker.
+"""What can go wrong with the embedded Apache Kafka.
 
     EmbeddedKafkaError (RuntimeError)
     ├── KafkaSetupError   Java or Maven missing, or the jars could not be resolved

@@ -1,4 +1,4 @@
-"""The embedded broker's classpath: Apache Kafka's jars, resolved once by Maven into a cache.
+"""The embedded Kafka's classpath: Apache Kafka's jars, resolved once by Maven into a cache.
 
 The version is the one ``pom.xml`` beside this module pins. The jars land in
 ``<cache>/kafka-<version>-<pom digest>/libs`` (the cache is ``$CALCSTREAM_CACHE_DIR``, else

@@ -5,7 +5,7 @@ acknowledged) with what the log holds:
 
 - **lost**: accepted ids with neither a result nor a dead letter, after a quiet period;
 - **unseen**: accepted ids that are not even on the request topic (the broker dropped an
-  acknowledged write; the embedded broker does that when it restarts);
+  acknowledged write; Kafka must never, even across a SIGKILL and restart of the broker);
 - **duplicates**: result records beyond the first for one id;
 - **phantoms**: results for ids nobody requested; **invalid**: results that break the contract.
 

@@ -20,10 +20,18 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 CHROMIUM = Path("/usr/bin/chromium")
 INSTALL = "apt-get update && apt-get install -y chromium"
+
+
+def require_chromium() -> None:
+    """Fail, saying how to install it, unless Debian's Chromium is there."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"headless Chromium is needed at {CHROMIUM}: install it with `{INSTALL}` "
+                    "(as root; `make test` does it when it can)")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--hide-scrollbars", "--remote-debugging-port=0")

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.producer_api.chromium import CHROMIUM, INSTALL, Browser
+from tests.producer_api.chromium import Browser, require_chromium
 from tests.producer_api.conftest import ApiStack
 
 
@@ -56,9 +56,7 @@ async def test_the_docs_pages_load_their_assets_from_the_api(
 async def test_swagger_ui_renders_every_operation_from_the_api_alone(
     api: ApiStack, client: httpx.AsyncClient, tmp_path: Path,
 ) -> None:
-    if not CHROMIUM.exists():
-        pytest.fail(f"headless Chromium is needed at {CHROMIUM}: install it with `{INSTALL}` "
-                    "(as root; `make setup` does it when it can)")
+    require_chromium()
     spec = (await client.get("/openapi.json")).json()
     operations = sum(len(methods) for methods in spec["paths"].values())
     async with Browser(tmp_path / "profile") as page:

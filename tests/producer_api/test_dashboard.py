@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.producer_api.chromium import CHROMIUM, INSTALL, Browser
+from tests.producer_api.chromium import Browser, require_chromium
 from tests.producer_api.conftest import ApiStack, observed_stack
 
 
@@ -53,9 +53,7 @@ async def test_the_front_page_leads_to_the_dashboard_and_its_files(
 async def test_the_dashboard_shows_live_results_in_headless_chromium(
     stack: ApiStack, http: httpx.AsyncClient, tmp_path: Path,
 ) -> None:
-    if not CHROMIUM.exists():
-        pytest.fail(f"headless Chromium is needed at {CHROMIUM}: install it with `{INSTALL}` "
-                    "(as root; `make setup` does it when it can)")
+    require_chromium()
     tag = uuid.uuid4().hex[:8]
     async with Browser(tmp_path / "profile") as page:
         await page.goto(f"{stack.base_url}/")
