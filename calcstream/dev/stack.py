@@ -1,0 +1,201 @@
+"""``calcstream dev``: Apache Kafka, topics, workers and API on this machine, stopped together.
+
+The broker keeps its data in ``default_data_dir()`` (or ``--data-dir``), so results, committed
+offsets and the API's recovery window survive a restart of the stack; ``--fresh`` starts empty.
+Ctrl-C (SIGINT to the terminal's foreground process group) reaches only this supervisor: the
+broker and the services run in sessions of their own. It stops the API, lets the workers drain
+and commit, and stops the broker last (a controlled shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from consumer.settings import WorkerSettings
+from core.admin import ensure_topics, wait_for_broker, wait_for_group
+from core.kafka import EmbeddedKafka, wipe_data_dir
+from core.settings import BrokerSettings
+
+logger = logging.getLogger(__name__)
+
+
+def default_data_dir() -> Path:
+    """Where the local stack's broker keeps its data: ``$XDG_DATA_HOME/calcstream/kafka``, else
+    ``~/.local/share/calcstream/kafka``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "calcstream" / "kafka"
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    """What ``calcstream dev`` starts."""
+
+    broker_port: int = 9092
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    workers: int = 1
+    partitions: int = 4
+    with_api: bool = True
+    metrics_port: int = 9101
+    data_dir: Path = field(default_factory=default_data_dir)
+    fresh: bool = False
+
+
+class DevStack:
+    """Supervises the local stack's processes; stops them in reverse order of start."""
+
+    def __init__(self, options: DevOptions, env: dict[str, str] | None = None) -> None:
+        self.options = options
+        self.env = dict(os.environ if env is None else env)
+        self.broker: EmbeddedKafka | None = None
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self) -> None:
+        """Start everything; return once the broker has its topics and children are spawned."""
+        if "CALCSTREAM_BOOTSTRAP_SERVERS" in self.env:
+            bootstrap = self.env["CALCSTREAM_BOOTSTRAP_SERVERS"]
+            logger.info("using the broker at %s (CALCSTREAM_BOOTSTRAP_SERVERS)", bootstrap)
+        else:
+            if self.options.fresh:
+                wipe_data_dir(self.options.data_dir)
+            max_bytes = BrokerSettings.model_fields["max_message_bytes"].default
+            self.broker = EmbeddedKafka(
+                self.options.broker_port, data_dir=self.options.data_dir, progress=_say,
+                max_message_bytes=int(self.env.get("CALCSTREAM_MAX_MESSAGE_BYTES", max_bytes)))
+            self.broker.start()
+            bootstrap = self.broker.bootstrap_servers
+            self.env["CALCSTREAM_BOOTSTRAP_SERVERS"] = bootstrap
+        self.env.setdefault("CALCSTREAM_TOPIC_PARTITIONS", str(self.options.partitions))
+        settings = BrokerSettings(bootstrap_servers=bootstrap,
+                                  topic_partitions=self.options.partitions)
+        asyncio.run(_prepare(settings))
+        for i in range(self.options.workers):
+            self._spawn(f"worker-{i + 1}", [sys.executable, "-m", "consumer"],
+                        CALCSTREAM_METRICS_PORT=str(self.options.metrics_port + i))
+        if self.options.with_api and _api_available():
+            # The dashboard's worker figures: the API scrapes these workers' /metrics.
+            scraped = ",".join(f"http://127.0.0.1:{self.options.metrics_port + i}/metrics"
+                               for i in range(self.options.workers))
+            self._spawn("api", [sys.executable, "-m", "producer_api",
+                                "--host", self.options.api_host,
+                                "--port", str(self.options.api_port)],
+                        CALCSTREAM_WORKER_METRICS_URLS=self.env.get(
+                            "CALCSTREAM_WORKER_METRICS_URLS", scraped))
+        group = self.env.get("CALCSTREAM_GROUP_ID", WorkerSettings.model_fields["group_id"].default)
+        # Up means a request is answered at once: the group owns every request partition.
+        asyncio.run(wait_for_group(bootstrap, group, self.options.workers,
+                                   topic=settings.requests_topic))
+        if self.options.with_api and _api_available():
+            _wait_for_http(f"http://{self.options.api_host}:{self.options.api_port}/readyz",
+                           self.children)
+        print(_banner(bootstrap, self.options, settings, self.broker), flush=True)
+
+    def _spawn(self, name: str, argv: list[str], **env: str) -> None:
+        proc = subprocess.Popen(argv, env={**self.env, **env}, start_new_session=True)
+        self.children.append((name, proc))
+        logger.info("started %s (pid %d)", name, proc.pid)
+
+    def wait(self) -> int:
+        """Block until SIGINT/SIGTERM or until a child dies; return the exit code to use."""
+        stop = False
+
+        def _stop(signum: int, frame: object) -> None:
+            nonlocal stop
+            stop = True
+
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+        while not stop:
+            for name, proc in self.children:
+                if proc.poll() is not None:
+                    logger.error("%s exited with code %s; stopping the stack", name,
+                                 proc.returncode)
+                    return 1
+            time.sleep(0.2)
+        return 0
+
+    def stop(self) -> None:
+        """SIGTERM the API and workers (they drain and commit), then stop the broker."""
+        for _, proc in reversed(self.children):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in reversed(self.children):
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                logger.warning("%s did not stop within 30s; killing it", name)
+                proc.kill()
+                proc.wait()
+        self.children.clear()
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+        print("calcstream dev: shut down gracefully", flush=True)
+
+
+async def _prepare(settings: BrokerSettings) -> None:
+    await wait_for_broker(settings.bootstrap_servers)
+    await ensure_topics(settings)
+
+
+def _wait_for_http(
+    url: str, children: list[tuple[str, subprocess.Popen[bytes]]], timeout: float = 60.0
+) -> None:
+    """Poll ``url`` until it answers 200; fail early if a child process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, proc in children:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {proc.returncode} during start-up")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout:g}s")
+
+
+def _api_available() -> bool:
+    try:
+        return importlib.util.find_spec("producer_api.__main__") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _banner(bootstrap: str, options: DevOptions, settings: BrokerSettings,
+            broker: EmbeddedKafka | None) -> str:
+    topics = settings.topics
+    lines = [
+        "",
+        "calcstream dev is up",
+        f"  broker    {bootstrap}  (topics {topics.requests}, {topics.results}, {topics.dlq})",
+    ]
+    if broker is not None:
+        lines.append(f"  data      {broker.data_dir}  (kept across restarts; --fresh empties "
+                     f"it; broker log in {broker.log_path})")
+    lines += [
+        f"  workers   {options.workers}  (metrics at http://127.0.0.1:{options.metrics_port}"
+        f"{'+' if options.workers > 1 else ''}/metrics)",
+    ]
+    if options.with_api and _api_available():
+        lines.append(f"  API       http://{options.api_host}:{options.api_port}  "
+                     f"(docs at /docs, metrics at /metrics)")
+        lines.append(f"  dashboard http://{options.api_host}:{options.api_port}/dashboard")
+    lines += ["  Ctrl-C stops everything.", ""]
+    return "\n".join(lines)

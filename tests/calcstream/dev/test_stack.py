@@ -1,0 +1,87 @@
+"""``calcstream dev`` (what ``make run`` starts): up and answering at once, down cleanly on the
+terminal's Ctrl-C, and what it computed still there after a restart on the same data."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from core.admin import wait_for_group
+from core.net import free_port
+
+
+class Dev:
+    """``calcstream dev`` in a session of its own, as a terminal runs a foreground job."""
+
+    def __init__(self, tmp: Path, data_dir: Path, name: str) -> None:
+        self.broker, self.api, self.metrics = free_port(), free_port(), free_port()
+        self.log = tmp / f"{name}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CALCSTREAM_")}
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "calcstream.cli", "dev", "--broker-port", str(self.broker),
+                 "--port", str(self.api), "--metrics-port", str(self.metrics),
+                 "--data-dir", str(data_dir)],
+                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_until_up(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while "calcstream dev is up" not in self.text():
+            assert self.proc.poll() is None, self.text()
+            assert time.monotonic() < deadline, self.text()
+            time.sleep(0.1)
+
+    def ctrl_c(self) -> int:
+        """SIGINT to the whole foreground process group; the exit code."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+        return self.proc.wait(60)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def test_dev_stack_serves_stops_on_ctrl_c_and_keeps_its_results(tmp_path: Path) -> None:
+    data_dir = tmp_path / "kafka"
+    first = Dev(tmp_path, data_dir, "first")
+    try:
+        first.wait_until_up()
+        # Up means every request partition has its owner: nothing waits for a rebalance.
+        asyncio.run(wait_for_group(f"127.0.0.1:{first.broker}", "calcstream-workers", 1,
+                                   timeout=1, topic="calc.requests"))
+        response = httpx.post(f"http://127.0.0.1:{first.api}/v1/calculations?wait=10",
+                              json={"id": "kept-1", "op": "sum_of_squares", "data": [1, 2, 3]},
+                              timeout=15)
+        assert response.status_code == 200, response.text
+        assert response.json()["result"] == 14.0
+        scraped = httpx.get(f"http://127.0.0.1:{first.metrics}/metrics", timeout=5)
+        assert "calcstream_worker_records_total" in scraped.text
+        assert first.ctrl_c() == 0, first.text()
+    finally:
+        first.close()
+    log = first.text()
+    assert "shut down gracefully" in log
+    assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
+    assert "Connection refused" not in log, log[-3000:]
+
+    second = Dev(tmp_path, data_dir, "second")
+    try:
+        second.wait_until_up()
+        kept = httpx.get(f"http://127.0.0.1:{second.api}/v1/calculations/kept-1", timeout=5)
+        assert kept.status_code == 200, kept.text
+        assert kept.json()["status"] == "ok" and kept.json()["result"] == 14.0
+        assert second.ctrl_c() == 0, second.text()
+    finally:
+        second.close()
+    assert "formatted Kafka storage" not in second.text(), "the data directory was kept"

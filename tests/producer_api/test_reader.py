@@ -1,0 +1,118 @@
+"""The reply-topic reader on a real broker: caught up means everything already written, and a
+broker killed and restarted on its data costs the reader nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from core.admin import wait_for_broker
+from core.kafka import EmbeddedKafka
+from core.net import free_port
+from producer_api.reader import ResultReader
+from producer_api.store import ResultStore
+from schemas.topics import Topics
+from tests.kafka import Deployment, create_topics, unique
+from tests.producer_api.conftest import api_settings
+
+PARTITIONS = 4
+
+
+def result(request_id: str) -> bytes:
+    """A result document as the worker writes it."""
+    return orjson.dumps({"id": request_id, "op": "sum", "status": "ok", "result": 1.0,
+                         "error": None})
+
+
+async def write_results(bootstrap: str, topic: str, prefix: str, per_partition: int) -> set[str]:
+    """``per_partition`` results on every partition; their ids."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        acks, ids = [], set()
+        for p in range(PARTITIONS):
+            for i in range(per_partition):
+                ids.add(request_id := f"{prefix}-{p}-{i}")
+                acks.append(await producer.send(topic, result(request_id), partition=p))
+        await asyncio.gather(*acks)
+        return ids
+    finally:
+        await producer.stop()
+
+
+def relay_watcher(reader: ResultReader) -> Callable[[set[str]], asyncio.Future[None]]:
+    """``wait_for(ids)``: a future done once the reader has relayed every id."""
+    seen: set[str] = set()
+    arrived = asyncio.Event()
+
+    def note(request_id: str, value: bytes) -> None:
+        seen.add(request_id)
+        arrived.set()
+
+    async def wait_for(ids: set[str]) -> None:
+        try:
+            async with asyncio.timeout(20):
+                while not ids <= seen:
+                    arrived.clear()
+                    await arrived.wait()
+        except TimeoutError:
+            raise AssertionError(f"never relayed: {sorted(ids - seen)}") from None
+
+    reader.listeners.append(note)
+    return lambda ids: asyncio.ensure_future(wait_for(ids))
+
+
+async def test_caught_up_means_every_result_written_before_start_is_remembered(
+        kafka_bootstrap: str) -> None:
+    suffix = unique("caught")
+    dep = Deployment(kafka_bootstrap, Topics(f"rq-{suffix}", f"rs-{suffix}", f"dl-{suffix}"),
+                     f"g-{suffix}", PARTITIONS)
+    await create_topics(dep.bootstrap, dep.topics.all(), PARTITIONS)
+    written = await write_results(dep.bootstrap, dep.topics.results, "old", 50)
+    reader = ResultReader(api_settings(dep), ResultStore(10_000, 1 << 24, 600.0))
+    try:
+        await reader.start(set(range(PARTITIONS)))
+        await asyncio.wait_for(reader.caught_up.wait(), 15)
+        missing = {i for i in written if reader.store.get(i) is None}
+        assert not missing, sorted(missing)[:5]
+    finally:
+        await reader.stop()
+
+
+async def test_the_reader_resumes_after_the_broker_is_killed_and_restarted() -> None:
+    broker = EmbeddedKafka(free_port())
+    await asyncio.to_thread(broker.start)
+    suffix = unique("bounce")
+    dep = Deployment(broker.bootstrap_servers,
+                     Topics(f"rq-{suffix}", f"rs-{suffix}", f"dl-{suffix}"), f"g-{suffix}",
+                     PARTITIONS)
+    reader = None
+    try:
+        await create_topics(dep.bootstrap, dep.topics.all(), PARTITIONS)
+        settings = api_settings(dep)
+        reader = ResultReader(settings, ResultStore(10_000, 1 << 24, 600.0))
+        wait_for = relay_watcher(reader)
+        await reader.start(set(range(PARTITIONS)))
+        await asyncio.wait_for(reader.caught_up.wait(), 15)
+        before = await write_results(dep.bootstrap, settings.results_topic, "before", 5)
+        await wait_for(before)
+
+        await asyncio.to_thread(broker.kill)
+        await asyncio.to_thread(broker.start)
+        await wait_for_broker(dep.bootstrap)
+        after = await write_results(dep.bootstrap, settings.results_topic, "after", 3)
+        await wait_for(after)
+
+        assert reader.running
+        store = reader.store
+        for request_id in before | after:
+            entry = store.get(request_id)
+            assert entry is not None and entry.result == result(request_id)
+        assert store.duplicates == 0
+    finally:
+        if reader is not None:
+            await reader.stop()
+        await asyncio.to_thread(broker.close)
