@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-import consumer.settings
+import core.settings
 
 ENV = "BENCH_PRODUCER_OPTIONS"
 
@@ -34,12 +34,12 @@ def overrides() -> dict[str, Any]:
 def main() -> None:
     """Patch the producer options, then run the module named by the first argument."""
     extra = overrides()
-    original = consumer.settings.BrokerSettings.producer_options
+    original = core.settings.BrokerSettings.producer_options
 
-    def producer_options(self: consumer.settings.BrokerSettings) -> dict[str, Any]:
+    def producer_options(self: core.settings.BrokerSettings) -> dict[str, Any]:
         return {**original(self), **extra}
 
-    consumer.settings.BrokerSettings.producer_options = producer_options  # type: ignore[method-assign]
+    core.settings.BrokerSettings.producer_options = producer_options  # type: ignore[method-assign]
     module, sys.argv = sys.argv[1], sys.argv[1:]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 

@@ -25,7 +25,7 @@ LABELS = {"calcstream": "calcstream (`?wait=30`)",
           "background": "background (completions)"}
 FINDINGS = Path(__file__).resolve().with_name("FINDINGS.md")
 # The last full run on Tansu, the memory-only stand-in calcstream ran on before Apache Kafka.
-TANSU = Path(__file__).resolve().parent / "results" / "tansu-2026-11-25.json"
+TANSU = Path(__file__).resolve().parent / "results" / "tansu-2026-12-02.json"
 FIXED_LABELS = {"background": "background (the 202, not the computation)"}
 
 
@@ -330,6 +330,12 @@ def _other_tables(results: dict[str, Any]) -> list[str]:
                        f"{fmt(spread(runs, 'latency_ms', 'p99'), 0)} | "
                        f"{_not_right(runs)}"
                        f"{'; failed: ' + runs[0]['error'][:60] if 'error' in runs[0] else ''} |")
+        calc = w2.get("calcstream") or []
+        if any(r.get("cpu_us_per_result") for r in calc):
+            cpu = " / ".join(fmt(spread(calc, "cpu_us_per_result", who))
+                             for who in ("broker", "api", "worker"))
+            out += ["", f"calcstream CPU µs per W2 result while wrk ran, broker / API / worker: "
+                    f"{cpu}. On 2 cores, N results/s leaves 2,000,000 / N µs for all of them."]
         out.append("")
     mem = results.get("memory", {}).get("calcstream")
     if mem:
@@ -417,11 +423,12 @@ def _against_tansu(results: dict[str, Any]) -> list[str]:
 
     tansu: dict[str, Any] = orjson.loads(TANSU.read_bytes())
     rows = ["## Apache Kafka against Tansu", "",
-            f"Beside each figure of this run, the same figure from the last full run on Tansu "
-            f"({tansu['started']}, commit {tansu.get('commit', '?')}, on "
+            f"Beside each figure of this run, the same figure from the same bench run from commit "
+            f"{tansu.get('commit', '?')}, the last one on Tansu, the memory-only stand-in "
+            f"calcstream ran on before ({tansu['started']}, on "
             f"{(tansu.get('machine') or ['?'])[0].removeprefix('- CPU: ')}; raw figures in "
-            "`results/tansu-2026-11-25.json`). The inline peer runs the same code in both, so "
-            "its row shows how the two hosts compare. FINDINGS 11 says why the rest moved.", "",
+            "`results/tansu-2026-12-02.json`). The inline peer runs the same code in both: its "
+            "row shows how busy the host was in each. FINDINGS 11 says why the rest moved.", "",
             "| figure | Apache Kafka (this run) | Tansu | Kafka / Tansu |", "|---|---|---|---|"]
     for label, workload, target, (key, *sub), digits in _COMPARED:
         now = spread(results.get(workload, {}).get(target), key, *sub)

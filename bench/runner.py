@@ -263,7 +263,7 @@ async def _w2_calcstream(stack: CalcstreamStack, pool: payloads.BodyPool,
     key = "calcstream_worker_event_loop_lag_seconds_bucket"
     before = (await worker_metrics(port)).get(key)
     figure = await w1.saturate(calcstream_target(stack), pool, plan, plan.w2_seconds, "prefix",
-                               False)
+                               False, _meter(stack))
     lag = bucket_delta((await worker_metrics(port))[key], before)
     figure["worker_loop_lag_p99_ms_at_most"] = histogram_quantile(lag, 0.99) * 1000
     figure["worker_loop_lag_buckets"] = lag
