@@ -18,6 +18,7 @@ from bench import payloads
 from bench.stack import CalcstreamStack
 from bench.stats import percentiles
 
+JSON_HEADERS = {"Content-Type": "application/json"}
 COUNT = 200
 
 
@@ -38,7 +39,8 @@ async def main() -> None:
                     for i in range(COUNT):
                         body = pool.bodies[i % len(pool.bodies)] if method == "POST" else None
                         start = time.perf_counter()
-                        async with session.request(method, stack.url + path, data=body) as r:
+                        async with session.request(method, stack.url + path, data=body,
+                                                   headers=JSON_HEADERS) as r:
                             raw = await r.read()
                         times.append((time.perf_counter() - start) * 1000)
                         if "wait" in path:
