@@ -27,7 +27,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from bench.procs import cpu_seconds
 from bench.transport import frame_bytes, produce_all
 from bench.worker_path import PARTITIONS, create_topics
-from consumer.admin import wait_for_broker
+from core.admin import wait_for_broker
 from core.kafka import EmbeddedKafka
 from core.net import free_port
 

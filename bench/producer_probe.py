@@ -13,10 +13,10 @@ import time
 from aiokafka import AIOKafkaProducer
 
 from bench.stats import percentiles
-from consumer.admin import ensure_topics, wait_for_broker
-from consumer.settings import BrokerSettings
+from core.admin import ensure_topics, wait_for_broker
 from core.kafka import EmbeddedKafka
 from core.net import free_port
+from core.settings import BrokerSettings
 
 SIZES = (2_000, 19_000)
 """~100 and ~1,000 floats as JSON."""

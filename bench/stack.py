@@ -20,9 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench import launch
 from bench.procs import HOST, Child, free_port
-from consumer.admin import ensure_topics, wait_for_broker
-from consumer.settings import BrokerSettings
+from core.admin import ensure_topics, wait_for_broker
 from core.kafka import EmbeddedKafka
+from core.settings import BrokerSettings
 
 WARMUP_BODY = b'{"op":"sum_of_squares","data":[1.0,2.0]}'
 BENCH_ENV = {"CALCSTREAM_CACHE_ENTRIES": "0"}

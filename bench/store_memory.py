@@ -19,7 +19,7 @@ import orjson
 
 from bench.procs import rss_bytes
 from consumer.cache import LruCache
-from producer_api.results import ResultStore
+from producer_api.store import ResultStore
 
 COUNT = 1_000_000
 CACHE_COUNT = 100_000

@@ -29,9 +29,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Consumer, Producer
 
 from bench.worker_path import create_topics
-from consumer.admin import wait_for_broker
-from consumer.looplag import LoopLagMonitor
+from core.admin import wait_for_broker
 from core.kafka import EmbeddedKafka
+from core.looplag import LoopLagMonitor
 from core.net import free_port
 from schemas.encoding import encode_binary
 from schemas.messages import RequestFields

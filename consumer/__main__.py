@@ -6,10 +6,10 @@ import asyncio
 import logging
 import signal
 
-from calcstream.logs import configure
-from calcstream.runtime import tune_gc
 from consumer.settings import WorkerSettings
 from consumer.worker import Worker
+from core.logs import configure
+from core.runtime import tune_gc
 
 logger = logging.getLogger("consumer")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,11 +29,10 @@ from schemas.encoding import (
     loose_json,
     peek_id,
 )
-from schemas.messages import DeadLetterHeaders
+from schemas.messages import SCHEMA_VERSION, DeadLetterHeaders, is_request_id
 
 logger = logging.getLogger(__name__)
 
-_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 _NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
 
@@ -249,7 +247,7 @@ def _emit(
         status, result, error = "error", None, _too_large(np.size(result) * 2, limit)
     enqueued = record.timestamp / 1000.0
     doc = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "id": request_id,
         "status": status,
         "op": op,
@@ -294,7 +292,7 @@ def _reject(
     """Dead-letter a record and, when its id is readable, answer it with an error result."""
     message = _describe(exc)
     request_id = peek_id(record.value, record.key)
-    if request_id is not None and not _ID.match(request_id):
+    if request_id is not None and not is_request_id(request_id):
         request_id = None
     why = DeadLetterHeaders(
         original_topic=record.topic,

@@ -2,6 +2,11 @@
 
 Offsets are committed only after every result and dead-letter record of the batch (and of every
 earlier batch) is acknowledged by the broker, so a crash can cause redelivery but never loss.
+
+The roles are split the way aiokafka splits its consumer: this module fetches, batches and
+keeps the batches in flight (and drains them on shutdown and rebalance); ``publishing.py``
+sends and retries, ``committing.py`` orders commits, ``journaling.py`` keeps the attempts
+journal. A background task that dies (a batch, the lag watch) fails the worker.
 """
 
 from __future__ import annotations
@@ -10,23 +15,22 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
-from consumer.admin import ensure_topics, wait_for_broker
-from consumer.attempts import AttemptJournal, JournalRecord, ensure_journal_topic
-from consumer.batching import Batcher, CommitLog
+from consumer.attempts import JournalRecord
+from consumer.batching import Batcher
 from consumer.cache import from_settings
+from consumer.committing import Committer
 from consumer.errors import NotStartedError
-from consumer.looplag import LoopLagMonitor
-from consumer.metrics import MetricsServer, WorkerCollector
-from consumer.outbox import Outgoing, send_all
+from consumer.journaling import JournalKeeper
+from consumer.metrics import WorkerCollector
 from consumer.processing import (
     BatchContext,
     BatchOutput,
@@ -34,16 +38,21 @@ from consumer.processing import (
     give_up,
     process_batch,
 )
+from consumer.publishing import BatchPublisher
 from consumer.settings import WorkerSettings
 from consumer.stats import WorkerStats
+from core.admin import ensure_topics, wait_for_broker
+from core.looplag import LoopLagMonitor
+from core.metrics import MetricsServer
 from core.producers import stop_producer
+from core.secrets import masked
+from core.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 _IDLE_POLL_MS = 100
-_PUBLISH_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0)
 # Room for the key, headers and batch framing next to a result value in one produce request.
 _RECORD_OVERHEAD = 1024
 
@@ -61,13 +70,12 @@ class Worker:
         self._lag_task: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
-        self._journal: AttemptJournal | None = None
-        self._journal_reader: AIOKafkaConsumer | None = None
+        self._publisher: BatchPublisher | None = None
+        self._committer: Committer | None = None
+        self._journal: JournalKeeper | None = None
         self._batcher: Batcher[Any] = Batcher(
             settings.max_batch_size, settings.max_batch_delay_ms / 1000.0
         )
-        self._commits = CommitLog()
-        self._commit_lock = asyncio.Lock()
         self._inflight: set[asyncio.Task[None]] = set()
         self._inflight_records = 0
         self._stopping = asyncio.Event()
@@ -92,34 +100,26 @@ class Worker:
     async def start(self) -> None:
         """Connect, create missing topics, join the group."""
         s = self.settings
-        logger.info("worker starting with %s", _masked(s))
+        logger.info("worker starting with %s", masked(s))
         await wait_for_broker(s.bootstrap_servers)
         if s.create_topics:
             await ensure_topics(s)
         self._producer = AIOKafkaProducer(client_id=s.worker_id, **s.producer_options())
         await self._producer.start()
-        self._consumer = AIOKafkaConsumer(**s.consumer_options())
-        self._consumer.subscribe([s.requests_topic], listener=_Rebalance(self))
+        self._publisher = BatchPublisher(self._producer, s.topics, self.stats)
+        consumer = self._consumer = AIOKafkaConsumer(**s.consumer_options())
+        consumer.subscribe([s.requests_topic], listener=_Rebalance(self))
         if s.max_attempts:
-            await self._start_journal()
-        await self._consumer.start()
+            partitions = len(await self._producer.partitions_for(s.requests_topic))
+            self._journal = await JournalKeeper.open(s, partitions, consumer, self._publisher)
+        self._committer = Committer(consumer, self.stats,
+                                    self._journal.committed if self._journal else None)
+        await consumer.start()
         self.loop_lag.start()
-        self._lag_task = asyncio.get_running_loop().create_task(self._watch_lag())
+        self._lag_task = self._background(self._watch_lag(), "consumer-lag")
         if s.metrics_enabled:
             self.metrics = MetricsServer(self.registry, s.metrics_host, s.metrics_port)
             await self.metrics.start()
-
-    async def _start_journal(self) -> None:
-        s = self.settings
-        partitions = len(await self._require(self._producer).partitions_for(s.requests_topic))
-        await ensure_journal_topic(s.bootstrap_servers, s.journal_topic, partitions,
-                                   s.replication_factor, create=s.create_topics)
-        self._journal = AttemptJournal(s.journal_topic, partitions, s.worker_id)
-        self._journal_reader = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers, security_protocol=s.security_protocol,
-            client_id=f"{s.worker_id}-journal", group_id=None, enable_auto_commit=False,
-            fetch_max_wait_ms=s.fetch_max_wait_ms)
-        await self._journal_reader.start()
 
     def request_stop(self) -> None:
         """Ask ``run()`` to stop fetching, finish what it has, commit and return."""
@@ -130,19 +130,17 @@ class Worker:
         self.request_stop()
         await self.loop_lag.stop()
         lag_task, self._lag_task = self._lag_task, None
-        if lag_task is not None:
-            lag_task.cancel()
-            await asyncio.gather(lag_task, return_exceptions=True)
+        await cancel_and_wait(lag_task)
         metrics, self.metrics = self.metrics, None
         if metrics is not None:
             await metrics.stop()
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
-        reader, self._journal_reader = self._journal_reader, None
+        journal, self._journal = self._journal, None
         if consumer is not None:
             await consumer.stop()
-        if reader is not None:
-            await reader.stop()
+        if journal is not None:
+            await journal.close()
         if producer is not None:
             await stop_producer(producer, self.settings.drain_timeout_s)
 
@@ -180,24 +178,11 @@ class Worker:
         """Launch a batch; records a worker died computing go first, one at a time and alone,
         so that the next death is attributed to one record."""
         journal = self._journal
-        if journal is None:
+        last_suspect = await journal.suspects(records) if journal is not None else {}
+        if journal is None or not last_suspect:
             self._launch(records)
             return
         consumer = self._require(self._consumer)
-        new = {(r.topic, r.partition) for r in records if not journal.loaded((r.topic,
-                                                                              r.partition))}
-        if new:
-            committed = {tp: await consumer.committed(TopicPartition(*tp)) or 0 for tp in new}
-            acquired = await journal.load(self._require(self._journal_reader), committed)
-            await self._send_journal(acquired)
-        last_suspect: dict[tuple[str, int], int] = {}
-        for r in records:
-            if journal.prior(r):
-                tp = (r.topic, r.partition)
-                last_suspect[tp] = max(r.offset, last_suspect.get(tp, -1))
-        if not last_suspect:
-            self._launch(records)
-            return
         # Everything of a partition up to its last suspect goes alone, in order; the rest
         # follows as one batch, so no commit overtakes an earlier record.
         alone = [r for r in records if r.offset <= last_suspect.get((r.topic, r.partition), -1)]
@@ -232,7 +217,7 @@ class Worker:
 
     def _busy(self) -> int:
         """Batches computing, publishing, committing, or finished behind an uncommitted one."""
-        return max(len(self._inflight), len(self._commits))
+        return max(len(self._inflight), len(self._require(self._committer)))
 
     async def _wait_for_capacity(self, consumer: AIOKafkaConsumer) -> None:
         """Pause fetching until a batch lands or a stop is requested (a batch stuck publishing
@@ -250,7 +235,7 @@ class Worker:
 
     def _launch(self, records: list[RequestRecord],
                 abandon: bool = False) -> asyncio.Task[None]:
-        token = self._commits.open(records)
+        token = self._require(self._committer).open(records)
         task = asyncio.get_running_loop().create_task(self._handle(records, token, abandon))
         self._inflight.add(task)
         self._inflight_records += len(records)
@@ -273,32 +258,44 @@ class Worker:
         self._inflight_records -= records
         self._count_held()
         self.stats.in_flight = len(self._inflight)
+        self._fail_on_error(task)
+
+    def _background(self, work: Any, name: str) -> asyncio.Task[None]:
+        """A task that runs as long as the worker; its death fails the worker."""
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work, name=name)
+        task.add_done_callback(self._fail_on_error)
+        return task
+
+    def _fail_on_error(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None and self._failure is None:
-            # A bug, not a broker error (those are retried): its offsets can never be
-            # committed, so stop rather than stall; run() raises it after draining.
+            # A bug, not a broker error (those are retried): a batch's offsets could never be
+            # committed, a dead watch would go unnoticed; stop rather than stall, and run()
+            # raises it after draining.
             self._failure = task.exception()
-            logger.error("a batch failed unexpectedly; stopping", exc_info=self._failure)
+            logger.error("task %s failed unexpectedly; stopping", task.get_name(),
+                         exc_info=self._failure)
             self.request_stop()
 
     async def _handle(self, records: list[RequestRecord], token: object,
                       abandon: bool = False) -> None:
         started = time.perf_counter()
+        journal = self._journal
         marks: list[JournalRecord] = []
         if abandon:
             # Tried max_attempts times by workers that died computing it: don't try again.
-            assert self._journal is not None
-            output = give_up(records, self._ctx,
-                             [self._journal.prior(r) for r in records])
+            assert journal is not None
+            output = give_up(records, self._ctx, [journal.prior(r) for r in records])
         else:
-            if self._journal is not None:
-                await self._send_journal(self._journal.start(records))
+            if journal is not None:
+                await journal.starting(records)
             output = await asyncio.to_thread(process_batch, records, self._ctx)
-            if self._journal is not None:
-                marks = self._journal.computed(records)
+            if journal is not None:
+                marks = journal.computed(records)
         computed = time.perf_counter()
         await self._publish(output, marks)
-        self._commits.finish(token)
-        await self._commit()
+        committer = self._require(self._committer)
+        committer.finish(token)
+        await committer.commit()
         self._count(records, output)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
@@ -307,76 +304,13 @@ class Worker:
                 output.statuses, _offset_ranges(records),
             )
 
-    async def _publish(self, output: BatchOutput, marks: Sequence[JournalRecord] = ()) -> None:
-        """Send every record of the batch and wait for all acks; retry until they are acked.
-
-        A retry sends only the records that were not acknowledged, so a topic that refuses
-        writes for a while does not fill the others with copies of the same batch.
-        """
-        topics = self.settings.topics
-        pending: list[Outgoing] = [
-            (topics.dlq, None, d.key, d.value, d.headers) for d in output.dead_letters
-        ]
-        pending += [(topics.results, None, key, value, None) for key, value in output.results]
-        pending += [(j.topic, j.partition, j.key, j.value, None) for j in marks]
-        await self._send(pending)
-
-    async def _send_journal(self, records: list[JournalRecord]) -> None:
-        await self._send([(j.topic, j.partition, j.key, j.value, None) for j in records])
+    async def _publish(self, output: BatchOutput, marks: list[JournalRecord]) -> None:
+        """Publish a computed batch and wait for every ack (the seam before its commit)."""
+        await self._require(self._publisher).publish(output, marks)
 
     async def _release(self, tps: Iterable[TopicPartition]) -> None:
-        """Tell the attempts journal these partitions were given up cleanly (best effort: if
-        the broker does not take it in time, the next owner just journals its attempts)."""
-        if self._journal is None:
-            return
-        try:
-            async with asyncio.timeout(self.settings.drain_timeout_s):
-                await self._send_journal(self._journal.released(
-                    [(tp.topic, tp.partition) for tp in tps]))
-        except TimeoutError:
-            logger.warning("could not mark partitions released in the attempts journal")
-
-    async def _send(self, pending: list[Outgoing]) -> None:
-        """Produce records and wait for every ack, re-sending the refused ones until acked."""
-        producer = self._require(self._producer)
-        attempt = 0
-        while pending:
-            pending, errors = await send_all(producer, pending)
-            for error in errors:
-                if not isinstance(error, KafkaError):
-                    raise error
-            if pending:
-                self.stats.publish_retries += 1
-                delay = _PUBLISH_BACKOFF_S[min(attempt, len(_PUBLISH_BACKOFF_S) - 1)]
-                attempt += 1
-                logger.warning("publishing %d records failed (%s); retrying in %.1fs",
-                               len(pending), errors[0], delay)
-                await asyncio.sleep(delay)
-
-    async def _commit(self) -> None:
-        consumer = self._require(self._consumer)
-        async with self._commit_lock:
-            ready = self._commits.committable()
-            assigned = consumer.assignment()
-            offsets = {
-                tp: offset
-                for (topic, partition), offset in ready.items()
-                if (tp := TopicPartition(topic, partition)) in assigned
-            }
-            if not offsets:
-                return
-            try:
-                await consumer.commit(offsets)
-                if self._journal is not None:
-                    self._journal.committed({(tp.topic, tp.partition): offset
-                                             for tp, offset in offsets.items()})
-            except CommitFailedError as exc:
-                self.stats.commit_failures += 1
-                logger.warning("commit refused, the group moved on; these records will be "
-                               "redelivered to their new owner: %s (%s)", offsets, exc)
-            except KafkaError as exc:
-                self.stats.commit_failures += 1
-                logger.error("commit failed: %s (%s)", offsets, exc)
+        if self._journal is not None:
+            await self._journal.release(tps, self.settings.drain_timeout_s)
 
     async def _drain(self, timeout: float) -> bool:
         """Wait for every in-flight batch to publish and commit, at most ``timeout`` seconds.
@@ -392,11 +326,8 @@ class Worker:
             return True
         except TimeoutError:
             stuck = set(self._inflight)
-            for task in stuck:
-                task.cancel()
-            if stuck:
-                await asyncio.wait(stuck)
-            self._commits = CommitLog()
+            await cancel_and_wait(*stuck)
+            self._require(self._committer).forget()
             logger.warning("abandoned %d batches still unpublished after %.1fs; nothing of them "
                            "is committed, their records will be delivered again",
                            len(stuck), timeout)
@@ -411,7 +342,7 @@ class Worker:
             if await self._drain(self.settings.drain_timeout_s):
                 await self._release(revoked)
             elif self._journal is not None:
-                self._journal.revoked((tp.topic, tp.partition) for tp in revoked)
+                self._journal.revoked(revoked)
         finally:
             self._handing_over.difference_update(revoked)
         logger.info("partitions revoked %s; %d queued records left for the next owner",
@@ -470,9 +401,3 @@ def _offset_ranges(records: list[RequestRecord]) -> dict[str, str]:
         lo_hi = ranges.setdefault(f"{r.topic}/{r.partition}", [r.offset, r.offset])
         lo_hi[0], lo_hi[1] = min(lo_hi[0], r.offset), max(lo_hi[1], r.offset)
     return {k: f"{lo}-{hi}" for k, (lo, hi) in ranges.items()}
-
-
-def _masked(settings: WorkerSettings) -> dict[str, Any]:
-    secret = ("password", "secret", "token")
-    return {k: "***" if any(w in k for w in secret) and v else v
-            for k, v in settings.model_dump().items()}

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import uvicorn
 from fastapi import FastAPI
 
-from calcstream.logs import configure
-from calcstream.runtime import tune_gc
+from core.logs import configure
+from core.runtime import tune_gc
 from producer_api.admission import Admission
 from producer_api.fastpath import SubmitFastPath
 from producer_api.main import create_app

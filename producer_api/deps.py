@@ -8,14 +8,15 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from consumer.looplag import LoopLagMonitor
+from core.looplag import LoopLagMonitor
+from producer_api.acceptance import Acceptor
 from producer_api.errors import NotStartedError
 from producer_api.hub import Hub
 from producer_api.publisher import Publisher
-from producer_api.results import ResultReader, ResultStore
+from producer_api.reader import ResultReader
 from producer_api.settings import ApiSettings
 from producer_api.stats import ApiStats
-from producer_api.submitter import Submitter
+from producer_api.store import ResultStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +28,7 @@ class Services:
     store: ResultStore
     reader: ResultReader
     hub: Hub
-    submitter: Submitter
+    acceptor: Acceptor
     loop_lag: LoopLagMonitor
     stats: ApiStats
 

@@ -26,8 +26,8 @@ from producer_api.errors import (
     NotStartedError,
     PayloadTooLarge,
 )
-from producer_api.routes.calculations import accept, require_json
 from producer_api.stats import ApiStats
+from producer_api.usecase import require_json, submit_one
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class SubmitFastPath:
             require_json(_content_type(scope))
             body = await _read(scope, receive, services.settings.max_body_bytes,
                                services.settings.body_timeout_s)
-            status, content, location = await accept(services, body, wait)
+            status, content, location = await submit_one(services, body, wait)
         except ApiError as exc:
             self.intake.reject(exc)
             await _answer(send, exc.status, exc.body_bytes(), self._error_headers(exc))

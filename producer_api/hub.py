@@ -25,8 +25,8 @@ from collections.abc import Iterable
 
 import orjson
 
-from producer_api.results import ResultStore
 from producer_api.stats import ApiStats
+from producer_api.store import ResultStore
 
 _RESULT_PREFIX = b'{"type":"result",'
 _TAKE_MAX = 256
@@ -119,6 +119,10 @@ class Hub:
             elif request_id not in sub.ids:
                 sub.ids.add(request_id)
                 self._by_id.setdefault(request_id, set()).add(sub)
+
+    def watchers(self, request_id: str) -> int:
+        """Sockets watching this id."""
+        return len(self._by_id.get(request_id, ()))
 
     @property
     def streaming(self) -> int:

@@ -25,9 +25,9 @@ import orjson
 from numpy.lib import format as npy_format
 from pydantic import ValidationError
 
-from consumer import ops
 from producer_api.errors import InvalidRequest
 from producer_api.models import Submission
+from schemas import ops
 from schemas.encoding import (
     BINARY,
     CONTENT_TYPE_HEADER,
@@ -35,10 +35,11 @@ from schemas.encoding import (
     float64_bytes,
     frame,
 )
+from schemas.messages import ID_CHARACTERS
 
 JSON_HEADERS = [(CONTENT_TYPE_HEADER, JSON.encode())]
 BINARY_HEADERS = [(CONTENT_TYPE_HEADER, BINARY.encode())]
-ID_PREFIX = re.compile(r"^[A-Za-z0-9._:@-]{1,100}$")
+ID_PREFIX = re.compile(rf"^[{ID_CHARACTERS}]{{1,100}}$")
 _F64 = np.dtype("<f8")
 _MAX_FIELD_ERRORS = 20
 

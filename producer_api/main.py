@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 
-from consumer.admin import ensure_topics, wait_for_broker
-from consumer.looplag import LoopLagMonitor
+from core.admin import ensure_topics, wait_for_broker
+from core.looplag import LoopLagMonitor
+from core.secrets import masked
 from producer_api import docs, metrics
+from producer_api.acceptance import Acceptor
 from producer_api.deps import Services
 from producer_api.hub import Hub
 from producer_api.overview import Overview
 from producer_api.publisher import Publisher
+from producer_api.reader import ResultReader
 from producer_api.responses import OrjsonResponse, install_handlers
-from producer_api.results import ResultReader, ResultStore
 from producer_api.routes import apidocs, calculations, contracts, dashboard, health, ops, stats, ws
 from producer_api.routes import metrics as metrics_route
 from producer_api.settings import ApiSettings
 from producer_api.stats import ApiStats
-from producer_api.submitter import Submitter
+from producer_api.store import ResultStore
 from producer_api.workers import WorkerScraper
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start the publisher, the result reader and the loop-lag probe; stop them in reverse."""
     s: ApiSettings = app.state.settings
     counts: ApiStats = app.state.stats
-    logger.info("API starting with %s", _masked(s))
+    logger.info("API starting with %s", masked(s))
     await wait_for_broker(s.bootstrap_servers, s.startup_timeout_s)
     if s.create_topics:
         await ensure_topics(s)
@@ -77,7 +78,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(loop_lag.stop)
         loop_lag.start()
         app.state.services = Services(s, publisher, store, reader, hub,
-                                      Submitter(store, publisher, s.max_batch_errors), loop_lag,
+                                      Acceptor(store, publisher, s.max_batch_errors), loop_lag,
                                       counts)
         try:
             yield
@@ -101,20 +102,3 @@ async def _partitions(publisher: Publisher, topic: str) -> set[int]:
         raise RuntimeError(f"the result topic {topic!r} is not there ({reason}); create it, "
                            "or start with CALCSTREAM_CREATE_TOPICS=true")
     return partitions
-
-
-def _masked(settings: ApiSettings) -> dict[str, object]:
-    """The settings as logged: secret-named values and passwords inside URLs hidden."""
-    out: dict[str, object] = {}
-    for key, value in settings.model_dump().items():
-        if value and any(word in key for word in _SECRET_WORDS):
-            out[key] = "***"
-        elif isinstance(value, str):
-            out[key] = _URL_PASSWORD.sub(r"\1:***@", value)
-        else:
-            out[key] = value
-    return out
-
-
-_SECRET_WORDS = ("password", "secret", "token", "credential")
-_URL_PASSWORD = re.compile(r"(?<=://)([^:/@\s,]*):[^@\s,]*@")

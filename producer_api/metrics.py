@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from consumer.metrics import counter, gauge, histogram
+from core.metrics import counter, gauge, histogram
 from producer_api.deps import Services
 from producer_api.stats import ApiStats
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
-from consumer.settings import BrokerSettings
+from core.settings import BrokerSettings
 
 MiB = 1024 * 1024
 

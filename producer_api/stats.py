@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from consumer.stats import LATENCY_BUCKETS, LOOP_LAG_BUCKETS, Buckets
+from core.metrics import LATENCY_BUCKETS, LOOP_LAG_BUCKETS, Buckets
 from producer_api.errors import ApiError
 
 # Finer than the worker's latency buckets between 1 and 100 ms, where a local stack lives, so

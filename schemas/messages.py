@@ -11,6 +11,7 @@ date library.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
@@ -19,11 +20,21 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 SCHEMA_VERSION = 1
 DLQ_HEADER_PREFIX = "dlq."
 
+ID_CHARACTERS = "A-Za-z0-9._:@-"
+ID_MAX_LENGTH = 128
+ID_PATTERN = re.compile(rf"^[{ID_CHARACTERS}]{{1,{ID_MAX_LENGTH}}}$")
+"""What a request id may be: 1-128 characters of letters, digits and ``._:@-``."""
+
 RequestId = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$"),
+    StringConstraints(min_length=1, max_length=ID_MAX_LENGTH, pattern=rf"^[{ID_CHARACTERS}]+$"),
     Field(description="Client-chosen or server-assigned id; also the record key (UTF-8)."),
 ]
+
+
+def is_request_id(value: str) -> bool:
+    """``value`` is a valid request id."""
+    return ID_PATTERN.match(value) is not None
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 ResultStatus = Literal["ok", "error", "expired"]
 

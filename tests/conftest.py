@@ -20,7 +20,7 @@ import pytest
 import redis
 from hypothesis import settings
 
-from consumer.admin import wait_for_broker
+from core.admin import wait_for_broker
 from core.kafka import EmbeddedKafka, kafka_version
 from core.net import free_port
 from schemas.topics import Topics

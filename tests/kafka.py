@@ -12,8 +12,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from consumer.settings import BrokerSettings, WorkerSettings
+from consumer.settings import WorkerSettings
 from core.metadata import topic_partitions
+from core.settings import BrokerSettings
 from schemas.topics import Topics
 
 

@@ -15,9 +15,9 @@ import jsonschema
 import pytest
 import yaml
 
-from consumer.settings import BrokerSettings
 from core.kafka import kafka_version
 from core.kafka.node import single_node_settings
+from core.settings import BrokerSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT.parent / "shared" / "data" / "compose-spec.json"

@@ -10,6 +10,7 @@ import orjson
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from producer_api import docs, intake, jsonarray
+from producer_api.acceptance import BatchItem
 from producer_api.deps import Services, ServicesDep
 from producer_api.errors import (
     ApiError,
@@ -21,13 +22,13 @@ from producer_api.errors import (
 from producer_api.limits import read_body, read_lines
 from producer_api.models import Accepted, BatchSummary, State
 from producer_api.responses import OrjsonResponse
-from producer_api.results import PUBLISHING
 from producer_api.settings import ApiSettings
-from producer_api.submitter import BatchItem
+from producer_api.store import PUBLISHING
+from producer_api.usecase import JSON_TYPES, media_type, require_json, submit_one
+from schemas.messages import ID_CHARACTERS, ID_MAX_LENGTH
 
 router = APIRouter(prefix="/v1/calculations", tags=["calculations"])
 
-JSON_TYPES = ("", "application/json")
 NDJSON_TYPES = (docs.NDJSON, "application/jsonl", "application/x-jsonlines")
 NPY_TYPES = (docs.NPY, "application/octet-stream")
 
@@ -36,20 +37,8 @@ Wait = Annotated[float | None, Query(
     description="Seconds to wait for the result (clamped to the server's max_wait_s, 30 by "
     "default). 200 with the result if it arrives in time, else 202 as without wait.")]
 RequestIdPath = Annotated[str, Path(
-    pattern=r"^[A-Za-z0-9._:@-]+$", max_length=128, description="The request id.")]
-
-
-def media_type(content_type: str) -> str:
-    """The media type of a Content-Type value: parameters dropped, lower case."""
-    return content_type.split(";")[0].strip().lower()
-
-
-def require_json(content_type: str) -> None:
-    """``UnsupportedMediaType`` unless a single submit's body is JSON (or has no Content-Type,
-    read as JSON). Shared with ``fastpath``."""
-    ctype = media_type(content_type)
-    if ctype not in JSON_TYPES:
-        raise UnsupportedMediaType(f"Content-Type {ctype!r}; send application/json")
+    pattern=rf"^[{ID_CHARACTERS}]+$", max_length=ID_MAX_LENGTH,
+    description="The request id.")]
 
 
 @router.post(
@@ -77,29 +66,11 @@ async def submit(request: Request, services: ServicesDep, wait: Wait = None) -> 
         require_json(request.headers.get("content-type", ""))
         body = await read_body(request, services.settings.max_body_bytes,
                                services.settings.body_timeout_s)
-        status, content, location = await accept(services, bytes(body), wait)
+        status, content, location = await submit_one(services, bytes(body), wait)
     except ApiError as exc:
         services.stats.single.reject(exc)
         raise
     return OrjsonResponse(content, status, {"Location": location})
-
-
-async def accept(services: Services, body: bytes, wait: float | None) -> tuple[int, bytes, str]:
-    """Submit one raw JSON body: (status, answer, location). Shared with ``fastpath``.
-
-    Counts the request as accepted (or deduplicated); callers count rejections.
-    """
-    s = services.settings
-    item = intake.from_json(body, s.max_array_length, time.time(), s.publish_binary)
-    outcome = await services.submitter.submit(item, min(wait, s.max_wait_s) if wait else 0.0)
-    if outcome.existing:
-        services.stats.single.deduplicated += 1
-    else:
-        services.stats.single.accepted += 1
-    location = f"/v1/calculations/{outcome.id}"
-    if outcome.result is not None:
-        return 200, outcome.result, location
-    return 202, b'{"id":"%s","status":"queued"}' % outcome.id.encode(), location
 
 
 @router.post(
@@ -169,7 +140,7 @@ async def _submit_batch(request: Request, services: Services, op: str | None, ar
     else:
         raise UnsupportedMediaType(
             f"Content-Type {ctype!r}; send application/json, {docs.NDJSON} or {docs.NPY}")
-    summary = await services.submitter.submit_many(items, keep_ids=ids,
+    summary = await services.acceptor.accept_many(items, keep_ids=ids,
                                                    intake=services.stats.batch)
     return OrjsonResponse({**summary.document(), **extra}, 202)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import generate_latest
 
-from consumer.metrics import CONTENT_TYPE
+from core.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["operations"])
 

@@ -7,9 +7,9 @@ from functools import cache
 import orjson
 from fastapi import APIRouter, Response
 
-from consumer import ops
 from producer_api.models import OpInfo
 from producer_api.responses import OrjsonResponse
+from schemas import ops
 
 router = APIRouter(prefix="/v1", tags=["ops"])
 

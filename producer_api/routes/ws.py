@@ -25,9 +25,7 @@ are refused before they get here (``producer_api.admission``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import re
 import time
 from typing import Any
 
@@ -35,16 +33,17 @@ import orjson
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
+from core.tasks import cancel_and_wait
 from producer_api import intake
 from producer_api.deps import Services, ServicesDep
 from producer_api.errors import ApiError, InvalidRequest
 from producer_api.hub import Subscriber
+from schemas.messages import is_request_id
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter()
 
-_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 CLOSE_TOO_BIG = 1009
 CLOSE_POLICY = 1008
 
@@ -104,7 +103,7 @@ class _Session:
 
     def _ids(self, doc: dict[str, Any]) -> list[str]:
         ids = doc.get("ids")
-        if not isinstance(ids, list) or not all(isinstance(i, str) and _ID.match(i)
+        if not isinstance(ids, list) or not all(isinstance(i, str) and is_request_id(i)
                                                 for i in ids):
             raise InvalidRequest.of("ids", "expected a list of request ids (or \"all\": true)")
         return ids
@@ -134,7 +133,7 @@ class _Session:
     async def _submit(self, item: intake.Prepared, ref: Any) -> None:
         counts = self.services.stats.ws
         try:
-            outcome = await self.services.submitter.submit(item)
+            outcome = await self.services.acceptor.accept(item)
         except ApiError as exc:
             counts.reject(exc)
             self.error(exc, ref)
@@ -156,11 +155,7 @@ class _Session:
 
     async def close(self) -> None:
         self.services.hub.remove(self.sub)
-        for task in list(self.tasks):
-            task.cancel()
-        for task in list(self.tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self.tasks)
 
 
 @router.websocket("/v1/ws")
@@ -189,7 +184,5 @@ async def results_socket(ws: WebSocket, services: ServicesDep) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await sender
+        await cancel_and_wait(sender)
         await session.close()

@@ -16,7 +16,7 @@ import pytest
 from bench import bundling, loadgen, payloads, report, worker_path
 from bench.config import Plan
 from bench.procs import Child, free_port, uvicorn_child
-from consumer.admin import wait_for_broker
+from core.admin import wait_for_broker
 from core.kafka import EmbeddedKafka
 
 FAST_GROUP = {"CALCSTREAM_SESSION_TIMEOUT_MS": "2000", "CALCSTREAM_HEARTBEAT_INTERVAL_MS": "500",

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from consumer import ops
 from consumer.ops import REGISTRY, OpInputError, UnknownOpError
+from schemas.ops import CATALOGUE, catalogue
 from tests.consumer.op_cases import CASES, batches, case, requests
 
 
@@ -86,8 +87,16 @@ def test_parse_returns_the_op_args() -> None:
     assert REGISTRY["sum"].parse(1, {}) == ops.OpArgs()
 
 
+def test_every_op_of_the_catalogue_has_a_kernel_and_every_kernel_an_op() -> None:
+    assert set(REGISTRY) == set(CATALOGUE)
+    for name, spec in CATALOGUE.items():
+        bound = REGISTRY[name]
+        assert (bound.summary, bound.args, bound.check, bound.cached) == \
+            (spec.summary, spec.args, spec.check, spec.cached)
+
+
 def test_catalogue_lists_every_op_by_name_with_an_args_schema() -> None:
-    listing = ops.catalogue()
+    listing = catalogue()
     assert [entry["name"] for entry in listing] == sorted(REGISTRY)
     for entry in listing:
         assert set(entry) == {"name", "summary", "args", "cached"}

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from consumer import ops
 from consumer.processing import BatchContext, BatchOutput, process_batch
 from schemas.encoding import BINARY, CONTENT_TYPE_HEADER, JSON, encode_binary
-from schemas.messages import CalcResult, DeadLetterHeaders, ErrorInfo, RequestFields
+from schemas.messages import SCHEMA_VERSION, CalcResult, DeadLetterHeaders, ErrorInfo, RequestFields
 from tests.consumer.op_cases import batches, case
 
 NOW = 1_767_225_600.0
@@ -111,6 +111,23 @@ def test_each_op_answers_json_and_binary_requests() -> None:
             assert result.queue_ms == pytest.approx(250.0)
             assert result.completed_at == NOW
             assert result.cached is False
+
+
+def test_the_result_documents_are_the_contract_for_every_op_and_status() -> None:
+    """The worker writes result documents with orjson, not through ``CalcResult``: each one,
+    of every op and every status, must still be exactly the model's fields and validate."""
+    records = [json_record(f"ok-{name}", name, data, offset=i, args=args)
+               for i, (name, (data, args, _)) in enumerate(KNOWN.items())]
+    records += [json_record("error", "inv", np.zeros(4), offset=len(records)),
+                json_record("expired", "sum", [1.0], offset=len(records) + 1,
+                            deadline=NOW - 1)]
+    out = run(*records)
+    assert out.statuses == {"ok": len(KNOWN), "error": 1, "expired": 1}
+    for _, value in out.results:
+        doc = orjson.loads(value)
+        assert set(doc) == set(CalcResult.model_fields), set(doc) ^ set(CalcResult.model_fields)
+        assert doc["schema_version"] == SCHEMA_VERSION
+        assert CalcResult.model_validate(doc).model_dump(mode="json") == doc
 
 
 def test_timing_fields_come_from_the_record_and_the_clock() -> None:
@@ -290,7 +307,8 @@ def _fragile(x: Any, _: Any) -> float:
 def test_an_op_that_fails_for_one_request_fails_that_request_alone(
     monkeypatch: pytest.MonkeyPatch, kernel: Any
 ) -> None:
-    monkeypatch.setitem(ops.REGISTRY, "fragile", ops.Op("fragile", "Test op.", kernel, _fragile))
+    fragile = ops.Op("fragile", "Test op.", batch=kernel, reference=_fragile)
+    monkeypatch.setitem(ops.REGISTRY, "fragile", fragile)
     out = run(json_record("a", "fragile", [1.0, 2.0]), json_record("b", "fragile", [-1.0]),
               json_record("c", "fragile", [3.0]), json_record("d", "sum", [-1.0]))
     got = results(out)

@@ -308,3 +308,22 @@ async def test_workers_share_results_through_the_redis_cache(deployment: Deploym
         assert computed["cached"] is False and cached["cached"] is True
         assert cached["result"] == computed["result"]
         assert np.allclose(cached["result"], np.linalg.inv(a))
+
+
+class _LagWatchDies(Worker):
+    """A worker whose consumer-lag watch fails after its first round."""
+
+    async def _watch_lag(self, interval: float = 1.0) -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("the lag watch broke")
+
+
+async def test_a_background_task_that_dies_stops_the_worker_with_its_error(
+        deployment: Deployment) -> None:
+    worker = _LagWatchDies(deployment.worker_settings())
+    await worker.start()
+    try:
+        with pytest.raises(RuntimeError, match="the lag watch broke"):
+            await asyncio.wait_for(worker.run(), 30)
+    finally:
+        await worker.stop()

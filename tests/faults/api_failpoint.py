@@ -14,7 +14,7 @@ from typing import Any
 
 import uvicorn
 
-from calcstream.logs import configure
+from core.logs import configure
 from producer_api.__main__ import config
 from producer_api.settings import ApiSettings
 

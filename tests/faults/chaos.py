@@ -18,8 +18,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from consumer.admin import wait_for_broker
 from consumer.settings import WorkerSettings
+from core.admin import wait_for_broker
 from core.kafka import EmbeddedKafka, kafka_version
 from core.net import free_port
 from schemas.topics import Topics

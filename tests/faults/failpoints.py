@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from calcstream.logs import configure
 from consumer import ops
 from consumer.attempts import JournalRecord
 from consumer.processing import BatchOutput
 from consumer.settings import WorkerSettings
 from consumer.worker import Worker
+from core.logs import configure
 
 logger = logging.getLogger("tests.faults.failpoints")
 
@@ -87,12 +87,12 @@ def main() -> None:
     abort_op = os.environ.get("FAULT_ABORT_OP")
     if abort_op:
         ops.register(ops.Op(abort_op, "Aborts the worker process (a crash injected by tests).",
-                            _abort, lambda x, a: np.nan))
+                            batch=_abort, reference=lambda x, a: np.nan))
     hold = os.environ.get("FAULT_HOLD_OP")
     if hold:
         name, seconds = hold.split(":")
         ops.register(ops.Op(name, "Holds the interpreter lock (a stall injected by tests).",
-                            _holding(float(seconds)), lambda x, a: 0.0))
+                            batch=_holding(float(seconds)), reference=lambda x, a: 0.0))
     settings = WorkerSettings()
     configure(settings.log_level, settings.log_json)
     asyncio.run(serve(settings))

@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from consumer.admin import wait_for_broker
+from core.admin import wait_for_broker
 from core.kafka import EmbeddedKafka
 from core.net import free_port
 from schemas.topics import Topics

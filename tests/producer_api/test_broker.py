@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from consumer.admin import BrokerUnavailable
+from core.admin import BrokerUnavailable
 from core.kafka import EmbeddedKafka
 from core.net import free_port
 from producer_api.main import create_app

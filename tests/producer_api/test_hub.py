@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from producer_api.hub import Hub, Subscriber, result_message
-from producer_api.results import ResultStore
+from producer_api.store import ResultStore
 
 
 def doc(i: int) -> bytes:

@@ -59,6 +59,16 @@ async def until(http: httpx.AsyncClient, name: str, ok: Callable[[float], bool],
             await asyncio.sleep(0.01)
 
 
+async def stats_once(http: httpx.AsyncClient, ok: Callable[[dict[str, Any]], bool],
+                     timeout: float = 10.0) -> dict[str, Any]:
+    """``GET /v1/stats`` until its document satisfies ``ok`` (the snapshot and the worker
+    scrape run on their own intervals); that document."""
+    async with asyncio.timeout(timeout):
+        while not ok(doc := (await http.get("/v1/stats")).json()):  # noqa: ASYNC110 - polling
+            await asyncio.sleep(0.05)
+    return doc
+
+
 async def send(ws: ClientConnection, doc: Any) -> None:
     await ws.send(orjson.dumps(doc).decode())
 
@@ -153,8 +163,9 @@ async def test_stats_show_throughput_latency_and_the_worker(
                                  json=[{"op": "sum", "data": [i, 2]} for i in range(100)])
         assert answer.json()["accepted"] == 100
         _, dropped = await count_results(watcher, 100)
-    await asyncio.sleep(0.6)  # past the snapshot and scrape intervals: this call has a window
-    doc = (await http.get("/v1/stats")).json()
+    doc = await stats_once(http, lambda d: d["api"]["results_total"] - first["api"][
+        "results_total"] == 100 and d["window_s"] > 0 and d["api"]["results_per_s"] > 0
+        and bool(d["workers"]) and d["workers"][0]["records"] >= 100)
     api = doc["api"]
     assert api["results_total"] - first["api"]["results_total"] == 100
     assert api["results_per_s"] > 0 and doc["window_s"] > 0

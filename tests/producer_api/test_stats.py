@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import re
-
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 
 from consumer.metrics import WorkerCollector
 from consumer.stats import WorkerStats
 from producer_api.hub import Hub, Subscriber
-from producer_api.main import _masked
 from producer_api.overview import Overview
-from producer_api.results import ResultStore
-from producer_api.settings import ApiSettings
 from producer_api.stats import ApiStats, quantile
+from producer_api.store import ResultStore
 from producer_api.workers import WorkerScraper, figures, parse
 
 
@@ -86,20 +82,3 @@ async def test_the_hub_counts_what_slow_readers_lose() -> None:
     assert stats.ws_dropped == 3 and hub.streaming == 2
     messages = [orjson.loads(m) for m in await slow.take()]
     assert messages[0] == {"type": "dropped", "count": 3}
-
-
-def test_logged_settings_hide_passwords_in_urls_and_secret_fields() -> None:
-    settings = ApiSettings(
-        worker_metrics_urls="http://scraper:s3cret@w1:9101/metrics,http://w2:9102/metrics")
-    logged = _masked(settings)
-    assert logged["worker_metrics_urls"] == ("http://scraper:***@w1:9101/metrics,"
-                                             "http://w2:9102/metrics")
-    assert "s3cret" not in repr(logged)
-
-    class WithSecrets(ApiSettings):
-        sasl_plain_password: str = "hunter2"
-        redis_url: str = "redis://:hunter2@127.0.0.1:6379/0"
-
-    logged = _masked(WithSecrets())
-    assert logged["sasl_plain_password"] == "***"
-    assert not re.search("hunter2", repr(logged))

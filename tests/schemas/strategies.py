@@ -6,9 +6,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from schemas.messages import CalcRequest, RequestFields
+from schemas.messages import ID_CHARACTERS, ID_MAX_LENGTH, CalcRequest, RequestFields
 
-IDS = st.from_regex(r"\A[A-Za-z0-9._:@-]{1,128}\Z")
+IDS = st.from_regex(rf"\A[{ID_CHARACTERS}]{{1,{ID_MAX_LENGTH}}}\Z")
 OPS = st.text(min_size=1, max_size=64)
 FINITE = st.floats(allow_nan=False, allow_infinity=False)
 TIMES = st.none() | st.floats(0, 4e9)

@@ -1,0 +1,27 @@
+"""Start-up lines show the settings without their secrets, for every process."""
+
+from __future__ import annotations
+
+from consumer.settings import WorkerSettings
+from core.secrets import masked
+from producer_api.settings import ApiSettings
+
+
+def test_passwords_in_urls_and_secret_fields_are_hidden() -> None:
+    api = masked(ApiSettings(
+        worker_metrics_urls="http://scraper:s3cret@w1:9101/metrics,http://w2:9102/metrics"))
+    assert api["worker_metrics_urls"] == ("http://scraper:***@w1:9101/metrics,"
+                                          "http://w2:9102/metrics")
+    assert "s3cret" not in repr(api)
+
+    worker = masked(WorkerSettings(redis_url="redis://:hunter2@127.0.0.1:6379/0"))
+    assert worker["redis_url"] == "redis://:***@127.0.0.1:6379/0"
+
+    class WithSecrets(WorkerSettings):
+        sasl_plain_password: str = "hunter2"
+        api_key: str = "hunter2"
+
+    logged = masked(WithSecrets())
+    assert logged["sasl_plain_password"] == logged["api_key"] == "***"
+    assert "hunter2" not in repr(logged)
+    assert logged["bootstrap_servers"] == "127.0.0.1:9092", "the rest is shown as it is"
