@@ -76,14 +76,15 @@ nightly: setup
 	$(MAKE) chaos
 
 # The benchmark suite against its peers (Celery on a Redis of its own); writes
-# bench/REPORT.md and plots (~15 minutes on 2 cores; `make bench-quick` is a one-minute smoke run).
+# bench/results/REPORT.md and plots (~15 minutes on 2 cores; `make bench-quick` is a one-minute
+# smoke run into bench/results/quick/, which git ignores).
 bench: setup kafka redis wrk
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
 bench-quick: setup kafka redis wrk
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
-	$(BIN)/python -m bench --quick --out bench/out
+	$(BIN)/python -m bench --quick --out bench/results/quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,4 +1,5 @@
-"""``python -m bench [--quick] [--only NAME ...]``: run the suite, write REPORT.md and plots."""
+"""``python -m bench [--quick] [--only NAME ...]``: run the suite, write REPORT.md and plots
+(into bench/results/ unless ``--out`` says elsewhere)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ from typing import Any
 
 import orjson
 
-from bench import launch, report, runner, stack, wrk
-from bench.config import Plan
-from bench.targets import PEERS
-
-HERE = Path(__file__).resolve().parent
+from bench import runner
+from bench.harness import launch, stack, wrk
+from bench.harness.config import Plan
+from bench.harness.targets import PEERS
+from bench.report import render
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,14 +52,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="run nothing: rewrite REPORT.md and the plots from results.json "
                         "(after editing FINDINGS.md, say)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="where REPORT.md, results.json and the plots go (default: bench/; "
-                        "with --quick, a temporary directory, so a smoke run never replaces "
-                        "the full report)")
+                        help="where REPORT.md, results.json and the plots go (default: "
+                        "bench/results/; with --quick, a temporary directory, so a smoke run "
+                        "never replaces the full report)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.render:
-        out = args.out or HERE
-        path = report.write(orjson.loads((out / "results.json").read_bytes()), out)
+        out = args.out or render.RESULTS
+        path = render.write(orjson.loads((out / "results.json").read_bytes()), out)
         print(f"wrote {path}")
         return 0
     plan = Plan.smoke() if args.quick else Plan.full()
@@ -82,9 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{', '.join(sorted(set(only) & runner.NEEDS_WRK))} need Debian's wrk "
                      "(apt-get install wrk); or pick others with --only")
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
-    out = args.out or (Path(tempfile.mkdtemp(prefix="bench-quick-")) if args.quick else HERE)
+    out = args.out or (Path(tempfile.mkdtemp(prefix="bench-quick-")) if args.quick
+                       else render.RESULTS)
     out.mkdir(parents=True, exist_ok=True)
-    commit = report.commit_label()  # before the run: what the processes were started from
+    commit = render.commit_label()  # before the run: what the processes were started from
     with tempfile.TemporaryDirectory(prefix="bench-logs-") as tmp:
         started = time.perf_counter()
         try:
@@ -102,13 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     results["commands"] = {w: results["command"] for w in results["selected"]}
     results["commit"] = commit
     results["commits"] = {w: commit for w in results["selected"]}
-    results["machine"] = report.machine()  # as it was when measured, for a later --render
+    results["machine"] = render.machine()  # as it was when measured, for a later --render
     previous = out / "results.json"
     if args.merge and previous.exists():
         results = merge(orjson.loads(previous.read_bytes()), results)
     (out / "results.json").write_bytes(
         orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-    path = report.write(results, out)
+    path = render.write(results, out)
     print(f"wrote {path} in {results['wall_seconds']:.0f} s")
     return 0
 

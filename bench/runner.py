@@ -17,12 +17,21 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import bulk, cache_hits, calcstream_w1, memory, payloads, profile, w1, worker_path
-from bench.config import Plan
-from bench.procs import CpuMeter, redis_server
-from bench.stack import CalcstreamStack, worker_metrics
-from bench.stats import bucket_delta, histogram_quantile
-from bench.targets import PeerSet, calcstream_target
+from bench.harness import payloads, profile
+from bench.harness.config import Plan
+from bench.harness.procs import CpuMeter, redis_server
+from bench.harness.stack import CalcstreamStack, worker_metrics
+from bench.harness.stats import bucket_delta, histogram_quantile
+from bench.harness.targets import PeerSet, calcstream_target
+from bench.workloads import (
+    api_memory,
+    bulk,
+    fixed_rate,
+    result_cache,
+    saturation,
+    w1_stream,
+    worker_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +43,7 @@ BULK_ENV = {"CALCSTREAM_WS_QUEUE_SIZE": "1000000",
 """Settings the bulk stack overrides: its observer may lag, and 200,000 ids must be kept."""
 W2_ENV = {"CALCSTREAM_MAX_ARRAY_LENGTH": "200000"}
 """A 300×300 matmul request carries 180,000 values; the default limit is 100,000."""
-QUICK_ENV = {**BULK_ENV, **W2_ENV, **memory.ENV, "CALCSTREAM_SESSION_TIMEOUT_MS": "2000",
+QUICK_ENV = {**BULK_ENV, **W2_ENV, **api_memory.ENV, "CALCSTREAM_SESSION_TIMEOUT_MS": "2000",
              "CALCSTREAM_HEARTBEAT_INTERVAL_MS": "500"}
 """--quick runs every workload on one stack with every override (and fast group joins)."""
 
@@ -110,7 +119,7 @@ async def run(plan: Plan, only: tuple[str, ...], log_dir: Path, out: Path) -> Re
         if "ceiling" in selected:
             for _ in range(plan.runs):
                 await _record(results, "ceiling", "null",
-                              lambda: w1.ceiling(peers.targets["null"], w1_pool, plan))
+                              lambda: saturation.ceiling(peers.targets["null"], w1_pool, plan))
         stacks = Stacks(plan, log_dir)
         try:
             if {"w1", "fixed"} & set(selected):
@@ -186,37 +195,37 @@ async def _w1_and_fixed(results: Results, selected: list[str], plan: Plan, peers
             target = peers.targets[name]
             if name == "background":
                 await _record(results, "w1", name, partial(
-                    w1.background_rates, target, pool, plan, plan.w1_seconds))
+                    saturation.background_rates, target, pool, plan, plan.w1_seconds))
             else:
                 await _record(results, "w1", name,
-                              partial(w1.saturate, target, pool, plan, plan.w1_seconds))
+                              partial(saturation.saturate, target, pool, plan, plan.w1_seconds))
             if name == "celery":
                 await peers.settle_celery()
         async with stacks.get(f"w1-wait-{round_}") as stack:
             await _record(results, "w1", "calcstream", partial(
                 profiler.around, stack, f"w1-wait-{round_}", sample_s,
-                partial(w1.saturate, calcstream_target(stack), pool, plan, plan.w1_seconds,
+                partial(saturation.saturate, calcstream_target(stack), pool, plan, plan.w1_seconds,
                         meter=_meter(stack))))
             await stack.settle()
         async with stacks.get(f"w1-stream-{round_}") as stack:
             await _record(results, "w1", "calcstream_stream", partial(
                 profiler.around, stack, f"w1-stream-{round_}", sample_s,
-                partial(calcstream_w1.stream, stack, pool, plan, _meter(stack))))
+                partial(w1_stream.stream, stack, pool, plan, _meter(stack))))
             await stack.settle()
         assert peers.redis_url is not None
         await _record(results, "w1", "celery_direct",
-                      partial(w1.celery_direct, peers.redis_url, plan.celery_direct_tasks))
+                      partial(saturation.celery_direct, peers.redis_url, plan.celery_direct_tasks))
         _say(f"w1 round {round_ + 1}/{plan.runs} done")
     if "fixed" in selected:
         for run_ in range(plan.runs):
             for name in plan.peers:
                 await _record(results, "fixed", name,
-                              partial(w1.fixed_rate, peers.targets[name], pool, plan))
+                              partial(fixed_rate.run, peers.targets[name], pool, plan))
                 if name == "celery":
                     await peers.settle_celery()
             async with stacks.get(f"fixed-{run_}") as stack:
                 await _record(results, "fixed", "calcstream",
-                              partial(w1.fixed_rate, calcstream_target(stack), pool, plan))
+                              partial(fixed_rate.run, calcstream_target(stack), pool, plan))
 
 
 async def _bulk(results: Results, plan: Plan, stacks: Stacks, profiler: Profiler) -> None:
@@ -245,10 +254,10 @@ async def _w2(results: Results, plan: Plan, peers: PeerSet, stacks: Stacks,
             target = peers.targets[name]
             if name == "background":
                 await _record(results, "w2", name, partial(
-                    w1.background_rates, target, pool, plan, plan.w2_seconds, False))
+                    saturation.background_rates, target, pool, plan, plan.w2_seconds, False))
                 continue
             await _record(results, "w2", name, partial(
-                w1.saturate, target, pool, plan, plan.w2_seconds, "prefix", False))
+                saturation.saturate, target, pool, plan, plan.w2_seconds, "prefix", False))
             if name == "celery":
                 await peers.settle_celery()
         async with stacks.get(f"w2-{round_}", W2_ENV) as stack:
@@ -262,8 +271,8 @@ async def _w2_calcstream(stack: CalcstreamStack, pool: payloads.BodyPool,
     port = stack.metrics_ports[0]
     key = "calcstream_worker_event_loop_lag_seconds_bucket"
     before = (await worker_metrics(port)).get(key)
-    figure = await w1.saturate(calcstream_target(stack), pool, plan, plan.w2_seconds, "prefix",
-                               False, _meter(stack))
+    figure = await saturation.saturate(calcstream_target(stack), pool, plan, plan.w2_seconds,
+                                       "prefix", False, _meter(stack))
     lag = bucket_delta((await worker_metrics(port))[key], before)
     figure["worker_loop_lag_p99_ms_at_most"] = histogram_quantile(lag, 0.99) * 1000
     figure["worker_loop_lag_buckets"] = lag
@@ -271,16 +280,16 @@ async def _w2_calcstream(stack: CalcstreamStack, pool: payloads.BodyPool,
 
 
 async def _memory(results: Results, plan: Plan, stacks: Stacks) -> None:
-    async with stacks.get("memory", memory.ENV) as stack:
+    async with stacks.get("memory", api_memory.ENV) as stack:
         await _record(results, "memory", "calcstream",
-                      lambda: memory.run(stack, plan.memory_results))
+                      lambda: api_memory.run(stack, plan.memory_results))
 
 
 async def _cache(results: Results, plan: Plan) -> None:
     """The compute step with no cache, a cold and a warm one: in-process LRU, then Redis."""
     server, url = await asyncio.to_thread(redis_server)
     try:
-        caches = {"lru": cache_hits.lru, "redis": cache_hits.redis_at(url)}
+        caches = {"lru": result_cache.lru, "redis": result_cache.redis_at(url)}
         for _ in range(plan.runs):
             for name, fresh in caches.items():
                 await _record(results, "cache", name, partial(
@@ -290,4 +299,4 @@ async def _cache(results: Results, plan: Plan) -> None:
 
 
 async def _cache_figures(fresh: Callable[[], Any], repeat: int) -> dict[str, Any]:
-    return {"workloads": await asyncio.to_thread(cache_hits.measure, fresh, repeat)}
+    return {"workloads": await asyncio.to_thread(result_cache.measure, fresh, repeat)}

@@ -68,9 +68,9 @@ class ApiSettings(BrokerSettings):
         "the docs and the op catalogue always answer. 1,024: a submit is in progress for a "
         "few ms, a ?wait= for its end-to-end latency; by Little's law the benchmark's target "
         "of 4,000 req/s, every one a ?wait= at the worst p50 measured under load (250 ms, "
-        "bench/REPORT.md), is about 1,000 in progress (16 times the 64 clients the benchmark "
-        "drives). A replica with more in progress than that is past what it can answer in "
-        "time, and queueing would only add latency.",
+        "bench/results/REPORT.md), is about 1,000 in progress (16 times the 64 clients the "
+        "benchmark drives). A replica with more in progress than that is past what it can "
+        "answer in time, and queueing would only add latency.",
     )
 
     # Publishing.

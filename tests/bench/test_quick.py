@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from bench import bundling, loadgen, payloads, report, worker_path
-from bench.config import Plan
-from bench.procs import Child, free_port, uvicorn_child
+from bench.harness import loadgen, payloads
+from bench.harness.config import Plan
+from bench.harness.procs import Child, free_port, uvicorn_child
+from bench.report import render
+from bench.tools import broker_bundling
+from bench.workloads import worker_path
 from core.admin import wait_for_broker
 from core.kafka import EmbeddedKafka
 
@@ -74,7 +77,7 @@ def test_report_renders_figures_and_targets() -> None:
     results = {"plan": Plan.full().__dict__, "started": "s", "finished": "f",
                "worker": {"calcstream": runs}}
 
-    text = report.render(results, [])
+    text = render.render(results, [])
 
     assert "| Worker path, 100 floats | ≥ 50,000 req/s | 60,001 (60,000–60,002) | yes |" in text
     # A miss points at the finding that explains it.
@@ -87,7 +90,8 @@ def test_bundling_reads_back_every_record_and_charges_the_broker() -> None:
     with EmbeddedKafka(free_port()) as broker:
         asyncio.run(wait_for_broker(broker.bootstrap_servers))
         assert broker.pid is not None
-        cost = bundling.measure(broker.bootstrap_servers, broker.pid, 8_000, 4, 4_000, "zstd")
+        cost = broker_bundling.measure(broker.bootstrap_servers, broker.pid, 8_000, 4, 4_000,
+                                       "zstd")
 
     # measure() raises unless all 1,000 records come back. 32 MB cost the broker far more
     # than one tick of its CPU clock (10 ms).

@@ -1,0 +1,1 @@
+"""The report of a run: ``render`` writes REPORT.md from the raw figures, ``plots`` the PNGs."""
