@@ -245,7 +245,7 @@ class EmbeddedKafka:
         return path
 
     def _format(self, java: str, cp: str, props: Path) -> None:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         done = subprocess.run(
             [java, *self.jvm_options, *self._class_archive(dump=False), "-cp", cp,
              f"-Dlog4j2.configurationFile={_log4j_config()}",
@@ -312,3 +312,13 @@ def wipe_data_dir(path: Path) -> None:
 
 def _log4j_config() -> Path:
     return Path(str(resources.files("core.kafka") / "log4j2.xml"))
+
+
+def new_cluster_id() -> str:
+    """A random cluster id as Kafka writes them: 16 bytes, URL-safe base64 without padding,
+    never starting with "-" (Kafka's ``Uuid.randomUuid`` skips those too: ``StorageTool``'s
+    option parser would read ``-t -x...`` as a missing value and another option)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id

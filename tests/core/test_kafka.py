@@ -4,15 +4,17 @@ newcomer hears when Java or Maven is missing or the jars are fetched for the fir
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from core.kafka import EmbeddedKafka, KafkaStartError, kafka_version, wipe_data_dir
+from core.kafka import EmbeddedKafka, KafkaStartError, kafka_version, node, wipe_data_dir
 from core.kafka.jars import java_executable
 from core.net import free_port
 from tests.kafka import create_topics
@@ -147,3 +149,12 @@ def test_the_first_run_says_it_fetches_and_later_runs_fetch_nothing(tmp_path: Pa
 
     again = _broker_fetch(cache)
     assert again.returncode == 0 and again.stderr == "", again.stderr
+
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 0xf8 encodes as "-" in URL-safe base64: StorageTool would read "-t -..." as no value.
+    drawn = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=b"\x01" * 16)])
+    monkeypatch.setattr(node.uuid, "uuid4", lambda: next(drawn))
+    cluster_id = node.new_cluster_id()
+    assert cluster_id == base64.urlsafe_b64encode(b"\x01" * 16).decode().rstrip("=")
+    assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
