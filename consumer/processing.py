@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import orjson
@@ -29,7 +29,13 @@ from schemas.encoding import (
     loose_json,
     peek_id,
 )
-from schemas.messages import SCHEMA_VERSION, DeadLetterHeaders, is_request_id
+from schemas.messages import (
+    SCHEMA_VERSION,
+    TENANT_HEADER,
+    DeadLetterHeaders,
+    is_request_id,
+    tenant_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,11 +73,19 @@ class DeadLetter:
     headers: list[tuple[str, bytes]]
 
 
+class ResultRecord(NamedTuple):
+    """A result to write: keyed by its id, with the request's tenant header when it had one."""
+
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]] | None = None
+
+
 @dataclass(slots=True)
 class BatchOutput:
     """Encoded records the worker must publish before it commits the batch's offsets."""
 
-    results: list[tuple[bytes, bytes]] = field(default_factory=list)
+    results: list[ResultRecord] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     compute_ms: float = 0.0
@@ -269,7 +283,9 @@ def _emit(
         doc.update(status="error", result=None, error=_too_large(len(value), limit))
         status = "error"
         value = orjson.dumps(doc)
-    out.results.append((request_id.encode(), value))
+    tenant = tenant_of(record.headers) if record.headers else ""
+    out.results.append(ResultRecord(request_id.encode(), value,
+                                    [(TENANT_HEADER, tenant.encode())] if tenant else None))
     out.statuses[status] = out.statuses.get(status, 0) + 1
 
 

@@ -16,6 +16,8 @@ from schemas.encoding import BINARY, CONTENT_TYPE_HEADER, JSON
 from schemas.messages import (
     DLQ_HEADER_PREFIX,
     SCHEMA_VERSION,
+    TENANT_HEADER,
+    TENANT_PATTERN,
     CalcRequest,
     CalcResult,
     DeadLetterHeaders,
@@ -136,6 +138,7 @@ def _messages(topics: Topics) -> dict[str, Any]:
                         "type": "string", "enum": [JSON],
                         "description": "Optional: a record without it is JSON.",
                     },
+                    TENANT_HEADER: _TENANT,
                 },
             },
             "payload": {"$ref": _SCHEMAS.format(model="CalcRequest")},
@@ -153,7 +156,8 @@ def _messages(topics: Topics) -> dict[str, Any]:
             "headers": {
                 "type": "object",
                 "required": [CONTENT_TYPE_HEADER],
-                "properties": {CONTENT_TYPE_HEADER: {"type": "string", "const": BINARY}},
+                "properties": {CONTENT_TYPE_HEADER: {"type": "string", "const": BINARY},
+                               TENANT_HEADER: _TENANT},
             },
             "payload": {
                 "type": "string",
@@ -172,6 +176,12 @@ def _messages(topics: Topics) -> dict[str, Any]:
             "title": "Result",
             "summary": "The outcome of one request, keyed by its id.",
             "contentType": JSON,
+            "headers": {
+                "type": "object",
+                "properties": {TENANT_HEADER: {
+                    **_TENANT, "description": "The request's tenant header, copied; absent "
+                    "when the request had none."}},
+            },
             "payload": {"$ref": _SCHEMAS.format(model="CalcResult")},
             "correlationId": _CORRELATION,
             "bindings": key,
@@ -190,6 +200,14 @@ def _messages(topics: Topics) -> dict[str, Any]:
                                    "bindingVersion": KAFKA_BINDING}},
         },
     }
+
+
+_TENANT: dict[str, Any] = {
+    "type": "string", "pattern": TENANT_PATTERN.pattern,
+    "description": "Optional: whose request this is (UTF-8). The API sets it for requests "
+    "made with an API key; a record without it belongs to no tenant. Results carry the "
+    "request's value back, and the API shows a result only to callers of that tenant.",
+}
 
 
 def _dead_letter_headers() -> dict[str, Any]:

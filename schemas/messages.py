@@ -35,6 +35,28 @@ RequestId = Annotated[
 def is_request_id(value: str) -> bool:
     """``value`` is a valid request id."""
     return ID_PATTERN.match(value) is not None
+
+
+TENANT_HEADER = "tenant"
+"""The record header naming whose request (and result) a record is: UTF-8, a ``TENANT_PATTERN``
+name. The API stamps it on the requests of an authenticated key's tenant; the worker copies it
+onto the result (and the dead letter keeps the request's headers). A record without it belongs
+to no tenant, as records of producers that write to the topic themselves do."""
+TENANT_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+"""What a tenant name may be: 1-64 characters of letters, digits and ``._-``."""
+
+
+def is_tenant(value: str) -> bool:
+    """``value`` is a valid tenant name."""
+    return TENANT_PATTERN.match(value) is not None
+
+
+def tenant_of(headers: Iterable[tuple[str, bytes]]) -> str:
+    """The tenant a record's headers name, or "" for none."""
+    for key, value in headers:
+        if key == TENANT_HEADER:
+            return value.decode("utf-8", "replace")
+    return ""
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 ResultStatus = Literal["ok", "error", "expired"]
 

@@ -62,7 +62,7 @@ def run(*records: Record) -> BatchOutput:
 def results(out: BatchOutput) -> dict[str, CalcResult]:
     """Every result, validated against the contract, by id (keys must be the ids)."""
     by_id: dict[str, CalcResult] = {}
-    for key, value in out.results:
+    for key, value, _ in out.results:
         result = CalcResult.model_validate_json(value)
         assert key == result.id.encode()
         assert result.id not in by_id, f"two results for {result.id}"
@@ -123,7 +123,7 @@ def test_the_result_documents_are_the_contract_for_every_op_and_status() -> None
                             deadline=NOW - 1)]
     out = run(*records)
     assert out.statuses == {"ok": len(KNOWN), "error": 1, "expired": 1}
-    for _, value in out.results:
+    for _, value, _ in out.results:
         doc = orjson.loads(value)
         assert set(doc) == set(CalcResult.model_fields), set(doc) ^ set(CalcResult.model_fields)
         assert doc["schema_version"] == SCHEMA_VERSION
@@ -374,7 +374,7 @@ def test_results_are_strict_json() -> None:
     out = run(json_record("a", "matmul", [1.0, 1e200, 2.0, 1e200], args=MATMUL_2x1x2),
               json_record("b", "dot", [1e200, 1e200, 1e200, -1e200]),
               json_record("c", "sum", [1e308, 1e308]))
-    for _, value in out.results:
+    for _, value, _ in out.results:
         orjson.loads(value)  # orjson, like JSON, has no NaN or Infinity tokens
         assert b"NaN" not in value.replace(b'"NaN"', b"")
         assert b"Infinity" not in value.replace(b'"Infinity"', b"")

@@ -78,7 +78,7 @@ def _records() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     ]
     out = process_batch([Record(i, v) for i, v in enumerate(values)],
                         BatchContext(worker="w", group="g"), clock=lambda: 1_767_225_601.0)
-    results = [orjson.loads(v) for _, v in out.results]
+    results = [orjson.loads(r.value) for r in out.results]
     assert {r["status"] for r in results} == {"ok", "error", "expired"}
     dead = [DeadLetterHeaders.from_headers(d.headers).model_dump(mode="json")
             for d in out.dead_letters]
