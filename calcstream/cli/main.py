@@ -93,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     asyncapi.set_defaults(func=_asyncapi)
 
     _add_client_commands(sub)
+    from calcstream.cli import keys
+
+    keys.add_commands(sub)
     return parser
 
 
@@ -136,7 +139,8 @@ def _add_client_commands(sub: Any) -> None:
         "With --via-api URL the requests go through the calcstream API instead of straight\n"
         "to Kafka (its batch endpoint: NDJSON bodies, .npy bodies for .npy files) and --results\n"
         "come over its websocket. .npy rows then get the ids PREFIX-FIRST-I, which is row\n"
-        "FIRST+I of the file (the API numbers the rows of each body it receives).",
+        "FIRST+I of the file (the API numbers the rows of each body it receives). An API\n"
+        "with keys takes the key from $CALCSTREAM_API_KEY.",
         epilog="examples:\n"
         "  calcstream ingest requests.ndjson --results out.ndjson\n"
         "  calcstream ingest rows.csv --op mean\n"
@@ -398,7 +402,8 @@ def _ingest(args: argparse.Namespace) -> int:
 
     options = IngestOptions(results=args.results, timeout=args.timeout,
                             window=args.window, connect_timeout=args.connect_timeout,
-                            progress=not args.no_progress, via_api=args.via_api)
+                            progress=not args.no_progress, via_api=args.via_api,
+                            api_key=os.environ.get("CALCSTREAM_API_KEY") or None)
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
