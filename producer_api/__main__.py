@@ -8,6 +8,8 @@ the lifespan closes the producer and the result reader.
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import logging
 from collections.abc import Sequence
 
 import uvicorn
@@ -16,9 +18,12 @@ from fastapi import FastAPI
 from core.logs import configure
 from core.runtime import tune_gc
 from producer_api.admission import Admission
+from producer_api.auth import Authentication
 from producer_api.fastpath import SubmitFastPath
 from producer_api.main import create_app
 from producer_api.settings import ApiSettings
+
+logger = logging.getLogger("producer_api")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -29,7 +34,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = ApiSettings()
     configure(settings.log_level, settings.log_json)
-    server = uvicorn.Server(config(settings, args.host, args.port))
+    try:
+        cfg = config(settings, args.host, args.port)
+    except OpenRefused as exc:
+        raise SystemExit(f"python -m producer_api: {exc}") from None
+    logger.info("API on http://%s:%d: %s", args.host, args.port, access(settings))
+    server = uvicorn.Server(cfg)
     tune_gc(settings.gc_gen0_threshold)
     server.run()
 
@@ -51,10 +61,47 @@ def config(settings: ApiSettings, host: str, port: int, app: FastAPI | None = No
         "server_header": False,
     }
     options.update(overrides)
+    refuse_open(settings, host)
     app = app or create_app(settings)
     inner = SubmitFastPath(app, app.state, settings.retry_after_s) if settings.fast_path else app
-    return uvicorn.Config(Admission(inner, app.state.stats, settings),
+    guarded = Authentication(inner, app.state.keys)
+    return uvicorn.Config(Admission(guarded, app.state.stats, settings),
                           **options)  # type: ignore[arg-type]
+
+
+class OpenRefused(ValueError):
+    """An API without keys was asked to serve beyond loopback without ``api_open``."""
+
+
+def refuse_open(settings: ApiSettings, host: str) -> None:
+    """``OpenRefused`` for an API without keys on an address other machines can reach,
+    unless ``api_open`` says that is meant."""
+    if settings.api_keys_file is not None or settings.api_open or is_loopback(host):
+        return
+    raise OpenRefused(
+        f"no API keys (CALCSTREAM_API_KEYS_FILE) and {host!r} is not a loopback address: "
+        "anyone who can reach it could submit work and read every result. Create keys with "
+        "`calcstream keys create`, or set CALCSTREAM_API_OPEN=true to serve it open on purpose")
+
+
+def is_loopback(host: str) -> bool:
+    """``host`` is a loopback address (or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def access(settings: ApiSettings) -> str:
+    """Who may use the API, for its start-up line."""
+    if settings.api_keys_file is not None:
+        return f"API keys from {settings.api_keys_file}, each seeing its own tenant"
+    if settings.api_open:
+        return ("OPEN (CALCSTREAM_API_OPEN): no API keys, anyone who can reach it may submit "
+                "and read every result")
+    return "no API keys, loopback only: anyone on this machine may submit and read everything"
 
 
 def _pick(preferred: str, fallback: str) -> str:

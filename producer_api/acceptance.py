@@ -5,6 +5,7 @@ the broker does not acknowledge it, so a concurrent re-post of the same id never
 twice and never gets a 2xx before the ack. A ``?wait=`` future is registered before publishing,
 so a result that comes back faster than the ack is not missed.
 
+Ids are the caller's tenant's (``store.scoped``): the same id in two tenants is two requests.
 Client ids are compared by fingerprint (op, data, args, deadline). An id this replica only
 knows from the reply topic (accepted by another replica, or before a restart) has no
 fingerprint here; it is compared by op alone.
@@ -23,7 +24,7 @@ from producer_api.intake import Prepared
 from producer_api.publisher import Publisher
 from producer_api.reader import ReaderStopped
 from producer_api.stats import Intake
-from producer_api.store import PUBLISHING, Entry, ResultStore
+from producer_api.store import PUBLISHING, Entry, ResultStore, scoped
 
 BatchItem = tuple[int, Prepared | ApiError]
 SLICE_S = 0.002
@@ -98,33 +99,35 @@ class Acceptor:
         self.publisher = publisher
         self.max_errors = max_errors
 
-    async def accept(self, item: Prepared, wait: float = 0.0) -> Outcome:
-        """Publish (unless the id is known), then wait up to ``wait`` s for the result."""
-        entry = self.store.get(item.id)
+    async def accept(self, item: Prepared, wait: float = 0.0, tenant: str = "") -> Outcome:
+        """Publish (unless the tenant's id is known), then wait up to ``wait`` s for the
+        result."""
+        key = scoped(tenant, item.id)
+        entry = self.store.get(key)
         if entry is not None:
             self._check_same(entry, item)
             if entry.state == PUBLISHING and not await self._acked_elsewhere(entry):
                 raise Unavailable("an earlier submit of this id was not acknowledged; retry")
             result = entry.result
             if result is None and wait > 0:
-                result = await self._wait(item.id, self.store.waiter(item.id), wait)
+                result = await self._wait(key, self.store.waiter(key), wait)
             return Outcome(item.id, result, True)
-        entry = self.store.reserve(item.id, item.op, item.fingerprint)
-        waiter = self.store.waiter(item.id) if wait > 0 else None
+        entry = self.store.reserve(key, item.op, item.fingerprint)
+        waiter = self.store.waiter(key) if wait > 0 else None
         try:
-            await self.publisher.publish(item)
+            await self.publisher.publish(item.for_tenant(tenant))
         except BaseException:
             self.store.release(entry)
             if waiter is not None:
-                self.store.drop_waiter(item.id, waiter)
+                self.store.drop_waiter(key, waiter)
             raise
         self.store.acked(entry)
         if waiter is None:
             return Outcome(item.id, entry.result, False)
-        return Outcome(item.id, await self._wait(item.id, waiter, wait), False)
+        return Outcome(item.id, await self._wait(key, waiter, wait), False)
 
     async def accept_many(self, items: AsyncIterable[BatchItem], keep_ids: bool,
-                          intake: Intake | None = None) -> Summary:
+                          intake: Intake | None = None, tenant: str = "") -> Summary:
         """Publish a stream of items in order; ``Unavailable`` carries the partial summary.
 
         A stream that ends in an error of its own (an NDJSON body cut off, the client gone)
@@ -152,7 +155,8 @@ class Acceptor:
                 if isinstance(item, ApiError):
                     summary.reject(index, item)
                     continue
-                entry = self.store.get(item.id)
+                key = scoped(tenant, item.id)
+                entry = self.store.get(key)
                 if entry is not None:
                     try:
                         self._check_same(entry, item)
@@ -164,9 +168,9 @@ class Acceptor:
                     else:
                         summary.accept(index, item.id, duplicate=True)
                     continue
-                entry = self.store.reserve(item.id, item.op, item.fingerprint)
+                entry = self.store.reserve(key, item.op, item.fingerprint)
                 try:
-                    acked = await sender.send(item, (index, entry))
+                    acked = await sender.send(item.for_tenant(tenant), (index, entry))
                 except BaseException:
                     # Not in sender.pending yet when the send itself failed: release it here,
                     # or a retry of this id would wait on a publish that never happens.
@@ -218,7 +222,7 @@ class Acceptor:
         except TimeoutError:
             return False
 
-    async def _wait(self, request_id: str, waiter: asyncio.Future[bytes],
+    async def _wait(self, key: str, waiter: asyncio.Future[bytes],
                     wait: float) -> bytes | None:
         try:
             async with asyncio.timeout(wait):
@@ -226,4 +230,4 @@ class Acceptor:
         except (TimeoutError, ReaderStopped):
             return None
         finally:
-            self.store.drop_waiter(request_id, waiter)
+            self.store.drop_waiter(key, waiter)

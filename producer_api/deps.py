@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from core.keys import KeyRing
 from core.looplag import LoopLagMonitor
 from producer_api.acceptance import Acceptor
 from producer_api.errors import NotStartedError
@@ -31,6 +32,7 @@ class Services:
     acceptor: Acceptor
     loop_lag: LoopLagMonitor
     stats: ApiStats
+    keys: KeyRing | None = None
 
 
 async def get_services(conn: HTTPConnection) -> Services:

@@ -4,6 +4,8 @@
     ├── InvalidRequest        422  the body breaks the contract (names the field)
     ├── PayloadTooLarge       413  a body or NDJSON line over its limit
     ├── BodyTimeout           408  the body (or an NDJSON line) came too slowly
+    ├── Unauthorized          401  no API key, or one that is not (or no longer) valid
+    ├── Forbidden             403  a valid key without the scope the endpoint needs
     ├── OriginNotAllowed      403  a WebSocket handshake from a foreign page
     ├── UnsupportedMediaType  415  a body in a content type the endpoint does not read
     ├── NotFound              404  an id this replica never accepted or has forgotten
@@ -84,6 +86,20 @@ class BodyTimeout(ApiError):
     status = 408
     code = "body_timeout"
     closes = True
+
+
+class Unauthorized(ApiError):
+    """No API key, a malformed one, or one this API does not know (or has revoked)."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ApiError):
+    """The key is valid but lacks the scope this endpoint needs."""
+
+    status = 403
+    code = "forbidden"
 
 
 class OriginNotAllowed(ApiError):

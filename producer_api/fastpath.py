@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from producer_api.auth import principal_in
 from producer_api.deps import Services
 from producer_api.errors import (
     ApiError,
@@ -53,11 +54,13 @@ class SubmitFastPath:
             services: Services | None = getattr(self.state, "services", None)
             if services is None:
                 raise NotStartedError("the API is not started (its lifespan has not run)")
+            principal = principal_in(scope, services.keys)
             wait = _wait(scope["query_string"])
             require_json(_content_type(scope))
             body = await _read(scope, receive, services.settings.max_body_bytes,
                                services.settings.body_timeout_s)
-            status, content, location = await submit_one(services, body, wait)
+            status, content, location = await submit_one(services, body, wait,
+                                                          principal.tenant)
         except ApiError as exc:
             self.intake.reject(exc)
             await _answer(send, exc.status, exc.body_bytes(), self._error_headers(exc))

@@ -9,6 +9,10 @@ each watch ends when its result is delivered, so their results are bounded by th
 and all of them are kept until sent (the outbox holds references to the stored documents, not
 copies). A result already retained when its id is subscribed is delivered at once.
 
+**Tenants.** Watches are by store key (``store.scoped``), so a socket only ever watches ids of
+its own tenant; its ``all`` stream carries its tenant's results, or every tenant's for an
+admin key (and on an API without keys).
+
 **Slow readers of ``all``.** The ``all`` stream is unbounded, so it gets ``ws_queue_size``
 slots per socket; past that the oldest queued result is dropped and counted, and the socket's
 next message is ``{"type": "dropped", "count": n}`` before the results that follow. ``all``
@@ -26,7 +30,7 @@ from collections.abc import Iterable
 import orjson
 
 from producer_api.stats import ApiStats
-from producer_api.store import ResultStore
+from producer_api.store import ResultStore, key_tenant
 
 _RESULT_PREFIX = b'{"type":"result",'
 _TAKE_MAX = 256
@@ -40,12 +44,13 @@ def result_message(value: bytes) -> bytes:
 class Subscriber:
     """One socket: what it watches and its outbox."""
 
-    __slots__ = ("ids", "all", "capacity", "dropped", "_control", "_watched", "_stream",
-                 "_wake")
+    __slots__ = ("ids", "all", "tenant", "capacity", "dropped", "_control", "_watched",
+                 "_stream", "_wake")
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, tenant: str | None = None) -> None:
         self.ids: set[str] = set()
         self.all = False
+        self.tenant = tenant  # whose results its ``all`` stream carries; None: everyone's
         self.capacity = capacity
         self.dropped = 0
         self._control: deque[bytes] = deque()
@@ -84,6 +89,12 @@ class Subscriber:
         self._wake.set()
         return True
 
+    def take_control(self) -> list[bytes]:
+        """The replies queued now (results stay), without waiting."""
+        out = list(self._control)
+        self._control.clear()
+        return out
+
     async def take(self) -> list[bytes]:
         """The next messages to send, in order; waits while there are none."""
         while not (self._control or self._watched or self._stream):
@@ -110,19 +121,19 @@ class Hub:
         self._by_id: dict[str, set[Subscriber]] = {}
         self._everyone: set[Subscriber] = set()
 
-    def watch(self, sub: Subscriber, ids: Iterable[str]) -> None:
-        """Watch ids; results already retained are queued at once."""
-        for request_id in ids:
-            entry = self.store.get(request_id)
+    def watch(self, sub: Subscriber, keys: Iterable[str]) -> None:
+        """Watch store keys (``store.scoped``); results already retained are queued at once."""
+        for key in keys:
+            entry = self.store.get(key)
             if entry is not None and entry.result is not None:
                 sub.offer_watched(entry.result)
-            elif request_id not in sub.ids:
-                sub.ids.add(request_id)
-                self._by_id.setdefault(request_id, set()).add(sub)
+            elif key not in sub.ids:
+                sub.ids.add(key)
+                self._by_id.setdefault(key, set()).add(sub)
 
-    def watchers(self, request_id: str) -> int:
-        """Sockets watching this id."""
-        return len(self._by_id.get(request_id, ()))
+    def watchers(self, key: str) -> int:
+        """Sockets watching this store key."""
+        return len(self._by_id.get(key, ()))
 
     @property
     def streaming(self) -> int:
@@ -134,15 +145,15 @@ class Hub:
         sub.all = True
         self._everyone.add(sub)
 
-    def unwatch(self, sub: Subscriber, ids: Iterable[str]) -> None:
-        """Stop watching ids."""
-        for request_id in ids:
-            sub.ids.discard(request_id)
-            subs = self._by_id.get(request_id)
+    def unwatch(self, sub: Subscriber, keys: Iterable[str]) -> None:
+        """Stop watching store keys."""
+        for key in keys:
+            sub.ids.discard(key)
+            subs = self._by_id.get(key)
             if subs is not None:
                 subs.discard(sub)
                 if not subs:
-                    del self._by_id[request_id]
+                    del self._by_id[key]
 
     def unwatch_all(self, sub: Subscriber) -> None:
         """Stop watching everything (ids watched one by one stay)."""
@@ -154,13 +165,18 @@ class Hub:
         self.unwatch_all(sub)
         self.unwatch(sub, list(sub.ids))
 
-    def publish(self, request_id: str, value: bytes) -> None:
-        """A new result arrived (``ResultReader`` listener); never blocks."""
-        subs = self._by_id.pop(request_id, None)
+    def publish(self, key: str, value: bytes) -> None:
+        """A new result arrived (``ResultReader`` listener, with its store key); never
+        blocks."""
+        subs = self._by_id.pop(key, None)
         if subs:
             for sub in subs:
-                sub.ids.discard(request_id)
+                sub.ids.discard(key)
                 sub.offer_watched(value)
+        if not self._everyone:
+            return
+        tenant = key_tenant(key)
         for sub in self._everyone:
-            if (not subs or sub not in subs) and sub.offer_stream(value):
+            if ((sub.tenant is None or sub.tenant == tenant) and (not subs or sub not in subs)
+                    and sub.offer_stream(value)):
                 self.stats.ws_dropped += 1

@@ -16,7 +16,7 @@ import io
 import re
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import numpy as np
@@ -35,7 +35,7 @@ from schemas.encoding import (
     float64_bytes,
     frame,
 )
-from schemas.messages import ID_CHARACTERS
+from schemas.messages import ID_CHARACTERS, TENANT_HEADER
 
 JSON_HEADERS = [(CONTENT_TYPE_HEADER, JSON.encode())]
 BINARY_HEADERS = [(CONTENT_TYPE_HEADER, BINARY.encode())]
@@ -58,6 +58,12 @@ class Prepared:
     def key(self) -> bytes:
         """The record key: the id."""
         return self.id.encode()
+
+    def for_tenant(self, tenant: str) -> Prepared:
+        """This record stamped with a tenant's header (itself for no tenant)."""
+        if not tenant:
+            return self
+        return replace(self, headers=[*self.headers, (TENANT_HEADER, tenant.encode())])
 
 
 @dataclass(frozen=True, slots=True)

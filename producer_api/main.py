@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -10,10 +11,13 @@ from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 
 from core.admin import ensure_topics, wait_for_broker
+from core.keys import KeyRing
 from core.looplag import LoopLagMonitor
 from core.secrets import masked
+from core.tasks import cancel_and_wait
 from producer_api import docs, metrics
 from producer_api.acceptance import Acceptor
+from producer_api.auth import refresh
 from producer_api.deps import Services
 from producer_api.hub import Hub
 from producer_api.overview import Overview
@@ -42,6 +46,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
                   default_response_class=OrjsonResponse, lifespan=lifespan,
                   docs_url=None, redoc_url=None)  # served by routes.apidocs, offline
     app.state.settings = settings
+    app.state.keys = KeyRing(settings.api_keys_file) if settings.api_keys_file else None
     app.state.services = None
     app.state.stats = ApiStats()
     app.state.registry = metrics.registry(app.state.stats, app.state, settings.api_id)
@@ -60,6 +65,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     s: ApiSettings = app.state.settings
     counts: ApiStats = app.state.stats
     logger.info("API starting with %s", masked(s))
+    keys: KeyRing | None = app.state.keys
+    if keys is not None and not len(keys):
+        logger.warning("no active API key in %s: every request but health and the docs is "
+                       "refused until `calcstream keys create` adds one", keys.path)
     await wait_for_broker(s.bootstrap_servers, s.startup_timeout_s)
     if s.create_topics:
         await ensure_topics(s)
@@ -77,9 +86,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop_lag = LoopLagMonitor(on_sample=counts.loop_lag_seconds.observe)
         stack.push_async_callback(loop_lag.stop)
         loop_lag.start()
+        if keys is not None:
+            watcher = asyncio.get_running_loop().create_task(
+                _watch_keys(keys, s.keys_refresh_s), name="keys-watch")
+            stack.push_async_callback(cancel_and_wait, watcher)
         app.state.services = Services(s, publisher, store, reader, hub,
                                       Acceptor(store, publisher, s.max_batch_errors), loop_lag,
-                                      counts)
+                                      counts, keys)
         try:
             yield
         finally:
@@ -87,6 +100,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             logger.info("API stopping: %d results read, %d remembered, loop lag %s",
                         reader.records, len(store), loop_lag.summary())
     logger.info("API shut down gracefully")
+
+
+async def _watch_keys(keys: KeyRing, every: float) -> None:
+    """Pick up keys created or revoked in the keys file. Reading it is a ``stat`` (and a read
+    of a few kilobytes when it changed) every ``every`` seconds: too little to leave the loop
+    for."""
+    while True:
+        await asyncio.sleep(every)
+        refresh(keys)
 
 
 async def _partitions(publisher: Publisher, topic: str) -> set[int]:

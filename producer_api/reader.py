@@ -8,6 +8,9 @@ so one replica keeps up with tens of thousands of results per second. Past that,
 would carry a reply route (a reply partition per replica, in a header the worker honours) and
 each replica would read only its own partition; the store and waiters below stay the same.
 
+**Tenants.** A result is filed under the tenant its record's ``tenant`` header names (the
+worker copies it from the request), so only that tenant's callers see it.
+
 **Recovery.** At start-up the reader seeks each partition to the first record newer than
 ``recover_window_s`` (default: the TTL) and reads forward, so a restart remembers what was just
 computed.
@@ -33,7 +36,8 @@ from core.tasks import cancel_and_wait
 from producer_api.errors import NotStartedError
 from producer_api.settings import ApiSettings
 from producer_api.stats import ApiStats
-from producer_api.store import ResultStore
+from producer_api.store import ResultStore, scoped
+from schemas.messages import tenant_of
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +51,8 @@ class ReaderStopped(Exception):
 
 
 ResultListener = Callable[[str, bytes], None]
+"""Called with the store key (``store.scoped``: tenant and id) and the document of each new
+result."""
 
 
 class ResultReader:
@@ -129,7 +135,8 @@ class ResultReader:
             for records in fetched.values():
                 for record in records:
                     if record.timestamp / 1000.0 >= recover_from:
-                        self._handle(record.value, record.timestamp >= live_from_ms)
+                        self._handle(record.value, record.timestamp >= live_from_ms,
+                                     tenant_of(record.headers) if record.headers else "")
             if not self.caught_up.is_set() and await self._reached_ends(consumer):
                 self.caught_up.set()
                 logger.info("result reader caught up: %d results remembered", len(self.store))
@@ -145,7 +152,7 @@ class ResultReader:
                 return False
         return True
 
-    def _handle(self, value: bytes | None, live: bool = True) -> None:
+    def _handle(self, value: bytes | None, live: bool = True, tenant: str = "") -> None:
         self.records += 1
         try:
             doc: Any = orjson.loads(value or b"")
@@ -157,7 +164,8 @@ class ResultReader:
             logger.debug("skipping a malformed result record: %s", exc)
             return
         assert value is not None
-        if self.store.put_result(request_id, op, value):
+        key = scoped(tenant, request_id)
+        if self.store.put_result(key, op, value):
             stats = self.stats
             status = doc.get("status")
             stats.results[status if status in _STATUSES else "other"] += 1
@@ -165,7 +173,7 @@ class ResultReader:
             if live and isinstance(enqueued_at, (float, int)):
                 stats.end_to_end_seconds.observe(max(0.0, time.time() - enqueued_at))
             for listener in self.listeners:
-                listener(request_id, value)
+                listener(key, value)
 
     def _on_done(self, task: asyncio.Task[None]) -> None:
         exc = None if task.cancelled() else task.exception()

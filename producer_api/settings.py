@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -143,6 +144,33 @@ class ApiSettings(BrokerSettings):
         description="Comma-separated Origins (e.g. https://dash.example.com) whose browser "
         "pages may open a WebSocket; a handshake from any other Origin is refused with 403. "
         "Clients that send no Origin (not browsers) are always let in. Empty: any Origin.",
+    )
+
+    # Who may use the API.
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="The API keys file (`calcstream keys create` writes it). With it every "
+        "endpoint but health, readiness, the docs, the op catalogue, the contracts and the "
+        "dashboard's page needs `Authorization: Bearer <key>`, and each key sees only its "
+        "tenant's calculations. Unset: no keys, and the API refuses to serve on any address "
+        "but loopback unless api_open is set.",
+    )
+    api_open: bool = Field(
+        default=False,
+        description="Serve without API keys on a non-loopback address: anyone who can reach "
+        "the API may submit work and read every result. Say so on purpose, or set "
+        "api_keys_file.",
+    )
+    keys_refresh_s: float = Field(
+        default=2.0, gt=0,
+        description="How often the API looks whether the keys file changed; a key created "
+        "or revoked takes effect within this long.",
+    )
+    ws_auth_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="With API keys, how long a WebSocket may stay open before its first "
+        "message authenticates it (`{\"type\": \"auth\", \"key\": ...}`); it is closed "
+        "with 1008 after that.",
     )
 
     # Server.

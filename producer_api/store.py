@@ -3,6 +3,10 @@
 Pure bookkeeping, no I/O: ``ResultReader`` (``reader.py``) fills it from the reply topic, the
 submit path (``acceptance.py``) reserves ids in it before publishing.
 
+**Tenants.** Everything is keyed by ``scoped(tenant, id)``: the same id in two tenants is two
+entries, and a caller looks up only keys of its own tenant, so another tenant's id is simply
+not there (404, never 403: no oracle for what exists).
+
 **Retention.** The ``ResultStore`` remembers each id (accepted here, or seen on the reply topic)
 until ``result_ttl_s`` after its last change, and at most ``result_store_max`` ids and
 ``result_store_max_bytes`` of result documents; the oldest are forgotten first, after which
@@ -24,6 +28,19 @@ import orjson
 
 from producer_api.archive import SEGMENT_ENTRIES, Archived, ResultArchive
 
+_SCOPE = "\x1f"  # in no request id and no tenant name
+
+
+def scoped(tenant: str, request_id: str) -> str:
+    """The store's key for a tenant's id: ids of different tenants never meet; an id of no
+    tenant ("") is its own key."""
+    return f"{tenant}{_SCOPE}{request_id}" if tenant else request_id
+
+
+def key_tenant(key: str) -> str:
+    """The tenant of a store key ("" for none)."""
+    return key.rpartition(_SCOPE)[0]
+
 
 class EntryState(StrEnum):
     """Where an id is: being published, acknowledged and queued, or answered."""
@@ -39,11 +56,12 @@ PUBLISHING, QUEUED, DONE = EntryState.PUBLISHING, EntryState.QUEUED, EntryState.
 class Entry:
     """What this replica knows about one id."""
 
-    __slots__ = ("id", "op", "fingerprint", "state", "accepted_at", "updated_at", "result",
-                 "ack_waiters")
+    __slots__ = ("key", "id", "op", "fingerprint", "state", "accepted_at", "updated_at",
+                 "result", "ack_waiters")
 
-    def __init__(self, request_id: str, op: str, fingerprint: bytes | None, now: float) -> None:
-        self.id = request_id
+    def __init__(self, key: str, op: str, fingerprint: bytes | None, now: float) -> None:
+        self.key = key
+        self.id = key.rpartition(_SCOPE)[2]  # the client's id: the key itself when unscoped
         self.op = op
         self.fingerprint = fingerprint
         self.state = PUBLISHING
@@ -100,25 +118,25 @@ class ResultStore:
         """Futures waiting for a result (``?wait=`` requests)."""
         return sum(len(futures) for futures in self._waiters.values())
 
-    def get(self, request_id: str) -> Entry | None:
-        """The entry for an id, unless never known or forgotten."""
+    def get(self, key: str) -> Entry | None:
+        """The entry for a key (``scoped``), unless never known or forgotten."""
         cutoff = self.clock() - self.ttl
-        entry = self._entries.get(request_id)
+        entry = self._entries.get(key)
         if entry is not None:
             if entry.updated_at < cutoff:
                 self._forget(entry)
                 return None
             return entry
-        archived = self._archive.get(request_id)
+        archived = self._archive.get(key)
         if archived is None or archived.updated_at < cutoff:
             return None
         return Entry.answered(archived)
 
-    def reserve(self, request_id: str, op: str, fingerprint: bytes | None) -> Entry:
+    def reserve(self, key: str, op: str, fingerprint: bytes | None) -> Entry:
         """Remember an id that is about to be published; ``fingerprint``: 16 bytes, what
         ``intake.fingerprint`` makes of a client id's request."""
-        entry = Entry(request_id, op, fingerprint, self.clock())
-        self._entries[request_id] = entry
+        entry = Entry(key, op, fingerprint, self.clock())
+        self._entries[key] = entry
         self.sweep()
         return entry
 
@@ -132,7 +150,7 @@ class ResultStore:
     def release(self, entry: Entry) -> None:
         """Publishing failed: forget the id unless its result somehow arrived."""
         self._release_ack_waiters(entry, False)
-        if entry.state == PUBLISHING and self._entries.get(entry.id) is entry:
+        if entry.state == PUBLISHING and self._entries.get(entry.key) is entry:
             self._forget(entry)
 
     def ack_waiter(self, entry: Entry) -> asyncio.Future[bool]:
@@ -143,12 +161,12 @@ class ResultStore:
         entry.ack_waiters.append(fut)
         return fut
 
-    def put_result(self, request_id: str, op: str, value: bytes) -> bool:
+    def put_result(self, key: str, op: str, value: bytes) -> bool:
         """Record a result; wake its waiters. False for a duplicate of a known result."""
         now = self.clock()
-        entry = self._entries.pop(request_id, None)
+        entry = self._entries.pop(key, None)
         if entry is None:
-            if request_id in self._archive:
+            if key in self._archive:
                 self.duplicates += 1
                 return False
             fingerprint = None
@@ -157,27 +175,27 @@ class ResultStore:
             entry.result = value
             entry.updated_at = now
             fingerprint = entry.fingerprint
-        self._archive.add(request_id, op, value, fingerprint, now)
-        for fut in self._waiters.pop(request_id, ()):
+        self._archive.add(key, op, value, fingerprint, now)
+        for fut in self._waiters.pop(key, ()):
             if not fut.done():
                 fut.set_result(value)
         self.sweep()
         return True
 
-    def waiter(self, request_id: str) -> asyncio.Future[bytes]:
+    def waiter(self, key: str) -> asyncio.Future[bytes]:
         """A future resolved with the id's result document when it arrives."""
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(request_id, []).append(fut)
+        self._waiters.setdefault(key, []).append(fut)
         return fut
 
-    def drop_waiter(self, request_id: str, fut: asyncio.Future[bytes]) -> None:
+    def drop_waiter(self, key: str, fut: asyncio.Future[bytes]) -> None:
         """Stop waiting (timed out, cancelled, or publishing failed)."""
-        waiters = self._waiters.get(request_id)
+        waiters = self._waiters.get(key)
         if waiters is not None:
             with contextlib.suppress(ValueError):
                 waiters.remove(fut)
             if not waiters:
-                del self._waiters[request_id]
+                del self._waiters[key]
 
     def fail_waiters(self, exc: BaseException) -> None:
         """The reader died: wake everyone waiting for a result with the error."""
@@ -210,7 +228,7 @@ class ResultStore:
                 return
 
     def _forget(self, entry: Entry) -> None:
-        del self._entries[entry.id]
+        del self._entries[entry.key]
 
     @staticmethod
     def _release_ack_waiters(entry: Entry, acked: bool) -> None:

@@ -25,15 +25,16 @@ def require_json(content_type: str) -> None:
         raise UnsupportedMediaType(f"Content-Type {ctype!r}; send application/json")
 
 
-async def submit_one(services: Services, body: bytes, wait: float | None
+async def submit_one(services: Services, body: bytes, wait: float | None, tenant: str = ""
                      ) -> tuple[int, bytes, str]:
-    """Accept one raw JSON body: (status, answer, location).
+    """Accept one raw JSON body of ``tenant``'s: (status, answer, location).
 
     Counts the request as accepted (or deduplicated); callers count rejections.
     """
     s = services.settings
     item = intake.from_json(body, s.max_array_length, time.time(), s.publish_binary)
-    outcome = await services.acceptor.accept(item, min(wait, s.max_wait_s) if wait else 0.0)
+    outcome = await services.acceptor.accept(item, min(wait, s.max_wait_s) if wait else 0.0,
+                                             tenant)
     if outcome.existing:
         services.stats.single.deduplicated += 1
     else:

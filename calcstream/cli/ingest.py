@@ -145,6 +145,8 @@ class IngestOptions:
     progress: bool = True
     via_api: str | None = None
     """The calcstream API's URL, to send through its batch endpoint instead of to Kafka."""
+    api_key: str | None = None
+    """The key for an API with keys (``$CALCSTREAM_API_KEY``)."""
 
 
 async def ingest(settings: BrokerSettings, source: Source, options: IngestOptions) -> IngestReport:
@@ -172,7 +174,8 @@ async def ingest(settings: BrokerSettings, source: Source, options: IngestOption
 async def _ingest_via_api(url: str, source: Source, options: IngestOptions) -> IngestReport:
     """The same run, posted to the API's batch endpoint, results from its websocket."""
     try:
-        async with Client(url, connect_timeout=options.connect_timeout) as client, \
+        async with Client(url, connect_timeout=options.connect_timeout,
+                          api_key=options.api_key) as client, \
                 contextlib.AsyncExitStack() as stack:
             if not await client.ready():
                 raise ApiDown(f"the API at {url} is not ready (GET {url}/readyz says why)")

@@ -15,7 +15,8 @@ results in input order.
 Every request carries an id chosen here, so the client retries 503 and 429 answers (waiting
 ``Retry-After``) and connection failures a bounded number of times without ever publishing a
 request twice. What it raises is drawn in ``calcstream.client.errors``: ``InvalidRequest``
-(422, 413), ``Conflict`` (409), ``NotFound`` (404), ``Unavailable`` (retries exhausted, or the
+(422, 413), ``Conflict`` (409), ``NotFound`` (404), ``NotAllowed`` (401, 403: pass
+``api_key=`` to an API with keys), ``Unavailable`` (retries exhausted, or the
 API cannot be reached), ``TimedOut`` and ``CalculationError`` (the result is an error).
 """
 
@@ -26,10 +27,11 @@ from calcstream.client.errors import (
     ClientError,
     Conflict,
     InvalidRequest,
+    NotAllowed,
     NotFound,
     TimedOut,
     Unavailable,
 )
 
 __all__ = ["JSON", "NDJSON", "NPY", "CalculationError", "Client", "ClientError", "Conflict",
-           "InvalidRequest", "Limits", "NotFound", "TimedOut", "Unavailable"]
+           "InvalidRequest", "Limits", "NotAllowed", "NotFound", "TimedOut", "Unavailable"]

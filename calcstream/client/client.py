@@ -29,6 +29,7 @@ from calcstream.client.errors import (
     ClientError,
     Conflict,
     InvalidRequest,
+    NotAllowed,
     NotFound,
     TimedOut,
     Unavailable,
@@ -52,9 +53,11 @@ class Client:
 
     def __init__(self, base_url: str = DEFAULT_URL, *, timeout: float = 30.0,
                  connect_timeout: float = 5.0, retries: int = 3, max_retry_wait: float = 30.0,
-                 window: int = 10_000) -> None:
+                 window: int = 10_000, api_key: str | None = None) -> None:
         """``timeout`` bounds each HTTP call; ``retries`` is how often a 503/429 or a failed
-        connection is retried; ``window`` is how many results one stream awaits at once."""
+        connection is retried; ``window`` is how many results one stream awaits at once;
+        ``api_key`` is sent as ``Authorization: Bearer`` on every call and the websocket's
+        handshake (an API without keys needs none)."""
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
         ws_scheme = {"http": "ws", "https": "wss"}.get(parts.scheme)
@@ -66,6 +69,7 @@ class Client:
         self.retries = retries
         self.max_retry_wait = max_retry_wait
         self.window = window
+        self._auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self._http: httpx.AsyncClient | None = None
         self._socket: ResultSocket | None = None
         self._socket_lock = asyncio.Lock()
@@ -77,7 +81,7 @@ class Client:
             self._http = httpx.AsyncClient(
                 base_url=self.base_url,
                 timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout, pool=None),
-                headers={"user-agent": f"calcstream-client/{__version__}"},
+                headers={"user-agent": f"calcstream-client/{__version__}", **self._auth},
             )
 
     async def stop(self) -> None:
@@ -285,7 +289,8 @@ class Client:
                 limits = await self.limits()
                 socket = ResultSocket(self.ws_url, open_timeout=self.connect_timeout,
                                       reconnects=self.retries,
-                                      max_message_bytes=limits.ws_max_message_bytes)
+                                      max_message_bytes=limits.ws_max_message_bytes,
+                                      headers=self._auth)
                 await socket.start()
                 self._socket = socket
             return self._socket
@@ -381,6 +386,8 @@ def _raise_for(response: httpx.Response) -> None:
         raise Conflict(message, **details)
     if status == 404:
         raise NotFound(message, **details)
+    if status in (401, 403):
+        raise NotAllowed(message, **details)
     if status in _RETRIABLE:
         raise Unavailable(f"the API is unavailable ({status}): {message}",
                           retry_after=_retry_after(response), **details)

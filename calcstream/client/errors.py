@@ -4,6 +4,7 @@
     ├── InvalidRequest      422, 413, 415: the API refused the request; ``fields`` says why
     ├── Conflict            409: the id is already used by a different request
     ├── NotFound            404: the API does not know the id
+    ├── NotAllowed          401, 403: no API key, a key it does not accept, or a missing scope
     ├── Unavailable         503/429 after bounded retries, or the API cannot be reached
     ├── TimedOut            no result within the timeout (also a ``TimeoutError``)
     └── CalculationError    the result came back with status error or expired; ``result``
@@ -44,6 +45,10 @@ class Conflict(ClientError):
 
 class NotFound(ClientError):
     """The API does not know this id (404): never accepted, or forgotten."""
+
+
+class NotAllowed(ClientError):
+    """The API refused the key (401: none, unknown or revoked; 403: it lacks the scope)."""
 
 
 class Unavailable(ClientError):

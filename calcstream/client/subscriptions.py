@@ -134,8 +134,9 @@ class ResultSocket:
     """The websocket to ``WS /v1/ws``: subscriptions in, results out to the watches."""
 
     def __init__(self, url: str, *, open_timeout: float, reconnects: int,
-                 max_message_bytes: int) -> None:
+                 max_message_bytes: int, headers: dict[str, str] | None = None) -> None:
         self.url = url
+        self.headers = headers or {}
         self.open_timeout = open_timeout
         self.reconnects = reconnects
         self.message_budget = max(1024, min(max_message_bytes // 2, 1024 * 1024))
@@ -192,7 +193,8 @@ class ResultSocket:
     async def _open(self) -> ClientConnection:
         try:
             return await connect(self.url, open_timeout=self.open_timeout, max_size=_MAX_FRAME,
-                                 compression=None, max_queue=64)
+                                 compression=None, max_queue=64,
+                                 additional_headers=self.headers)
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             raise Unavailable(f"cannot open the results websocket {self.url}: "
                               f"{exc or type(exc).__name__}") from None

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from producer_api import docs, intake, jsonarray
 from producer_api.acceptance import BatchItem
+from producer_api.auth import PrincipalDep
 from producer_api.deps import Services, ServicesDep
 from producer_api.errors import (
     ApiError,
@@ -23,7 +24,7 @@ from producer_api.limits import read_body, read_lines
 from producer_api.models import Accepted, BatchSummary, State
 from producer_api.responses import OrjsonResponse
 from producer_api.settings import ApiSettings
-from producer_api.store import PUBLISHING
+from producer_api.store import PUBLISHING, scoped
 from producer_api.usecase import JSON_TYPES, media_type, require_json, submit_one
 from schemas.messages import ID_CHARACTERS, ID_MAX_LENGTH
 
@@ -60,13 +61,15 @@ RequestIdPath = Annotated[str, Path(
     },
     openapi_extra=docs.SUBMIT_BODY,
 )
-async def submit(request: Request, services: ServicesDep, wait: Wait = None) -> Response:
+async def submit(request: Request, services: ServicesDep, principal: PrincipalDep,
+                 wait: Wait = None) -> Response:
     """Validate, publish, and answer 202 (or 200 with the result when it is there)."""
     try:
         require_json(request.headers.get("content-type", ""))
         body = await read_body(request, services.settings.max_body_bytes,
                                services.settings.body_timeout_s)
-        status, content, location = await submit_one(services, bytes(body), wait)
+        status, content, location = await submit_one(services, bytes(body), wait,
+                                                     principal.tenant)
     except ApiError as exc:
         services.stats.single.reject(exc)
         raise
@@ -98,6 +101,7 @@ async def submit(request: Request, services: ServicesDep, wait: Wait = None) -> 
 async def submit_batch(
     request: Request,
     services: ServicesDep,
+    principal: PrincipalDep,
     op: Annotated[str | None, Query(max_length=64, description=".npy bodies: the op of every "
                                     "row.")] = None,
     args: Annotated[str | None, Query(description=".npy bodies: the op's args as a JSON "
@@ -110,14 +114,15 @@ async def submit_batch(
 ) -> Response:
     """Publish every valid item; answer with counts, ids and per-item errors."""
     try:
-        return await _submit_batch(request, services, op, args, id_prefix, ids)
+        return await _submit_batch(request, services, principal.tenant, op, args, id_prefix,
+                                   ids)
     except ApiError as exc:
         services.stats.batch.reject(exc)
         raise
 
 
-async def _submit_batch(request: Request, services: Services, op: str | None, args: str | None,
-                        id_prefix: str | None, ids: bool) -> Response:
+async def _submit_batch(request: Request, services: Services, tenant: str, op: str | None,
+                        args: str | None, id_prefix: str | None, ids: bool) -> Response:
     s = services.settings
     ctype = media_type(request.headers.get("content-type", ""))
     extra: dict[str, Any] = {}
@@ -141,7 +146,7 @@ async def _submit_batch(request: Request, services: Services, op: str | None, ar
         raise UnsupportedMediaType(
             f"Content-Type {ctype!r}; send application/json, {docs.NDJSON} or {docs.NPY}")
     summary = await services.acceptor.accept_many(items, keep_ids=ids,
-                                                   intake=services.stats.batch)
+                                                   intake=services.stats.batch, tenant=tenant)
     return OrjsonResponse({**summary.document(), **extra}, 202)
 
 
@@ -157,9 +162,10 @@ async def _submit_batch(request: Request, services: Services, op: str | None, ar
                503: docs.OVERLOADED},
     response_model=None,
 )
-async def get_state(request_id: RequestIdPath, services: ServicesDep) -> Response:
-    """The current state of a request."""
-    entry = services.store.get(request_id)
+async def get_state(request_id: RequestIdPath, services: ServicesDep,
+                    principal: PrincipalDep) -> Response:
+    """The current state of a request of the caller's tenant."""
+    entry = services.store.get(scoped(principal.tenant, request_id))
     if entry is None or entry.state == PUBLISHING:
         raise NotFound(f"no calculation {request_id!r} here (never accepted, or forgotten)")
     return OrjsonResponse(entry.state_document())

@@ -2,6 +2,8 @@
 
 Client → server (JSON text messages; an optional ``ref`` is echoed in the reply):
 
+    {"type": "auth", "key": "csk_..."}            first, on an API with keys, unless the
+                                                  handshake sent Authorization: Bearer
     {"type": "subscribe", "ids": ["a", "b"]}      watch ids (retained results come at once)
     {"type": "subscribe", "all": true}            watch every new result
     {"type": "unsubscribe", "ids": [...]}  /  {"type": "unsubscribe", "all": true}
@@ -9,11 +11,18 @@ Client → server (JSON text messages; an optional ``ref`` is echoed in the repl
 
 Server → client:
 
+    {"type": "authenticated", "tenant": ..., "scopes": [...]}
     {"type": "result", ...CalcResult fields}      one per result
     {"type": "subscribed" | "unsubscribed", "ids": [...] | "all": true}
     {"type": "accepted", "id": "..."}             the broker acknowledged a submit
     {"type": "dropped", "count": n}               n older results were dropped (slow reader)
     {"type": "error", "error": {"code", "message", "fields"?}}   the socket stays open
+
+On an API with keys, ids are the key's tenant's and ``all`` streams that tenant's results
+(every tenant's for an admin key); subscribing needs the read scope, submitting the submit
+scope. A socket that is not authenticated within ``ws_auth_timeout_s``, or that sends anything
+else first, or a key that is not valid, is answered with an ``unauthorized`` error and closed
+with 1008. A key is never accepted in the URL.
 
 Results of watched ids are never dropped; the ``all`` stream drops its oldest results for a
 slow reader and says how many. A message over ``ws_max_message_bytes`` closes the socket with
@@ -25,6 +34,7 @@ are refused before they get here (``producer_api.admission``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -33,11 +43,14 @@ import orjson
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
+from core.keys import Scope
 from core.tasks import cancel_and_wait
 from producer_api import intake
+from producer_api.auth import OPEN, Principal, authenticate
 from producer_api.deps import Services, ServicesDep
-from producer_api.errors import ApiError, InvalidRequest
+from producer_api.errors import ApiError, InvalidRequest, Unauthorized
 from producer_api.hub import Subscriber
+from producer_api.store import scoped
 from schemas.messages import is_request_id
 
 logger = logging.getLogger(__name__)
@@ -51,11 +64,12 @@ CLOSE_POLICY = 1008
 class _Session:
     """One socket's state: its outbox, its watches, its submits in flight."""
 
-    def __init__(self, ws: WebSocket, services: Services) -> None:
+    def __init__(self, ws: WebSocket, services: Services, principal: Principal | None) -> None:
         self.ws = ws
         self.services = services
         self.settings = services.settings
-        self.sub = Subscriber(self.settings.ws_queue_size)
+        self.principal = principal  # None until the socket's first message authenticates it
+        self.sub = Subscriber(self.settings.ws_queue_size, _stream_tenant(principal))
         self.submits = asyncio.Semaphore(self.settings.ws_submits_in_flight)
         self.tasks: set[asyncio.Task[None]] = set()
         self.close_code: int | None = None
@@ -81,11 +95,19 @@ class _Session:
         ref = doc.get("ref")
         kind = doc.get("type")
         try:
+            if kind == "auth":
+                self._authenticate(doc, ref)
+                return
+            principal = self.principal
+            if principal is None:
+                raise Unauthorized("authenticate first: {\"type\": \"auth\", \"key\": ...}")
             if kind == "subscribe":
+                principal.require(Scope.READ)
                 self._subscribe(doc, ref)
             elif kind == "unsubscribe":
                 self._unsubscribe(doc, ref)
             elif kind == "submit":
+                principal.require(Scope.SUBMIT)
                 item = intake.from_object(doc.get("request"), self.settings.max_array_length,
                                           time.time(), where="request",
                                           binary=self.settings.publish_binary)
@@ -95,12 +117,33 @@ class _Session:
                 task.add_done_callback(self.tasks.discard)
             else:
                 raise InvalidRequest.of(
-                    "type", "expected 'subscribe', 'unsubscribe' or 'submit'")
+                    "type", "expected 'auth', 'subscribe', 'unsubscribe' or 'submit'")
         except ApiError as exc:
             if kind == "submit":
                 self.services.stats.ws.reject(exc)
             self.error(exc, ref)
+            if isinstance(exc, Unauthorized):
+                self.close_code = CLOSE_POLICY
 
+    def _authenticate(self, doc: dict[str, Any], ref: Any) -> None:
+        keys = self.services.keys
+        if keys is None:
+            principal = OPEN
+        else:
+            key = doc.get("key")
+            if not isinstance(key, str):
+                raise Unauthorized("expected {\"type\": \"auth\", \"key\": \"<API key>\"}")
+            principal = authenticate(keys, key)
+        if self.principal is not None and self.principal != principal:
+            raise Unauthorized("this socket is already authenticated with another key")
+        self.principal = principal
+        self.sub.tenant = _stream_tenant(principal)
+        self.reply({"type": "authenticated", "tenant": principal.tenant or None,
+                    "scopes": sorted(principal.scopes)}, ref)
+
+    def _keys(self, ids: list[str]) -> list[str]:
+        tenant = self.principal.tenant if self.principal is not None else ""
+        return [scoped(tenant, i) for i in ids]
     def _ids(self, doc: dict[str, Any]) -> list[str]:
         ids = doc.get("ids")
         if not isinstance(ids, list) or not all(isinstance(i, str) and is_request_id(i)
@@ -119,7 +162,7 @@ class _Session:
             raise InvalidRequest.of("ids", f"at most {self.settings.ws_max_subscriptions} ids "
                                     "may be watched at once")
         self.reply({"type": "subscribed", "ids": ids}, ref)
-        hub.watch(self.sub, ids)
+        hub.watch(self.sub, self._keys(ids))
 
     def _unsubscribe(self, doc: dict[str, Any], ref: Any) -> None:
         if doc.get("all") is True:
@@ -127,13 +170,14 @@ class _Session:
             self.reply({"type": "unsubscribed", "all": True}, ref)
             return
         ids = self._ids(doc)
-        self.services.hub.unwatch(self.sub, ids)
+        self.services.hub.unwatch(self.sub, self._keys(ids))
         self.reply({"type": "unsubscribed", "ids": ids}, ref)
 
     async def _submit(self, item: intake.Prepared, ref: Any) -> None:
         counts = self.services.stats.ws
+        tenant = self.principal.tenant if self.principal is not None else ""
         try:
-            outcome = await self.services.acceptor.accept(item)
+            outcome = await self.services.acceptor.accept(item, tenant=tenant)
         except ApiError as exc:
             counts.reject(exc)
             self.error(exc, ref)
@@ -145,13 +189,21 @@ class _Session:
         else:
             counts.accepted += 1
         self.reply({"type": "accepted", "id": outcome.id}, ref)
-        self.services.hub.watch(self.sub, [outcome.id])
+        self.services.hub.watch(self.sub, [scoped(tenant, outcome.id)])
 
     async def pump(self) -> None:
         """Send the outbox until the socket goes away."""
         while True:
             for message in await self.sub.take():
                 await self.ws.send_text(message.decode())
+
+    async def flush(self) -> None:
+        """Send the replies queued now (the error that explains a close), once the pump
+        stopped; a client that does not read them within a second is closed anyway."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                for message in self.sub.take_control():
+                    await self.ws.send_text(message.decode())
 
     async def close(self) -> None:
         self.services.hub.remove(self.sub)
@@ -162,13 +214,26 @@ class _Session:
 async def results_socket(ws: WebSocket, services: ServicesDep) -> None:
     """Subscribe to results and submit requests over one socket."""
     await ws.accept()
-    session = _Session(ws, services)
-    sender = asyncio.get_running_loop().create_task(session.pump(), name="ws-pump")
+    principal = ws.scope.get("state", {}).get("principal")
+    if not isinstance(principal, Principal):
+        principal = OPEN if services.keys is None else None
+    session = _Session(ws, services, principal)
+    loop = asyncio.get_running_loop()
+    sender = loop.create_task(session.pump(), name="ws-pump")
     limit = services.settings.ws_max_message_bytes
     services.stats.ws_opened += 1  # open ones are counted at the door (producer_api.admission)
+    auth_by = loop.time() + services.settings.ws_auth_timeout_s
     try:
         while session.close_code is None:
-            message = await ws.receive()
+            try:
+                async with asyncio.timeout_at(None if session.principal is not None
+                                              else auth_by):
+                    message = await ws.receive()
+            except TimeoutError:
+                session.error(Unauthorized("not authenticated within "
+                                           f"{services.settings.ws_auth_timeout_s:g} s"), None)
+                session.close_code = CLOSE_POLICY
+                break
             if message["type"] == "websocket.disconnect":
                 return
             data = message.get("text")
@@ -180,9 +245,18 @@ async def results_socket(ws: WebSocket, services: ServicesDep) -> None:
             await session.handle(data)
             if sender.done():
                 return
+        await cancel_and_wait(sender)
+        await session.flush()  # the error that explains the close goes out before it
         await ws.close(session.close_code)
     except WebSocketDisconnect:
         pass
     finally:
         await cancel_and_wait(sender)
         await session.close()
+
+
+def _stream_tenant(principal: Principal | None) -> str | None:
+    """Whose results the ``all`` stream of this caller carries (None: everyone's)."""
+    if principal is None:
+        return ""  # not authenticated: it may not subscribe yet
+    return None if principal.sees_every_tenant else principal.tenant

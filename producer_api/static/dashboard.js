@@ -89,6 +89,30 @@
     dirty = true;
   }
 
+  // ---- API key (an API with keys; kept for this tab only, never in a URL) -------------------
+  const KEY_SLOT = "calcstream.api-key";
+  let apiKey = sessionStorage.getItem(KEY_SLOT) || "";
+
+  function authHeaders() {
+    return apiKey ? { Authorization: `Bearer ${apiKey}` } : {};
+  }
+
+  function askForKey(why) {
+    $("key-form").hidden = false;
+    $("key-state").textContent = why;
+    document.body.dataset.auth = "needed";
+  }
+
+  $("key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    apiKey = $("key-input").value.trim();
+    sessionStorage.setItem(KEY_SLOT, apiKey);
+    $("key-input").value = "";
+    $("key-form").hidden = true;
+    document.body.dataset.auth = "sent";
+    if (socket) socket.close();
+  });
+
   // ---- WebSocket ----------------------------------------------------------------------------
   let socket = null, retryMs = 500;
 
@@ -104,11 +128,15 @@
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     socket = new WebSocket(url);
     socket.onopen = () => {
+      if (apiKey) socket.send(JSON.stringify({ type: "auth", key: apiKey, ref: "dashboard" }));
       socket.send(JSON.stringify({ type: "subscribe", all: true, ref: "dashboard" }));
     };
     socket.onmessage = (event) => {
       const msg = JSON.parse(event.data);
       if (msg.type === "result") onResult(msg, Date.now());
+      else if (msg.type === "error" && ["unauthorized", "forbidden"].includes(msg.error.code)) {
+        askForKey(msg.error.message);
+      }
       else if (msg.type === "dropped") { totals.dropped += msg.count; dirty = true; }
       else if (msg.type === "subscribed") { retryMs = 500; setWsState("open", "live"); }
     };
@@ -403,10 +431,16 @@
 
   async function poll() {
     try {
-      const response = await fetch(new URL("v1/stats", document.baseURI), { cache: "no-store" });
+      const response = await fetch(new URL("v1/stats", document.baseURI),
+                                   { cache: "no-store", headers: authHeaders() });
       if (response.ok) {
         renderStats(await response.json());
         document.body.dataset.stats = "ok";
+        document.body.dataset.auth = apiKey ? "ok" : "open";
+      } else if (response.status === 401 || response.status === 403) {
+        const doc = await response.json().catch(() => ({}));
+        askForKey((doc.error && doc.error.message) || `http ${response.status}`);
+        document.body.dataset.stats = `http ${response.status}`;
       } else {
         document.body.dataset.stats = `http ${response.status}`;
       }
