@@ -21,6 +21,7 @@ from producer_api.admission import Admission
 from producer_api.auth import Authentication
 from producer_api.fastpath import SubmitFastPath
 from producer_api.main import create_app
+from producer_api.quotas import QuotaGate
 from producer_api.settings import ApiSettings
 
 logger = logging.getLogger("producer_api")
@@ -64,7 +65,8 @@ def config(settings: ApiSettings, host: str, port: int, app: FastAPI | None = No
     refuse_open(settings, host)
     app = app or create_app(settings)
     inner = SubmitFastPath(app, app.state, settings.retry_after_s) if settings.fast_path else app
-    guarded = Authentication(inner, app.state.keys)
+    guarded = Authentication(QuotaGate(inner, app.state.quotas, app.state.stats),
+                             app.state.keys)
     return uvicorn.Config(Admission(guarded, app.state.stats, settings),
                           **options)  # type: ignore[arg-type]
 

@@ -13,8 +13,8 @@
 The key travels as ``Authorization: Bearer <key>``, never in a URL (URLs land in access logs
 and browser history): a key in the query string is refused with a 401 that says so. Browsers
 cannot set headers on a WebSocket, so a socket opened without one is let in unauthenticated
-and must send ``{"type": "auth", "key": ...}`` first (``routes/ws.py``); a socket whose
-header holds a wrong key is refused at the handshake.
+and must send ``{"type": "auth", "key": ...}`` first (``routes/ws.py``); a handshake whose
+header holds a wrong key is answered 401.
 
 Without a keys file (``api_keys_file``) the API is open: every caller is ``OPEN``, with no
 tenant and every scope, and ``__main__`` serves it on a loopback address only, unless told
@@ -151,18 +151,24 @@ class Authentication:
             if needed is not None:
                 principal.require(needed)
         except ApiError as exc:
-            await _refuse(kind, send, exc)
+            await _refuse(scope, receive, send, exc)
             return
         state["principal"] = principal
         await self.app(scope, receive, send)
 
 
-async def _refuse(kind: str, send: Send, exc: ApiError) -> None:
-    if kind == "websocket":  # a close before accept: the handshake is answered 403
-        await send({"type": "websocket.close", "code": 1008, "reason": exc.code})
-        return
+async def _refuse(scope: Scope, receive: Receive, send: Send, exc: ApiError) -> None:
     headers = [_JSON, _CHALLENGE] if exc.status == 401 else [_JSON]
     body = exc.body_bytes()
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            await send({"type": "websocket.close", "code": 1008})  # answered 403
+            return
+        await send({"type": "websocket.http.response.start", "status": exc.status,
+                    "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
+        return
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

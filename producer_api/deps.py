@@ -14,6 +14,7 @@ from producer_api.acceptance import Acceptor
 from producer_api.errors import NotStartedError
 from producer_api.hub import Hub
 from producer_api.publisher import Publisher
+from producer_api.quotas import Quotas
 from producer_api.reader import ResultReader
 from producer_api.settings import ApiSettings
 from producer_api.stats import ApiStats
@@ -33,6 +34,7 @@ class Services:
     loop_lag: LoopLagMonitor
     stats: ApiStats
     keys: KeyRing | None = None
+    quotas: Quotas | None = None
 
 
 async def get_services(conn: HTTPConnection) -> Services:

@@ -11,6 +11,7 @@
     ├── NotFound              404  an id this replica never accepted or has forgotten
     ├── Conflict              409  a known client id re-posted with a different body
     ├── ClientDisconnected    400  the client left mid-body (nobody reads the answer)
+    ├── RateLimited           429  a tenant's quota: too fast, or too much in progress
     └── Unavailable           503  the broker did not acknowledge in time (retriable)
         ├── Overloaded             too many requests (or sockets) in progress: shed
         └── NotStartedError        the app's lifespan has not started its clients
@@ -135,6 +136,22 @@ class ClientDisconnected(ApiError):
 
     status = 400
     code = "client_disconnected"
+
+
+class RateLimited(ApiError):
+    """The caller's tenant is over a quota (``producer_api.quotas``); retry after
+    ``retry_after`` seconds."""
+
+    status = 429
+    code = "rate_limited"
+    retriable = True
+
+    def __init__(self, message: str, *, code: str | None = None,
+                 retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.retry_after = retry_after
 
 
 class Unavailable(ApiError):

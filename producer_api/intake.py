@@ -175,7 +175,8 @@ def _splice(raw: bytes, request_id: str | None, now: float | None) -> bytes | No
 
 
 def from_npy(body: bytes | bytearray, op_name: str, args: Mapping[str, Any], id_prefix: str | None,
-             max_values: int, now: float) -> tuple[Iterator[Prepared | Rejected], str]:
+             max_values: int, now: float, max_rows: int | None = None
+             ) -> tuple[Iterator[Prepared | Rejected], str]:
     """One binary record per row of an ``.npy`` array (a 1-D array is one row).
 
     Returns the items in row order, each encoded as it is drawn (a large body is not encoded in
@@ -186,6 +187,9 @@ def from_npy(body: bytes | bytearray, op_name: str, args: Mapping[str, Any], id_
     rows, cols = matrix.shape
     if cols > max_values:
         raise InvalidRequest.of("data", f"rows have {cols} values; the limit is {max_values}")
+    if max_rows is not None and rows > max_rows:
+        raise InvalidRequest.of("body", f"{rows} rows; this tenant's limit is {max_rows} per "
+                                "batch (tenant_max_batch_items)")
     try:
         ops.get(op_name).parse(cols, args)
     except ops.OpInputError as exc:

@@ -22,6 +22,7 @@ from producer_api.deps import Services
 from producer_api.hub import Hub
 from producer_api.overview import Overview
 from producer_api.publisher import Publisher
+from producer_api.quotas import Quotas
 from producer_api.reader import ResultReader
 from producer_api.responses import OrjsonResponse, install_handlers
 from producer_api.routes import apidocs, calculations, contracts, dashboard, health, ops, stats, ws
@@ -47,6 +48,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
                   docs_url=None, redoc_url=None)  # served by routes.apidocs, offline
     app.state.settings = settings
     app.state.keys = KeyRing(settings.api_keys_file) if settings.api_keys_file else None
+    app.state.quotas = Quotas(settings)
     app.state.services = None
     app.state.stats = ApiStats()
     app.state.registry = metrics.registry(app.state.stats, app.state, settings.api_id)
@@ -92,7 +94,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             stack.push_async_callback(cancel_and_wait, watcher)
         app.state.services = Services(s, publisher, store, reader, hub,
                                       Acceptor(store, publisher, s.max_batch_errors), loop_lag,
-                                      counts, keys)
+                                      counts, keys, app.state.quotas)
         try:
             yield
         finally:

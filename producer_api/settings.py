@@ -173,6 +173,28 @@ class ApiSettings(BrokerSettings):
         "with 1008 after that.",
     )
 
+    # Quotas, per tenant (producer_api.quotas); off when None.
+    tenant_max_in_progress: int | None = Field(
+        default=None, ge=1,
+        description="HTTP requests of one tenant in progress at once on /v1/calculations "
+        "(?wait= polls included); beyond it 429 'quota_exceeded' with Retry-After.",
+    )
+    tenant_rate_per_s: float | None = Field(
+        default=None, gt=0,
+        description="Requests a second one tenant may make (submits, batches, WebSocket "
+        "submits; a token bucket); beyond it 429 'rate_limited' with Retry-After.",
+    )
+    tenant_burst: int | None = Field(
+        default=None, ge=1,
+        description="Requests a tenant may make at once above its rate (default: one "
+        "second's worth).",
+    )
+    tenant_max_batch_items: int | None = Field(
+        default=None, ge=1,
+        description="Most items one batch of a tenant may carry: a JSON array or .npy body "
+        "beyond it is a 422; an NDJSON stream is cut there, and its answer says so.",
+    )
+
     # Server.
     access_log: bool = False
     fast_path: bool = Field(

@@ -127,18 +127,19 @@ async def _submit_batch(request: Request, services: Services, tenant: str, op: s
     ctype = media_type(request.headers.get("content-type", ""))
     extra: dict[str, Any] = {}
     items: AsyncIterator[BatchItem]
+    quota = services.quotas.max_batch_items if services.quotas is not None else None
     if ctype in NDJSON_TYPES:
-        items = _ndjson_items(request, s)
+        items = _ndjson_items(request, s, quota)
     elif ctype in JSON_TYPES:
         array = await _json_array(await read_body(request, s.max_batch_bytes, s.body_timeout_s),
-                                  s)
+                                  s, quota)
         items = _aiter(_json_items(array, s))
     elif ctype in NPY_TYPES:
         if op is None:
             raise InvalidRequest.of("op", "an .npy body needs ?op=")
         body = await read_body(request, s.max_batch_bytes, s.body_timeout_s)
         rows, prefix = intake.from_npy(body, op, _args(args), id_prefix, s.max_array_length,
-                                       time.time())
+                                       time.time(), max_rows=quota)
         items = _aiter((i, r if isinstance(r, intake.Prepared) else r.error)
                        for i, r in enumerate(rows))
         extra["id_prefix"] = prefix
@@ -171,7 +172,8 @@ async def get_state(request_id: RequestIdPath, services: ServicesDep,
     return OrjsonResponse(entry.state_document())
 
 
-async def _json_array(body: bytes | bytearray, s: ApiSettings) -> list[Any]:
+async def _json_array(body: bytes | bytearray, s: ApiSettings, quota: int | None
+                      ) -> list[Any]:
     try:
         array = await jsonarray.parse(body)
     except orjson.JSONDecodeError as exc:
@@ -180,6 +182,9 @@ async def _json_array(body: bytes | bytearray, s: ApiSettings) -> list[Any]:
         raise InvalidRequest.of("body", "expected a non-empty JSON array of requests")
     if len(array) > s.max_batch_count:
         raise InvalidRequest.of("body", f"{len(array)} items; the limit is {s.max_batch_count}")
+    if quota is not None and len(array) > quota:
+        raise InvalidRequest.of("body", f"{len(array)} items; this tenant's limit is {quota} "
+                                "per batch (tenant_max_batch_items)")
     return array
 
 
@@ -192,8 +197,12 @@ def _json_items(array: list[Any], s: ApiSettings) -> Iterable[BatchItem]:
             yield index, exc
 
 
-async def _ndjson_items(request: Request, s: ApiSettings) -> AsyncIterator[BatchItem]:
+async def _ndjson_items(request: Request, s: ApiSettings, quota: int | None
+                        ) -> AsyncIterator[BatchItem]:
     async for index, line in read_lines(request, s.max_body_bytes, s.body_timeout_s):
+        if quota is not None and index >= quota:
+            raise PayloadTooLarge(f"the stream carries more than {quota} items, this tenant's "
+                                  "limit per batch (tenant_max_batch_items)")
         if line is None:
             yield index, PayloadTooLarge(f"line is over the limit of {s.max_body_bytes} bytes")
             continue

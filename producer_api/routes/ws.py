@@ -108,6 +108,8 @@ class _Session:
                 self._unsubscribe(doc, ref)
             elif kind == "submit":
                 principal.require(Scope.SUBMIT)
+                if self.services.quotas is not None:
+                    self.services.quotas.take(principal.tenant)
                 item = intake.from_object(doc.get("request"), self.settings.max_array_length,
                                           time.time(), where="request",
                                           binary=self.settings.publish_binary)

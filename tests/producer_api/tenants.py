@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from core.keys import Scope, new_key, read_keys, revoke, write_keys
 from tests.kafka import Deployment
@@ -15,6 +16,8 @@ from tests.producer_api.conftest import ApiStack, api_settings, new_deployment
 KEYS = {
     "acme": ("acme", "submit,read"),
     "bravo": ("bravo", "submit,read"),
+    "carol": ("carol", "submit,read"),
+    "dave": ("dave", "submit,read"),
     "acme-submit": ("acme", "submit"),
     "admin": ("ops", "admin,read"),
     "revoked": ("acme", "submit,read"),
@@ -38,8 +41,9 @@ class Keyed:
 
 
 @contextlib.contextmanager
-def keyed_stack(bootstrap: str, directory: Path) -> Iterator[Keyed]:
-    """An API with the ``KEYS`` and a worker, serving until the block ends."""
+def keyed_stack(bootstrap: str, directory: Path, **overrides: Any) -> Iterator[Keyed]:
+    """An API with the ``KEYS`` (and ``overrides``) and a worker, serving until the block
+    ends."""
     keys_file = directory / "keys.json"
     tokens: dict[str, str] = {}
     stored = []
@@ -50,7 +54,7 @@ def keyed_stack(bootstrap: str, directory: Path) -> Iterator[Keyed]:
     revoked = next(k.id for k in stored if k.name == "revoked")
     write_keys(keys_file, revoke(stored, revoked))
     dep = new_deployment(bootstrap)
-    settings = api_settings(dep, api_keys_file=keys_file, keys_refresh_s=0.1,
-                            ws_auth_timeout_s=1.0)
+    settings = api_settings(dep, **{"api_keys_file": keys_file, "keys_refresh_s": 0.1,
+                                    "ws_auth_timeout_s": 1.0, **overrides})
     with ApiStack(settings, dep.worker_settings()) as api:
         yield Keyed(api, dep, keys_file, tokens)
