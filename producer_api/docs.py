@@ -97,8 +97,52 @@ def install(app: FastAPI, extra_models: tuple[type[BaseModel], ...] = (Submissio
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for name, model_schema in defs.get("$defs", {}).items():
                 components.setdefault(name, model_schema)
+            _document_keys(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     setter: Callable[[], dict[str, Any]] = openapi
     app.openapi = setter  # type: ignore[method-assign]
+
+
+_SCHEME = "apiKey"
+_AUTH_RESPONSES = {
+    "401": {"description": "With API keys: no key, or one that is not valid (unknown, revoked, "
+                           "malformed, or sent in the URL).",
+            "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+            "content": {"application/json": {"schema": {"$ref": REF.format(model="ErrorBody")}}}},
+    "403": {"description": "With API keys: the key lacks the scope this operation needs.",
+            "content": {"application/json": {"schema": {"$ref": REF.format(model="ErrorBody")}}}},
+}
+_QUOTA_RESPONSE = {
+    "description": "The tenant is over a quota (rate_limited, quota_exceeded); retry after "
+                   "Retry-After.",
+    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    "content": {"application/json": {"schema": {"$ref": REF.format(model="ErrorBody")}}},
+}
+
+
+def _document_keys(schema: dict[str, Any]) -> None:
+    """Every operation that holds data: the bearer scheme (optional: an API without keys needs
+    none), its scope, and its 401/403 (and 429 on /v1/calculations) answers."""
+    from producer_api.auth import is_public, needed_scope
+
+    schema["components"]["securitySchemes"] = {_SCHEME: {
+        "type": "http", "scheme": "bearer",
+        "description": "An API key (`calcstream keys create`), needed when the API runs with "
+                       "CALCSTREAM_API_KEYS_FILE; each key sees only its tenant's calculations."}}
+    for path, operations in schema.get("paths", {}).items():
+        concrete = path.replace("{request_id}", "id")
+        if is_public(concrete):
+            continue
+        for method, operation in operations.items():
+            scope = needed_scope(method.upper(), concrete)
+            operation["security"] = [{_SCHEME: []}, {}]
+            if scope is not None:
+                note = f"Needs the `{scope.value}` scope (with API keys)."
+                operation["description"] = f"{operation.get('description', '')}\n\n{note}".strip()
+            responses = operation.setdefault("responses", {})
+            for status, answer in _AUTH_RESPONSES.items():
+                responses.setdefault(status, answer)
+            if concrete.startswith("/v1/calculations"):
+                responses.setdefault("429", _QUOTA_RESPONSE)

@@ -20,6 +20,7 @@ KEYS = {
     "dave": ("dave", "submit,read"),
     "acme-submit": ("acme", "submit"),
     "admin": ("ops", "admin,read"),
+    "everything": ("ops", "submit,read,admin"),
     "revoked": ("acme", "submit,read"),
 }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,9 +18,11 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
+from producer_api.auth import is_public
 from producer_api.main import create_app
 from producer_api.settings import ApiSettings
 from tests.producer_api.conftest import ApiStack
+from tests.producer_api.tenants import Keyed, keyed_stack
 
 schema = schemathesis.openapi.from_dict(create_app(ApiSettings()).openapi())
 
@@ -65,3 +68,31 @@ def test_every_operation_documents_examples_or_schemas(api: ApiStack) -> None:
     for path, methods in spec["paths"].items():
         for method, op in methods.items():
             assert op.get("summary"), (path, method)
+
+
+@pytest.fixture(scope="module")
+def keyed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keyed]:
+    with keyed_stack(kafka_bootstrap, tmp_path_factory.mktemp("openapi")) as stack:
+        yield stack
+
+
+# With keys, the same promises hold for a caller with every scope (fewer examples: the open
+# run above covers the inputs; this one the authenticated path through the same handlers).
+@schema.parametrize()
+@settings(max_examples=max(10, EXAMPLES // 5), deadline=None, derandomize=DERANDOMIZE,
+          suppress_health_check=list(HealthCheck))
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
+def test_the_promises_hold_with_a_key(case: schemathesis.Case[Any], keyed: Keyed) -> None:
+    case.call_and_validate(base_url=keyed.api.base_url, excluded_checks=EXCLUDED,
+                           headers={"authorization": f"Bearer {keyed.keys['everything']}"})
+
+
+def test_the_bearer_scheme_is_documented_where_a_key_is_needed() -> None:
+    spec = create_app(ApiSettings()).openapi()
+    assert spec["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    for path, methods in spec["paths"].items():
+        for method, op in methods.items():
+            guarded = not is_public(path.replace("{request_id}", "id"))
+            assert ("security" in op) == guarded, (method, path)
+            if guarded:
+                assert {"401", "403"} <= set(op["responses"]), (method, path)
