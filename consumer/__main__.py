@@ -8,6 +8,7 @@ import signal
 
 from consumer.settings import WorkerSettings
 from consumer.worker import Worker
+from core.admin import AUTHORIZATION_ERRORS, BrokerRefused, refusal
 from core.logs import configure
 from core.runtime import tune_gc
 
@@ -34,7 +35,14 @@ def main() -> None:
     settings = WorkerSettings()
     configure(settings.log_level, settings.log_json)
     tune_gc(settings.gc_gen0_threshold)
-    run(serve(settings))
+    try:
+        run(serve(settings))
+    except BrokerRefused as exc:
+        logger.error("worker %s cannot start: %s", settings.worker_id, exc)
+        raise SystemExit(2) from None
+    except AUTHORIZATION_ERRORS as exc:
+        logger.error("worker %s stopped: %s", settings.worker_id, refusal(exc, settings))
+        raise SystemExit(2) from None
 
 
 def run(coro: object) -> None:

@@ -52,6 +52,7 @@ from aiokafka.errors import KafkaError
 
 from consumer.batching import Positioned
 from consumer.errors import MissingTopic
+from core.admin import Broker, connection
 
 logger = logging.getLogger(__name__)
 
@@ -219,11 +220,11 @@ def _ranges(records: Iterable[Positioned]) -> dict[TP, tuple[int, int]]:
     return out
 
 
-async def ensure_journal_topic(bootstrap_servers: str, topic: str, partitions: int,
+async def ensure_journal_topic(broker: Broker, topic: str, partitions: int,
                                replication_factor: int, create: bool = True) -> None:
     """Create the journal topic unless it exists; with ``create`` off, ``MissingTopic`` if it
     does not."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**connection(broker))
     try:
         await admin.start()
         if topic in await admin.list_topics():

@@ -37,12 +37,11 @@ class JournalKeeper:
                    publisher: BatchPublisher) -> JournalKeeper:
         """Make sure the journal topic exists and start its reader."""
         s = settings
-        await ensure_journal_topic(s.bootstrap_servers, s.journal_topic, partitions,
+        await ensure_journal_topic(s, s.journal_topic, partitions,
                                    s.replication_factor, create=s.create_topics)
         reader = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers, security_protocol=s.security_protocol,
-            client_id=f"{s.worker_id}-journal", group_id=None, enable_auto_commit=False,
-            fetch_max_wait_ms=s.fetch_max_wait_ms)
+            **s.connection_options(), client_id=f"{s.worker_id}-journal", group_id=None,
+            enable_auto_commit=False, fetch_max_wait_ms=s.fetch_max_wait_ms)
         await reader.start()
         return cls(AttemptJournal(s.journal_topic, partitions, s.worker_id), reader, consumer,
                    publisher)

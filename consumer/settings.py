@@ -67,8 +67,7 @@ class WorkerSettings(BrokerSettings):
     def consumer_options(self) -> dict[str, Any]:
         """Keyword arguments for ``AIOKafkaConsumer``: manual commits from the earliest offset."""
         return {
-            "bootstrap_servers": self.bootstrap_servers,
-            "security_protocol": self.security_protocol,
+            **self.connection_options(),
             "group_id": self.group_id,
             "client_id": self.worker_id,
             "enable_auto_commit": False,

@@ -41,7 +41,7 @@ from consumer.processing import (
 from consumer.publishing import BatchPublisher
 from consumer.settings import WorkerSettings
 from consumer.stats import WorkerStats
-from core.admin import ensure_topics, wait_for_broker
+from core.admin import AUTHORIZATION_ERRORS, ensure_topics, refusal, wait_for_broker
 from core.looplag import LoopLagMonitor
 from core.metrics import MetricsServer
 from core.producers import stop_producer
@@ -98,10 +98,17 @@ class Worker:
         await self.stop()
 
     async def start(self) -> None:
-        """Connect, create missing topics, join the group."""
+        """Connect, create missing topics, join the group; ``BrokerRefused`` when the broker
+        will not let it."""
+        try:
+            await self._start()
+        except AUTHORIZATION_ERRORS as exc:
+            raise refusal(exc, self.settings) from None
+
+    async def _start(self) -> None:
         s = self.settings
         logger.info("worker starting with %s", masked(s))
-        await wait_for_broker(s.bootstrap_servers)
+        await wait_for_broker(s)
         if s.create_topics:
             await ensure_topics(s)
         self._producer = AIOKafkaProducer(client_id=s.worker_id, **s.producer_options())

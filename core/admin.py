@@ -4,31 +4,57 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.conn import create_conn
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+    UnsupportedSaslMechanismError,
+)
 
 from core.settings import BrokerSettings
 
 logger = logging.getLogger(__name__)
 
 _TOPIC_EXISTS = 36
+_NOT_AUTHORIZED = (29, 31)  # topic, cluster authorization failed
 
 
 class BrokerUnavailable(ConnectionError):
     """The broker did not answer in time."""
 
 
-async def wait_for_broker(bootstrap_servers: str, timeout: float = 30.0) -> None:
-    """Return once the broker answers a metadata request; ``BrokerUnavailable`` after timeout."""
+Broker = str | BrokerSettings
+"""Where a broker is: bootstrap servers alone (PLAINTEXT), or settings with its security."""
+
+
+def connection(broker: Broker) -> dict[str, Any]:
+    """Client keyword arguments for ``broker``."""
+    if isinstance(broker, str):
+        return {"bootstrap_servers": broker}
+    return broker.connection_options()
+
+
+async def wait_for_broker(broker: Broker, timeout: float = 30.0) -> None:
+    """Return once the broker answers a metadata request; ``BrokerUnavailable`` after timeout
+    (at once, saying so, when it refuses the credentials)."""
+    bootstrap_servers = broker if isinstance(broker, str) else broker.bootstrap_servers
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=2000)
+        if not isinstance(broker, str) and broker.security_protocol != "PLAINTEXT":
+            await _check_credentials(broker)
+        admin = AIOKafkaAdminClient(**connection(broker), request_timeout_ms=2000)
         try:
             await admin.start()
             await admin.list_topics()
@@ -43,9 +69,48 @@ async def wait_for_broker(bootstrap_servers: str, timeout: float = 30.0) -> None
     )
 
 
+class BrokerRefused(BrokerUnavailable):
+    """The broker answered but refused the credentials, the certificate or an operation (no
+    ACL allows it): retrying will not help."""
+
+
+AUTHORIZATION_ERRORS = (TopicAuthorizationFailedError, GroupAuthorizationFailedError,
+                        ClusterAuthorizationFailedError)
+"""What Kafka answers an operation no ACL allows."""
+
+
+def refusal(exc: BaseException, settings: BrokerSettings) -> BrokerRefused:
+    """``BrokerRefused`` for an authorization error, naming the principal."""
+    who = f"user {settings.sasl_username!r}" if settings.sasl_username else "this client"
+    return BrokerRefused(f"the broker at {settings.bootstrap_servers} refused {who}: "
+                         f"{type(exc).__name__} ({exc}); an ACL must allow it "
+                         "(docs/security.md, Kafka)")
+
+
+async def _check_credentials(settings: BrokerSettings) -> None:
+    """One connection with the settings' security, to tell a refused login or certificate
+    (``BrokerRefused``, said once) from a broker not up yet (the client only logs those)."""
+    options = settings.connection_options()
+    options.pop("bootstrap_servers")
+    host, _, port = settings.bootstrap_servers.split(",")[0].strip().rpartition(":")
+    try:
+        conn = await create_conn(host, int(port), request_timeout_ms=2000, **options)
+    except (SaslAuthenticationFailed, UnsupportedSaslMechanismError) as exc:
+        raise BrokerRefused(f"the broker at {settings.bootstrap_servers} refused the login of "
+                            f"{settings.sasl_username!r} ({settings.sasl_mechanism}): "
+                            f"{exc}") from None
+    except ssl.SSLError as exc:
+        raise BrokerRefused(f"TLS with the broker at {settings.bootstrap_servers} failed: "
+                            f"{exc.reason or exc} (CALCSTREAM_SSL_CAFILE, _SSL_CERTFILE, "
+                            "_SSL_KEYFILE)") from None
+    except (KafkaError, OSError, TimeoutError):
+        return  # not up yet: the caller retries
+    conn.close()
+
+
 async def ensure_topics(settings: BrokerSettings, partitions: int | None = None) -> list[str]:
     """Create whichever of the deployment's topics are missing; return the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**settings.connection_options())
     try:
         await admin.start()
         existing = set(await admin.list_topics())
@@ -59,6 +124,13 @@ async def ensure_topics(settings: BrokerSettings, partitions: int | None = None)
             ]
         )
         for topic, code, message in response.topic_errors:
+            if code in _NOT_AUTHORIZED:
+                who = (f"user {settings.sasl_username!r}" if settings.sasl_username
+                       else "this client")
+                raise BrokerRefused(
+                    f"the broker refused {who} the topic {topic}: it is missing or no ACL "
+                    f"lets {who} see it, and it may not create it ({message or code}); create "
+                    "the topics, or grant the ACLs (docs/security.md, Kafka)")
             if code not in (0, _TOPIC_EXISTS):
                 raise KafkaError(f"could not create topic {topic}: {code} {message}")
         logger.info("created topics %s", ", ".join(missing))
@@ -70,12 +142,12 @@ async def ensure_topics(settings: BrokerSettings, partitions: int | None = None)
 
 
 async def wait_for_group(
-    bootstrap_servers: str, group_id: str, members: int, timeout: float = 60.0,
+    broker: Broker, group_id: str, members: int, timeout: float = 60.0,
     topic: str | None = None,
 ) -> None:
     """Return once ``group_id`` is Stable with at least ``members`` members (joined, assigned)
     and, given a ``topic``, its members own every partition of it."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**connection(broker))
     await admin.start()
     try:
         wanted = set()

@@ -4,9 +4,11 @@ where the broker is, which topics, how producers behave, how processes log and c
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field
+from aiokafka.helpers import create_ssl_context
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.topics import DEAD_LETTERS, REQUESTS, RESULTS, Topics
@@ -37,7 +39,19 @@ class BrokerSettings(BaseSettings):
         "16 KB default gives a 19 KB request a produce round trip of its own "
         "(bench/FINDINGS.md, finding 1)."
     )
-    security_protocol: str = "PLAINTEXT"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How every client of the process talks to Kafka.")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="SCRAM-SHA-512", description="With SASL_*: how the process authenticates.")
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = Field(
+        default=None, description="With SSL or SASL_SSL: the CA certificates (PEM) the "
+        "broker's certificate must chain to (default: the system's).")
+    ssl_certfile: Path | None = Field(
+        default=None, description="A client certificate (PEM), for a broker that asks for one.")
+    ssl_keyfile: Path | None = Field(default=None, description="Its private key (PEM).")
+    ssl_key_password: SecretStr | None = None
     gc_gen0_threshold: int = Field(
         default=20_000, ge=0, description="Allocations between collections of the garbage "
         "collector's youngest generation (Python's default is 700; 0 keeps Python's "
@@ -45,6 +59,27 @@ class BrokerSettings(BaseSettings):
     )
     log_level: str = "INFO"
     log_json: bool = False
+
+    def connection_options(self) -> dict[str, Any]:
+        """What every Kafka client of the process needs to reach and authenticate to the
+        broker (bootstrap servers, security protocol, SASL credentials, TLS context)."""
+        options: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers,
+                                   "security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL_"):
+            if not self.sasl_username or self.sasl_password is None:
+                raise ValueError(f"security_protocol {self.security_protocol} needs "
+                                 "CALCSTREAM_SASL_USERNAME and CALCSTREAM_SASL_PASSWORD")
+            options.update(sasl_mechanism=self.sasl_mechanism,
+                           sasl_plain_username=self.sasl_username,
+                           sasl_plain_password=self.sasl_password.get_secret_value())
+        if self.security_protocol.endswith("SSL"):
+            options["ssl_context"] = create_ssl_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+                certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+                keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
+                password=(self.ssl_key_password.get_secret_value()
+                          if self.ssl_key_password else None))
+        return options
 
     @property
     def topics(self) -> Topics:
@@ -54,8 +89,7 @@ class BrokerSettings(BaseSettings):
     def producer_options(self) -> dict[str, Any]:
         """Keyword arguments for ``AIOKafkaProducer``: acks=all, never acks=0."""
         return {
-            "bootstrap_servers": self.bootstrap_servers,
-            "security_protocol": self.security_protocol,
+            **self.connection_options(),
             "acks": "all",
             "enable_idempotence": self.enable_idempotence,
             "max_request_size": self.max_message_bytes,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.logs import configure
 from core.runtime import tune_gc
@@ -67,8 +68,31 @@ def config(settings: ApiSettings, host: str, port: int, app: FastAPI | None = No
     inner = SubmitFastPath(app, app.state, settings.retry_after_s) if settings.fast_path else app
     guarded = Authentication(QuotaGate(inner, app.state.quotas, app.state.stats),
                              app.state.keys)
-    return uvicorn.Config(Admission(guarded, app.state.stats, settings),
+    return uvicorn.Config(StartupReport(Admission(guarded, app.state.stats, settings),
+                                        app.state),
                           **options)  # type: ignore[arg-type]
+
+
+class StartupReport:
+    """ASGI wrapper: when the broker refused the API at start-up, uvicorn logs the one line
+    that says why (``app.state.refused``) instead of a traceback."""
+
+    def __init__(self, app: ASGIApp, state: object) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def report(message: Message) -> None:
+            refused = getattr(self.state, "refused", None)
+            if message["type"] == "lifespan.startup.failed" and refused:
+                message = {**message, "message": refused}
+            await send(message)
+
+        await self.app(scope, receive, report)
 
 
 class OpenRefused(ValueError):

@@ -10,7 +10,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 
-from core.admin import ensure_topics, wait_for_broker
+from core.admin import (
+    AUTHORIZATION_ERRORS,
+    BrokerRefused,
+    ensure_topics,
+    refusal,
+    wait_for_broker,
+)
 from core.keys import KeyRing
 from core.looplag import LoopLagMonitor
 from core.secrets import masked
@@ -50,6 +56,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.keys = KeyRing(settings.api_keys_file) if settings.api_keys_file else None
     app.state.quotas = Quotas(settings)
     app.state.services = None
+    app.state.refused = None
     app.state.stats = ApiStats()
     app.state.registry = metrics.registry(app.state.stats, app.state, settings.api_id)
     app.state.overview = Overview(app.state.stats, WorkerScraper(settings.worker_metrics))
@@ -63,7 +70,22 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start the publisher, the result reader and the loop-lag probe; stop them in reverse."""
+    """Start the publisher, the result reader and the loop-lag probe; stop them in reverse.
+    A broker that refuses this API's credentials or operations leaves one line in
+    ``app.state.refused`` for the start-up report (``__main__``)."""
+    try:
+        async with _started(app):
+            yield
+    except BrokerRefused as exc:
+        app.state.refused = f"API cannot start: {exc}"
+        raise
+    except AUTHORIZATION_ERRORS as exc:
+        app.state.refused = f"API cannot start: {refusal(exc, app.state.settings)}"
+        raise
+
+
+@asynccontextmanager
+async def _started(app: FastAPI) -> AsyncIterator[None]:
     s: ApiSettings = app.state.settings
     counts: ApiStats = app.state.stats
     logger.info("API starting with %s", masked(s))
@@ -71,7 +93,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if keys is not None and not len(keys):
         logger.warning("no active API key in %s: every request but health and the docs is "
                        "refused until `calcstream keys create` adds one", keys.path)
-    await wait_for_broker(s.bootstrap_servers, s.startup_timeout_s)
+    await wait_for_broker(s, s.startup_timeout_s)
     if s.create_topics:
         await ensure_topics(s)
     stack = AsyncExitStack()
@@ -84,7 +106,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         reader = ResultReader(s, store, counts)
         reader.listeners.append(hub.publish)
         stack.push_async_callback(reader.stop)
-        await reader.start(await _partitions(publisher, s.results_topic))
+        await _partitions(publisher, s.requests_topic, s)
+        await reader.start(await _partitions(publisher, s.results_topic, s))
         loop_lag = LoopLagMonitor(on_sample=counts.loop_lag_seconds.observe)
         stack.push_async_callback(loop_lag.stop)
         loop_lag.start()
@@ -113,16 +136,20 @@ async def _watch_keys(keys: KeyRing, every: float) -> None:
         refresh(keys)
 
 
-async def _partitions(publisher: Publisher, topic: str) -> set[int]:
-    """The result topic's partitions, or a clear start-up error (Kafka with topic
-    auto-creation off, as calcstream's own broker runs, answers a missing topic with none)."""
+async def _partitions(publisher: Publisher, topic: str, s: ApiSettings) -> set[int]:
+    """A topic's partitions, or a clear start-up error (Kafka with topic auto-creation off, as
+    calcstream's own broker runs, answers a missing topic, or one an ACL hides, with none)."""
     try:
         partitions = await publisher.partitions_for(topic)
     except KafkaError as exc:
         partitions, reason = set(), str(exc)
     else:
         reason = "no partitions"
-    if not partitions:
-        raise RuntimeError(f"the result topic {topic!r} is not there ({reason}); create it, "
-                           "or start with CALCSTREAM_CREATE_TOPICS=true")
-    return partitions
+    if partitions:
+        return partitions
+    if s.security_protocol.startswith("SASL_"):
+        raise BrokerRefused(f"topic {topic!r} is not there or no ACL lets {s.sasl_username!r} "
+                            f"see it ({reason}): create it, or grant the API WRITE on the "
+                            "requests topic and READ on the results topic")
+    raise RuntimeError(f"topic {topic!r} is not there ({reason}); create it, "
+                       "or start with CALCSTREAM_CREATE_TOPICS=true")

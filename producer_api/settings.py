@@ -238,8 +238,7 @@ class ApiSettings(BrokerSettings):
     def reader_options(self) -> dict[str, Any]:
         """``AIOKafkaConsumer`` options for the result reader: no group, no commits."""
         return {
-            "bootstrap_servers": self.bootstrap_servers,
-            "security_protocol": self.security_protocol,
+            **self.connection_options(),
             "client_id": self.api_id,
             "group_id": None,
             "enable_auto_commit": False,

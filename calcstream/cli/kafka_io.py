@@ -19,14 +19,13 @@ async def preflight(settings: BrokerSettings, topics: Sequence[str], timeout: fl
     """Fail fast with ``BrokerDown`` unless the broker answers and has every topic in ``topics``."""
     bootstrap = settings.bootstrap_servers
     try:
-        await wait_for_broker(bootstrap, timeout=timeout)
+        await wait_for_broker(settings, timeout=timeout)
     except BrokerUnavailable:
         raise BrokerDown(
             f"no Kafka broker answered at {bootstrap} within {timeout:g}s "
             "(start one with `calcstream dev`, or pass --bootstrap HOST:PORT)"
         ) from None
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000,
-                                security_protocol=settings.security_protocol)
+    admin = AIOKafkaAdminClient(**settings.connection_options(), request_timeout_ms=5000)
     try:
         await admin.start()
         existing = set(await admin.list_topics())
@@ -68,8 +67,7 @@ class TopicFollower:
     async def start(self) -> None:
         """Assign all partitions and fix the starting offsets."""
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
-            security_protocol=self.settings.security_protocol,
+            **self.settings.connection_options(),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=10,

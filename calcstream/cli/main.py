@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--no-api", action="store_true", help="do not start the API")
     dev.add_argument("--metrics-port", type=int, default=9101,
                      help="first worker's /metrics port; worker i uses this + i (9101)")
+    dev.add_argument("--secure", action="store_true",
+                     help="Kafka over SASL_SSL with ACLs: a CA, certificates and a user per "
+                     "service, made on the first start (its own data directory)")
     dev.set_defaults(func=_dev)
 
     worker = sub.add_parser(
@@ -248,11 +251,15 @@ def _dev(args: argparse.Namespace) -> int:
     from core.kafka import EmbeddedKafkaError
 
     configure("INFO")
+    from calcstream.dev.secure import default_secure_data_dir
+
+    data_dir = args.data_dir or (default_secure_data_dir(default_data_dir()) if args.secure
+                                 else default_data_dir())
     stack = DevStack(DevOptions(broker_port=args.broker_port, api_host=args.host,
                                 api_port=args.port, workers=args.workers,
                                 partitions=args.partitions, with_api=not args.no_api,
-                                metrics_port=args.metrics_port,
-                                data_dir=args.data_dir or default_data_dir(), fresh=args.fresh))
+                                metrics_port=args.metrics_port, data_dir=data_dir,
+                                fresh=args.fresh, secure=args.secure))
     try:
         stack.start()
         return stack.wait()

@@ -21,6 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from calcstream.dev import secure
 from consumer.settings import WorkerSettings
 from core.admin import ensure_topics, wait_for_broker, wait_for_group
 from core.kafka import EmbeddedKafka, wipe_data_dir
@@ -53,6 +54,8 @@ class DevOptions:
     metrics_port: int = 9101
     data_dir: Path = field(default_factory=default_data_dir)
     fresh: bool = False
+    secure: bool = False
+    """SASL_SSL with ACLs (``calcstream.dev.secure``)."""
 
 
 class DevStack:
@@ -63,29 +66,51 @@ class DevStack:
         self.env = dict(os.environ if env is None else env)
         self.broker: EmbeddedKafka | None = None
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.credentials: secure.Credentials | None = None
 
     def start(self) -> None:
         """Start everything; return once the broker has its topics and children are spawned."""
+        options = self.options
         if "CALCSTREAM_BOOTSTRAP_SERVERS" in self.env:
+            if options.secure:
+                raise ValueError("--secure starts a broker of its own; unset "
+                                 "CALCSTREAM_BOOTSTRAP_SERVERS (and set the SASL/TLS "
+                                 "variables to use a secured cluster of yours)")
             bootstrap = self.env["CALCSTREAM_BOOTSTRAP_SERVERS"]
             logger.info("using the broker at %s (CALCSTREAM_BOOTSTRAP_SERVERS)", bootstrap)
         else:
-            if self.options.fresh:
-                wipe_data_dir(self.options.data_dir)
-            max_bytes = BrokerSettings.model_fields["max_message_bytes"].default
-            self.broker = EmbeddedKafka(
-                self.options.broker_port, data_dir=self.options.data_dir, progress=_say,
-                max_message_bytes=int(self.env.get("CALCSTREAM_MAX_MESSAGE_BYTES", max_bytes)))
+            if options.fresh:
+                wipe_data_dir(options.data_dir)
+                secure.wipe_credentials(options.data_dir)
+            max_bytes = int(self.env.get(
+                "CALCSTREAM_MAX_MESSAGE_BYTES",
+                BrokerSettings.model_fields["max_message_bytes"].default))
+            if options.secure:
+                self.credentials = secure.Credentials.load_or_create(options.data_dir)
+                self.broker = secure.node(options.broker_port, options.data_dir,
+                                          self.credentials, _say, max_bytes)
+            else:
+                self.broker = EmbeddedKafka(options.broker_port, data_dir=options.data_dir,
+                                            progress=_say, max_message_bytes=max_bytes)
             self.broker.start()
             bootstrap = self.broker.bootstrap_servers
             self.env["CALCSTREAM_BOOTSTRAP_SERVERS"] = bootstrap
-        self.env.setdefault("CALCSTREAM_TOPIC_PARTITIONS", str(self.options.partitions))
+        self.env.setdefault("CALCSTREAM_TOPIC_PARTITIONS", str(options.partitions))
         settings = BrokerSettings(bootstrap_servers=bootstrap,
-                                  topic_partitions=self.options.partitions)
-        asyncio.run(_prepare(settings))
-        for i in range(self.options.workers):
+                                  topic_partitions=options.partitions)
+        group = self.env.get("CALCSTREAM_GROUP_ID", WorkerSettings.model_fields["group_id"].default)
+        creds = self.credentials
+        watch: BrokerSettings | str = bootstrap
+        if creds is not None:
+            asyncio.run(secure.prepare(bootstrap, creds, settings, group))
+            self.env["CALCSTREAM_CREATE_TOPICS"] = "false"  # made above, by admin
+            watch = creds.settings(bootstrap, "admin")
+        else:
+            asyncio.run(_prepare(settings))
+        for i in range(options.workers):
             self._spawn(f"worker-{i + 1}", [sys.executable, "-m", "consumer"],
-                        CALCSTREAM_METRICS_PORT=str(self.options.metrics_port + i))
+                        CALCSTREAM_METRICS_PORT=str(options.metrics_port + i),
+                        **(creds.env(bootstrap, "worker") if creds else {}))
         if self.options.with_api and _api_available():
             # The dashboard's worker figures: the API scrapes these workers' /metrics.
             scraped = ",".join(f"http://127.0.0.1:{self.options.metrics_port + i}/metrics"
@@ -94,15 +119,20 @@ class DevStack:
                                 "--host", self.options.api_host,
                                 "--port", str(self.options.api_port)],
                         CALCSTREAM_WORKER_METRICS_URLS=self.env.get(
-                            "CALCSTREAM_WORKER_METRICS_URLS", scraped))
-        group = self.env.get("CALCSTREAM_GROUP_ID", WorkerSettings.model_fields["group_id"].default)
+                            "CALCSTREAM_WORKER_METRICS_URLS", scraped),
+                        **(creds.env(bootstrap, "api") if creds else {}))
         # Up means a request is answered at once: the group owns every request partition.
-        asyncio.run(wait_for_group(bootstrap, group, self.options.workers,
+        asyncio.run(wait_for_group(watch, group, self.options.workers,
                                    topic=settings.requests_topic))
         if self.options.with_api and _api_available():
             _wait_for_http(f"http://{self.options.api_host}:{self.options.api_port}/readyz",
                            self.children)
         print(_banner(bootstrap, self.options, settings, self.broker), flush=True)
+        if creds is not None:
+            print(f"  secured   SASL_SSL with ACLs; log in as user 'cli' with\n"
+                  f"            set -a; . {creds.write_cli_env(bootstrap)}; set +a\n"
+                  f"            (CA, certificates and passwords in {creds.directory})\n",
+                  flush=True)
 
     def _spawn(self, name: str, argv: list[str], **env: str) -> None:
         proc = subprocess.Popen(argv, env={**self.env, **env}, start_new_session=True)
@@ -148,7 +178,7 @@ class DevStack:
 
 
 async def _prepare(settings: BrokerSettings) -> None:
-    await wait_for_broker(settings.bootstrap_servers)
+    await wait_for_broker(settings)
     await ensure_topics(settings)
 
 

@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
@@ -89,7 +89,10 @@ class EmbeddedKafka:
     ``data_dir``: where it keeps its data; None makes a temporary one, removed on ``__exit__``.
     ``settings``: broker settings on top of ``single_node_settings``. ``quorum`` and
     ``node_id`` make it one node of several (``controller.quorum.voters``); by default it is
-    its own quorum of one.
+    its own quorum of one. ``listener`` is the client listener's security protocol (the
+    controller's stays PLAINTEXT on ``host``); ``format_options`` go to the first start's
+    ``StorageTool format`` (``--add-scram`` users); ``probe`` says whether the node answers
+    (default: a plaintext Metadata request lists a broker).
     """
 
     def __init__(
@@ -97,7 +100,8 @@ class EmbeddedKafka:
         max_message_bytes: int = 8 * 1024 * 1024, settings: Mapping[str, str] | None = None,
         jvm_options: Sequence[str] = DEFAULT_JVM_OPTIONS, node_id: int = 1,
         controller_port: int | None = None, quorum: str | None = None,
-        progress: jars.Progress | None = None,
+        progress: jars.Progress | None = None, listener: str = "PLAINTEXT",
+        format_options: Sequence[str] = (), probe: Callable[[], bool] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -110,6 +114,9 @@ class EmbeddedKafka:
         self.settings = {**single_node_settings(max_message_bytes), **(settings or {})}
         self.jvm_options = list(jvm_options)
         self.progress = progress
+        self.listener = listener
+        self.format_options = list(format_options)
+        self._probe = probe or (lambda: metadata_brokers(self.host, self.port) > 0)
         self._proc: subprocess.Popen[bytes] | None = None
         self._dumping: Path | None = None
 
@@ -231,12 +238,13 @@ class EmbeddedKafka:
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
             "controller.quorum.voters": self.quorum,
-            "listeners": f"PLAINTEXT://{self.host}:{self.port},"
+            "listeners": f"{self.listener}://{self.host}:{self.port},"
                          f"CONTROLLER://{self.host}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "advertised.listeners": f"{self.listener}://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": self.listener,
+            "listener.security.protocol.map": f"{self.listener}:{self.listener},"
+                                              "CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.data_dir / "log"),
             **self.settings,
         }
@@ -250,7 +258,8 @@ class EmbeddedKafka:
             [java, *self.jvm_options, *self._class_archive(dump=False), "-cp", cp,
              f"-Dlog4j2.configurationFile={_log4j_config()}",
              f"-Dkafka.logs.dir={self.data_dir / 'logs'}",
-             "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+             "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props),
+             *self.format_options],
             capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise KafkaStartError(f"formatting {self.data_dir / 'log'} failed:\n"
@@ -281,7 +290,7 @@ class EmbeddedKafka:
     def _wait_until_ready(self, deadline: float) -> None:
         proc = self._proc
         assert proc is not None
-        while metadata_brokers(self.host, self.port) == 0:
+        while not self._probe():
             if proc.poll() is not None:
                 self._proc = None
                 raise KafkaStartError(f"Kafka node {self.node_id} exited with code "

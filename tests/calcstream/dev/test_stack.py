@@ -4,6 +4,7 @@ terminal's Ctrl-C, and what it computed still there after a restart on the same 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from core.admin import wait_for_group
 from core.net import free_port
@@ -20,7 +22,7 @@ from core.net import free_port
 class Dev:
     """``calcstream dev`` in a session of its own, as a terminal runs a foreground job."""
 
-    def __init__(self, tmp: Path, data_dir: Path, name: str) -> None:
+    def __init__(self, tmp: Path, data_dir: Path, name: str, *extra: str) -> None:
         self.broker, self.api, self.metrics = free_port(), free_port(), free_port()
         self.log = tmp / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("CALCSTREAM_")}
@@ -28,7 +30,7 @@ class Dev:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "calcstream.cli", "dev", "--broker-port", str(self.broker),
                  "--port", str(self.api), "--metrics-port", str(self.metrics),
-                 "--data-dir", str(data_dir)],
+                 "--data-dir", str(data_dir), *extra],
                 stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
     def text(self) -> str:
@@ -85,3 +87,47 @@ def test_dev_stack_serves_stops_on_ctrl_c_and_keeps_its_results(tmp_path: Path) 
     finally:
         second.close()
     assert "formatted Kafka storage" not in second.text(), "the data directory was kept"
+
+
+def test_the_secure_stack_lets_each_user_do_its_part(tmp_path: Path) -> None:
+    data_dir = tmp_path / "kafka"
+    dev = Dev(tmp_path, data_dir, "secure", "--secure")
+    try:
+        dev.wait_until_up()
+        response = httpx.post(f"http://127.0.0.1:{dev.api}/v1/calculations?wait=10",
+                              json={"id": "sec-1", "op": "sum", "data": [1, 2, 3]}, timeout=15)
+        assert response.status_code == 200, response.text
+        # An independent client (librdkafka) logs in as the cli user from cli.env.
+        env = dict(line.split("=", 1) for line in
+                   (tmp_path / "kafka-credentials" / "cli.env").read_text().splitlines())
+        assert env["CALCSTREAM_SECURITY_PROTOCOL"] == "SASL_SSL"
+        consumer = Consumer({
+            "bootstrap.servers": env["CALCSTREAM_BOOTSTRAP_SERVERS"],
+            "security.protocol": "SASL_SSL", "sasl.mechanism": env["CALCSTREAM_SASL_MECHANISM"],
+            "sasl.username": env["CALCSTREAM_SASL_USERNAME"],
+            "sasl.password": env["CALCSTREAM_SASL_PASSWORD"],
+            "ssl.ca.location": env["CALCSTREAM_SSL_CAFILE"],
+            "ssl.certificate.location": env["CALCSTREAM_SSL_CERTFILE"],
+            "ssl.key.location": env["CALCSTREAM_SSL_KEYFILE"],
+            "group.id": "unused", "enable.auto.commit": False})
+        try:
+            found = None
+            deadline = time.monotonic() + 30
+            consumer.assign([TopicPartition("calc.results", p, OFFSET_BEGINNING)
+                             for p in range(4)])
+            while found is None and time.monotonic() < deadline:
+                message = consumer.poll(1.0)
+                if message is not None and message.error() is None and message.key() == b"sec-1":
+                    found = message.value()
+            assert found is not None and b'"result":6.0' in found
+        finally:
+            consumer.close()
+        assert dev.ctrl_c() == 0, dev.text()
+    finally:
+        dev.close()
+    log = dev.text()
+    assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
+    passwords = (tmp_path / "kafka-credentials" / "users.json").read_text()
+    assert env["CALCSTREAM_SASL_PASSWORD"] in passwords
+    for password in json.loads(passwords)["users"].values():
+        assert password not in log
