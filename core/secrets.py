@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 from pydantic import BaseModel
@@ -22,3 +23,31 @@ def masked(settings: BaseModel) -> dict[str, object]:
         else:
             out[name] = value
     return out
+
+
+API_KEY = re.compile(r"(csk_[0-9a-f]{12}_)[A-Za-z0-9_.-]+")  # dots: a frame cut "…"
+"""An API key (``core.keys``): its public id, then the secret."""
+
+
+def redact(text: str) -> str:
+    """``text`` with the secret of every API key in it replaced by ``***``."""
+    return API_KEY.sub(r"\1***", text)
+
+
+class RedactKeys(logging.Filter):
+    """A logging filter that keeps API key secrets out of a logger's lines (uvicorn's access
+    log prints URLs, its WebSocket debug lines print frames)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "csk_" in message:
+            record.msg, record.args = redact(message), None
+        return True
+
+
+def redact_keys_in(*names: str) -> None:
+    """Install ``RedactKeys`` on the named loggers (once each)."""
+    for name in names:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, RedactKeys) for f in target.filters):
+            target.addFilter(RedactKeys())

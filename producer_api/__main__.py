@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.logs import configure
+from core.secrets import redact_keys_in
 from core.runtime import tune_gc
 from producer_api.admission import Admission
 from producer_api.auth import Authentication
@@ -64,6 +65,7 @@ def config(settings: ApiSettings, host: str, port: int, app: FastAPI | None = No
     }
     options.update(overrides)
     refuse_open(settings, host)
+    redact_keys_in("uvicorn.access", "uvicorn.error", "producer_api")
     app = app or create_app(settings)
     inner = SubmitFastPath(app, app.state, settings.retry_after_s) if settings.fast_path else app
     guarded = Authentication(QuotaGate(inner, app.state.quotas, app.state.stats),

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from consumer.settings import WorkerSettings
 from core.secrets import masked
 from producer_api.settings import ApiSettings
@@ -25,3 +29,16 @@ def test_passwords_in_urls_and_secret_fields_are_hidden() -> None:
     assert logged["sasl_plain_password"] == logged["api_key"] == "***"
     assert "hunter2" not in repr(logged)
     assert logged["bootstrap_servers"] == "127.0.0.1:9092", "the rest is shown as it is"
+
+
+def test_the_kafka_credentials_never_reach_a_start_up_line(
+        caplog: pytest.LogCaptureFixture) -> None:
+    settings = WorkerSettings(security_protocol="SASL_SSL", sasl_username="worker",
+                              sasl_password="hunter2-sasl", ssl_key_password="hunter2-key",
+                              redis_url="redis://:hunter2-redis@cache:6379/0")
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("consumer.worker").info("worker starting with %s", masked(settings))
+    assert "worker starting" in caplog.text and "'sasl_username': 'worker'" in caplog.text
+    assert "hunter2" not in caplog.text
+    options = settings.connection_options()  # the secret is only ever handed to the client
+    assert options["sasl_plain_password"] == "hunter2-sasl"

@@ -3,6 +3,7 @@ the scope are each a clear 401 or 403, and what holds no one's data stays public
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -20,7 +21,7 @@ from producer_api.__main__ import OpenRefused, is_loopback, refuse_open
 from producer_api.auth import is_public
 from producer_api.settings import ApiSettings
 from tests.producer_api.tenants import Keyed, keyed_stack
-from tests.waiting import eventually
+from tests.waiting import eventually, until
 
 BODY = {"op": "l2_norm", "data": [3.0, 4.0]}
 
@@ -195,3 +196,25 @@ async def test_the_python_client_sends_its_key(keyed: Keyed) -> None:
         with pytest.raises(NotAllowed) as refused_:
             await client.submit("l2_norm", [3.0, 4.0])
         assert refused_.value.status == 401
+
+
+async def test_no_key_reaches_a_log_line(keyed: Keyed, http: httpx.AsyncClient,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    good = keyed.keys["acme"]
+    with caplog.at_level(logging.DEBUG):
+        await http.post("/v1/calculations", json=BODY, headers=bearer(good))
+        await http.post("/v1/calculations", json=BODY, headers=bearer(good[:-3] + "xyz"))
+        await http.post("/v1/calculations", params={"api_key": good}, json=BODY)
+        async with connect(keyed.api.ws_url) as ws:
+            await ws.send(orjson.dumps({"type": "auth", "key": good[:-1]}).decode())
+            await ws.recv()
+
+        def ours() -> list[str]:
+            return [r.getMessage() for r in caplog.records
+                    if r.name.split(".")[0] in ("uvicorn", "producer_api", "core")]
+
+        # The access line is written after the answer: wait for it, then read it.
+        await until(lambda: any("api_key=csk_" in line for line in ours()),
+                    what="the access log line of the key in the URL")
+    secret = good.rpartition("_")[2]
+    assert not [line for line in ours() if secret[:12] in line or secret[-12:-1] in line]
