@@ -17,8 +17,8 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.logs import configure
-from core.secrets import redact_keys_in
 from core.runtime import tune_gc
+from core.secrets import redact_keys_in
 from producer_api.admission import Admission
 from producer_api.auth import Authentication
 from producer_api.fastpath import SubmitFastPath
