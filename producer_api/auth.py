@@ -13,8 +13,8 @@
 The key travels as ``Authorization: Bearer <key>``, never in a URL (URLs land in access logs
 and browser history): a key in the query string is refused with a 401 that says so. Browsers
 cannot set headers on a WebSocket, so a socket opened without one is let in unauthenticated
-and must send ``{"type": "auth", "key": ...}`` first (``routes/ws.py``); a handshake whose
-header holds a wrong key is answered 401.
+and must send ``{"type": "auth", "key": ...}`` first (``routes/ws.py``); a socket whose
+handshake header holds a wrong key gets the ``unauthorized`` error and a 1008 close at once.
 
 Without a keys file (``api_keys_file``) the API is open: every caller is ``OPEN``, with no
 tenant and every scope, and ``__main__`` serves it on a loopback address only, unless told
@@ -161,13 +161,12 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, exc: ApiError) -> 
     headers = [_JSON, _CHALLENGE] if exc.status == 401 else [_JSON]
     body = exc.body_bytes()
     if scope["type"] == "websocket":
+        # As a socket that fails its first message: the error, then a 1008 close. (A refused
+        # handshake would carry no message a browser page can read.)
         await receive()  # websocket.connect
-        if "websocket.http.response" not in scope.get("extensions", {}):
-            await send({"type": "websocket.close", "code": 1008})  # answered 403
-            return
-        await send({"type": "websocket.http.response.start", "status": exc.status,
-                    "headers": headers})
-        await send({"type": "websocket.http.response.body", "body": body})
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": body.decode()})
+        await send({"type": "websocket.close", "code": 1008})
         return
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})

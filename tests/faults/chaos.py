@@ -14,6 +14,7 @@ import math
 import os
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,9 +25,11 @@ from core.kafka import EmbeddedKafka, kafka_version
 from core.net import free_port
 from schemas.topics import Topics
 from tests.faults import scenarios
+from tests.faults.attacks import BURST, RATE, run_attacks, table
 from tests.faults.harness import Fleet
 from tests.faults.scenarios import Run
 from tests.kafka import Deployment, create_topics, unique
+from tests.producer_api.tenants import keyed_stack
 
 FLEET_ENV = {"CALCSTREAM_SESSION_TIMEOUT_MS": "1000", "CALCSTREAM_HEARTBEAT_INTERVAL_MS": "250"}
 
@@ -330,9 +333,14 @@ def main() -> None:
     try:
         asyncio.run(wait_for_broker(broker.bootstrap_servers))
         runs, failures = asyncio.run(run_all(broker, names, args.rate, args.scale, args.logs))
+        with tempfile.TemporaryDirectory() as keys, \
+                keyed_stack(broker.bootstrap_servers, Path(keys), tenant_rate_per_s=RATE,
+                            tenant_burst=BURST) as keyed:
+            outcomes = asyncio.run(run_attacks(keyed))
     finally:
         broker.close()
     report = render(runs, failures, command.strip(), args.rate, time.monotonic() - started)
+    report += "\n" + "\n".join(table(outcomes))
     args.out.write_text(report)
     print(report)
 
