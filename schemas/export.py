@@ -10,6 +10,7 @@ from schemas.messages import (
     CalcRequest,
     CalcResult,
     DeadLetterHeaders,
+    RecordHeaders,
     RequestFields,
 )
 from schemas.topics import Topics
@@ -25,6 +26,9 @@ def export_all() -> dict[str, dict[str, Any]]:
             RequestFields, f"Metadata part of a binary record on {topics.requests} (header "
             f"{CONTENT_TYPE_HEADER}: {BINARY}); see schemas/encoding.py for the frame."),
         "result.json": _doc(CalcResult, f"Value of a record on {topics.results} (key = id)."),
+        "record-headers.json": _doc(
+            RecordHeaders, f"Headers of records on {topics.requests} and {topics.results}, "
+            "UTF-8 encoded; other headers are ignored."),
         "dead-letter-headers.json": _doc(
             DeadLetterHeaders, f"Headers of a record on {topics.dlq}, each prefixed 'dlq.' and "
             "UTF-8 encoded; key and value are the original record's bytes."),

@@ -126,6 +126,21 @@ class CalcResult(_Wire):
     cached: bool = Field(default=False, description="Answered from the result cache.")
 
 
+class RecordHeaders(_Wire):
+    """The headers calcstream reads on request and result records, each UTF-8 text."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
+
+    content_type: Literal["application/json",
+                          "application/vnd.calcstream.request+binary"] | None = Field(
+        default=None, alias="content-type",
+        description="Requests only: the value's encoding; absent means JSON.")
+    tenant: Annotated[str, StringConstraints(pattern=TENANT_PATTERN.pattern)] | None = Field(
+        default=None, alias=TENANT_HEADER,
+        description="Whose request this is; the worker copies it onto the result. Absent: no "
+        "tenant (records of producers that write to the topic themselves).")
+
+
 class DeadLetterHeaders(_Wire):
     """The headers of a dead-letter record (key and value are the original bytes)."""
 

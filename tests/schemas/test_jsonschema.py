@@ -49,7 +49,8 @@ def test_each_committed_file_is_a_draft_2020_12_schema(name: str) -> None:
     assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert doc["$id"].startswith("urn:calcstream:schema:v1:")
     assert doc["description"]
-    assert doc["additionalProperties"] is False
+    # Records may carry headers of others (tracing, a producer's own); every value is strict.
+    assert doc["additionalProperties"] is (name == "record-headers.json")
 
 
 @dataclass(frozen=True)
@@ -154,3 +155,15 @@ def test_exported_schemas_name_their_topics() -> None:
     assert "calc.requests" in EXPORTED["request.json"]["description"]
     assert "calc.results" in EXPORTED["result.json"]["description"]
     assert "calc.dlq" in EXPORTED["dead-letter-headers.json"]["description"]
+
+
+def test_the_record_headers_schema_names_what_the_services_read() -> None:
+    from schemas.encoding import CONTENT_TYPE_HEADER, CONTENT_TYPES
+    from schemas.messages import TENANT_HEADER, RecordHeaders
+
+    props = RecordHeaders.model_json_schema()["properties"]
+    assert set(props) == {CONTENT_TYPE_HEADER, TENANT_HEADER}
+    assert set(props[CONTENT_TYPE_HEADER]["anyOf"][0]["enum"]) == set(CONTENT_TYPES)
+    schema = Draft202012Validator(export_all()["record-headers.json"])
+    assert schema.is_valid({"tenant": "acme", "content-type": CONTENT_TYPES[1]})
+    assert not schema.is_valid({"tenant": "a b"})
