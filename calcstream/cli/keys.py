@@ -8,6 +8,7 @@ import argparse
 import datetime
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +35,16 @@ def add_commands(sub: Any) -> None:
                         help="comma-separated, of submit, read, admin (submit,read)")
     create.add_argument("--name", default="", help="a note to tell keys apart")
     create.add_argument("--file", type=Path, help=file_help)
-    create.set_defaults(func=_create)
+    create.set_defaults(func=_command(_create))
 
     listing = actions.add_parser("list", help="list the keys (never their secrets)")
     listing.add_argument("--file", type=Path, help=file_help)
-    listing.set_defaults(func=_list)
+    listing.set_defaults(func=_command(_list))
 
     gone = actions.add_parser("revoke", help="revoke a key by its id")
     gone.add_argument("key_id", help="the 12-character id (`calcstream keys list`)")
     gone.add_argument("--file", type=Path, help=file_help)
-    gone.set_defaults(func=_revoke)
+    gone.set_defaults(func=_command(_revoke))
 
 
 def _path(args: argparse.Namespace) -> Path:
@@ -61,51 +62,48 @@ def _scopes(text: str) -> frozenset[Scope]:
                          f"{', '.join(s.value for s in Scope)}") from None
 
 
-def _run(action: Any, args: argparse.Namespace) -> int:
+def _command(action: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], int]:
+    """``action`` as a subcommand: its errors in one line, with their exit code."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            action(args)
+        except CommandError as exc:
+            print(f"calcstream keys: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyFileError as exc:
+            print(f"calcstream keys: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    return run
+
+
+def _create(args: argparse.Namespace) -> None:
+    path = _path(args)
     try:
-        action(args)
-    except CommandError as exc:
-        print(f"calcstream keys: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyFileError as exc:
-        print(f"calcstream keys: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        token, stored = new_key(args.tenant, _scopes(args.scopes), args.name)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    write_keys(path, [*read_keys(path), stored])
+    print(token)
+    print(f"key {stored.id} for tenant {stored.tenant!r} ({', '.join(sorted(stored.scopes))}) "
+          f"added to {path}; the key above is shown only now", file=sys.stderr)
 
 
-def _create(args: argparse.Namespace) -> int:
-    def create(args: argparse.Namespace) -> None:
-        path = _path(args)
-        try:
-            token, stored = new_key(args.tenant, _scopes(args.scopes), args.name)
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-        write_keys(path, [*read_keys(path), stored])
-        print(token)
-        print(f"key {stored.id} for tenant {stored.tenant!r} ({', '.join(sorted(stored.scopes))})"
-              f" added to {path}; the key above is shown only now", file=sys.stderr)
-    return _run(create, args)
+def _list(args: argparse.Namespace) -> None:
+    for key in read_keys(_path(args)):
+        state = "active" if key.active else f"revoked {_when(key.revoked_at)}"
+        print(f"{key.id}  {key.tenant:<20} {','.join(sorted(key.scopes)):<18} "
+              f"created {_when(key.created_at)}  {state}  {key.name}".rstrip())
 
 
-def _list(args: argparse.Namespace) -> int:
-    def listing(args: argparse.Namespace) -> None:
-        for key in read_keys(_path(args)):
-            state = "active" if key.active else f"revoked {_when(key.revoked_at)}"
-            print(f"{key.id}  {key.tenant:<20} {','.join(sorted(key.scopes)):<18} "
-                  f"created {_when(key.created_at)}  {state}  {key.name}".rstrip())
-    return _run(listing, args)
-
-
-def _revoke(args: argparse.Namespace) -> int:
-    def gone(args: argparse.Namespace) -> None:
-        path = _path(args)
-        try:
-            write_keys(path, revoke(read_keys(path), args.key_id))
-        except KeyError:
-            raise InputError(f"no key {args.key_id!r} in {path}") from None
-        print(f"key {args.key_id} revoked; the API refuses it within its keys_refresh_s",
-              file=sys.stderr)
-    return _run(gone, args)
+def _revoke(args: argparse.Namespace) -> None:
+    path = _path(args)
+    try:
+        write_keys(path, revoke(read_keys(path), args.key_id))
+    except KeyError:
+        raise InputError(f"no key {args.key_id!r} in {path}") from None
+    print(f"key {args.key_id} revoked; the API refuses it within its keys_refresh_s",
+          file=sys.stderr)
 
 
 def _when(ts: float | None) -> str:
