@@ -242,13 +242,15 @@ WHY_THEY_MOVED = """What moved, and what is known about why:
   milliseconds. On Tansu a join took about half the session timeout, and a clean leave looked
   like a crash.
 - **After a death, the attempts journal costs recovery time on Kafka.** Without it
-  (sigkill_no_journal) a partition waits for the 1 s session timeout and the rebalance, about
-  1.2 s in every run on this host; with it (sigkill, crash_loop) 2 to 4 s, because the records
+  (sigkill_no_journal) a partition waits for the 1 s session timeout and the rebalance, 0.7 to
+  1.2 s in three runs on this host; with it 1.7 to 4.0 s (sigkill) and 2.7 to 3.1 s
+  (crash_loop) in the same runs, because the records
   that were being computed when the worker died are computed one at a time
   (`consumer/attempts.py`), a journal write and a result produce each, before the rest of the
   partition moves. On Tansu the two were within a few hundred milliseconds of each other.
 - **The p99 of the repeated-kill scenarios is seconds on both brokers and moves by seconds
-  between runs** (sigkill 5.7 s and 9.1 s in two runs on this host half an hour apart). The scenario
+  between runs** (sigkill 5.7 s, 9.1 s and 1.6 s in three runs on this host within an hour,
+  2026-12-02 02:17-03:41 UTC). The scenario
   kills a worker every second or two, often before the partition it just took over has caught
   up, so a backlog builds behind each death; the p99 measures that backlog.
 - **Duplicates** are at-least-once redeliveries after a death, recognisable by id; how many
