@@ -249,8 +249,8 @@ WHY_THEY_MOVED = """What moved, and what is known about why:
   (`consumer/attempts.py`), a journal write and a result produce each, before the rest of the
   partition moves. On Tansu the two were within a few hundred milliseconds of each other.
 - **The p99 of the repeated-kill scenarios is seconds on both brokers and moves by seconds
-  between runs** (sigkill 5.7 s, 9.1 s and 1.6 s in three runs on this host within an hour,
-  2026-12-02 02:17-03:41 UTC). The scenario
+  between runs** (sigkill 5.7 s, 9.1 s and 1.6 s in three runs on this host,
+  2026-12-02 02:17-03:35 UTC). The scenario
   kills a worker every second or two, often before the partition it just took over has caught
   up, so a backlog builds behind each death; the p99 measures that backlog.
 - **Duplicates** are at-least-once redeliveries after a death, recognisable by id; how many
