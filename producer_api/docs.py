@@ -57,7 +57,21 @@ SUBMIT_BODY: dict[str, Any] = {
                     "sum": {"summary": "A reduction", "value": SUM_EXAMPLE},
                     "matmul": {"summary": "With a client id and args", "value": MATMUL_EXAMPLE},
                 },
-            }
+            },
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "description": "The data alone, as raw little-endian float64 values (8 bytes "
+                "each, row-major; numpy: `a.astype('<f8').tobytes()`); `op` (and `args`, `id`, "
+                "`deadline`) in the query. Nothing is parsed as text: the fastest way in for "
+                "large arrays. A length that is not a multiple of 8, NaN or Infinity, more "
+                "values than max_array_length or a missing `op` is a 422.",
+            },
+            NPY: {
+                "schema": {"type": "string", "format": "binary"},
+                "description": "The data as a NumPy .npy file (numpy.save; 1-D or 2-D, integer "
+                "or float dtype, read row-major); `op` and the rest in the query, as for "
+                "application/octet-stream.",
+            },
         },
     }
 }

@@ -28,7 +28,7 @@ from producer_api.errors import (
     PayloadTooLarge,
 )
 from producer_api.stats import ApiStats
-from producer_api.usecase import require_json, submit_one
+from producer_api.usecase import require_submit_type, submit_one
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +55,13 @@ class SubmitFastPath:
             if services is None:
                 raise NotStartedError("the API is not started (its lifespan has not run)")
             principal = principal_in(scope, services.keys)
-            wait = _wait(scope["query_string"])
-            require_json(_content_type(scope))
+            query = _query(scope["query_string"])
+            wait = _wait(query)
+            ctype = require_submit_type(_content_type(scope))
             body = await _read(scope, receive, services.settings.max_body_bytes,
                                services.settings.body_timeout_s)
             status, content, location = await submit_one(services, body, wait,
-                                                          principal.tenant)
+                                                          principal.tenant, ctype, query)
         except ApiError as exc:
             self.intake.reject(exc)
             await _answer(send, exc.status, exc.body_bytes(), self._error_headers(exc))
@@ -76,14 +77,16 @@ class SubmitFastPath:
         return headers
 
 
-def _wait(query: bytes) -> float | None:
-    """``?wait=``, validated as the FastAPI route does (a finite number ≥ 0)."""
+def _query(query: bytes) -> dict[str, str]:
+    """The query string's parameters (the last of a repeated one wins)."""
     if not query:
-        return None
-    value = None
-    for key, raw in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-        if key == "wait":
-            value = raw
+        return {}
+    return dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True))
+
+
+def _wait(query: dict[str, str]) -> float | None:
+    """``?wait=``, validated as the FastAPI route does (a finite number ≥ 0)."""
+    value = query.get("wait")
     if value is None:
         return None
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import re
 import uuid
 from collections.abc import Iterator, Mapping
@@ -35,7 +36,7 @@ from schemas.encoding import (
     float64_bytes,
     frame,
 )
-from schemas.messages import ID_CHARACTERS, TENANT_HEADER
+from schemas.messages import ID_CHARACTERS, ID_MAX_LENGTH, TENANT_HEADER, is_request_id
 
 JSON_HEADERS = [(CONTENT_TYPE_HEADER, JSON.encode())]
 BINARY_HEADERS = [(CONTENT_TYPE_HEADER, BINARY.encode())]
@@ -115,6 +116,59 @@ def from_object(doc: Any, max_values: int, now: float, where: str = "body",
     except ValidationError as exc:
         raise _invalid(exc) from None
     return _prepare(sub, None, max_values, now, binary)
+
+
+def from_binary(body: bytes, op_name: str, args: Mapping[str, Any], request_id: str | None,
+                deadline: float | None, max_values: int, now: float, npy: bool = False
+                ) -> Prepared:
+    """A request from a binary body: raw little-endian float64 values, or (``npy``) a
+    ``.npy`` array read row-major; op, args, id and deadline come beside it (the query).
+
+    The values become the record's frame as they are: nothing is parsed into Python floats.
+    """
+    if npy:
+        packed = _load_npy(body).tobytes()
+    else:
+        if not body or len(body) % 8:
+            raise InvalidRequest.of("body", f"{len(body)} bytes is not a whole number of "
+                                    "float64 values (8 bytes each, little-endian)")
+        packed = bytes(body)
+    size = len(packed) // 8
+    if size > max_values:
+        raise InvalidRequest.of("data", f"has {size} values; the limit is {max_values}")
+    if not np.isfinite(np.frombuffer(packed, dtype=_F64)).all():
+        raise InvalidRequest.of("data", "contains NaN or Infinity")
+    if request_id is not None and not is_request_id(request_id):
+        raise InvalidRequest.of("query.id",
+                                f"1-{ID_MAX_LENGTH} characters of A-Z a-z 0-9 . _ : @ -")
+    if deadline is not None and not math.isfinite(deadline):
+        raise InvalidRequest.of("query.deadline", "must be a finite UNIX time")
+    try:
+        ops.get(op_name).parse(size, args)
+    except ops.OpInputError as exc:
+        raise InvalidRequest.of(exc.field, exc.message) from None
+    print_ = None if request_id is None else fingerprint(op_name, packed, args, deadline)
+    rid = request_id or new_id()
+    meta: dict[str, Any] = {"id": rid, "op": op_name}
+    if args:
+        meta["args"] = dict(args)
+    if deadline is not None:
+        meta["deadline"] = deadline
+    meta["submitted_at"] = now
+    return Prepared(rid, op_name, frame(orjson.dumps(meta), packed), BINARY_HEADERS, print_)
+
+
+def parse_args(raw: str | None, field: str = "args") -> dict[str, Any]:
+    """An op's args given as a JSON object in the query (``?args={"ddof": 1}``)."""
+    if raw is None:
+        return {}
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidRequest.of(field, "expected a JSON object")
+    return value
 
 
 def _prepare(sub: Submission, raw: bytes | None, max_values: int, now: float,

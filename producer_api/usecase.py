@@ -1,15 +1,22 @@
 """A single submit, with no HTTP in it: what ``POST /v1/calculations`` does, for the FastAPI
-route (``routes/calculations.py``) and the ASGI fast path (``fastpath.py``) alike."""
+route (``routes/calculations.py``) and the ASGI fast path (``fastpath.py``) alike: a JSON
+request, or binary data (raw float64 or ``.npy``) with its op in the query."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from producer_api import intake
 from producer_api.deps import Services
-from producer_api.errors import UnsupportedMediaType
+from producer_api.errors import InvalidRequest, UnsupportedMediaType
 
 JSON_TYPES = ("", "application/json")
+OCTETS = "application/octet-stream"
+NPY = "application/x-npy"
+SUBMIT_TYPES = (*JSON_TYPES, OCTETS, NPY)
+BINARY_QUERY = ("op", "args", "id", "deadline")
+"""What a binary single submit reads from the query string."""
 
 
 def media_type(content_type: str) -> str:
@@ -17,22 +24,30 @@ def media_type(content_type: str) -> str:
     return content_type.split(";")[0].strip().lower()
 
 
-def require_json(content_type: str) -> None:
-    """``UnsupportedMediaType`` unless a single submit's body is JSON (or has no Content-Type,
-    read as JSON)."""
+def require_submit_type(content_type: str) -> str:
+    """The media type of a single submit's body; ``UnsupportedMediaType`` unless it is JSON
+    (or none, read as JSON), raw float64 values or ``.npy``."""
     ctype = media_type(content_type)
-    if ctype not in JSON_TYPES:
-        raise UnsupportedMediaType(f"Content-Type {ctype!r}; send application/json")
+    if ctype not in SUBMIT_TYPES:
+        raise UnsupportedMediaType(f"Content-Type {ctype!r}; send application/json, {OCTETS} "
+                                   f"(raw little-endian float64, op in the query) or {NPY}")
+    return ctype
 
 
-async def submit_one(services: Services, body: bytes, wait: float | None, tenant: str = ""
+async def submit_one(services: Services, body: bytes, wait: float | None, tenant: str = "",
+                     content_type: str = "", query: Mapping[str, str] | None = None
                      ) -> tuple[int, bytes, str]:
-    """Accept one raw JSON body of ``tenant``'s: (status, answer, location).
+    """Accept one body of ``tenant``'s: (status, answer, location). A JSON body is the whole
+    request; a binary one (``content_type`` from ``require_submit_type``) carries the data,
+    and ``query`` the op, args, id and deadline.
 
     Counts the request as accepted (or deduplicated); callers count rejections.
     """
     s = services.settings
-    item = intake.from_json(body, s.max_array_length, time.time(), s.publish_binary)
+    if content_type in JSON_TYPES:
+        item = intake.from_json(body, s.max_array_length, time.time(), s.publish_binary)
+    else:
+        item = _from_binary(body, content_type == NPY, query or {}, s.max_array_length)
     outcome = await services.acceptor.accept(item, min(wait, s.max_wait_s) if wait else 0.0,
                                              tenant)
     if outcome.existing:
@@ -43,3 +58,19 @@ async def submit_one(services: Services, body: bytes, wait: float | None, tenant
     if outcome.result is not None:
         return 200, outcome.result, location
     return 202, b'{"id":"%s","status":"queued"}' % outcome.id.encode(), location
+
+
+def _from_binary(body: bytes, npy: bool, query: Mapping[str, str], max_values: int
+                 ) -> intake.Prepared:
+    op = query.get("op")
+    if not op:
+        raise InvalidRequest.of("query.op", "a binary body needs ?op= (and ?args= if the op "
+                                "takes any)")
+    raw_deadline = query.get("deadline")
+    try:
+        deadline = None if raw_deadline is None else float(raw_deadline)
+    except ValueError:
+        raise InvalidRequest.of("query.deadline", "expected a UNIX time in seconds") from None
+    args = intake.parse_args(query.get("args"), "query.args")
+    return intake.from_binary(body, op, args, query.get("id"), deadline, max_values,
+                              time.time(), npy=npy)

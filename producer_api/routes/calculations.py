@@ -25,7 +25,7 @@ from producer_api.models import Accepted, BatchSummary, State
 from producer_api.responses import OrjsonResponse
 from producer_api.settings import ApiSettings
 from producer_api.store import PUBLISHING, scoped
-from producer_api.usecase import JSON_TYPES, media_type, require_json, submit_one
+from producer_api.usecase import JSON_TYPES, media_type, require_submit_type, submit_one
 from schemas.messages import ID_CHARACTERS, ID_MAX_LENGTH
 
 router = APIRouter(prefix="/v1/calculations", tags=["calculations"])
@@ -56,20 +56,31 @@ RequestIdPath = Annotated[str, Path(
         408: docs.TOO_SLOW, 409: docs.error("The id is already used by a different request."),
         413: docs.TOO_LARGE,
         415: docs.error("A Content-Type other than application/json (a body without one is "
-                        "read as JSON)."),
+                        "read as JSON), application/octet-stream or application/x-npy."),
         422: docs.INVALID, 503: docs.UNAVAILABLE,
     },
     openapi_extra=docs.SUBMIT_BODY,
 )
-async def submit(request: Request, services: ServicesDep, principal: PrincipalDep,
-                 wait: Wait = None) -> Response:
+async def submit(
+    request: Request, services: ServicesDep, principal: PrincipalDep, wait: Wait = None,
+    op: Annotated[str | None, Query(max_length=64, description="Binary bodies: the op.")] = None,
+    args: Annotated[str | None, Query(description="Binary bodies: the op's args as a JSON "
+                                      "object, e.g. {\"ddof\": 1}.")] = None,
+    id: Annotated[str | None, Query(pattern=rf"^[{ID_CHARACTERS}]+$", max_length=ID_MAX_LENGTH,
+                                    description="Binary bodies: a client id (idempotent "
+                                    "re-posts).")] = None,
+    deadline: Annotated[float | None, Query(allow_inf_nan=False, description="Binary bodies: "
+                                            "the request's deadline, UNIX seconds.")] = None,
+) -> Response:
     """Validate, publish, and answer 202 (or 200 with the result when it is there)."""
     try:
-        require_json(request.headers.get("content-type", ""))
+        ctype = require_submit_type(request.headers.get("content-type", ""))
         body = await read_body(request, services.settings.max_body_bytes,
                                services.settings.body_timeout_s)
+        query = {k: str(v) for k, v in (("op", op), ("args", args), ("id", id),
+                                        ("deadline", deadline)) if v is not None}
         status, content, location = await submit_one(services, bytes(body), wait,
-                                                     principal.tenant)
+                                                     principal.tenant, ctype, query)
     except ApiError as exc:
         services.stats.single.reject(exc)
         raise
@@ -138,8 +149,8 @@ async def _submit_batch(request: Request, services: Services, tenant: str, op: s
         if op is None:
             raise InvalidRequest.of("op", "an .npy body needs ?op=")
         body = await read_body(request, s.max_batch_bytes, s.body_timeout_s)
-        rows, prefix = intake.from_npy(body, op, _args(args), id_prefix, s.max_array_length,
-                                       time.time(), max_rows=quota)
+        rows, prefix = intake.from_npy(body, op, intake.parse_args(args), id_prefix,
+                                       s.max_array_length, time.time(), max_rows=quota)
         items = _aiter((i, r if isinstance(r, intake.Prepared) else r.error)
                        for i, r in enumerate(rows))
         extra["id_prefix"] = prefix
@@ -215,15 +226,3 @@ async def _ndjson_items(request: Request, s: ApiSettings, quota: int | None
 async def _aiter(items: Iterable[BatchItem]) -> AsyncIterator[BatchItem]:
     for item in items:
         yield item
-
-
-def _args(raw: str | None) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise InvalidRequest.of("args", "expected a JSON object")
-    return value

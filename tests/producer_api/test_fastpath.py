@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import numpy as np
 
 from tests.kafka import Deployment
 from tests.producer_api.conftest import ApiStack, api_settings
@@ -45,7 +47,28 @@ def cases(limit: int) -> list[tuple[str, dict[str, Any]]]:
                             "headers": {"content-type": "text/plain"}}),
         ("declared too large", {"content": b" " * (limit + 1)}),
         ("chunked too large", {"content": oversize(limit)}),
+        ("float64", {"content": np.array([1.0, 2.0]).tobytes(), "headers": OCTETS,
+                     "params": {"op": "sum", "wait": 5}}),
+        ("npy", {"content": npy(np.eye(2)), "headers": {"content-type": "application/x-npy"},
+                 "params": {"op": "sum", "wait": 5}}),
+        ("float64, 7 bytes", {"content": b"\0" * 7, "headers": OCTETS, "params": {"op": "sum"}}),
+        ("float64, no op", {"content": b"\0" * 8, "headers": OCTETS}),
+        ("float64, NaN", {"content": np.array([np.nan]).tobytes(), "headers": OCTETS,
+                          "params": {"op": "sum"}}),
+        ("float64, bad args", {"content": b"\0" * 16, "headers": OCTETS,
+                               "params": {"op": "var", "args": "[1]"}}),
+        ("float64, bad id", {"content": b"\0" * 8, "headers": OCTETS,
+                             "params": {"op": "sum", "id": "a b"}}),
     ]
+
+
+OCTETS = {"content-type": "application/octet-stream"}
+
+
+def npy(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.save(out, array)
+    return out.getvalue()
 
 
 def shape(response: httpx.Response) -> tuple[int, Any, Any]:

@@ -1,0 +1,99 @@
+"""A single submit with a binary body: raw float64 values or a .npy file, the op in the query;
+answered as a JSON submit is, and a malformed body says what is wrong."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import httpx
+import numpy as np
+import pytest
+
+from producer_api.errors import InvalidRequest
+from producer_api.intake import from_binary
+from schemas.encoding import BINARY, decode_request
+
+OCTETS = {"content-type": "application/octet-stream"}
+NPY = {"content-type": "application/x-npy"}
+
+
+def npy(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.save(out, array)
+    return out.getvalue()
+
+
+async def test_raw_float64_and_npy_bodies_compute_like_json(client: httpx.AsyncClient) -> None:
+    rng = np.random.default_rng(7)
+    a, b = rng.standard_normal((3, 4)), rng.standard_normal((4, 2))
+    data = np.concatenate([a.ravel(), b.ravel()])
+    answer = await client.post("/v1/calculations", content=data.astype("<f8").tobytes(),
+                               headers=OCTETS, params={"op": "matmul", "wait": 10,
+                                                       "args": '{"m": 3, "k": 4, "n": 2}'})
+    assert answer.status_code == 200, answer.text
+    assert np.allclose(answer.json()["result"], a @ b)
+    square = rng.standard_normal((3, 3)) + 3 * np.eye(3)
+    answer = await client.post("/v1/calculations", content=npy(square), headers=NPY,
+                               params={"op": "inv", "wait": 10})
+    assert answer.status_code == 200, answer.text
+    assert np.allclose(answer.json()["result"], np.linalg.inv(square))
+    ints = await client.post("/v1/calculations", content=npy(np.arange(5)), headers=NPY,
+                             params={"op": "sum", "wait": 10})
+    assert ints.json()["result"] == 10.0
+
+
+async def test_a_binary_client_id_is_idempotent(client: httpx.AsyncClient) -> None:
+    rid = f"bin-{uuid.uuid4().hex[:8]}"
+    body = np.array([1.0, 2.0, 3.0]).tobytes()
+    params = {"op": "sum", "id": rid, "wait": 10}
+    first = await client.post("/v1/calculations", content=body, headers=OCTETS, params=params)
+    again = await client.post("/v1/calculations", content=body, headers=OCTETS, params=params)
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json()
+    other = await client.post("/v1/calculations", content=body[:-8], headers=OCTETS,
+                              params=params)
+    assert other.status_code == 409
+    deadline = await client.post("/v1/calculations", content=body, headers=OCTETS,
+                                 params={"op": "sum", "deadline": 1.0, "wait": 10})
+    assert deadline.json()["status"] == "expired"
+
+
+async def test_malformed_binary_bodies_say_what_is_wrong(client: httpx.AsyncClient) -> None:
+    f64 = np.array([1.0, 2.0]).tobytes()
+    cases = [
+        ({"content": b"\0" * 12, "headers": OCTETS, "params": {"op": "sum"}},
+         422, "whole number of float64"),
+        ({"content": b"", "headers": OCTETS, "params": {"op": "sum"}},
+         422, "whole number of float64"),
+        ({"content": np.array([1.0, np.inf]).tobytes(), "headers": OCTETS,
+          "params": {"op": "sum"}}, 422, "NaN or Infinity"),
+        ({"content": np.zeros(8193).tobytes(), "headers": OCTETS, "params": {"op": "sum"}},
+         413, "the limit is 65536"),  # the test stack's body limit comes first
+        ({"content": f64, "headers": OCTETS}, 422, "needs ?op="),
+        ({"content": f64, "headers": OCTETS, "params": {"op": "nope"}}, 422, "nope"),
+        ({"content": f64, "headers": OCTETS, "params": {"op": "var", "args": "{"}}, 422,
+         "JSON object"),
+        ({"content": f64, "headers": OCTETS, "params": {"op": "matmul",
+                                                        "args": '{"m": 3, "k": 4, "n": 2}'}},
+         422, "matmul"),
+        ({"content": b"not npy", "headers": NPY, "params": {"op": "sum"}}, 422, ".npy"),
+        ({"content": npy(np.array(["a"])), "headers": NPY, "params": {"op": "sum"}}, 422,
+         "dtype"),
+        ({"content": f64, "headers": {"content-type": "text/plain"}, "params": {"op": "sum"}},
+         415, "application/octet-stream"),
+    ]
+    for request, status, says in cases:
+        answer = await client.post("/v1/calculations", **request)
+        assert answer.status_code == status, (request, answer.text)
+        assert says in answer.text, (request, answer.text)
+
+
+def test_more_values_than_the_limit_are_refused_before_any_is_read() -> None:
+    with pytest.raises(InvalidRequest, match="has 11 values; the limit is 10"):
+        from_binary(np.zeros(11).tobytes(), "sum", {}, None, None, 10, 0.0)
+    with pytest.raises(InvalidRequest, match="has 12 values; the limit is 10"):
+        from_binary(npy(np.zeros((3, 4))), "sum", {}, None, None, 10, 0.0, npy=True)
+    item = from_binary(np.arange(3.0).tobytes(), "sum", {}, "x-1", 5.0, 10, 1.0)
+    assert item.id == "x-1" and item.fingerprint is not None
+    assert decode_request(item.value, BINARY).fields.deadline == 5.0
