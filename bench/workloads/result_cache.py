@@ -88,7 +88,7 @@ def per_request_us(records: Sequence[Record], ctx: BatchContext, repeat: int) ->
 
 
 def _answers(records: Sequence[Record], ctx: BatchContext) -> list[tuple[Any, bool]]:
-    docs = [orjson.loads(value) for _, value in process_batch(records, ctx).results]
+    docs = [orjson.loads(r.value) for r in process_batch(records, ctx).results]
     return [(doc["result"], bool(doc.get("cached"))) for doc in docs]
 
 
