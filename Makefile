@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-tools kafka browser redis lint schema chaos nightly bench \
+.PHONY: setup run test test-tools kafka browser redis promtool lint schema chaos nightly bench \
 	bench-quick wrk clean
 
 # What `make run` needs: the virtualenv. The embedded Apache Kafka's jars are resolved by Maven
@@ -13,7 +13,7 @@ setup: $(STAMP)
 
 # What only the tests need on top: Kafka's jars resolved up front (so a missing Java or Maven
 # is one clear line, not a failed fixture), Redis and Chromium.
-test-tools: kafka redis browser
+test-tools: kafka redis browser promtool
 
 kafka: setup
 	$(BIN)/calcstream broker --fetch
@@ -33,6 +33,14 @@ browser:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "the dashboard test needs Chromium: sudo apt-get install -y chromium"; fi; }
+
+# promtool checks deploy/prometheus (Debian's prometheus package; its service is not started).
+promtool:
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends prometheus; \
+	  else echo "the operations tests need promtool: sudo apt-get install -y prometheus"; fi; }
 
 # The HTTP load generator of the bench (Debian's wrk), installed like Chromium above.
 wrk:
