@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-tools kafka browser redis promtool lint schema chaos nightly bench \
+.PHONY: setup run test test-tools kafka browser redis promtool openssl lint schema chaos nightly bench \
 	bench-quick wrk clean
 
 # What `make run` needs: the virtualenv. The embedded Apache Kafka's jars are resolved by Maven
@@ -13,7 +13,7 @@ setup: $(STAMP)
 
 # What only the tests need on top: Kafka's jars resolved up front (so a missing Java or Maven
 # is one clear line, not a failed fixture), Redis and Chromium.
-test-tools: kafka redis browser promtool
+test-tools: kafka redis browser promtool openssl
 
 kafka: setup
 	$(BIN)/calcstream broker --fetch
@@ -41,6 +41,13 @@ promtool:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	      --no-install-recommends prometheus; \
 	  else echo "the operations tests need promtool: sudo apt-get install -y prometheus"; fi; }
+
+# openssl makes the CA and certificates of the Kafka security tests and `calcstream dev --secure`.
+openssl:
+	@command -v openssl >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; \
+	  else echo "the Kafka security tests need openssl: sudo apt-get install -y openssl"; fi; }
 
 # The HTTP load generator of the bench (Debian's wrk), installed like Chromium above.
 wrk:
