@@ -18,8 +18,8 @@ def test_passwords_in_urls_and_secret_fields_are_hidden() -> None:
                                           "http://w2:9102/metrics")
     assert "s3cret" not in repr(api)
 
-    worker = masked(WorkerSettings(redis_url="redis://:hunter2@127.0.0.1:6379/0"))
-    assert worker["redis_url"] == "redis://:***@127.0.0.1:6379/0"
+    worker = masked(WorkerSettings(redis_url="redis://:hunter2@cache.internal:6380/0"))
+    assert worker["redis_url"] == "redis://:***@cache.internal:6380/0"
 
     class WithSecrets(WorkerSettings):
         sasl_plain_password: str = "hunter2"
