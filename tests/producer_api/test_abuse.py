@@ -290,7 +290,9 @@ async def test_a_submit_that_is_not_json_is_415_naming_what_is_accepted(
     assert response.headers["content-type"] == "application/json"
     error = response.json()["error"]
     assert error == {"code": "unsupported_media_type",
-                     "message": f"Content-Type {ctype!r}; send application/json"}
+                     "message": f"Content-Type {ctype!r}; send application/json, "
+                     "application/octet-stream (raw little-endian float64, op in the query) "
+                     "or application/x-npy"}
     assert delta(after, before, "calcstream_api_requests_rejected_total", via="single",
                  status="415", code="unsupported_media_type") == 1
 
