@@ -11,7 +11,7 @@ import io
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +23,7 @@ ArrayLike = Sequence[float] | npt.NDArray[Any]
 """The data of one request: a flat sequence of numbers (an array is flattened, row-major)."""
 
 JSON = "application/json"
+OCTETS = "application/octet-stream"
 NDJSON = "application/x-ndjson"
 NPY = "application/x-npy"
 _MiB = 1024 * 1024
@@ -70,6 +71,24 @@ def request_body(request_id: str, op: str, data: ArrayLike, args: Mapping[str, A
     if deadline is not None:
         doc["deadline"] = deadline
     return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def binary_request(request_id: str, op: str, data: npt.NDArray[Any],
+                   args: Mapping[str, Any] | None, deadline: float | None
+                   ) -> tuple[bytes, dict[str, str]]:
+    """A NumPy array's ``POST /v1/calculations`` as raw little-endian float64 and its query:
+    no number is written as text, and the API parses none."""
+    params = {"op": op, "id": request_id}
+    if args:
+        params["args"] = orjson.dumps(dict(args)).decode()
+    if deadline is not None:
+        params["deadline"] = repr(float(deadline))
+    return np.ascontiguousarray(data, dtype="<f8").tobytes(), params
+
+
+def is_numeric_array(data: ArrayLike) -> TypeGuard[npt.NDArray[Any]]:
+    """``data`` is a NumPy array of numbers (sent as binary)."""
+    return isinstance(data, np.ndarray) and data.dtype.kind in "fiub"
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,12 @@ import orjson
 from calcstream import __version__
 from calcstream.client.bodies import (
     JSON,
+    OCTETS,
     ArrayLike,
     BatchCall,
     Limits,
+    binary_request,
+    is_numeric_array,
     new_id,
     plan_batches,
     request_body,
@@ -112,9 +115,15 @@ class Client:
         the same request is harmless; with a different one it is a ``Conflict``.
         """
         request_id = id or new_id()
-        body = request_body(request_id, op, data, args, deadline)
-        response = await self._send("POST", "/v1/calculations", content=body,
-                                    headers={"content-type": JSON})
+        if is_numeric_array(data):  # NumPy arrays go as raw float64, the op in the query
+            body, params = binary_request(request_id, op, data, args, deadline)
+            response = await self._send("POST", "/v1/calculations", content=body,
+                                        params=params, headers={"content-type": OCTETS})
+        else:
+            response = await self._send("POST", "/v1/calculations",
+                                        content=request_body(request_id, op, data, args,
+                                                             deadline),
+                                        headers={"content-type": JSON})
         _raise_for(response)
         return request_id
 

@@ -97,6 +97,8 @@ async def test_an_error_result_raises_calculation_error(client: Client) -> None:
     ("var", [1, 2], {"ddof": "x"}, 422, "args.ddof"),
     ("sum", [1.0, float("nan")], None, 422, "data.1"),
     ("sum", np.ones(19_000), None, 413, None),  # over the stack's 64 KiB body limit
+    ("sum", np.array([1.0, np.nan]), None, 422, "data"),  # an array goes as raw float64
+    ("var", np.ones(2), {"ddof": "x"}, 422, "args.ddof"),
 ])
 async def test_invalid_requests_carry_the_servers_message_and_fields(
     client: Client, op: str, data: Any, args: dict[str, Any] | None, status: int,
@@ -223,3 +225,15 @@ def test_ids_in_the_docstring_tree_exist() -> None:
     tree = calcstream.client.errors.__doc__ or ""
     for name in re.findall(r"[├└]── (\w+)", tree):
         assert hasattr(calcstream.client.errors, name), name
+
+
+async def test_numpy_arrays_travel_as_binary_with_their_id_and_deadline(client: Client) -> None:
+    data = np.arange(12, dtype=np.int32).reshape(3, 4)
+    rid = await client.submit("sum", data, id=f"np-{time.time_ns()}")
+    assert (await client.result(rid, timeout=10)).result == 66.0
+    assert await client.submit("sum", data, id=rid) == rid  # the same request again
+    with pytest.raises(Conflict):
+        await client.submit("sum", data + 1, id=rid)
+    with pytest.raises(CalculationError) as expired:
+        await client.compute("sum", np.ones(3), deadline=time.time() - 1)
+    assert expired.value.result.status == "expired"
