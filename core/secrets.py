@@ -7,7 +7,9 @@ import re
 
 from pydantic import BaseModel
 
-_SECRET_WORDS = ("password", "secret", "token", "credential", "key")
+_SECRET_WORDS = frozenset({"password", "secret", "token", "credential", "key"})
+"""Words of a field name (split at ``_``) that make its value secret: ``api_key`` and
+``sasl_password`` are, ``keys_refresh_s`` and ``ssl_keyfile`` (a path) are not."""
 _URL_PASSWORD = re.compile(r"(?<=://)([^:/@\s,]*):[^@\s,]*@")
 
 
@@ -16,7 +18,7 @@ def masked(settings: BaseModel) -> dict[str, object]:
     (``redis://:pw@host``, ``user:pw@host``) replaced by ``***``."""
     out: dict[str, object] = {}
     for name, value in settings.model_dump().items():
-        if value and any(word in name for word in _SECRET_WORDS):
+        if value and not _SECRET_WORDS.isdisjoint(name.split("_")):
             out[name] = "***"
         elif isinstance(value, str):
             out[name] = _URL_PASSWORD.sub(r"\1:***@", value)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from producer_api.errors import ApiError, OriginNotAllowed, Overloaded
+from producer_api.responses import send_error
 from producer_api.settings import ApiSettings, normal_origin
 from producer_api.stats import ApiStats
 
@@ -48,9 +49,7 @@ class Admission:
         if stats.requests_in_progress >= self.max_requests:
             exc = Overloaded(f"{self.max_requests} requests are in progress; retry later")
             self._count(_endpoint(scope), exc)
-            await send({"type": "http.response.start", "status": exc.status,
-                        "headers": [_JSON, (b"retry-after", self.retry_after)]})
-            await send({"type": "http.response.body", "body": exc.body_bytes()})
+            await send_error(send, exc, (b"retry-after", self.retry_after))
             return
         stats.requests_in_progress += 1
         try:

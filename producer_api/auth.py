@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from core.keys import KeyFileError, KeyRing
 from core.keys import Scope as KeyScope
 from producer_api.errors import ApiError, Forbidden, Unauthorized
+from producer_api.responses import send_error
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ PUBLIC_PREFIXES = ("/docs/", "/dashboard/")
 ADMIN_PATHS = frozenset({"/v1/stats", "/metrics"})
 _KEY_PARAMS = frozenset({"key", "api_key", "apikey", "token", "access_token"})
 _CHALLENGE = (b"www-authenticate", b'Bearer realm="calcstream"')
-_JSON = (b"content-type", b"application/json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,19 +158,15 @@ class Authentication:
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, exc: ApiError) -> None:
-    headers = [_JSON, _CHALLENGE] if exc.status == 401 else [_JSON]
-    body = exc.body_bytes()
     if scope["type"] == "websocket":
         # As a socket that fails its first message: the error, then a 1008 close. (A refused
         # handshake would carry no message a browser page can read.)
         await receive()  # websocket.connect
         await send({"type": "websocket.accept"})
-        await send({"type": "websocket.send", "text": body.decode()})
+        await send({"type": "websocket.send", "text": exc.body_bytes().decode()})
         await send({"type": "websocket.close", "code": 1008})
         return
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_error(send, exc, *([_CHALLENGE] if exc.status == 401 else []))
 
 
 def principal_in(scope: Scope, keys: KeyRing | None) -> Principal:

@@ -10,6 +10,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from producer_api.auth import is_public, needed_scope
 from producer_api.models import (
     MATMUL_EXAMPLE,
     SUM_EXAMPLE,
@@ -139,8 +140,6 @@ _QUOTA_RESPONSE = {
 def _document_keys(schema: dict[str, Any]) -> None:
     """Every operation that holds data: the bearer scheme (optional: an API without keys needs
     none), its scope, and its 401/403 (and 429 on /v1/calculations) answers."""
-    from producer_api.auth import is_public, needed_scope
-
     schema["components"]["securitySchemes"] = {_SCHEME: {
         "type": "http", "scheme": "bearer",
         "description": "An API key (`calcstream keys create`), needed when the API runs with "

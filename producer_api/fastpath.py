@@ -27,6 +27,7 @@ from producer_api.errors import (
     NotStartedError,
     PayloadTooLarge,
 )
+from producer_api.responses import send_raw
 from producer_api.stats import ApiStats
 from producer_api.usecase import require_submit_type, submit_one
 
@@ -64,9 +65,9 @@ class SubmitFastPath:
                                                           principal.tenant, ctype, query)
         except ApiError as exc:
             self.intake.reject(exc)
-            await _answer(send, exc.status, exc.body_bytes(), self._error_headers(exc))
+            await send_raw(send, exc.status, exc.body_bytes(), self._error_headers(exc))
             return
-        await _answer(send, status, content, [_JSON, (b"location", location.encode())])
+        await send_raw(send, status, content, [_JSON, (b"location", location.encode())])
 
     def _error_headers(self, exc: ApiError) -> list[tuple[bytes, bytes]]:
         headers = [_JSON]
@@ -130,10 +131,4 @@ async def _read(scope: Scope, receive: Receive, limit: int, timeout: float) -> b
     except TimeoutError:
         raise BodyTimeout(f"the body did not arrive within {timeout:g} s") from None
 
-
-async def _answer(send: Send, status: int, body: bytes,
-                  headers: list[tuple[bytes, bytes]]) -> None:
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 

@@ -23,13 +23,12 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from producer_api.admission import GUARDED
 from producer_api.auth import OPEN, Principal
 from producer_api.errors import ApiError, RateLimited
+from producer_api.responses import send_error
 from producer_api.settings import ApiSettings
 from producer_api.stats import ApiStats
-
-GUARDED = "/v1/calculations"
-_JSON = (b"content-type", b"application/json")
 
 
 @dataclass(slots=True)
@@ -122,18 +121,11 @@ class QuotaGate:
             self.quotas.enter(tenant)
         except ApiError as exc:
             self.stats.refused[("quota", exc.status, exc.code)] += 1
-            await _answer(send, exc)
+            retry = exc.retry_after if isinstance(exc, RateLimited) else 1.0
+            await send_error(send, exc, (b"retry-after", str(max(1, math.ceil(retry))).encode()))
             return
         try:
             await self.app(scope, receive, send)
         finally:
             self.quotas.leave(tenant)
 
-
-async def _answer(send: Send, exc: ApiError) -> None:
-    body = exc.body_bytes()
-    retry = exc.retry_after if isinstance(exc, RateLimited) else 1.0
-    headers = [_JSON, (b"retry-after", str(max(1, math.ceil(retry))).encode()),
-               (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

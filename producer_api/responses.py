@@ -12,6 +12,7 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Send
 
 from producer_api.errors import ApiError, InvalidRequest, Unavailable
 
@@ -43,6 +44,20 @@ def error_response(exc: ApiError, retry_after: int) -> OrjsonResponse:
     if exc.closes:
         headers["Connection"] = "close"
     return OrjsonResponse(exc.body(), exc.status, headers or None)
+
+
+async def send_raw(send: Send, status: int, body: bytes,
+                   headers: list[tuple[bytes, bytes]]) -> None:
+    """An answer written straight to ASGI (by the middlewares in front of FastAPI)."""
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Send, exc: ApiError, *headers: tuple[bytes, bytes]) -> None:
+    """An ``ApiError`` in the JSON envelope, written straight to ASGI, with ``headers``."""
+    await send_raw(send, exc.status, exc.body_bytes(),
+                   [(b"content-type", b"application/json"), *headers])
 
 
 def install_handlers(app: FastAPI, retry_after: int) -> None:

@@ -29,6 +29,8 @@ def test_passwords_in_urls_and_secret_fields_are_hidden() -> None:
     assert logged["sasl_plain_password"] == logged["api_key"] == "***"
     assert "hunter2" not in repr(logged)
     assert logged["bootstrap_servers"] == "127.0.0.1:9092", "the rest is shown as it is"
+    shown = masked(ApiSettings(keys_refresh_s=3.0))
+    assert shown["keys_refresh_s"] == 3.0, "a word of a name, not a part of a word"
 
 
 def test_the_kafka_credentials_never_reach_a_start_up_line(
