@@ -42,6 +42,12 @@ class WorkerCollector(Collector):
                       s.commit_failures, labels)
         yield counter("calcstream_worker_publish_retries", "Batch publishes retried.",
                       s.publish_retries, labels)
+        yield counter("calcstream_worker_transactions",
+                      "Transactions committed (exactly_once).", s.transactions, labels)
+        yield counter("calcstream_worker_transactions_failed",
+                      "Transactions that could not commit: fenced or refused (exactly_once); "
+                      "their batches are read again from the committed offset.",
+                      s.transactions_failed, labels)
         yield gauge("calcstream_worker_batches_in_flight", "Batches computing or publishing now.",
                     s.in_flight, labels)
         yield gauge("calcstream_worker_records_held",
@@ -61,6 +67,9 @@ class WorkerCollector(Collector):
         yield histogram("calcstream_worker_end_to_end_seconds",
                         "From the request record's broker timestamp to its result's ack.",
                         s.end_to_end_seconds, labels)
+        yield histogram("calcstream_worker_transaction_commit_seconds",
+                        "Offset commit and EndTxn of one transaction (exactly_once).",
+                        s.transaction_seconds, labels)
         yield histogram("calcstream_worker_event_loop_lag_seconds",
                         "How late a 10 ms timer on the worker's event loop fires.",
                         s.loop_lag_seconds, labels)

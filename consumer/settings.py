@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -26,6 +26,28 @@ class WorkerSettings(BrokerSettings):
     max_in_flight: int = Field(
         default=4, ge=1, description="Batches computing, publishing or waiting to be committed "
         "at once; fetching pauses while this many are in flight."
+    )
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        default="at_least_once", description="at_least_once: results are published, then "
+        "offsets committed; a crash in between answers those records again (duplicates, "
+        "recognisable by id). exactly_once: a batch's results, dead letters and offsets are one "
+        "Kafka transaction per request partition; read results with read_committed "
+        "(docs/worker.md, 'Processing guarantees').",
+    )
+    transaction_interval_ms: float = Field(
+        default=100.0, ge=0, description="exactly_once: how long a partition's transaction "
+        "stays open taking more batches before it commits. Results become visible at commit: "
+        "longer means fewer commits per result and more latency.",
+    )
+    transaction_timeout_ms: int = Field(
+        default=60_000, ge=1000, description="exactly_once: the broker aborts a transaction "
+        "open this long (a worker that stalled); results of open transactions hold back "
+        "read_committed readers of their partitions until then or until the next owner fences "
+        "it.",
+    )
+    transactional_id_prefix: str = Field(
+        default="", description="exactly_once: transactional ids are "
+        "'<prefix>.<request topic>.<partition>'; default: the group id.",
     )
     max_attempts: int = Field(
         default=3, ge=0, description="A record that workers died computing this many times "

@@ -21,6 +21,9 @@ class WorkerStats:
     results: Counter[str] = field(default_factory=Counter)
     commit_failures: int = 0
     publish_retries: int = 0
+    transactions: int = 0
+    transactions_failed: int = 0
+    transaction_seconds: Buckets = field(default_factory=lambda: Buckets(LATENCY_BUCKETS))
     in_flight: int = 0
     peak_in_flight: int = 0
     held: int = 0

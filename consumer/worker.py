@@ -2,11 +2,15 @@
 
 Offsets are committed only after every result and dead-letter record of the batch (and of every
 earlier batch) is acknowledged by the broker, so a crash can cause redelivery but never loss.
+With ``processing_guarantee=exactly_once`` the results and the offsets of each request
+partition are one Kafka transaction instead (``transactions.py``), so a redelivered record's
+earlier result is never committed.
 
 The roles are split the way aiokafka splits its consumer: this module fetches, batches and
 keeps the batches in flight (and drains them on shutdown and rebalance); ``publishing.py``
-sends and retries, ``committing.py`` orders commits, ``journaling.py`` keeps the attempts
-journal. A background task that dies (a batch, the lag watch) fails the worker.
+sends and retries, ``committing.py`` orders commits, ``transactions.py`` does both in one
+transaction, ``journaling.py`` keeps the attempts journal. A background task that dies (a
+batch, the lag watch) fails the worker.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from consumer.processing import (
 from consumer.publishing import BatchPublisher
 from consumer.settings import WorkerSettings
 from consumer.stats import WorkerStats
+from consumer.transactions import Part, Superseded, Transactions
 from core.admin import AUTHORIZATION_ERRORS, ensure_topics, refusal, wait_for_broker
 from core.looplag import LoopLagMonitor
 from core.metrics import MetricsServer
@@ -72,6 +77,7 @@ class Worker:
         self._producer: AIOKafkaProducer | None = None
         self._publisher: BatchPublisher | None = None
         self._committer: Committer | None = None
+        self._transactions: Transactions | None = None
         self._journal: JournalKeeper | None = None
         self._batcher: Batcher[Any] = Batcher(
             settings.max_batch_size, settings.max_batch_delay_ms / 1000.0
@@ -119,8 +125,12 @@ class Worker:
         if s.max_attempts:
             partitions = len(await self._producer.partitions_for(s.requests_topic))
             self._journal = await JournalKeeper.open(s, partitions, consumer, self._publisher)
-        self._committer = Committer(consumer, self.stats,
-                                    self._journal.committed if self._journal else None)
+        on_committed = self._journal.committed if self._journal else None
+        if s.processing_guarantee == "exactly_once":
+            self._transactions = Transactions(s, consumer, s.topics, self.stats,
+                                              self._fail_with, on_committed)
+        else:
+            self._committer = Committer(consumer, self.stats, on_committed)
         await consumer.start()
         self.loop_lag.start()
         self._lag_task = self._background(self._watch_lag(), "consumer-lag")
@@ -144,6 +154,9 @@ class Worker:
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
         journal, self._journal = self._journal, None
+        transactions, self._transactions = self._transactions, None
+        if transactions is not None:
+            await transactions.close()
         if consumer is not None:
             await consumer.stop()
         if journal is not None:
@@ -224,7 +237,8 @@ class Worker:
 
     def _busy(self) -> int:
         """Batches computing, publishing, committing, or finished behind an uncommitted one."""
-        return max(len(self._inflight), len(self._require(self._committer)))
+        waiting = len(self._committer) if self._committer is not None else 0
+        return max(len(self._inflight), waiting)
 
     async def _wait_for_capacity(self, consumer: AIOKafkaConsumer) -> None:
         """Pause fetching until a batch lands or a stop is requested (a batch stuck publishing
@@ -242,7 +256,11 @@ class Worker:
 
     def _launch(self, records: list[RequestRecord],
                 abandon: bool = False) -> asyncio.Task[None]:
-        token = self._require(self._committer).open(records)
+        token: object
+        if self._transactions is not None:
+            token = self._transactions.split(records)
+        else:
+            token = self._require(self._committer).open(records)
         task = asyncio.get_running_loop().create_task(self._handle(records, token, abandon))
         self._inflight.add(task)
         self._inflight_records += len(records)
@@ -274,46 +292,83 @@ class Worker:
         return task
 
     def _fail_on_error(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None and self._failure is None:
+        if not task.cancelled() and task.exception() is not None:
+            self._fail_with(task.exception(), task.get_name())  # type: ignore[arg-type]
+
+    def _fail_with(self, exc: BaseException, where: str = "transactions") -> None:
+        if self._failure is None:
             # A bug, not a broker error (those are retried): a batch's offsets could never be
             # committed, a dead watch would go unnoticed; stop rather than stall, and run()
             # raises it after draining.
-            self._failure = task.exception()
-            logger.error("task %s failed unexpectedly; stopping", task.get_name(),
-                         exc_info=self._failure)
+            self._failure = exc
+            logger.error("task %s failed unexpectedly; stopping", where, exc_info=exc)
             self.request_stop()
 
     async def _handle(self, records: list[RequestRecord], token: object,
                       abandon: bool = False) -> None:
-        started = time.perf_counter()
-        journal = self._journal
-        marks: list[JournalRecord] = []
-        if abandon:
-            # Tried max_attempts times by workers that died computing it: don't try again.
-            assert journal is not None
-            output = give_up(records, self._ctx, [journal.prior(r) for r in records])
-        else:
-            if journal is not None:
-                await journal.starting(records)
-            output = await asyncio.to_thread(process_batch, records, self._ctx)
-            if journal is not None:
-                marks = journal.computed(records)
-        computed = time.perf_counter()
-        await self._publish(output, marks)
-        committer = self._require(self._committer)
-        committer.finish(token)
-        await committer.commit()
-        self._count(records, output)
+        parts: list[Part] = token if isinstance(token, list) else []
+        try:
+            if self._transactions is not None:
+                groups = [part.records for part in parts]
+            else:
+                groups = [records]
+            if not any(groups):
+                return  # every record was fetched for a lane that is gone: read again
+            started = time.perf_counter()
+            outputs, marks = await self._compute(groups, abandon)
+            computed = time.perf_counter()
+            if self._transactions is None:
+                await self._publish(outputs[0], marks[0])
+                self._sent()
+                committer = self._require(self._committer)
+                committer.finish(token)
+                await committer.commit()
+            else:
+                settled = await asyncio.gather(
+                    *(self._transactions.settle(part, output, mark, self._sent)
+                      for part, output, mark in zip(parts, outputs, marks, strict=True)),
+                    return_exceptions=True)
+                for outcome in settled:
+                    if isinstance(outcome, BaseException) and not isinstance(outcome, Superseded):
+                        raise outcome
+                if any(isinstance(outcome, Superseded) for outcome in settled):
+                    kept = [i for i, outcome in enumerate(settled) if outcome is None]
+                    groups = [groups[i] for i in kept]
+                    outputs = [outputs[i] for i in kept]
+        finally:
+            for part in parts:
+                part.release()
+        self._count([r for group in groups for r in group], outputs)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "batch of %d: compute %.1f ms, publish+commit %.1f ms, statuses %s, offsets %s",
                 len(records), (computed - started) * 1000, (time.perf_counter() - computed) * 1000,
-                output.statuses, _offset_ranges(records),
+                [o.statuses for o in outputs], _offset_ranges(records),
             )
 
+    async def _compute(self, groups: list[list[RequestRecord]], abandon: bool
+                       ) -> tuple[list[BatchOutput], list[list[JournalRecord]]]:
+        """Each group's output and journal marks; the batch's one trip to a thread."""
+        journal = self._journal
+        records = [r for group in groups for r in group]
+        if abandon:
+            # Tried max_attempts times by workers that died computing it: don't try again.
+            assert journal is not None
+            return ([give_up(group, self._ctx, [journal.prior(r) for r in group])
+                     for group in groups], [[] for _ in groups])
+        if journal is not None:
+            await journal.starting(records)
+        outputs = await asyncio.to_thread(_process_groups, groups, self._ctx)
+        marks = [journal.computed(group) if journal is not None else [] for group in groups]
+        return outputs, marks
+
     async def _publish(self, output: BatchOutput, marks: list[JournalRecord]) -> None:
-        """Publish a computed batch and wait for every ack (the seam before its commit)."""
+        """Publish a computed batch and wait for every ack."""
         await self._require(self._publisher).publish(output, marks)
+
+    def _sent(self) -> None:
+        """A batch's records are acknowledged and not yet committed: the seam a crash between
+        publishing and committing falls into."""
 
     async def _release(self, tps: Iterable[TopicPartition]) -> None:
         if self._journal is not None:
@@ -334,7 +389,10 @@ class Worker:
         except TimeoutError:
             stuck = set(self._inflight)
             await cancel_and_wait(*stuck)
-            self._require(self._committer).forget()
+            if self._transactions is not None:
+                self._transactions.abandon()
+            else:
+                self._require(self._committer).forget()
             logger.warning("abandoned %d batches still unpublished after %.1fs; nothing of them "
                            "is committed, their records will be delivered again",
                            len(stuck), timeout)
@@ -350,22 +408,34 @@ class Worker:
                 await self._release(revoked)
             elif self._journal is not None:
                 self._journal.revoked(revoked)
+            if self._transactions is not None:
+                await self._transactions.close(revoked)
         finally:
             self._handing_over.difference_update(revoked)
         logger.info("partitions revoked %s; %d queued records left for the next owner",
                     sorted((tp.topic, tp.partition) for tp in revoked), dropped)
 
-    def _count(self, records: list[RequestRecord], output: BatchOutput) -> None:
+    def _count(self, records: list[RequestRecord], outputs: list[BatchOutput]) -> None:
+        if not records:
+            return
         s = self.stats
         s.records += len(records)
         s.batches += 1
         s.batch_size.observe(len(records))
-        s.compute_seconds.observe(output.compute_ms / 1000.0)
-        s.dead_letters += len(output.dead_letters)
-        s.results.update(output.statuses)
-        s.cache_hits += output.cache_hits
+        s.compute_seconds.observe(sum(o.compute_ms for o in outputs) / 1000.0)
+        for output in outputs:
+            s.dead_letters += len(output.dead_letters)
+            s.results.update(output.statuses)
+            s.cache_hits += output.cache_hits
         now = time.time()
         s.end_to_end_seconds.observe_many(now - r.timestamp / 1000.0 for r in records)
+
+    async def _on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        assigned = sorted(assigned)
+        if self._transactions is not None:
+            # Before anything of these partitions is read: fence their previous holders.
+            await self._transactions.open(assigned)
+        logger.info("partitions assigned %s", [(tp.topic, tp.partition) for tp in assigned])
 
     async def _watch_lag(self, interval: float = 1.0) -> None:
         """Every second: refresh how far behind each assigned partition is."""
@@ -399,7 +469,13 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._worker._on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        logger.info("partitions assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
+        await self._worker._on_assigned(assigned)
+
+
+def _process_groups(groups: list[list[RequestRecord]], ctx: BatchContext) -> list[BatchOutput]:
+    """The compute step of a batch: each group (a request partition, or the whole batch) on its
+    own, so each has its own results to publish with its offsets."""
+    return [process_batch(group, ctx) for group in groups]
 
 
 def _offset_ranges(records: list[RequestRecord]) -> dict[str, str]:

@@ -236,11 +236,13 @@ class ApiSettings(BrokerSettings):
                 "request_timeout_ms": max(500, int(self.publish_timeout_s * 750))}
 
     def reader_options(self) -> dict[str, Any]:
-        """``AIOKafkaConsumer`` options for the result reader: no group, no commits."""
+        """``AIOKafkaConsumer`` options for the result reader: no group, no commits, and only
+        committed results (a worker's aborted transaction is never answered)."""
         return {
             **self.connection_options(),
             "client_id": self.api_id,
             "group_id": None,
+            "isolation_level": "read_committed",
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",
             "fetch_max_wait_ms": self.fetch_max_wait_ms,

@@ -118,12 +118,14 @@ class TopicReader:
     bootstrap: str
     topic: str
     records: list[Any] = field(default_factory=list)
+    isolation: str = "read_committed"
     _consumer: AIOKafkaConsumer | None = None
 
     async def __aenter__(self) -> TopicReader:
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap,
                                           enable_auto_commit=False, fetch_max_wait_ms=10,
                                           auto_offset_reset="earliest",
+                                          isolation_level=self.isolation,
                                           max_partition_fetch_bytes=8 * 1024 * 1024)
         await self._consumer.start()
         async with asyncio.timeout(10):

@@ -70,6 +70,8 @@ class TopicFollower:
             **self.settings.connection_options(),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # Results of a worker's aborted transaction (exactly_once) are never shown.
+            isolation_level="read_committed",
             fetch_max_wait_ms=10,
             max_partition_fetch_bytes=self.settings.max_message_bytes,
         )

@@ -4,7 +4,8 @@ Used as a worker process by the fault scenarios, exactly like ``python -m consum
 settings from ``CALCSTREAM_*``), plus:
 
 - ``FAULT_CRASH_AFTER_PUBLISH=N``: after the N-th batch's results are acknowledged and before
-  its offsets are committed, the process dies (``os._exit``, no clean-up: a crash).
+  its offsets are committed (with exactly_once: before its transaction commits), the process
+  dies (``os._exit``, no clean-up: a crash).
 - ``FAULT_ABORT_OP=name``: registers an op ``name`` whose kernel aborts the process (SIGABRT,
   as a segfaulting native kernel would) for every request that uses it.
 - ``FAULT_HOLD_OP=name:seconds``: registers an op ``name`` whose kernel keeps the interpreter
@@ -25,8 +26,6 @@ from typing import Any
 import numpy as np
 
 from consumer import ops
-from consumer.attempts import JournalRecord
-from consumer.processing import BatchOutput
 from consumer.settings import WorkerSettings
 from consumer.worker import Worker
 from core.logs import configure
@@ -45,8 +44,7 @@ class CrashingWorker(Worker):
         self.crash_after_publish = crash_after_publish
         self.published = 0
 
-    async def _publish(self, output: BatchOutput, marks: Sequence[JournalRecord] = ()) -> None:
-        await super()._publish(output, marks)
+    def _sent(self) -> None:
         self.published += 1
         if self.published == self.crash_after_publish:
             logger.warning("failpoint: crashing after publishing batch %d, before its commit",

@@ -1,0 +1,390 @@
+"""Exactly once: a batch's results, dead letters, journal marks and offset commit in one Kafka
+transaction per request partition.
+
+**One transactional producer per request partition.** Partition ``p`` of the request topic is
+written for by the transactional id ``<prefix>.<topic>.<p>`` (the prefix defaults to the group
+id), whichever worker owns ``p``. A worker that is assigned ``p`` starts a new producer with that
+id before it reads anything of ``p``; its ``InitProducerId`` bumps the id's epoch, which
+
+1. aborts the transaction the previous holder of the id left open (and waits for one it was
+   committing to complete), and
+2. fences that holder: every later produce, offset commit or ``EndTxn`` it sends carries the
+   old epoch and is refused (``ProducerFenced``).
+
+Only then does the worker read ``p``'s committed offset and seek to it.
+
+**Why that is exactly once.** Offsets of ``p`` are committed only inside transactions of
+``p``'s id (``TxnOffsetCommit`` in the same transaction as the results). Consider the worker W
+whose ``InitProducerId`` for ``p`` was the last one. Any transaction of an earlier holder either
+completed before W's init returned (so W's offset read sees its commit) or is aborted by that
+init and refused afterwards (fenced). So the committed offset W starts from accounts for every
+committed result of ``p``, and nothing else can commit between W's read and W's own commits. A
+transaction of W commits results and the offset past them together, or neither. Results that
+were written and aborted stay in the log but are invisible to ``read_committed`` readers. Each
+request therefore has exactly one committed outcome (result or dead letter), whatever workers
+die, stall or come back.
+
+This does not depend on the group's generation. aiokafka's ``TxnOffsetCommit`` is v0, so the
+group coordinator cannot refuse a stale member's commit by generation (KIP-447); the fencing
+here is by transactional id, as Kafka Streams did before exactly-once v2. A stale member that
+still believes it owns ``p`` is refused at its next write. If it was fenced while the group
+still assigns ``p`` to it (its transaction outlived ``transaction_timeout_ms``), it starts over
+from the committed offset after one session timeout, by which time a true zombie has heard it
+lost ``p``. Were a zombie to start over first, it would fence the new owner in turn; the argument
+above holds for whichever init came last, so that wastes work but never duplicates.
+
+**The transaction interval.** A transaction stays open for ``transaction_interval_ms`` after its
+first batch and takes every batch of its partition that completes meanwhile; then it commits
+(offsets, ``EndTxn``: a few round trips). Longer intervals cost fewer round trips per result;
+every result becomes visible only at commit, so the interval is added to latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
+
+from consumer.attempts import JournalRecord
+from consumer.batching import TP
+from consumer.outbox import Outgoing, send_all
+from consumer.processing import BatchOutput, RequestRecord
+from consumer.publishing import BACKOFF_S, journal_records
+from consumer.settings import WorkerSettings
+from consumer.stats import WorkerStats
+from core.producers import stop_producer
+from schemas.topics import Topics
+
+logger = logging.getLogger(__name__)
+
+
+class Superseded(Exception):
+    """The batch's partition started over (fenced, or its transaction failed): its records are
+    read again from the committed offset, so this batch's work is dropped."""
+
+
+@dataclass(eq=False)
+class Lane:
+    """One request partition's transactional producer and the transaction it has open."""
+
+    tp: TopicPartition
+    producer: AIOKafkaProducer
+    start: int
+    tail: asyncio.Future[None] | None = None
+    offset: int | None = None
+    open_since: float | None = None
+    committed: list[asyncio.Future[None]] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    timer: asyncio.TimerHandle | None = None
+    closed: bool = False
+
+    def reserve(self) -> tuple[asyncio.Future[None] | None, asyncio.Future[None]]:
+        """A turn after every batch reserved before: (the previous turn, this one)."""
+        previous, mine = self.tail, asyncio.get_running_loop().create_future()
+        self.tail = mine
+        return previous, mine
+
+
+@dataclass(eq=False)
+class Part:
+    """The records of one request partition in a batch, with their turn in its lane."""
+
+    lane: Lane
+    records: list[RequestRecord]
+    previous: asyncio.Future[None] | None
+    mine: asyncio.Future[None]
+
+    @property
+    def next_offset(self) -> int:
+        """The offset to commit once these records are answered."""
+        return self.records[-1].offset + 1
+
+    def release(self) -> None:
+        """Let the lane's next batch take its turn (whatever became of this one)."""
+        if not self.mine.done():
+            self.mine.set_result(None)
+
+
+Sent = Callable[[], None]
+
+
+class Transactions:
+    """The lanes of the partitions this worker owns: opened on assignment, committed on an
+    interval, closed on revocation."""
+
+    def __init__(self, settings: WorkerSettings, consumer: AIOKafkaConsumer, topics: Topics,
+                 stats: WorkerStats, on_error: Callable[[BaseException], None],
+                 on_committed: Callable[[dict[TP, int]], None] | None = None) -> None:
+        self.settings = settings
+        self.on_error = on_error
+        self.consumer = consumer
+        self.topics = topics
+        self.stats = stats
+        self.on_committed = on_committed
+        self.interval = settings.transaction_interval_ms / 1000.0
+        self._lanes: dict[TopicPartition, Lane] = {}
+        self._restarts: dict[TopicPartition, asyncio.Future[None]] = {}
+
+    def __len__(self) -> int:
+        """Partitions with a lane."""
+        return len(self._lanes)
+
+    def transactional_id(self, tp: TopicPartition) -> str:
+        """The transactional id every owner of ``tp`` writes with."""
+        prefix = self.settings.transactional_id_prefix or self.settings.group_id
+        return f"{prefix}.{tp.topic}.{tp.partition}"
+
+    # -- batches ---------------------------------------------------------------------------
+
+    def split(self, records: Sequence[RequestRecord]) -> list[Part]:
+        """Group a batch by partition and reserve each group's turn in its lane, in fetch
+        order. Records of a partition without a lane, or before where its lane started, were
+        fetched for an owner that no longer exists and are dropped (read again later)."""
+        groups: dict[TopicPartition, list[RequestRecord]] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            lane = self._lanes.get(tp)
+            if lane is not None and r.offset >= lane.start:
+                groups.setdefault(tp, []).append(r)
+        parts = []
+        for tp, group in groups.items():
+            lane = self._lanes[tp]
+            previous, mine = lane.reserve()
+            parts.append(Part(lane, group, previous, mine))
+        return parts
+
+    async def settle(self, part: Part, output: BatchOutput, marks: Sequence[JournalRecord],
+                     sent: Sent | None = None) -> None:
+        """Add a part's records to its lane's transaction, in turn, and return once that
+        transaction committed; ``Superseded`` if the lane started over meanwhile."""
+        lane = part.lane
+        try:
+            if part.previous is not None:
+                await asyncio.shield(part.previous)
+            committed = await self._add(lane, part, output, marks)
+        finally:
+            part.release()
+        if sent is not None:
+            sent()
+        self._schedule(lane)
+        await committed
+
+    async def _add(self, lane: Lane, part: Part, output: BatchOutput,
+                   marks: Sequence[JournalRecord]) -> asyncio.Future[None]:
+        pending: list[Outgoing] = [
+            (self.topics.dlq, None, d.key, d.value, d.headers) for d in output.dead_letters
+        ]
+        pending += [(self.topics.results, None, r.key, r.value, r.headers)
+                    for r in output.results]
+        pending += journal_records(marks)
+        async with lane.lock:
+            if lane.closed or self._lanes.get(lane.tp) is not lane:
+                raise Superseded(lane.tp)
+            try:
+                if lane.open_since is None:
+                    await lane.producer.begin_transaction()
+                    lane.open_since = time.monotonic()
+                await self._send(lane, pending)
+            except (KafkaError, Superseded) as exc:
+                self._fail(lane, exc)
+                raise Superseded(lane.tp) from exc
+            lane.offset = part.next_offset
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            lane.committed.append(done)
+            return done
+
+    async def _send(self, lane: Lane, pending: list[Outgoing]) -> None:
+        """Produce inside the open transaction, retrying what the broker refused for a while."""
+        attempt = 0
+        while pending:
+            pending, errors = await send_all(lane.producer, pending)
+            for error in errors:
+                if isinstance(error, ProducerFenced) or not isinstance(error, KafkaError):
+                    raise error
+            if pending:
+                if lane.closed:
+                    raise Superseded(lane.tp)
+                self.stats.publish_retries += 1
+                delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+                attempt += 1
+                logger.warning("publishing %d records in the transaction of %s failed (%s); "
+                               "retrying in %.1fs", len(pending), lane.tp, errors[0], delay)
+                await asyncio.sleep(delay)
+
+    def _schedule(self, lane: Lane) -> None:
+        """Commit the lane's transaction once it has been open for the interval."""
+        if lane.open_since is None or lane.timer is not None or lane.closed:
+            return
+        delay = max(0.0, lane.open_since + self.interval - time.monotonic())
+        loop = asyncio.get_running_loop()
+        lane.timer = loop.call_later(delay, lambda: self._spawn(self.commit(lane)))
+
+    def _spawn(self, work: Awaitable[None]) -> asyncio.Future[None]:
+        """Run housekeeping in the background; its death (a bug) fails the worker."""
+        task = asyncio.ensure_future(work)
+        task.add_done_callback(self._observe)
+        return task
+
+    def _observe(self, task: asyncio.Future[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.on_error(task.exception())  # type: ignore[arg-type]
+
+    async def commit(self, lane: Lane) -> None:
+        """Commit the lane's open transaction: its offset, then ``EndTxn``."""
+        async with lane.lock:
+            if lane.timer is not None:
+                lane.timer.cancel()
+                lane.timer = None
+            if lane.open_since is None or lane.closed:
+                return
+            offset = lane.offset
+            assert offset is not None
+            started = time.perf_counter()
+            try:
+                await lane.producer.send_offsets_to_transaction(
+                    {lane.tp: offset}, self.settings.group_id)
+                await lane.producer.commit_transaction()
+            except BaseException as exc:
+                self._fail(lane, exc)
+                if isinstance(exc, KafkaError):
+                    return
+                raise
+            self.stats.transactions += 1
+            self.stats.transaction_seconds.observe(time.perf_counter() - started)
+            lane.open_since = None
+            lane.offset = None
+            waiting, lane.committed = lane.committed, []
+        for fut in waiting:
+            if not fut.done():
+                fut.set_result(None)
+        if self.on_committed is not None:
+            self.on_committed({(lane.tp.topic, lane.tp.partition): offset})
+
+    async def flush(self, tps: Iterable[TopicPartition] | None = None) -> None:
+        """Commit the open transactions of these partitions (all by default) now."""
+        lanes = [self._lanes[tp] for tp in (self._lanes if tps is None else tps)
+                 if tp in self._lanes]
+        await asyncio.gather(*(self.commit(lane) for lane in lanes))
+
+    # -- failures --------------------------------------------------------------------------
+
+    def _fail(self, lane: Lane, exc: BaseException, restart: bool = True) -> None:
+        """The lane's transaction cannot commit: drop its batches and start the partition over
+        from its committed offset (now, or after a session timeout if it was fenced)."""
+        if lane.closed:
+            return
+        lane.closed = True
+        if lane.timer is not None:
+            lane.timer.cancel()
+            lane.timer = None
+        waiting, lane.committed = lane.committed, []
+        for fut in waiting:
+            if not fut.done():
+                fut.set_exception(Superseded(lane.tp))
+                fut.exception()  # its batch may be gone already; nobody else must be told
+        if not restart:
+            return
+        fenced = isinstance(exc, ProducerFenced)
+        self.stats.transactions_failed += 1
+        if fenced:
+            logger.warning("%s was fenced: another worker took partition %s; its uncommitted "
+                           "batches are dropped (aborted, invisible to read_committed)",
+                           self.transactional_id(lane.tp), lane.tp)
+        else:
+            logger.warning("the transaction of %s failed (%s); its batches are dropped and "
+                           "the partition is read again from its committed offset",
+                           lane.tp, exc)
+        delay = self.settings.session_timeout_ms / 1000.0 if fenced else 0.0
+        if lane.tp not in self._restarts:
+            self._restarts[lane.tp] = self._spawn(self._restart(lane, delay))
+
+    async def _restart(self, lane: Lane, delay: float) -> None:
+        tp = lane.tp
+        try:
+            if delay:
+                self.consumer.pause(tp)
+                await asyncio.sleep(delay)
+            await _close(lane, self.settings.drain_timeout_s)
+            if self._lanes.get(tp) is lane and tp in self.consumer.assignment():
+                await self.open([tp])
+                self.consumer.resume(tp)
+        finally:
+            self._restarts.pop(tp, None)
+
+    # -- assignment ------------------------------------------------------------------------
+
+    async def open(self, tps: Iterable[TopicPartition]) -> None:
+        """New lanes for these partitions: fence their previous holders, then seek each to its
+        committed offset (stable now: no transaction of its id is open any more)."""
+        tps = list(tps)
+        if not tps:
+            return
+        self.consumer.pause(*tps)
+        producers = await asyncio.gather(*(self._producer(tp) for tp in tps))
+        for tp, producer in zip(tps, producers, strict=True):
+            committed = await self.consumer.committed(tp)
+            if committed is None:
+                await self.consumer.seek_to_beginning(tp)
+                start = await self.consumer.position(tp)
+            else:
+                self.consumer.seek(tp, committed)
+                start = committed
+            old = self._lanes.get(tp)
+            self._lanes[tp] = Lane(tp, producer, start)
+            if old is not None:
+                await _close(old, self.settings.drain_timeout_s)
+        self.consumer.resume(*(tp for tp in tps if tp in self.consumer.assignment()))
+
+    async def _producer(self, tp: TopicPartition) -> AIOKafkaProducer:
+        s = self.settings
+        producer = AIOKafkaProducer(
+            **s.producer_options(), client_id=f"{s.worker_id}-{tp.partition}",
+            transactional_id=self.transactional_id(tp),
+            transaction_timeout_ms=s.transaction_timeout_ms)
+        await producer.start()
+        return producer
+
+    async def close(self, tps: Iterable[TopicPartition] | None = None) -> None:
+        """Commit and close the lanes of these partitions (all by default)."""
+        chosen = list(self._lanes) if tps is None else [tp for tp in tps if tp in self._lanes]
+        await self.flush(chosen)
+        lanes = [self._lanes.pop(tp) for tp in chosen]
+        for tp in chosen:
+            restart = self._restarts.pop(tp, None)
+            if restart is not None:
+                restart.cancel()
+        await asyncio.gather(*(_close(lane, self.settings.drain_timeout_s) for lane in lanes))
+
+    def abandon(self) -> None:
+        """Batches were given up uncommitted: their lanes' open transactions must not commit
+        later batches past them."""
+        for lane in list(self._lanes.values()):
+            self._fail(lane, Superseded(lane.tp), restart=False)
+
+
+async def _close(lane: Lane, timeout: float) -> None:
+    lane.closed = True
+    if lane.timer is not None:
+        lane.timer.cancel()
+        lane.timer = None
+    await close_transactional(lane.producer, timeout)
+
+
+async def close_transactional(producer: AIOKafkaProducer, timeout: float) -> None:
+    """Abort what a transactional producer has open (a fenced one cannot: the next holder's
+    init or the broker's timeout does) and close it in bounded time."""
+    state = producer._txn_manager  # noqa: SLF001 - no public transaction state
+    if state is not None and state.is_in_transaction():
+        with contextlib.suppress(KafkaError, TimeoutError):
+            await asyncio.wait_for(producer.abort_transaction(), timeout)
+    waiter = state.wait_for_transaction_end() if state is not None else None
+    if waiter is not None and waiter.done() and not waiter.cancelled():
+        waiter.exception()  # a fenced transaction's end, already told to whoever waited
+    await stop_producer(producer, timeout)
+

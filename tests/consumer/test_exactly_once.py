@@ -1,0 +1,95 @@
+"""``processing_guarantee=exactly_once`` through the real broker: results and offsets commit
+together per request partition, a stale owner is fenced, and what it wrote stays invisible to
+``read_committed`` readers."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import ProducerFenced
+
+from consumer.transactions import Transactions, close_transactional
+from tests.consumer.test_worker import running
+from tests.faults.harness import committed_offsets
+from tests.kafka import Deployment, TopicReader, produce, request_json, results_by_id
+from tests.waiting import until
+
+
+def _requests(prefix: str, n: int) -> list[tuple[bytes, bytes]]:
+    return [(f"{prefix}{i}".encode(), request_json(f"{prefix}{i}", "sum", [i, 1]))
+            for i in range(n)]
+
+
+async def test_every_request_is_answered_once_and_committed_with_its_result(
+    deployment: Deployment,
+) -> None:
+    settings = deployment.worker_settings(processing_guarantee="exactly_once",
+                                          transaction_interval_ms=20)
+    await produce(deployment.bootstrap, deployment.topics.requests, _requests("e", 400))
+    async with running(settings) as worker, \
+            TopicReader(deployment.bootstrap, deployment.topics.results) as reader:
+        got = results_by_id(await reader.read_count(400))
+        await until(lambda: worker.stats.records == 400)
+    assert sorted(got) == sorted(f"e{i}" for i in range(400))
+    assert all(len(v) == 1 and v[0]["result"] == i + 1.0
+               for i, v in ((int(k[1:]), v) for k, v in got.items()))
+    assert worker.stats.transactions >= deployment.partitions
+    assert worker.stats.commit_failures == 0
+    committed = await committed_offsets(deployment)
+    per_partition: dict[int, int] = {}
+    async with TopicReader(deployment.bootstrap, deployment.topics.requests) as requests:
+        for record in await requests.read_count(400):
+            per_partition[record.partition] = per_partition.get(record.partition, 0) + 1
+    assert committed == per_partition, "every request partition committed to its end"
+
+
+async def test_a_fenced_owner_cannot_commit_and_its_writes_stay_invisible(
+    deployment: Deployment,
+) -> None:
+    """The argument of ``consumer/transactions.py`` on the broker: whoever initialised a
+    partition's transactional id last is the only one whose transaction can commit."""
+    settings = deployment.worker_settings(processing_guarantee="exactly_once")
+    tp = TopicPartition(deployment.topics.requests, 0)
+    tid = f"{settings.group_id}.{tp.topic}.{tp.partition}"
+    stale = AIOKafkaProducer(bootstrap_servers=deployment.bootstrap, transactional_id=tid)
+    await stale.start()
+    await stale.begin_transaction()
+    await (await stale.send(deployment.topics.results, orjson.dumps({"id": "zombie"}),
+                            key=b"zombie"))
+    await produce(deployment.bootstrap, deployment.topics.requests, _requests("f", 40))
+    async with running(settings) as worker, \
+            TopicReader(deployment.bootstrap, deployment.topics.results) as reader:
+        got = results_by_id(await reader.read_count(40))
+        await until(lambda: worker.stats.records == 40)
+        # The worker's lane for partition 0 initialised the id after the stale producer.
+        with pytest.raises(ProducerFenced):
+            await stale.send_offsets_to_transaction({tp: 1_000}, settings.group_id)
+            await stale.commit_transaction()
+    await close_transactional(stale, 5)
+    assert "zombie" not in got and len(got) == 40
+    assert all(len(v) == 1 for v in got.values())
+    assert (await committed_offsets(deployment)).get(0, 0) < 1_000
+    async with TopicReader(deployment.bootstrap, deployment.topics.results,
+                           isolation="read_uncommitted") as everything:
+        seen = results_by_id(await everything.read_more(quiet=0.5))
+    assert "zombie" in seen, "the stale write is in the log, aborted"
+
+
+async def test_lanes_follow_the_assignment(deployment: Deployment) -> None:
+    settings = deployment.worker_settings(processing_guarantee="exactly_once")
+    async with running(settings) as worker:
+        transactions = worker._transactions  # noqa: SLF001 - what the worker holds
+        assert isinstance(transactions, Transactions)
+        await until(lambda: len(transactions) == deployment.partitions)
+        second_settings = settings.model_copy(update={"worker_id": "second"})
+        async with running(second_settings) as second:
+            other = second._transactions  # noqa: SLF001
+            assert isinstance(other, Transactions)
+            await until(lambda: len(transactions) + len(other) == deployment.partitions
+                        and len(other) > 0, timeout=30)
+            await produce(deployment.bootstrap, deployment.topics.requests, _requests("g", 80))
+            async with TopicReader(deployment.bootstrap, deployment.topics.results) as reader:
+                got = results_by_id(await reader.read_count(80))
+        await until(lambda: len(transactions) == deployment.partitions, timeout=30)
+    assert all(len(v) == 1 for v in got.values()) and len(got) == 80
