@@ -123,6 +123,16 @@ class Fleet:
         self.members.append(worker)
         return worker
 
+    @property
+    def guarantee(self) -> str:
+        """The workers' processing guarantee."""
+        return self.env.get("CALCSTREAM_PROCESSING_GUARANTEE", "at_least_once")
+
+    @property
+    def exactly_once(self) -> bool:
+        """Whether the workers run with ``processing_guarantee=exactly_once``."""
+        return self.guarantee == "exactly_once"
+
     def retire(self, worker: WorkerProcess) -> None:
         """Forget a worker that was killed or stopped (its log is kept until close)."""
         self.members.remove(worker)
@@ -301,6 +311,16 @@ def _missed(name: str, observed: list[Any], outside: list[OutsideRecord]) -> str
                       f"delivered {delivered} in this order)")
     return (f"{name}: the observer read {len(read)}, librdkafka {len(outside)}; missed by the "
             f"observer: {len(missing)} {around}")
+
+
+async def uncommitted_copies(dep: Deployment) -> int:
+    """Result records beyond the first per id as a ``read_uncommitted`` reader sees them:
+    with exactly_once, the aborted copies that ``read_committed`` readers never see."""
+    async with TopicReader(dep.bootstrap, dep.topics.results,
+                           isolation="read_uncommitted") as reader:
+        records = await reader.read_more(quiet=0.5)
+    ids = [r.key for r in records]
+    return len(ids) - len(set(ids))
 
 
 async def committed_offsets(dep: Deployment) -> dict[int, int]:

@@ -18,7 +18,7 @@ import orjson
 from core.kafka import EmbeddedKafka
 from schemas.messages import DeadLetterHeaders
 from tests.faults.checker import Verdict
-from tests.faults.harness import Fleet, Load, Observer, now_ms
+from tests.faults.harness import Fleet, Load, Observer, now_ms, uncommitted_copies
 from tests.faults.inputs import mixed, produce_outside
 from tests.kafka import produce, request_json
 
@@ -175,7 +175,7 @@ async def sigstop(fleet: Fleet, rate: float, max_cycles: int = 3, until_refused:
                 await other.wait_for_assignment(partitions, timeout=60, since=other_mark)
                 frozen.resume()
                 await frozen.wait_for_log(r"partitions assigned \[\(", timeout=60, since=mark)
-                if until_refused and "commit refused" in frozen.log()[mark:]:
+                if until_refused and _refused(frozen.log()[mark:]):
                     break
             await healthy(fleet, observer, since=dict(observer.by_worker))
             load.stop(at_least)
@@ -186,8 +186,16 @@ async def sigstop(fleet: Fleet, rate: float, max_cycles: int = 3, until_refused:
             "cycles": len(faults),
             "refused_commits": await frozen.metric("calcstream_worker_commit_failures"),
             "refused_in_log": frozen.log().count("commit refused"),
+            "fenced": await frozen.metric("calcstream_worker_transactions_failed"),
+            "fenced_in_log": frozen.log().count("was fenced"),
             "results_by_frozen_worker": late,
         })
+
+
+def _refused(log: str) -> bool:
+    """A stale member's late commit was refused (at_least_once) or its transaction fenced
+    (exactly_once)."""
+    return "commit refused" in log or "was fenced" in log
 
 
 async def scale(fleet: Fleet, rate: float, peak: int = 3, at_least: int = 0) -> Run:
@@ -238,7 +246,8 @@ async def crash_after_publish(fleet: Fleet, rate: float, crash_after: int = 20,
             await load.finished()
         verdict = await observer.settle(load.acked)
         return Run("crash_after_publish", verdict, faults, observer.wrong_values(Load.expected),
-                   {"exit_code": code, "crashed_after_batches": crash_after})
+                   {"exit_code": code, "crashed_after_batches": crash_after,
+                    "uncommitted_copies": await uncommitted_copies(fleet.deployment)})
 
 
 async def poison(fleet: Fleet, good: int, rate: float, malformed: int = 1000,

@@ -21,6 +21,7 @@ async def test_a_request_that_kills_every_worker_is_dead_lettered_after_max_atte
     assert run.notes["dead_letter_headers"] == [("compute", "CrashLoop", "killer")]
     assert run.notes["killer_results"] == [("error", "crash_loop")]
     assert v.lost == [] and v.invalid == [] and v.phantoms == []
-    # Records that shared a batch with the killer were computed again, alone, and answered.
-    assert v.duplicates <= 2 * 512
+    # Records that shared a batch with the killer were computed again, alone, and answered:
+    # again only under at_least_once (a dead worker's transaction never commits).
+    assert v.duplicates <= (0 if fleet.exactly_once else 2 * 512), v.duplicated[:5]
     assert run.wrong_values == []

@@ -23,4 +23,5 @@ async def test_workers_added_and_removed_under_load_lose_nothing(fleet: Fleet) -
     v = run.verdict
     print("scale", run.figures())
     assert v.lost == [], f"{len(v.lost)} lost\n{fleet.logs()}"
+    assert v.duplicates == 0, f"{v.duplicated_ids} ids answered twice in clean rebalances"
     assert (v.phantoms, v.invalid, run.wrong_values) == ([], [], [])
