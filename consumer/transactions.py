@@ -33,10 +33,11 @@ from the committed offset after one session timeout, by which time a true zombie
 lost ``p``. Were a zombie to start over first, it would fence the new owner in turn; the argument
 above holds for whichever init came last, so that wastes work but never duplicates.
 
-**The transaction interval.** A transaction stays open for ``transaction_interval_ms`` after its
-first batch and takes every batch of its partition that completes meanwhile; then it commits
-(offsets, ``EndTxn``: a few round trips). Longer intervals cost fewer round trips per result;
-every result becomes visible only at commit, so the interval is added to latency.
+**The transaction interval.** The lanes' transactions commit together,
+``transaction_interval_ms`` after the first of them began, each taking every batch of its
+partition that completed meanwhile (offsets, ``EndTxn``: a few round trips). Longer intervals
+cost fewer round trips per result; every result becomes visible only at commit, so the interval
+is added to latency.
 """
 
 from __future__ import annotations
@@ -81,7 +82,6 @@ class Lane:
     open_since: float | None = None
     committed: list[asyncio.Future[None]] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    timer: asyncio.TimerHandle | None = None
     closed: bool = False
 
     def reserve(self) -> tuple[asyncio.Future[None] | None, asyncio.Future[None]]:
@@ -130,6 +130,7 @@ class Transactions:
         self.interval = settings.transaction_interval_ms / 1000.0
         self._lanes: dict[TopicPartition, Lane] = {}
         self._restarts: dict[TopicPartition, asyncio.Future[None]] = {}
+        self._tick: asyncio.TimerHandle | None = None
 
     def __len__(self) -> int:
         """Partitions with a lane."""
@@ -218,12 +219,21 @@ class Transactions:
                 await asyncio.sleep(delay)
 
     def _schedule(self, lane: Lane) -> None:
-        """Commit the lane's transaction once it has been open for the interval."""
-        if lane.open_since is None or lane.timer is not None or lane.closed:
+        """Commit every open transaction one interval after the first of them opened.
+
+        All lanes commit at the same moment rather than each on its own clock: a
+        ``read_committed`` reader of a result partition stops at the first record of the
+        oldest transaction still open there, so lanes whose transactions overlapped in turn
+        would hold each other's results back by up to an interval each.
+        """
+        if lane.open_since is None or lane.closed or self._tick is not None:
             return
         delay = max(0.0, lane.open_since + self.interval - time.monotonic())
-        loop = asyncio.get_running_loop()
-        lane.timer = loop.call_later(delay, lambda: self._spawn(self.commit(lane)))
+        self._tick = asyncio.get_running_loop().call_later(delay, self._commit_all)
+
+    def _commit_all(self) -> None:
+        self._tick = None
+        self._spawn(self.flush())
 
     def _spawn(self, work: Awaitable[None]) -> asyncio.Future[None]:
         """Run housekeeping in the background; its death (a bug) fails the worker."""
@@ -238,9 +248,6 @@ class Transactions:
     async def commit(self, lane: Lane) -> None:
         """Commit the lane's open transaction: its offset, then ``EndTxn``."""
         async with lane.lock:
-            if lane.timer is not None:
-                lane.timer.cancel()
-                lane.timer = None
             if lane.open_since is None or lane.closed:
                 return
             offset = lane.offset
@@ -268,9 +275,9 @@ class Transactions:
 
     async def flush(self, tps: Iterable[TopicPartition] | None = None) -> None:
         """Commit the open transactions of these partitions (all by default) now."""
-        lanes = [self._lanes[tp] for tp in (self._lanes if tps is None else tps)
+        lanes = [self._lanes[tp] for tp in (list(self._lanes) if tps is None else tps)
                  if tp in self._lanes]
-        await asyncio.gather(*(self.commit(lane) for lane in lanes))
+        await asyncio.gather(*(self.commit(lane) for lane in lanes if lane.open_since is not None))
 
     # -- failures --------------------------------------------------------------------------
 
@@ -280,9 +287,6 @@ class Transactions:
         if lane.closed:
             return
         lane.closed = True
-        if lane.timer is not None:
-            lane.timer.cancel()
-            lane.timer = None
         waiting, lane.committed = lane.committed, []
         for fut in waiting:
             if not fut.done():
@@ -370,9 +374,6 @@ class Transactions:
 
 async def _close(lane: Lane, timeout: float) -> None:
     lane.closed = True
-    if lane.timer is not None:
-        lane.timer.cancel()
-        lane.timer = None
     await close_transactional(lane.producer, timeout)
 
 

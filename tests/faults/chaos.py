@@ -94,20 +94,26 @@ async def new_deployment(bootstrap: str, partitions: int = 4) -> Deployment:
     return dep
 
 
+GUARANTEES = ("at_least_once", "exactly_once")
+
+
 async def run_all(broker: EmbeddedKafka, names: list[str], rate: float, scale: float,
-                  logs: Path | None = None) -> tuple[list[Run], dict[str, str]]:
+                  logs: Path | None = None, guarantee: str = "at_least_once",
+                  ) -> tuple[list[Run], dict[str, str]]:
     """Each scenario in turn on fresh topics; a scenario that fails is reported, not fatal."""
     runs: list[Run] = []
     failures: dict[str, str] = {}
     for name in names:
         _, scenario = SCENARIOS[name]
-        fleet = Fleet(await new_deployment(broker.bootstrap_servers), dict(FLEET_ENV))
+        fleet = Fleet(await new_deployment(broker.bootstrap_servers),
+                      {**FLEET_ENV, "CALCSTREAM_PROCESSING_GUARANTEE": guarantee})
         started = time.monotonic()
         try:
             run = await scenario(fleet, rate, scale, broker)
         except Exception as exc:  # noqa: BLE001 - the report says which scenario broke and how
             failures[name] = f"{type(exc).__name__}: {str(exc)[:300]}"
-            print(f"{name}: FAILED {failures[name]}\n{fleet.logs()[-4000:]}", file=sys.stderr)
+            print(f"{guarantee} {name}: FAILED {failures[name]}\n{fleet.logs()[-4000:]}",
+                  file=sys.stderr)
             continue
         finally:
             fleet_logs = fleet.logs(tail=None)
@@ -115,8 +121,8 @@ async def run_all(broker: EmbeddedKafka, names: list[str], rate: float, scale: f
         run.name = name
         run.notes["seconds"] = round(time.monotonic() - started, 1)
         if run.verdict.lost and logs is not None:
-            _keep_logs(logs / f"{name}.log", run, fleet_logs)
-        print(f"{name}: {run.figures()}", file=sys.stderr, flush=True)
+            _keep_logs(logs / f"{guarantee}-{name}.log", run, fleet_logs)
+        print(f"{guarantee} {name}: {run.figures()}", file=sys.stderr, flush=True)
         runs.append(run)
     return runs, failures
 
@@ -132,9 +138,10 @@ def _ms(value: float) -> str:
     return "∞" if math.isinf(value) else "–" if math.isnan(value) else f"{value:,.0f}"
 
 
-def render(runs: list[Run], failures: dict[str, str], command: str, rate: float,
+def render(by_guarantee: dict[str, tuple[list[Run], dict[str, str]]], command: str, rate: float,
            elapsed: float) -> str:
-    """RELIABILITY.md."""
+    """RELIABILITY.md: each scenario under each guarantee, side by side."""
+    runs, failures = by_guarantee.get("at_least_once", next(iter(by_guarantee.values())))
     base = next((r for r in runs if r.name == "baseline"), None)
     lines = [
         "# Reliability: fault scenarios against the running pipeline",
@@ -154,36 +161,64 @@ def render(runs: list[Run], failures: dict[str, str], command: str, rate: float,
         "workers' counters: the request, result and dead-letter topics are read from the "
         "beginning after a quiet period and compared with the ids whose publish was acknowledged.",
         "",
-        "| scenario | accepted | lost | unseen | duplicates | duplicate ratio | faults | "
-        "recovery (ms) | p99 during fault (ms) | p99 overall (ms) | p50 (ms) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *_side_by_side(by_guarantee),
     ]
-    for run in runs:
-        v = run.verdict
-        lines.append(
-            f"| {run.name} | {v.accepted:,} | {len(v.lost)} | {len(v.unseen)} | {v.duplicates:,}"
-            f" | {v.duplicate_ratio:.4%} | {len(run.faults_ms) if run.name != 'baseline' else 0}"
-            f" | {_ms(run.recovery_ms) if run.name != 'baseline' else '–'}"
-            f" | {_ms(run.fault_p99_ms) if run.name != 'baseline' else '–'}"
-            f" | {_ms(v.percentile(99))} | {_ms(v.percentile(50))} |")
-    for name, error in failures.items():
-        lines.append(f"| {name} | FAILED: {error} |||||||||| |")
-    lines += ["", "## Scenarios", ""]
-    for run in runs:
-        description, _ = SCENARIOS[run.name]
-        extra = ", ".join(f"{k}: {v}" for k, v in run.notes.items())
-        checks = (f"phantoms {len(run.verdict.phantoms)}, invalid records "
-                  f"{len(run.verdict.invalid)}, wrong values {len(run.wrong_values)}, "
-                  f"dead letters {run.verdict.dead_letters:,}")
-        lines.append(f"- **{run.name}**: {description}. {checks}. {extra}.")
+    for guarantee, (g_runs, g_failures) in by_guarantee.items():
+        lines += ["", f"## {guarantee}", "",
+                  "| scenario | accepted | lost | unseen | duplicates | duplicate ratio | faults "
+                  "| recovery (ms) | p99 during fault (ms) | p99 overall (ms) | p50 (ms) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for run in g_runs:
+            v = run.verdict
+            lines.append(
+                f"| {run.name} | {v.accepted:,} | {len(v.lost)} | {len(v.unseen)} "
+                f"| {v.duplicates:,} | {v.duplicate_ratio:.4%} "
+                f"| {len(run.faults_ms) if run.name != 'baseline' else 0}"
+                f" | {_ms(run.recovery_ms) if run.name != 'baseline' else '–'}"
+                f" | {_ms(run.fault_p99_ms) if run.name != 'baseline' else '–'}"
+                f" | {_ms(v.percentile(99))} | {_ms(v.percentile(50))} |")
+        for name, error in g_failures.items():
+            lines.append(f"| {name} | FAILED: {error} |||||||||| |")
+        lines += ["", "Details:", ""]
+        for run in g_runs:
+            description, _ = SCENARIOS[run.name]
+            extra = ", ".join(f"{k}: {v}" for k, v in run.notes.items())
+            checks = (f"phantoms {len(run.verdict.phantoms)}, invalid records "
+                      f"{len(run.verdict.invalid)}, wrong values {len(run.wrong_values)}, "
+                      f"dead letters {run.verdict.dead_letters:,}")
+            lines.append(f"- **{run.name}**: {description}. {checks}. {extra}.")
     if base is not None:
         lines += ["", f"Baseline p99 {_ms(base.verdict.percentile(99))} ms, "
                   f"p50 {_ms(base.verdict.percentile(50))} ms."]
     lines += ["", *_against_tansu(runs)]
     defaults = WorkerSettings()
     lines += [DEFINITIONS.format(in_flight=defaults.max_in_flight,
-                                 batch=defaults.max_batch_size)]
+                                 batch=defaults.max_batch_size,
+                                 interval=defaults.transaction_interval_ms)]
     return "\n".join(lines) + "\n"
+
+
+def _side_by_side(by_guarantee: dict[str, tuple[list[Run], dict[str, str]]]) -> list[str]:
+    """One row per scenario: lost, duplicates, recovery and p50 under each guarantee."""
+    names = list(dict.fromkeys(r.name for runs, _ in by_guarantee.values() for r in runs))
+    found = {g: {r.name: r for r in runs} for g, (runs, _) in by_guarantee.items()}
+    failed = {g: failures for g, (_, failures) in by_guarantee.items()}
+    heads = " / ".join(by_guarantee)
+    lines = [f"Each figure as {heads}.", "",
+             "| scenario | accepted | lost | duplicates | recovery (ms) | p99 (ms) | p50 (ms) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name in names + [n for f in failed.values() for n in f if n not in names]:
+        def cell(figure: Callable[[Run], str], name: str = name) -> str:
+            return " / ".join(figure(found[g][name]) if name in found[g]
+                              else "FAILED" if name in failed[g] else "–" for g in by_guarantee)
+        lines.append(
+            f"| {name} | {cell(lambda r: f'{r.verdict.accepted:,}')} "
+            f"| {cell(lambda r: str(len(r.verdict.lost)))} "
+            f"| {cell(lambda r: f'{r.verdict.duplicates:,}')} "
+            f"| {cell(lambda r: _ms(r.recovery_ms) if r.name != 'baseline' else '–')} "
+            f"| {cell(lambda r: _ms(r.verdict.percentile(99)))} "
+            f"| {cell(lambda r: _ms(r.verdict.percentile(50)))} |")
+    return lines
 
 
 _REPORTED_DEFAULTS = ("max_batch_size", "max_batch_delay_ms", "max_in_flight", "max_attempts")
@@ -310,8 +345,18 @@ nothing; the group waits for that drain (its rebalance timeout is the drain time
 A frozen worker's late commit is refused by the group; its late results are duplicates. A
 request that kills the worker process every time it is computed is dead-lettered
 (`CrashLoop`) after `max_attempts` + 1 deaths, counted across restarts in the
-`<requests>.attempts` topic. There is no exactly-once yet: consumers of the result topic must
-tolerate repeated ids.
+`<requests>.attempts` topic. Under at_least_once, consumers of the result topic must tolerate
+repeated ids.
+
+Exactly once (`CALCSTREAM_PROCESSING_GUARANTEE=exactly_once`, `consumer/transactions.py`): the
+results, dead letters and offset commit of a request partition's batches are one Kafka
+transaction, written with that partition's transactional id; a new owner's `InitProducerId`
+aborts what the previous one left open and fences it. The checker reads `read_committed`, so
+it counts what a `read_committed` consumer of the result topic sees: duplicates 0 is the
+guarantee. The aborted copies stay in the log (`uncommitted_copies` in crash_after_publish:
+what a `read_uncommitted` reader would count). Results become visible when their transaction
+commits, every `transaction_interval_ms` (default {interval:g} ms), which the latency columns
+include.
 """
 
 
@@ -321,6 +366,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0, help="requests per second")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies faults and counts")
     parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="run only these")
+    parser.add_argument("--guarantees", nargs="*", choices=GUARANTEES, default=list(GUARANTEES),
+                        help="run every scenario under each of these (default: both)")
     parser.add_argument("--out", type=Path, default=Path("RELIABILITY.md"))
     parser.add_argument("--logs", type=Path, help="keep the worker logs of scenarios that lost "
                         "requests in this directory")
@@ -334,14 +381,15 @@ def main() -> None:
     started = time.monotonic()
     try:
         asyncio.run(wait_for_broker(broker.bootstrap_servers))
-        runs, failures = asyncio.run(run_all(broker, names, args.rate, args.scale, args.logs))
+        by_guarantee = {g: asyncio.run(run_all(broker, names, args.rate, args.scale, args.logs, g))
+                        for g in args.guarantees}
         with tempfile.TemporaryDirectory() as keys, \
                 keyed_stack(broker.bootstrap_servers, Path(keys), tenant_rate_per_s=RATE,
                             tenant_burst=BURST) as keyed:
             outcomes = asyncio.run(run_attacks(keyed))
     finally:
         broker.close()
-    report = render(runs, failures, command.strip(), args.rate, time.monotonic() - started)
+    report = render(by_guarantee, command.strip(), args.rate, time.monotonic() - started)
     report += "\n" + "\n".join(table(outcomes))
     args.out.write_text(report)
     print(report)
