@@ -35,7 +35,8 @@ from bench.workloads import (
 
 logger = logging.getLogger(__name__)
 
-WORKLOADS = ("ceiling", "w1", "fixed", "bulk", "worker", "w2", "memory", "cache")
+WORKLOADS = ("ceiling", "w1", "fixed", "bulk", "worker", "w2", "memory", "cache", "guarantee")
+GUARANTEES = ("at_least_once", "exactly_once")
 NEEDS_WRK = {"ceiling", "w1", "w2"}
 BULK_ENV = {"CALCSTREAM_WS_QUEUE_SIZE": "1000000",
             "CALCSTREAM_RESULT_STORE_MAX": "1000000",
@@ -134,6 +135,8 @@ async def run(plan: Plan, only: tuple[str, ...], log_dir: Path, out: Path) -> Re
                 await _memory(results, plan, stacks)
             if "cache" in selected:
                 await _cache(results, plan)
+            if "guarantee" in selected:
+                await _guarantees(results, plan, w1_pool, log_dir)
         finally:
             stacks.close()
     finally:
@@ -277,6 +280,40 @@ async def _w2_calcstream(stack: CalcstreamStack, pool: payloads.BodyPool,
     figure["worker_loop_lag_p99_ms_at_most"] = histogram_quantile(lag, 0.99) * 1000
     figure["worker_loop_lag_buckets"] = lag
     return figure
+
+
+async def _guarantees(results: Results, plan: Plan, pool: payloads.BodyPool,
+                      log_dir: Path) -> None:
+    """The worker path, W1 bulk JSON and W1 at the fixed rate under each processing guarantee,
+    alternating, each on a fresh stack (also in a quick run: the guarantee is the stack's)."""
+    for round_ in range(plan.runs):
+        for guarantee in GUARANTEES:
+            env = {"CALCSTREAM_PROCESSING_GUARANTEE": guarantee}
+            async with _fresh(plan, log_dir, f"eos-worker-{guarantee}-{round_}", env, workers=0,
+                              with_api=False) as stack:
+                await _record(results, "guarantee", f"worker_{guarantee}", partial(
+                    worker_path.measure, stack.bootstrap, stack.env(), stack.log_dir,
+                    plan.worker_path_records))
+            async with _fresh(plan, log_dir, f"eos-bulk-{guarantee}-{round_}",
+                              {**BULK_ENV, **env}) as stack:
+                await _record(results, "guarantee", f"bulk_{guarantee}",
+                              partial(bulk.run, stack, plan, "json"))
+            async with _fresh(plan, log_dir, f"eos-fixed-{guarantee}-{round_}", env) as stack:
+                await _record(results, "guarantee", f"fixed_{guarantee}",
+                              partial(fixed_rate.run, calcstream_target(stack), pool, plan))
+        _say(f"guarantee round {round_ + 1}/{plan.runs} done")
+
+
+@contextlib.asynccontextmanager
+async def _fresh(plan: Plan, log_dir: Path, name: str, env: dict[str, str], workers: int = 1,
+                 with_api: bool = True) -> AsyncIterator[CalcstreamStack]:
+    stack = CalcstreamStack(log_dir, name, workers=workers, with_api=with_api,
+                            env={**(QUICK_ENV if plan.quick else {}), **env})
+    try:
+        await stack.start()
+        yield stack
+    finally:
+        stack.stop()
 
 
 async def _memory(results: Results, plan: Plan, stacks: Stacks) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness.stats import Spread
+from consumer.settings import WorkerSettings
 
 PACKAGES = ("numpy", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "pydantic",
             "orjson", "aiokafka", "celery", "redis", "aiohttp", "matplotlib")
@@ -191,6 +192,34 @@ def _fixed_table(results: dict[str, Any]) -> list[str]:
                     f"{fmt(spread(runs, 'latency_ms', 'max'), 1)} | "
                     f"{fmt(answered)} / {fmt(offered)} | {_not_right(runs)} |")
     return rows
+
+
+def _guarantee_table(results: dict[str, Any]) -> list[str]:
+    """at_least_once beside exactly_once: throughput and latency, same run."""
+    runs = results.get("guarantee")
+    if not runs:
+        return []
+    plan = plan_for(results, "guarantee")
+    rows = [("worker path, records/s (worker alone, a backlog of "
+             f"{plan['worker_path_records']:,})", "worker", ("worker_per_s",), 0),
+            (f"W1 bulk JSON, {plan['bulk_items']:,} items end to end, items/s", "bulk",
+             ("ok_per_s",), 0),
+            (f"W1 at {plan['fixed_rate']:,.0f} req/s (`?wait`), p50 ms", "fixed",
+             ("latency_ms", "p50"), 1),
+            (f"W1 at {plan['fixed_rate']:,.0f} req/s (`?wait`), p99 ms", "fixed",
+             ("latency_ms", "p99"), 1)]
+    out = ["## Processing guarantees", "",
+           "The same measurements under `CALCSTREAM_PROCESSING_GUARANTEE=at_least_once` and "
+           "`exactly_once` (transactions, default `transaction_interval_ms` "
+           f"{WorkerSettings().transaction_interval_ms:g}), alternating, each on a fresh stack; "
+           "readers read `read_committed`. Goal: exactly_once ≥ 0.7× the throughput.", "",
+           "| figure | at_least_once | exactly_once | exactly_once / at_least_once |",
+           "|---|---|---|---|"]
+    for label, what, (key, *sub), digits in rows:
+        alo = spread(runs.get(f"{what}_at_least_once"), key, *sub)
+        eos = spread(runs.get(f"{what}_exactly_once"), key, *sub)
+        out.append(f"| {label} | {fmt(alo, digits)} | {fmt(eos, digits)} | {_ratio(eos, alo)} |")
+    return [*out, ""]
 
 
 def plan_for(results: dict[str, Any], workload: str) -> dict[str, Any]:
@@ -468,7 +497,8 @@ def render(results: dict[str, Any], plots: list[Path], with_findings: bool = Fal
              "answer's value checked in the wrk script. A `GET /healthz` probe runs every 10 ms "
              "on its own connection.", "", *_w1_table(results), "",
              "## W1 at a fixed rate", "", *_fixed_table(results), "",
-             *_other_tables(results), *_against_tansu(results, out)]
+             *_other_tables(results), *_guarantee_table(results),
+             *_against_tansu(results, out)]
     lines += _profiles(results)
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]

@@ -53,6 +53,7 @@ async def _read_all(bootstrap: str, topic: str, count: int, limit_s: float) -> l
     """Every record of ``topic`` (until ``count`` of them, or ``limit_s``)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=10,
+                                isolation_level="read_committed",
                                 max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
     records: list[Any] = []
