@@ -161,9 +161,11 @@ class Transactions:
         return parts
 
     async def settle(self, part: Part, output: BatchOutput, marks: Sequence[JournalRecord],
-                     sent: Sent | None = None) -> None:
+                     sent: Sent | None = None, urgent: bool = False) -> None:
         """Add a part's records to its lane's transaction, in turn, and return once that
-        transaction committed; ``Superseded`` if the lane started over meanwhile."""
+        transaction committed; ``Superseded`` if the lane started over meanwhile. ``urgent``
+        commits at once instead of at the end of the interval (a record computed alone
+        after a worker died: nothing else of its partition moves until it is answered)."""
         lane = part.lane
         try:
             if part.previous is not None:
@@ -173,7 +175,7 @@ class Transactions:
             part.release()
         if sent is not None:
             sent()
-        self._schedule(lane)
+        self._schedule(lane, urgent)
         await committed
 
     async def _add(self, lane: Lane, part: Part, output: BatchOutput,
@@ -218,7 +220,7 @@ class Transactions:
                                "retrying in %.1fs", len(pending), lane.tp, errors[0], delay)
                 await asyncio.sleep(delay)
 
-    def _schedule(self, lane: Lane) -> None:
+    def _schedule(self, lane: Lane, urgent: bool = False) -> None:
         """Commit every open transaction one interval after the first of them opened.
 
         All lanes commit at the same moment rather than each on its own clock: a
@@ -226,9 +228,14 @@ class Transactions:
         oldest transaction still open there, so lanes whose transactions overlapped in turn
         would hold each other's results back by up to an interval each.
         """
-        if lane.open_since is None or lane.closed or self._tick is not None:
+        if lane.open_since is None or lane.closed:
             return
-        delay = max(0.0, lane.open_since + self.interval - time.monotonic())
+        if urgent and self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        if self._tick is not None:
+            return
+        delay = 0.0 if urgent else max(0.0, lane.open_since + self.interval - time.monotonic())
         self._tick = asyncio.get_running_loop().call_later(delay, self._commit_all)
 
     def _commit_all(self) -> None:

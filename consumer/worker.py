@@ -228,7 +228,8 @@ class Worker:
                 skipped.add((tp.topic, tp.partition))
                 continue
             prior = journal.prior(record)
-            task = self._launch([record], abandon=prior >= self.settings.max_attempts)
+            task = self._launch([record], abandon=prior >= self.settings.max_attempts,
+                                alone=True)
             await asyncio.wait({task})
         rest = [r for r in rest if (r.topic, r.partition) not in skipped
                 and TopicPartition(r.topic, r.partition) not in self._handing_over]
@@ -254,14 +255,15 @@ class Worker:
             stop.cancel()
             consumer.resume(*(tp for tp in paused if tp in consumer.assignment()))
 
-    def _launch(self, records: list[RequestRecord],
-                abandon: bool = False) -> asyncio.Task[None]:
+    def _launch(self, records: list[RequestRecord], abandon: bool = False,
+                alone: bool = False) -> asyncio.Task[None]:
         token: object
         if self._transactions is not None:
             token = self._transactions.split(records)
         else:
             token = self._require(self._committer).open(records)
-        task = asyncio.get_running_loop().create_task(self._handle(records, token, abandon))
+        task = asyncio.get_running_loop().create_task(
+            self._handle(records, token, abandon, alone))
         self._inflight.add(task)
         self._inflight_records += len(records)
         task.add_done_callback(partial(self._landed, len(records)))
@@ -305,7 +307,7 @@ class Worker:
             self.request_stop()
 
     async def _handle(self, records: list[RequestRecord], token: object,
-                      abandon: bool = False) -> None:
+                      abandon: bool = False, alone: bool = False) -> None:
         parts: list[Part] = token if isinstance(token, list) else []
         try:
             if self._transactions is not None:
@@ -325,7 +327,7 @@ class Worker:
                 await committer.commit()
             else:
                 settled = await asyncio.gather(
-                    *(self._transactions.settle(part, output, mark, self._sent)
+                    *(self._transactions.settle(part, output, mark, self._sent, alone)
                       for part, output, mark in zip(parts, outputs, marks, strict=True)),
                     return_exceptions=True)
                 for outcome in settled:
@@ -434,7 +436,12 @@ class Worker:
         assigned = sorted(assigned)
         if self._transactions is not None:
             # Before anything of these partitions is read: fence their previous holders.
-            await self._transactions.open(assigned)
+            try:
+                await self._transactions.open(assigned)
+            except Exception as exc:  # noqa: BLE001 - aiokafka would only log it
+                # Without its lanes the worker could never answer these partitions.
+                self._fail_with(exc, "partition assignment")
+                return
         logger.info("partitions assigned %s", [(tp.topic, tp.partition) for tp in assigned])
 
     async def _watch_lag(self, interval: float = 1.0) -> None:
