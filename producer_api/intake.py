@@ -16,7 +16,7 @@ import io
 import math
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -60,11 +60,13 @@ class Prepared:
         """The record key: the id."""
         return self.id.encode()
 
-    def for_tenant(self, tenant: str) -> Prepared:
-        """This record stamped with a tenant's header (itself for no tenant)."""
-        if not tenant:
+    def for_tenant(self, tenant: str, trace: Sequence[tuple[str, bytes]] = ()) -> Prepared:
+        """This record stamped with a tenant's header and the submit's trace headers
+        (``producer_api.tracing``); itself for neither."""
+        if not tenant and not trace:
             return self
-        return replace(self, headers=[*self.headers, (TENANT_HEADER, tenant.encode())])
+        stamp = [(TENANT_HEADER, tenant.encode())] if tenant else []
+        return replace(self, headers=[*self.headers, *stamp, *trace])
 
 
 @dataclass(frozen=True, slots=True)
