@@ -31,10 +31,9 @@ from schemas.encoding import (
 )
 from schemas.messages import (
     SCHEMA_VERSION,
-    TENANT_HEADER,
     DeadLetterHeaders,
     is_request_id,
-    tenant_of,
+    result_headers,
 )
 
 logger = logging.getLogger(__name__)
@@ -74,7 +73,8 @@ class DeadLetter:
 
 
 class ResultRecord(NamedTuple):
-    """A result to write: keyed by its id, with the request's tenant header when it had one."""
+    """A result to write: keyed by its id, with the request's tenant and trace headers when it
+    had them (``schemas.messages.RESULT_HEADERS``)."""
 
     key: bytes
     value: bytes
@@ -283,9 +283,8 @@ def _emit(
         doc.update(status="error", result=None, error=_too_large(len(value), limit))
         status = "error"
         value = orjson.dumps(doc)
-    tenant = tenant_of(record.headers) if record.headers else ""
     out.results.append(ResultRecord(request_id.encode(), value,
-                                    [(TENANT_HEADER, tenant.encode())] if tenant else None))
+                                    result_headers(record.headers) if record.headers else None))
     out.statuses[status] = out.statuses.get(status, 0) + 1
 
 

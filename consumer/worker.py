@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
+from opentelemetry.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from consumer.attempts import JournalRecord
@@ -45,6 +46,7 @@ from consumer.processing import (
 from consumer.publishing import BatchPublisher
 from consumer.settings import WorkerSettings
 from consumer.stats import WorkerStats
+from consumer.tracing import BatchTracing
 from consumer.transactions import Part, Superseded, Transactions
 from core.admin import AUTHORIZATION_ERRORS, ensure_topics, refusal, wait_for_broker
 from core.looplag import LoopLagMonitor
@@ -52,6 +54,7 @@ from core.metrics import MetricsServer
 from core.producers import stop_producer
 from core.secrets import masked
 from core.tasks import cancel_and_wait
+from core.tracing import shutdown, tracer_provider
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +68,9 @@ _RECORD_OVERHEAD = 1024
 class Worker:
     """One member of the worker group: start(), run() until request_stop(), then stop()."""
 
-    def __init__(self, settings: WorkerSettings) -> None:
+    def __init__(self, settings: WorkerSettings, tracing: TracerProvider | None = None) -> None:
+        """``tracing``: where batch spans go (default: the provider the settings ask for, or
+        none); ``stop()`` shuts it down."""
         self.settings = settings
         self.stats = WorkerStats()
         self.loop_lag = LoopLagMonitor(on_sample=self.stats.loop_lag_seconds.observe)
@@ -87,6 +92,9 @@ class Worker:
         self._stopping = asyncio.Event()
         self._handing_over: set[TopicPartition] = set()  # being revoked right now
         self._failure: BaseException | None = None
+        provider = tracing or tracer_provider(settings, "calcstream-worker", settings.worker_id)
+        self._tracing = (BatchTracing(provider, settings.worker_id, settings.requests_topic)
+                         if provider is not None else None)
         self._ctx = BatchContext(
             worker=settings.worker_id, group=settings.group_id,
             max_result_bytes=settings.max_message_bytes - _RECORD_OVERHEAD,
@@ -163,6 +171,9 @@ class Worker:
             await journal.close()
         if producer is not None:
             await stop_producer(producer, self.settings.drain_timeout_s)
+        tracing, self._tracing = self._tracing, None
+        if tracing is not None:
+            shutdown(tracing.provider)
 
     async def run(self) -> None:
         """Consume until ``request_stop()``; then drain in-flight batches and commit them."""
@@ -264,6 +275,8 @@ class Worker:
             token = self._require(self._committer).open(records)
         task = asyncio.get_running_loop().create_task(
             self._handle(records, token, abandon, alone))
+        if self._tracing is not None:
+            self._tracing.follow(task, records)
         self._inflight.add(task)
         self._inflight_records += len(records)
         task.add_done_callback(partial(self._landed, len(records)))

@@ -59,6 +59,19 @@ class BrokerSettings(BaseSettings):
     )
     log_level: str = "INFO"
     log_json: bool = False
+    tracing: Literal["off", "otlp"] = Field(
+        default="off", description="OpenTelemetry traces (core/tracing.py): 'otlp' exports "
+        "spans over OTLP/HTTP (needs the calcstream[tracing] extra); 'off' creates none. "
+        "Either way a request's traceparent travels with it to the worker and back.")
+    otlp_endpoint: str | None = Field(
+        default=None, description="With tracing=otlp: the collector's OTLP/HTTP traces URL "
+        "(default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else http://localhost:4318/v1/traces).")
+    tracing_service_name: str | None = Field(
+        default=None, description="The service.name of this process's spans (default: "
+        "calcstream-api or calcstream-worker).")
+    tracing_sample_ratio: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="Share of new traces recorded; a request "
+        "that arrives with a traceparent follows its sampled flag.")
 
     def connection_options(self) -> dict[str, Any]:
         """What every Kafka client of the process needs to reach and authenticate to the

@@ -25,6 +25,7 @@ from producer_api.fastpath import SubmitFastPath
 from producer_api.main import create_app
 from producer_api.quotas import QuotaGate
 from producer_api.settings import ApiSettings
+from producer_api.tracing import TracedSubmits
 
 logger = logging.getLogger("producer_api")
 
@@ -70,9 +71,10 @@ def config(settings: ApiSettings, host: str, port: int, app: FastAPI | None = No
     inner = SubmitFastPath(app, app.state, settings.retry_after_s) if settings.fast_path else app
     guarded = Authentication(QuotaGate(inner, app.state.quotas, app.state.stats),
                              app.state.keys)
-    return uvicorn.Config(StartupReport(Admission(guarded, app.state.stats, settings),
-                                        app.state),
-                          **options)  # type: ignore[arg-type]
+    admitted: ASGIApp = Admission(guarded, app.state.stats, settings)
+    if app.state.tracing is not None:
+        admitted = TracedSubmits(admitted, app.state.tracing)
+    return uvicorn.Config(StartupReport(admitted, app.state), **options)  # type: ignore[arg-type]
 
 
 class StartupReport:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,9 +99,10 @@ class Acceptor:
         self.publisher = publisher
         self.max_errors = max_errors
 
-    async def accept(self, item: Prepared, wait: float = 0.0, tenant: str = "") -> Outcome:
-        """Publish (unless the tenant's id is known), then wait up to ``wait`` s for the
-        result."""
+    async def accept(self, item: Prepared, wait: float = 0.0, tenant: str = "",
+                     trace: Sequence[tuple[str, bytes]] = ()) -> Outcome:
+        """Publish (unless the tenant's id is known), with the submit's ``trace`` headers,
+        then wait up to ``wait`` s for the result."""
         key = scoped(tenant, item.id)
         entry = self.store.get(key)
         if entry is not None:
@@ -115,7 +116,7 @@ class Acceptor:
         entry = self.store.reserve(key, item.op, item.fingerprint)
         waiter = self.store.waiter(key) if wait > 0 else None
         try:
-            await self.publisher.publish(item.for_tenant(tenant))
+            await self.publisher.publish(item.for_tenant(tenant, trace))
         except BaseException:
             self.store.release(entry)
             if waiter is not None:
@@ -127,8 +128,10 @@ class Acceptor:
         return Outcome(item.id, await self._wait(key, waiter, wait), False)
 
     async def accept_many(self, items: AsyncIterable[BatchItem], keep_ids: bool,
-                          intake: Intake | None = None, tenant: str = "") -> Summary:
-        """Publish a stream of items in order; ``Unavailable`` carries the partial summary.
+                          intake: Intake | None = None, tenant: str = "",
+                          trace: Sequence[tuple[str, bytes]] = ()) -> Summary:
+        """Publish a stream of items in order, each with the batch's ``trace`` headers;
+        ``Unavailable`` carries the partial summary.
 
         A stream that ends in an error of its own (an NDJSON body cut off, the client gone)
         keeps what it sent: those items are acknowledged and summed up, then the error is
@@ -170,7 +173,7 @@ class Acceptor:
                     continue
                 entry = self.store.reserve(key, item.op, item.fingerprint)
                 try:
-                    acked = await sender.send(item.for_tenant(tenant), (index, entry))
+                    acked = await sender.send(item.for_tenant(tenant, trace), (index, entry))
                 except BaseException:
                     # Not in sender.pending yet when the send itself failed: release it here,
                     # or a retry of this id would wait on a publish that never happens.

@@ -19,6 +19,7 @@ from producer_api.reader import ResultReader
 from producer_api.settings import ApiSettings
 from producer_api.stats import ApiStats
 from producer_api.store import ResultStore
+from producer_api.tracing import SubmitTracing
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,7 @@ class Services:
     stats: ApiStats
     keys: KeyRing | None = None
     quotas: Quotas | None = None
+    tracing: SubmitTracing | None = None
 
 
 async def get_services(conn: HTTPConnection) -> Services:

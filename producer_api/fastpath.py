@@ -29,6 +29,7 @@ from producer_api.errors import (
 )
 from producer_api.responses import send_raw
 from producer_api.stats import ApiStats
+from producer_api.tracing import carried
 from producer_api.usecase import require_submit_type, submit_one
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ class SubmitFastPath:
             body = await _read(scope, receive, services.settings.max_body_bytes,
                                services.settings.body_timeout_s)
             status, content, location = await submit_one(services, body, wait,
-                                                          principal.tenant, ctype, query)
+                                                          principal.tenant, ctype, query,
+                                                          carried(scope["headers"]))
         except ApiError as exc:
             self.intake.reject(exc)
             await send_raw(send, exc.status, exc.body_bytes(), self._error_headers(exc))

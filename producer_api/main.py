@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI
+from opentelemetry.trace import TracerProvider
 
 from core.admin import (
     AUTHORIZATION_ERRORS,
@@ -21,6 +22,7 @@ from core.keys import KeyRing
 from core.looplag import LoopLagMonitor
 from core.secrets import masked
 from core.tasks import cancel_and_wait
+from core.tracing import shutdown, tracer_provider
 from producer_api import docs, metrics
 from producer_api.acceptance import Acceptor
 from producer_api.auth import refresh
@@ -36,6 +38,7 @@ from producer_api.routes import metrics as metrics_route
 from producer_api.settings import ApiSettings
 from producer_api.stats import ApiStats
 from producer_api.store import ResultStore
+from producer_api.tracing import SubmitTracing
 from producer_api.workers import WorkerScraper
 
 logger = logging.getLogger(__name__)
@@ -47,8 +50,10 @@ relays results, it never computes. See `GET /v1/ops` for the available ops.
 """
 
 
-def create_app(settings: ApiSettings) -> FastAPI:
-    """The FastAPI app for these settings (clients start when its lifespan starts)."""
+def create_app(settings: ApiSettings, tracing: TracerProvider | None = None) -> FastAPI:
+    """The FastAPI app for these settings (clients start when its lifespan starts), tracing
+    to ``tracing`` (default: the provider the settings ask for, or none); the app shuts the
+    provider down when its lifespan ends."""
     app = FastAPI(title="calcstream", version="1", description=DESCRIPTION,
                   default_response_class=OrjsonResponse, lifespan=lifespan,
                   docs_url=None, redoc_url=None)  # served by routes.apidocs, offline
@@ -58,6 +63,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.services = None
     app.state.refused = None
     app.state.stats = ApiStats()
+    provider = tracing or tracer_provider(settings, "calcstream-api", settings.api_id)
+    app.state.tracing = SubmitTracing(provider) if provider is not None else None
     app.state.registry = metrics.registry(app.state.stats, app.state, settings.api_id)
     app.state.overview = Overview(app.state.stats, WorkerScraper(settings.worker_metrics))
     for module in (calculations, ops, ws, health, metrics_route, stats, dashboard, contracts,
@@ -98,6 +105,9 @@ async def _started(app: FastAPI) -> AsyncIterator[None]:
         await ensure_topics(s)
     stack = AsyncExitStack()
     async with stack:
+        tracing: SubmitTracing | None = app.state.tracing
+        if tracing is not None:
+            stack.callback(shutdown, tracing.provider)
         publisher = Publisher(s, counts)
         stack.push_async_callback(publisher.stop)
         await publisher.start()
@@ -105,6 +115,7 @@ async def _started(app: FastAPI) -> AsyncIterator[None]:
         hub = Hub(store, counts)
         reader = ResultReader(s, store, counts)
         reader.listeners.append(hub.publish)
+        reader.traced = tracing.result_read if tracing is not None else None
         stack.push_async_callback(reader.stop)
         await _partitions(publisher, s.requests_topic, s)
         await reader.start(await _partitions(publisher, s.results_topic, s))
@@ -117,7 +128,7 @@ async def _started(app: FastAPI) -> AsyncIterator[None]:
             stack.push_async_callback(cancel_and_wait, watcher)
         app.state.services = Services(s, publisher, store, reader, hub,
                                       Acceptor(store, publisher, s.max_batch_errors), loop_lag,
-                                      counts, keys, app.state.quotas)
+                                      counts, keys, app.state.quotas, tracing)
         try:
             yield
         finally:

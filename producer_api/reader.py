@@ -70,6 +70,7 @@ class ResultReader:
         self.stats = stats or ApiStats()
         self.caught_up = asyncio.Event()
         self.listeners: list[ResultListener] = []
+        self.traced: Callable[[Any], None] | None = None  # with tracing on: each live record
         self.records = 0
         self.malformed = 0
         self._consumer: AIOKafkaConsumer | None = None
@@ -137,6 +138,8 @@ class ResultReader:
                     if record.timestamp / 1000.0 >= recover_from:
                         self._handle(record.value, record.timestamp >= live_from_ms,
                                      tenant_of(record.headers) if record.headers else "")
+                        if self.traced is not None and record.timestamp >= live_from_ms:
+                            self.traced(record)
             if not self.caught_up.is_set() and await self._reached_ends(consumer):
                 self.caught_up.set()
                 logger.info("result reader caught up: %d results remembered", len(self.store))

@@ -5,7 +5,7 @@ request, or binary data (raw float64 or ``.npy``) with its op in the query."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from producer_api import intake
 from producer_api.deps import Services
@@ -35,11 +35,11 @@ def require_submit_type(content_type: str) -> str:
 
 
 async def submit_one(services: Services, body: bytes, wait: float | None, tenant: str = "",
-                     content_type: str = "", query: Mapping[str, str] | None = None
-                     ) -> tuple[int, bytes, str]:
+                     content_type: str = "", query: Mapping[str, str] | None = None,
+                     trace: Sequence[tuple[str, bytes]] = ()) -> tuple[int, bytes, str]:
     """Accept one body of ``tenant``'s: (status, answer, location). A JSON body is the whole
     request; a binary one (``content_type`` from ``require_submit_type``) carries the data,
-    and ``query`` the op, args, id and deadline.
+    and ``query`` the op, args, id and deadline. The record carries the ``trace`` headers.
 
     Counts the request as accepted (or deduplicated); callers count rejections.
     """
@@ -49,7 +49,7 @@ async def submit_one(services: Services, body: bytes, wait: float | None, tenant
     else:
         item = _from_binary(body, content_type == NPY, query or {}, s.max_array_length)
     outcome = await services.acceptor.accept(item, min(wait, s.max_wait_s) if wait else 0.0,
-                                             tenant)
+                                             tenant, trace)
     if outcome.existing:
         services.stats.single.deduplicated += 1
     else:

@@ -18,6 +18,10 @@ from schemas.messages import (
     SCHEMA_VERSION,
     TENANT_HEADER,
     TENANT_PATTERN,
+    TRACEPARENT_HEADER,
+    TRACEPARENT_PATTERN,
+    TRACESTATE_HEADER,
+    TRACESTATE_MAX_LENGTH,
     CalcRequest,
     CalcResult,
     DeadLetterHeaders,
@@ -138,7 +142,7 @@ def _messages(topics: Topics) -> dict[str, Any]:
                         "type": "string", "enum": [JSON],
                         "description": "Optional: a record without it is JSON.",
                     },
-                    TENANT_HEADER: _TENANT,
+                    TENANT_HEADER: _TENANT, **_TRACE,
                 },
             },
             "payload": {"$ref": _SCHEMAS.format(model="CalcRequest")},
@@ -157,7 +161,7 @@ def _messages(topics: Topics) -> dict[str, Any]:
                 "type": "object",
                 "required": [CONTENT_TYPE_HEADER],
                 "properties": {CONTENT_TYPE_HEADER: {"type": "string", "const": BINARY},
-                               TENANT_HEADER: _TENANT},
+                               TENANT_HEADER: _TENANT, **_TRACE},
             },
             "payload": {
                 "type": "string",
@@ -180,7 +184,13 @@ def _messages(topics: Topics) -> dict[str, Any]:
                 "type": "object",
                 "properties": {TENANT_HEADER: {
                     **_TENANT, "description": "The request's tenant header, copied; absent "
-                    "when the request had none."}},
+                    "when the request had none."},
+                    TRACEPARENT_HEADER: {
+                        **_TRACE[TRACEPARENT_HEADER], "description": "The request's "
+                        "traceparent, copied; absent when the request had none."},
+                    TRACESTATE_HEADER: {
+                        **_TRACE[TRACESTATE_HEADER], "description": "The request's "
+                        "tracestate, copied; absent when the request had none."}},
             },
             "payload": {"$ref": _SCHEMAS.format(model="CalcResult")},
             "correlationId": _CORRELATION,
@@ -207,6 +217,23 @@ _TENANT: dict[str, Any] = {
     "description": "Optional: whose request this is (UTF-8). The API sets it for requests "
     "made with an API key; a record without it belongs to no tenant. Results carry the "
     "request's value back, and the API shows a result only to callers of that tenant.",
+}
+
+
+_TRACE: dict[str, Any] = {
+    TRACEPARENT_HEADER: {
+        "type": "string", "pattern": TRACEPARENT_PATTERN.pattern,
+        "description": "Optional: the request's W3C trace context "
+        "(https://www.w3.org/TR/trace-context/), e.g. "
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01. The API sets it from the "
+        "submit (the client's traceparent, or its own span when tracing is on); other producers "
+        "may set their own. The worker links its batch span to it and copies it onto the "
+        "result.",
+    },
+    TRACESTATE_HEADER: {
+        "type": "string", "maxLength": TRACESTATE_MAX_LENGTH,
+        "description": "Optional: W3C trace state that goes with traceparent; copied with it.",
+    },
 }
 
 

@@ -57,6 +57,36 @@ def tenant_of(headers: Iterable[tuple[str, bytes]]) -> str:
         if key == TENANT_HEADER:
             return value.decode("utf-8", "replace")
     return ""
+
+
+TRACEPARENT_HEADER = "traceparent"
+"""The record header carrying a request's W3C trace context (``00-<trace id>-<span id>-<flags>``,
+https://www.w3.org/TR/trace-context/). The API sets it from the submit (the client's own, or
+the API's span when tracing is on); producers that write to the topic themselves may set their
+own. The worker links its batch span to it and copies it onto the result."""
+TRACESTATE_HEADER = "tracestate"
+"""Vendor trace state that goes with ``traceparent`` (at most 512 characters); copied with it."""
+TRACEPARENT_PATTERN = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-[ -~]*)?$")
+"""The form of a ``traceparent`` value (``is_traceparent`` also refuses version ``ff`` and
+all-zero ids)."""
+TRACESTATE_MAX_LENGTH = 512
+_ZERO_TRACE_ID, _ZERO_SPAN_ID = "0" * 32, "0" * 16
+RESULT_HEADERS = (TENANT_HEADER, TRACEPARENT_HEADER, TRACESTATE_HEADER)
+"""The request headers a result record carries back, as they were."""
+
+
+def is_traceparent(value: str) -> bool:
+    """``value`` is a valid W3C ``traceparent``."""
+    return (TRACEPARENT_PATTERN.match(value) is not None and not value.startswith("ff")
+            and value[3:35] != _ZERO_TRACE_ID and value[36:52] != _ZERO_SPAN_ID)
+
+
+def result_headers(headers: Iterable[tuple[str, bytes]]) -> list[tuple[str, bytes]] | None:
+    """The headers of a request record its result carries back (``RESULT_HEADERS``), or None."""
+    carried = [(key, value) for key, value in headers if key in RESULT_HEADERS]
+    return carried or None
+
+
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 ResultStatus = Literal["ok", "error", "expired"]
 
@@ -139,6 +169,15 @@ class RecordHeaders(_Wire):
         default=None, alias=TENANT_HEADER,
         description="Whose request this is; the worker copies it onto the result. Absent: no "
         "tenant (records of producers that write to the topic themselves).")
+    traceparent: Annotated[str, StringConstraints(pattern=TRACEPARENT_PATTERN.pattern)] | None = (
+        Field(default=None, alias=TRACEPARENT_HEADER,
+              description="The request's W3C trace context: the API sets it from the submit "
+              "(the client's traceparent, or the API's own span when tracing is on); other "
+              "producers may set their own. The worker links its batch span to it and copies "
+              "it onto the result. Absent: the request is not traced."))
+    tracestate: Annotated[str, StringConstraints(max_length=TRACESTATE_MAX_LENGTH)] | None = (
+        Field(default=None, alias=TRACESTATE_HEADER,
+              description="W3C trace state that goes with traceparent; copied with it."))
 
 
 class DeadLetterHeaders(_Wire):

@@ -25,6 +25,7 @@ from producer_api.models import Accepted, BatchSummary, State
 from producer_api.responses import OrjsonResponse
 from producer_api.settings import ApiSettings
 from producer_api.store import PUBLISHING, scoped
+from producer_api.tracing import carried
 from producer_api.usecase import JSON_TYPES, media_type, require_submit_type, submit_one
 from schemas.messages import ID_CHARACTERS, ID_MAX_LENGTH
 
@@ -80,7 +81,8 @@ async def submit(
         query = {k: str(v) for k, v in (("op", op), ("args", args), ("id", id),
                                         ("deadline", deadline)) if v is not None}
         status, content, location = await submit_one(services, bytes(body), wait,
-                                                     principal.tenant, ctype, query)
+                                                     principal.tenant, ctype, query,
+                                                     carried(request.scope["headers"]))
     except ApiError as exc:
         services.stats.single.reject(exc)
         raise
@@ -158,7 +160,8 @@ async def _submit_batch(request: Request, services: Services, tenant: str, op: s
         raise UnsupportedMediaType(
             f"Content-Type {ctype!r}; send application/json, {docs.NDJSON} or {docs.NPY}")
     summary = await services.acceptor.accept_many(items, keep_ids=ids,
-                                                   intake=services.stats.batch, tenant=tenant)
+                                                   intake=services.stats.batch, tenant=tenant,
+                                                   trace=carried(request.scope["headers"]))
     return OrjsonResponse({**summary.document(), **extra}, 202)
 
 

@@ -8,6 +8,8 @@ Client → server (JSON text messages; an optional ``ref`` is echoed in the repl
     {"type": "subscribe", "all": true}            watch every new result
     {"type": "unsubscribe", "ids": [...]}  /  {"type": "unsubscribe", "all": true}
     {"type": "submit", "request": {...}}          as POST /v1/calculations; the id is watched
+                                                  (optional "traceparent" and "tracestate":
+                                                  its W3C trace context, else the handshake's)
 
 Server → client:
 
@@ -46,11 +48,13 @@ from starlette.websockets import WebSocketDisconnect
 from core.keys import Scope
 from core.tasks import cancel_and_wait
 from producer_api import intake
+from producer_api.acceptance import Outcome
 from producer_api.auth import OPEN, Principal, authenticate
 from producer_api.deps import Services, ServicesDep
 from producer_api.errors import ApiError, InvalidRequest, Unauthorized
 from producer_api.hub import Subscriber
 from producer_api.store import scoped
+from producer_api.tracing import TraceHeaders, carried, from_message
 from schemas.messages import is_request_id
 
 logger = logging.getLogger(__name__)
@@ -73,6 +77,7 @@ class _Session:
         self.submits = asyncio.Semaphore(self.settings.ws_submits_in_flight)
         self.tasks: set[asyncio.Task[None]] = set()
         self.close_code: int | None = None
+        self.trace = carried(ws.scope["headers"])  # the handshake's, for submits without one
 
     def reply(self, doc: dict[str, Any], ref: Any) -> None:
         if ref is not None:
@@ -114,7 +119,8 @@ class _Session:
                                           time.time(), where="request",
                                           binary=self.settings.publish_binary)
                 await self.submits.acquire()
-                task = asyncio.get_running_loop().create_task(self._submit(item, ref))
+                task = asyncio.get_running_loop().create_task(
+                    self._submit(item, ref, from_message(doc, self.trace)))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
             else:
@@ -175,11 +181,11 @@ class _Session:
         self.services.hub.unwatch(self.sub, self._keys(ids))
         self.reply({"type": "unsubscribed", "ids": ids}, ref)
 
-    async def _submit(self, item: intake.Prepared, ref: Any) -> None:
+    async def _submit(self, item: intake.Prepared, ref: Any, trace: TraceHeaders) -> None:
         counts = self.services.stats.ws
         tenant = self.principal.tenant if self.principal is not None else ""
         try:
-            outcome = await self.services.acceptor.accept(item, tenant=tenant)
+            outcome = await self._accept(item, tenant, trace)
         except ApiError as exc:
             counts.reject(exc)
             self.error(exc, ref)
@@ -192,6 +198,14 @@ class _Session:
             counts.accepted += 1
         self.reply({"type": "accepted", "id": outcome.id}, ref)
         self.services.hub.watch(self.sub, [scoped(tenant, outcome.id)])
+
+    async def _accept(self, item: intake.Prepared, tenant: str,
+                      trace: TraceHeaders) -> Outcome:
+        tracing = self.services.tracing
+        if tracing is None:
+            return await self.services.acceptor.accept(item, tenant=tenant, trace=trace)
+        with tracing.submit("submit /v1/ws", trace) as own:
+            return await self.services.acceptor.accept(item, tenant=tenant, trace=own)
 
     async def pump(self) -> None:
         """Send the outbox until the socket goes away."""

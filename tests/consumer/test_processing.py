@@ -384,3 +384,16 @@ def test_content_type_json_may_be_explicit() -> None:
     record = Record(b"a", _json({"id": "a", "op": "max", "data": [1, 5]}),
                     ((CONTENT_TYPE_HEADER.upper(), f"{JSON}; charset=utf-8".encode()),))
     assert results(run(record))["a"].result == 5.0
+
+
+def test_a_result_carries_back_the_requests_tenant_and_trace_context() -> None:
+    parent = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    carried = (("tenant", b"acme"), ("traceparent", parent), ("tracestate", b"k=v"))
+    traced = Record(b"t-1", orjson.dumps({"id": "t-1", "op": "sum", "data": [1.0]}),
+                    (*carried, ("x-other", b"1")))
+    bad = Record(b"t-2", b"{not json", (("traceparent", parent),))
+    out = run(traced, bad, json_record("t-3", "sum", [1.0]))
+    headers = {r.key: r.headers for r in out.results}
+    assert headers[b"t-1"] == list(carried)
+    assert headers[b"t-3"] is None
+    assert out.dead_letters[0].headers[0] == ("traceparent", parent)

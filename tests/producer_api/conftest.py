@@ -17,6 +17,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from opentelemetry.trace import TracerProvider
 
 from consumer.settings import WorkerSettings
 from consumer.worker import Worker
@@ -56,11 +57,16 @@ def api_settings(dep: Deployment, **overrides: Any) -> ApiSettings:
 
 
 class ApiStack:
-    """An API (and optionally a worker) serving on a free port from a background thread."""
+    """An API (and optionally a worker) serving on a free port from a background thread;
+    each traces to its own provider when given one."""
 
-    def __init__(self, settings: ApiSettings, worker: WorkerSettings | None = None) -> None:
+    def __init__(self, settings: ApiSettings, worker: WorkerSettings | None = None, *,
+                 api_tracing: TracerProvider | None = None,
+                 worker_tracing: TracerProvider | None = None) -> None:
         self.settings = settings
         self.worker_settings = worker
+        self.api_tracing = api_tracing
+        self.worker_tracing = worker_tracing
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/v1/ws"
@@ -113,13 +119,13 @@ class ApiStack:
         self._stop = asyncio.Event()
         async with contextlib.AsyncExitStack() as stack:
             if self.worker_settings is not None:
-                worker = Worker(self.worker_settings)
+                worker = Worker(self.worker_settings, self.worker_tracing)
                 await worker.start()
                 stack.push_async_callback(worker.stop)
                 task = asyncio.create_task(worker.run())
                 stack.push_async_callback(asyncio.wait_for, task, 30)
                 stack.callback(worker.request_stop)
-            self.app = create_app(self.settings)
+            self.app = create_app(self.settings, self.api_tracing)
             server = uvicorn.Server(config(self.settings, "127.0.0.1", self.port, self.app,
                                            loop="none", timeout_graceful_shutdown=5))
             serving = asyncio.create_task(server.serve())

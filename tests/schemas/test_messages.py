@@ -18,6 +18,8 @@ from schemas.messages import (
     DeadLetterHeaders,
     ErrorInfo,
     RequestFields,
+    is_traceparent,
+    result_headers,
 )
 from tests.schemas.strategies import IDS
 
@@ -166,3 +168,30 @@ def test_topics_default_to_the_documented_names() -> None:
     assert topics.Topics("a", "b", "c").all() == ("a", "b", "c")
     with pytest.raises(dataclasses.FrozenInstanceError):
         default.requests = "x"  # type: ignore[misc]
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.mark.parametrize(("value", "valid"), [
+    (TRACEPARENT, True),
+    ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-later-fields", True),
+    ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", False),
+    ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", False),
+    ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", False),
+    ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", False),
+    ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", False),
+    ("", False),
+])
+def test_a_traceparent_is_w3c_trace_context(value: str, valid: bool) -> None:
+    assert is_traceparent(value) is valid
+
+
+def test_a_result_carries_back_the_tenant_and_trace_headers_only() -> None:
+    request = [("content-type", b"application/vnd.calcstream.request+binary"),
+               ("tenant", b"acme"), ("traceparent", TRACEPARENT.encode()),
+               ("tracestate", b"k=v"), ("x-other", b"1")]
+    assert result_headers(request) == [("tenant", b"acme"),
+                                       ("traceparent", TRACEPARENT.encode()),
+                                       ("tracestate", b"k=v")]
+    assert result_headers([("content-type", b"application/json")]) is None
