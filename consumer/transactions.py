@@ -60,6 +60,7 @@ from consumer.publishing import BACKOFF_S, journal_records
 from consumer.settings import WorkerSettings
 from consumer.stats import WorkerStats
 from core.producers import stop_producer
+from core.tasks import cancel_and_wait
 from schemas.topics import Topics
 
 logger = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ class Transactions:
         self._lanes: dict[TopicPartition, Lane] = {}
         self._restarts: dict[TopicPartition, asyncio.Future[None]] = {}
         self._tick: asyncio.TimerHandle | None = None
+        self._closed = False
 
     def __len__(self) -> int:
         """Partitions with a lane."""
@@ -337,17 +339,34 @@ class Transactions:
         if not tps:
             return
         self.consumer.pause(*tps)
-        producers = await asyncio.gather(*(self._producer(tp) for tp in tps))
-        for tp, producer in zip(tps, producers, strict=True):
-            committed = await self.consumer.committed(tp)
-            if committed is None:
-                await self.consumer.seek_to_beginning(tp)
-                start = await self.consumer.position(tp)
-            else:
-                self.consumer.seek(tp, committed)
-                start = committed
-            old = self._lanes.get(tp)
-            self._lanes[tp] = Lane(tp, producer, start)
+        started = await asyncio.gather(*(self._producer(tp) for tp in tps),
+                                       return_exceptions=True)
+        producers = [p for p in started if isinstance(p, AIOKafkaProducer)]
+        failed = [e for e in started if isinstance(e, BaseException)]
+        if failed or self._closed:
+            await asyncio.gather(*(close_transactional(p, self.settings.drain_timeout_s)
+                                   for p in producers))
+            if failed:
+                raise failed[0]
+            return
+        lanes = []
+        try:
+            for tp, producer in zip(tps, producers, strict=True):
+                committed = await self.consumer.committed(tp)
+                if committed is None:
+                    await self.consumer.seek_to_beginning(tp)
+                    start = await self.consumer.position(tp)
+                else:
+                    self.consumer.seek(tp, committed)
+                    start = committed
+                lanes.append(Lane(tp, producer, start))
+        except BaseException:
+            await asyncio.shield(asyncio.gather(
+                *(close_transactional(p, self.settings.drain_timeout_s) for p in producers)))
+            raise
+        for lane in lanes:
+            old = self._lanes.get(lane.tp)
+            self._lanes[lane.tp] = lane
             if old is not None:
                 await _close(old, self.settings.drain_timeout_s)
         self.consumer.resume(*(tp for tp in tps if tp in self.consumer.assignment()))
@@ -358,18 +377,25 @@ class Transactions:
             **s.producer_options(), client_id=f"{s.worker_id}-{tp.partition}",
             transactional_id=self.transactional_id(tp),
             transaction_timeout_ms=s.transaction_timeout_ms)
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            await asyncio.shield(producer.stop())  # cancelled or refused: never left unclosed
+            raise
         return producer
 
     async def close(self, tps: Iterable[TopicPartition] | None = None) -> None:
-        """Commit and close the lanes of these partitions (all by default)."""
+        """Commit and close the lanes of these partitions (all by default: for good, so a lane
+        still being opened is closed as soon as it is)."""
+        if tps is None:
+            self._closed = True
+            if self._tick is not None:
+                self._tick.cancel()
+                self._tick = None
         chosen = list(self._lanes) if tps is None else [tp for tp in tps if tp in self._lanes]
         await self.flush(chosen)
         lanes = [self._lanes.pop(tp) for tp in chosen]
-        for tp in chosen:
-            restart = self._restarts.pop(tp, None)
-            if restart is not None:
-                restart.cancel()
+        await cancel_and_wait(*(self._restarts.pop(tp, None) for tp in chosen))
         await asyncio.gather(*(_close(lane, self.settings.drain_timeout_s) for lane in lanes))
 
     def abandon(self) -> None:

@@ -16,6 +16,7 @@ batch, the lag watch) fails the worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -163,14 +164,17 @@ class Worker:
         producer, self._producer = self._producer, None
         journal, self._journal = self._journal, None
         transactions, self._transactions = self._transactions, None
-        if transactions is not None:
-            await transactions.close()
-        if consumer is not None:
-            await consumer.stop()
-        if journal is not None:
-            await journal.close()
-        if producer is not None:
-            await stop_producer(producer, self.settings.drain_timeout_s)
+        # Closed in the reverse order of pushing (transactions first), each even if one fails.
+        async with contextlib.AsyncExitStack() as closing:
+            if producer is not None:
+                closing.push_async_callback(stop_producer, producer,
+                                            self.settings.drain_timeout_s)
+            if journal is not None:
+                closing.push_async_callback(journal.close)
+            if consumer is not None:
+                closing.push_async_callback(consumer.stop)
+            if transactions is not None:
+                closing.push_async_callback(transactions.close)
         tracing, self._tracing = self._tracing, None
         if tracing is not None:
             shutdown(tracing.provider)
