@@ -56,6 +56,14 @@ async def describe_partitions(bootstrap: str, topic: str) -> dict[int, Replicas]
             for p in described["partitions"]}
 
 
+async def describe_all(bootstrap: str) -> dict[str, dict[int, Replicas]]:
+    """``describe_partitions`` of every topic, internal ones included."""
+    described = await _ask_admin(bootstrap, lambda admin: admin.describe_topics())
+    return {t["topic"]: {p["partition"]: Replicas(p["leader"], tuple(p["replicas"]),
+                                                  tuple(p["isr"])) for p in t["partitions"]}
+            for t in described}
+
+
 async def topic_config(bootstrap: str, topic: str) -> dict[str, str]:
     """The topic's effective configuration (its own settings and the brokers' defaults)."""
     (response,) = await _ask_admin(bootstrap, lambda admin: admin.describe_configs(
