@@ -137,8 +137,9 @@ class ApiLoad:
         window = [a for a in self.answers
                   if a.answered_ms >= since_ms and (until_ms is None or a.answered_ms < until_ms)]
         refused = [a.answered_ms for a in window if a.status == 503]
-        other = Counter(f"answered_{a.status}" if a.status else f"no_answer_{a.error}"
-                        for a in window if a.status not in (200, 202, 503))
+        other = Counter(f"answered_{a.status}{'_' + a.error if a.error else ''}"
+                        if a.status else f"no_answer_{a.error}"
+                        for a in window if a.status not in (200, 202, 503) or a.error)
         back = self.partition_back_ms(partitions, since_ms, until_ms)
         span = max(refused) - min(refused) if refused else 0
         return FaultCost(len(refused), span, -1 if back is None else back, dict(other))
@@ -166,6 +167,8 @@ class ApiLoad:
             async with self._http.post("/v1/calculations", json=body) as response:
                 await response.read()
                 status = response.status
+                if status == 503 and "Retry-After" not in response.headers:
+                    error = "without_retry_after"
         except TimeoutError:
             error = "hung"
         except aiohttp.ClientError as exc:
