@@ -133,8 +133,9 @@ class EmbeddedCluster:
     def start(self, timeout: float = 120.0) -> None:
         """Launch every node that is not running, at once, and return when each one's metadata
         lists every broker; ``KafkaStartError`` (the others stopped) if one does not."""
-        started = time.monotonic()
         self._prepare_dir()
+        jars.classpath(self.nodes[0].progress)  # a first run fetches the jars once, not per node
+        started = time.monotonic()
         waiting = [node for node in self.nodes if not node.running()]
         try:
             with ThreadPoolExecutor(len(waiting) or 1) as pool:

@@ -148,9 +148,8 @@ class EmbeddedKafka:
         a metadata request; ``KafkaStartError`` with the end of its log if it does not."""
         if self._proc is not None:
             return
-        started = time.monotonic()
         self.launch()
-        self.wait_until_ready(started + timeout)
+        self.wait_until_ready(self._launched + timeout)
 
     def launch(self) -> None:
         """Format the storage the first time and start the JVM, without waiting for it to

@@ -114,6 +114,7 @@ class ApiLoad:
         """Wait until each of ``partitions`` answered 2xx to a submit sent at or after
         ``since_ms``; the time that took, in ms from ``since_ms``."""
         async with asyncio.timeout(timeout):
+            # Answers land from many tasks; none announces the one that completes the set.
             while (back := self.partition_back_ms(partitions, since_ms)) is None:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         return back

@@ -259,9 +259,10 @@ def _cluster_table(runs: list[Run], api_rate: float) -> list[str]:
         for fault in run.notes.get("per_fault", []):
             other = ", ".join(f"{k} {v}" for k, v in fault.items() if k.startswith(
                 ("answered_", "no_answer_"))) or "none"
+            elected = fault.get("leader_elected_ms")
             lines.append(f"| {run.name} | {fault['fault']} | {fault['api_503']:,} | "
                          f"{fault['window_503_ms']:,} | {fault['partition_back_ms']:,} | "
-                         f"{fault.get('leader_elected_ms', '–')} | {other} |")
+                         f"{'–' if elected is None else _ms(elected)} | {other} |")
     return lines
 
 
