@@ -115,7 +115,7 @@ async def under_api_load(name: str, fleet: Fleet, cluster: EmbeddedCluster, rate
             verdict = await observer.settle(load.acked)
             api_alive = api.alive()
     except BaseException:
-        print(f"--- api\n{api.log()[-3000:]}")
+        print(f"--- api\n{api.log()[-3000:]}")  # the log goes with the process, below
         raise
     finally:
         api.close()
