@@ -1,8 +1,9 @@
-"""Shared fixtures: one real Apache Kafka broker per test session, fresh topics per test, and a
-Redis server of the tests' own.
+"""Shared fixtures: one real Apache Kafka broker per test session, fresh topics per test, a
+three-node cluster for the tests that ask for one, and a Redis server of the tests' own.
 
 The broker is the embedded Apache Kafka (``core.kafka``: jars from Maven, one JVM) on free
-ports, in a temporary data directory. With ``CALCSTREAM_TEST_KAFKA=docker`` and a Docker
+ports, in a temporary data directory; the cluster is three more such JVMs, started only when a
+test asks for ``kafka_cluster``. With ``CALCSTREAM_TEST_KAFKA=docker`` and a Docker
 engine, testcontainers runs the same Kafka version instead; the fixtures are the same.
 """
 
@@ -21,7 +22,7 @@ import redis
 from hypothesis import settings
 
 from core.admin import wait_for_broker
-from core.kafka import EmbeddedKafka, kafka_version
+from core.kafka import EmbeddedCluster, EmbeddedKafka, kafka_version
 from core.net import free_port
 from schemas.topics import Topics
 from tests.kafka import Deployment, create_topics, unique
@@ -46,6 +47,29 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     with EmbeddedKafka(free_port()) as broker:
         yield broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def session_cluster() -> Iterator[EmbeddedCluster]:
+    """Three KRaft nodes (broker and controller each) in one cluster, for the whole session."""
+    with EmbeddedCluster(3) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def kafka_cluster(session_cluster: EmbeddedCluster) -> Iterator[EmbeddedCluster]:
+    """The session's three-node cluster with every node running, before and after the test
+    (one it killed, stopped or paused is started again, or resumed)."""
+    _whole(session_cluster)
+    yield session_cluster
+    _whole(session_cluster)
+
+
+def _whole(cluster: EmbeddedCluster) -> None:
+    for node in cluster.nodes:
+        node.resume()
+    if len(cluster.running()) < cluster.size:
+        cluster.start()
 
 
 @pytest.fixture(scope="session")
@@ -111,4 +135,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     treats as non-determinism in the property tests. Running the pure tests first keeps them
     deterministic, and gives the fast feedback first.
     """
-    items.sort(key=lambda item: "kafka_bootstrap" in getattr(item, "fixturenames", ()))
+    items.sort(key=lambda item: bool({"kafka_bootstrap", "kafka_cluster"}
+                                     & set(getattr(item, "fixturenames", ()))))

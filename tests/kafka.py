@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
 
 from consumer.settings import WorkerSettings
 from core.metadata import topic_partitions
 from core.settings import BrokerSettings
 from schemas.topics import Topics
+
+T = TypeVar("T")
 
 
 def unique(prefix: str) -> str:
@@ -23,12 +27,66 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-async def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
-    """Create topics with an explicit partition count."""
+async def create_topics(bootstrap: str, names: Iterable[str], partitions: int,
+                        replication: int = 1) -> None:
+    """Create topics with an explicit partition count (and replication factor)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+        await admin.create_topics([NewTopic(n, partitions, replication) for n in names])
+    finally:
+        await admin.close()
+
+
+@dataclass(frozen=True)
+class Replicas:
+    """Where one partition lives, as the cluster's metadata says: its leader (-1 while none
+    is elected), its replicas and those in sync."""
+
+    leader: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+
+async def describe_partitions(bootstrap: str, topic: str) -> dict[int, Replicas]:
+    """Per partition of ``topic``, its leader, replicas and in-sync replicas; empty while the
+    topic is unknown."""
+    (described,) = await _ask_admin(bootstrap, lambda admin: admin.describe_topics([topic]))
+    return {p["partition"]: Replicas(p["leader"], tuple(p["replicas"]), tuple(p["isr"]))
+            for p in described["partitions"]}
+
+
+async def describe_all(bootstrap: str) -> dict[str, dict[int, Replicas]]:
+    """``describe_partitions`` of every topic, internal ones included."""
+    described = await _ask_admin(bootstrap, lambda admin: admin.describe_topics())
+    return {t["topic"]: {p["partition"]: Replicas(p["leader"], tuple(p["replicas"]),
+                                                  tuple(p["isr"])) for p in t["partitions"]}
+            for t in described}
+
+
+async def topic_config(bootstrap: str, topic: str) -> dict[str, str]:
+    """The topic's effective configuration (its own settings and the brokers' defaults)."""
+    (response,) = await _ask_admin(bootstrap, lambda admin: admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, topic)]))
+    (resource,) = response.resources
+    return {entry[0]: entry[1] for entry in resource[4]}
+
+
+async def _ask_admin(bootstrap: str, ask: Callable[[AIOKafkaAdminClient], Awaitable[T]],
+                     timeout: float = 15.0) -> T:
+    """One admin request, asked again while it fails retriably: the admin client sends it to
+    a node drawn at random, which may be the one a test has just killed."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    await admin.start()
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    return await ask(admin)
+                except KafkaError as exc:
+                    if not exc.retriable:
+                        raise
+                await asyncio.sleep(0.1)
     finally:
         await admin.close()
 
@@ -41,6 +99,7 @@ class Deployment:
     topics: Topics
     group: str
     partitions: int
+    replication: int = 1
 
     def broker_settings(self, **overrides: Any) -> BrokerSettings:
         return BrokerSettings(**self._base(), **overrides)
@@ -65,6 +124,7 @@ class Deployment:
             "CALCSTREAM_DLQ_TOPIC": self.topics.dlq,
             "CALCSTREAM_GROUP_ID": self.group,
             "CALCSTREAM_TOPIC_PARTITIONS": str(self.partitions),
+            "CALCSTREAM_REPLICATION_FACTOR": str(self.replication),
             "CALCSTREAM_SESSION_TIMEOUT_MS": "2000",
             "CALCSTREAM_HEARTBEAT_INTERVAL_MS": "500",
             "CALCSTREAM_METRICS_PORT": "0",
@@ -79,6 +139,7 @@ class Deployment:
             "results_topic": self.topics.results,
             "dlq_topic": self.topics.dlq,
             "topic_partitions": self.partitions,
+            "replication_factor": self.replication,
         }
 
 

@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
         "data across restarts. Ctrl-C stops everything cleanly, the broker last.",
     )
     dev.add_argument("--broker-port", type=int, default=9092, help="embedded Kafka port (9092)")
+    dev.add_argument("--brokers", type=_count, default=1, metavar="N",
+                     help="embedded Kafka nodes (1); more run a cluster on --broker-port and "
+                     "the ports after it, topics replicated 3 times (min.insync.replicas 2), "
+                     "its data in kafka-N beside the one node's")
     _add_data_options(dev)
     dev.add_argument("--host", default="127.0.0.1", help="API bind address (127.0.0.1)")
     dev.add_argument("--port", type=int, default=8000, help="API port (8000)")
@@ -253,9 +257,12 @@ def _dev(args: argparse.Namespace) -> int:
     configure("INFO")
     from calcstream.dev.secure import default_secure_data_dir
 
-    data_dir = args.data_dir or (default_secure_data_dir(default_data_dir()) if args.secure
-                                 else default_data_dir())
-    stack = DevStack(DevOptions(broker_port=args.broker_port, api_host=args.host,
+    data_dir = args.data_dir or (
+        default_secure_data_dir(default_data_dir()) if args.secure
+        else default_data_dir().with_name(f"kafka-{args.brokers}") if args.brokers > 1
+        else default_data_dir())
+    stack = DevStack(DevOptions(broker_port=args.broker_port, brokers=args.brokers,
+                                api_host=args.host,
                                 api_port=args.port, workers=args.workers,
                                 partitions=args.partitions, with_api=not args.no_api,
                                 metrics_port=args.metrics_port, data_dir=data_dir,
@@ -263,7 +270,7 @@ def _dev(args: argparse.Namespace) -> int:
     try:
         stack.start()
         return stack.wait()
-    except EmbeddedKafkaError as exc:
+    except (EmbeddedKafkaError, ValueError) as exc:
         print(f"calcstream dev: {exc}", file=sys.stderr)
         return 2
     finally:

@@ -2,9 +2,11 @@
 
 The broker keeps its data in ``default_data_dir()`` (or ``--data-dir``), so results, committed
 offsets and the API's recovery window survive a restart of the stack; ``--fresh`` starts empty.
-Ctrl-C (SIGINT to the terminal's foreground process group) reaches only this supervisor: the
-broker and the services run in sessions of their own. It stops the API, lets the workers drain
-and commit, and stops the broker last (a controlled shutdown).
+With ``brokers`` above 1 it runs a cluster of that many nodes instead (``core.kafka.cluster``:
+consecutive ports from ``broker_port``, a data directory each under ``data_dir``, topics
+replicated three times). Ctrl-C (SIGINT to the terminal's foreground process group) reaches
+only this supervisor: the broker and the services run in sessions of their own. It stops the
+API, lets the workers drain and commit, and stops the broker last (a controlled shutdown).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from pathlib import Path
 from calcstream.dev import secure
 from consumer.settings import WorkerSettings
 from core.admin import ensure_topics, wait_for_broker, wait_for_group
-from core.kafka import EmbeddedKafka, wipe_data_dir
+from core.kafka import EmbeddedCluster, EmbeddedKafka, wipe_data_dir
+from core.kafka.cluster import replication_for
 from core.settings import BrokerSettings
 
 logger = logging.getLogger(__name__)
@@ -46,6 +49,8 @@ class DevOptions:
     """What ``calcstream dev`` starts."""
 
     broker_port: int = 9092
+    brokers: int = 1
+    """Kafka nodes: 1, or a cluster on ``broker_port`` and the ports after it."""
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     workers: int = 1
@@ -64,7 +69,7 @@ class DevStack:
     def __init__(self, options: DevOptions, env: dict[str, str] | None = None) -> None:
         self.options = options
         self.env = dict(os.environ if env is None else env)
-        self.broker: EmbeddedKafka | None = None
+        self.broker: EmbeddedKafka | EmbeddedCluster | None = None
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.credentials: secure.Credentials | None = None
 
@@ -86,9 +91,18 @@ class DevStack:
                 "CALCSTREAM_MAX_MESSAGE_BYTES",
                 BrokerSettings.model_fields["max_message_bytes"].default))
             if options.secure:
+                if options.brokers > 1:
+                    raise ValueError("--secure runs one node; drop --brokers")
                 self.credentials = secure.Credentials.load_or_create(options.data_dir)
                 self.broker = secure.node(options.broker_port, options.data_dir,
                                           self.credentials, _say, max_bytes)
+            elif options.brokers > 1:
+                self.broker = EmbeddedCluster(
+                    options.brokers, data_dir=options.data_dir, progress=_say,
+                    ports=[options.broker_port + i for i in range(options.brokers)],
+                    max_message_bytes=max_bytes)
+                self.env.setdefault("CALCSTREAM_REPLICATION_FACTOR",
+                                    str(replication_for(options.brokers)[0]))
             else:
                 self.broker = EmbeddedKafka(options.broker_port, data_dir=options.data_dir,
                                             progress=_say, max_message_bytes=max_bytes)
@@ -97,7 +111,9 @@ class DevStack:
             self.env["CALCSTREAM_BOOTSTRAP_SERVERS"] = bootstrap
         self.env.setdefault("CALCSTREAM_TOPIC_PARTITIONS", str(options.partitions))
         settings = BrokerSettings(bootstrap_servers=bootstrap,
-                                  topic_partitions=options.partitions)
+                                  topic_partitions=options.partitions,
+                                  replication_factor=int(self.env.get(
+                                      "CALCSTREAM_REPLICATION_FACTOR", "1")))
         group = self.env.get("CALCSTREAM_GROUP_ID", WorkerSettings.model_fields["group_id"].default)
         creds = self.credentials
         watch: BrokerSettings | str = bootstrap
@@ -209,14 +225,20 @@ def _api_available() -> bool:
 
 
 def _banner(bootstrap: str, options: DevOptions, settings: BrokerSettings,
-            broker: EmbeddedKafka | None) -> str:
+            broker: EmbeddedKafka | EmbeddedCluster | None) -> str:
     topics = settings.topics
     lines = [
         "",
         "calcstream dev is up",
         f"  broker    {bootstrap}  (topics {topics.requests}, {topics.results}, {topics.dlq})",
     ]
-    if broker is not None:
+    if isinstance(broker, EmbeddedCluster):
+        replication, min_isr = replication_for(broker.size)
+        lines.append(f"  cluster   {broker.size} nodes, topics replicated {replication} times, "
+                     f"min.insync.replicas {min_isr}")
+        lines.append(f"  data      {broker.data_dir}  (node-1 to node-{broker.size}, kept across "
+                     "restarts; --fresh empties it; each node's log in node-N/logs/server.log)")
+    elif broker is not None:
         lines.append(f"  data      {broker.data_dir}  (kept across restarts; --fresh empties "
                      f"it; broker log in {broker.log_path})")
     lines += [

@@ -87,12 +87,13 @@ class EmbeddedKafka:
     """An Apache Kafka node subprocess. ``start()``/``stop()``, or ``with``.
 
     ``data_dir``: where it keeps its data; None makes a temporary one, removed on ``__exit__``.
-    ``settings``: broker settings on top of ``single_node_settings``. ``quorum`` and
-    ``node_id`` make it one node of several (``controller.quorum.voters``); by default it is
-    its own quorum of one. ``listener`` is the client listener's security protocol (the
-    controller's stays PLAINTEXT on ``host``); ``format_options`` go to the first start's
-    ``StorageTool format`` (``--add-scram`` users); ``probe`` says whether the node answers
-    (default: a plaintext Metadata request lists a broker).
+    ``settings``: broker settings on top of ``single_node_settings``. ``quorum`` (the
+    ``controller.quorum.voters``), ``node_id`` and ``cluster_id`` make it one node of several
+    (``core.kafka.cluster``); by default it is its own quorum of one. ``listener`` is the
+    client listener's security protocol (the controller's stays PLAINTEXT on ``host``);
+    ``format_options`` go to the first start's ``StorageTool format`` (``--add-scram`` users);
+    ``probe`` says whether the node answers (default: a plaintext Metadata request lists a
+    broker).
     """
 
     def __init__(
@@ -100,14 +101,16 @@ class EmbeddedKafka:
         max_message_bytes: int = 8 * 1024 * 1024, settings: Mapping[str, str] | None = None,
         jvm_options: Sequence[str] = DEFAULT_JVM_OPTIONS, node_id: int = 1,
         controller_port: int | None = None, quorum: str | None = None,
-        progress: jars.Progress | None = None, listener: str = "PLAINTEXT",
-        format_options: Sequence[str] = (), probe: Callable[[], bool] | None = None,
+        cluster_id: str | None = None, progress: jars.Progress | None = None,
+        listener: str = "PLAINTEXT", format_options: Sequence[str] = (),
+        probe: Callable[[], bool] | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.node_id = node_id
         self.controller_port = controller_port or free_port(host)
         self.quorum = quorum or f"{node_id}@{host}:{self.controller_port}"
+        self.cluster_id = cluster_id
         self._temporary = data_dir is None
         self.data_dir = Path(tempfile.mkdtemp(prefix="calcstream-kafka-")) if data_dir is None \
             else Path(data_dir)
@@ -118,6 +121,7 @@ class EmbeddedKafka:
         self.format_options = list(format_options)
         self._probe = probe or (lambda: metadata_brokers(self.host, self.port) > 0)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._launched = 0.0
         self._dumping: Path | None = None
 
     @property
@@ -144,12 +148,20 @@ class EmbeddedKafka:
         a metadata request; ``KafkaStartError`` with the end of its log if it does not."""
         if self._proc is not None:
             return
+        self.launch()
+        self.wait_until_ready(self._launched + timeout)
+
+    def launch(self) -> None:
+        """Format the storage the first time and start the JVM, without waiting for it to
+        answer: the nodes of a quorum answer only once a majority of them runs."""
+        if self._proc is not None:
+            return
         if port_open(self.host, self.port):
             raise KafkaStartError(f"port {self.host}:{self.port} is already in use: another "
                                   "broker (or something else) listens there")
         java = jars.java_executable()
         cp = jars.classpath(self.progress)
-        started = time.monotonic()
+        self._launched = time.monotonic()
         props = self._write_properties()
         if not (self.data_dir / "log" / "meta.properties").exists():
             self._format(java, cp, props)
@@ -163,10 +175,26 @@ class EmbeddedKafka:
             # broker, which must outlive the services that still drain into it.
             self._proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, start_new_session=True)
-        self._wait_until_ready(started + timeout)
+
+    def wait_until_ready(self, deadline: float) -> None:
+        """Return once the launched node answers (its ``probe``); ``KafkaStartError`` with the
+        end of its log if it exits first or ``deadline`` (``time.monotonic()``) passes."""
+        proc = self._proc
+        if proc is None:
+            raise KafkaStartError(f"Kafka node {self.node_id} was not launched")
+        while not self._probe():
+            if proc.poll() is not None:
+                self._proc = None
+                raise KafkaStartError(f"Kafka node {self.node_id} exited with code "
+                                      f"{proc.returncode} during start-up:\n{self._log_tail()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise KafkaStartError(f"Kafka node {self.node_id} did not answer on "
+                                      f"{self.bootstrap_servers} in time:\n{self._log_tail()}")
+            time.sleep(0.05)
         logger.info("Apache Kafka %s (node %d) answering on %s after %.1fs, pid %d, data in %s",
                     jars.kafka_version(), self.node_id, self.bootstrap_servers,
-                    time.monotonic() - started, self._proc.pid, self.data_dir)
+                    time.monotonic() - self._launched, proc.pid, self.data_dir)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Controlled shutdown (SIGTERM), SIGKILL after ``timeout``; the data stays. Safe to
@@ -175,6 +203,7 @@ class EmbeddedKafka:
         if proc is None:
             return
         if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a paused JVM handles SIGTERM only once running
             proc.terminate()
             try:
                 proc.wait(timeout)
@@ -253,7 +282,7 @@ class EmbeddedKafka:
         return path
 
     def _format(self, java: str, cp: str, props: Path) -> None:
-        cluster_id = new_cluster_id()
+        cluster_id = self.cluster_id or new_cluster_id()
         done = subprocess.run(
             [java, *self.jvm_options, *self._class_archive(dump=False), "-cp", cp,
              f"-Dlog4j2.configurationFile={_log4j_config()}",
@@ -286,20 +315,6 @@ class EmbeddedKafka:
             dumping.replace(dumping.with_name(_CLASS_ARCHIVE))
         else:
             dumping.unlink(missing_ok=True)
-
-    def _wait_until_ready(self, deadline: float) -> None:
-        proc = self._proc
-        assert proc is not None
-        while not self._probe():
-            if proc.poll() is not None:
-                self._proc = None
-                raise KafkaStartError(f"Kafka node {self.node_id} exited with code "
-                                      f"{proc.returncode} during start-up:\n{self._log_tail()}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise KafkaStartError(f"Kafka node {self.node_id} did not answer on "
-                                      f"{self.bootstrap_servers} in time:\n{self._log_tail()}")
-            time.sleep(0.05)
 
     def _log_tail(self, lines: int = 15) -> str:
         out = []

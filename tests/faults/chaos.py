@@ -1,9 +1,11 @@
 """``python -m tests.faults.chaos``: the fault scenarios at length, next to a no-fault baseline.
 
 Starts its own Apache Kafka (``core.kafka``), runs every scenario of ``tests.faults.scenarios``
-with tens of thousands of requests (fresh topics and group each), and writes
-``RELIABILITY.md``: accepted, lost, duplicates, recovery and latency per scenario, all computed
-from the topics by ``tests.faults.checker``.
+with tens of thousands of requests (fresh topics and group each), then those of
+``tests.faults.cluster`` on a three-node cluster of its own with the load through the API, each
+under both processing guarantees, and writes ``RELIABILITY.md``: accepted, lost, duplicates,
+recovery and latency per scenario, all computed from the topics by ``tests.faults.checker``,
+and per cluster fault what the API answered.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from consumer.settings import WorkerSettings
 from core.admin import wait_for_broker
-from core.kafka import EmbeddedKafka, kafka_version
+from core.kafka import EmbeddedCluster, EmbeddedKafka, kafka_version
 from core.net import free_port
 from schemas.topics import Topics
-from tests.faults import scenarios
+from tests.faults import cluster, scenarios
 from tests.faults.attacks import BURST, RATE, run_attacks, table
 from tests.faults.harness import Fleet
 from tests.faults.scenarios import Run
@@ -33,7 +36,30 @@ from tests.producer_api.tenants import keyed_stack
 
 FLEET_ENV = {"CALCSTREAM_SESSION_TIMEOUT_MS": "1000", "CALCSTREAM_HEARTBEAT_INTERVAL_MS": "250"}
 
-Scenario = Callable[[Fleet, float, float, EmbeddedKafka], Awaitable[Run]]
+@dataclass
+class Brokers:
+    """What the scenarios run against: the single node, and a three-node cluster started the
+    first time a scenario asks for it. ``api_rate``: submits per second through the API."""
+
+    single: EmbeddedKafka
+    api_rate: float
+    _cluster: EmbeddedCluster | None = None
+
+    def cluster(self) -> EmbeddedCluster:
+        """The three-node cluster, started on first use."""
+        if self._cluster is None:
+            self._cluster = EmbeddedCluster(3)
+            self._cluster.start()
+        return self._cluster
+
+    def close(self) -> None:
+        """Stop whatever was started."""
+        if self._cluster is not None:
+            self._cluster.close()
+        self.single.close()
+
+
+Scenario = Callable[[Fleet, float, float, Brokers], Awaitable[Run]]
 
 SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "baseline": ("no fault, two workers",
@@ -66,13 +92,32 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
                    lambda f, rate, scale, _: scenarios.crash_loop(f, rate, _total(rate, scale))),
     "broker_restart": ("SIGKILL the broker under load, start it again on its data directory; "
                        "the workers and the load keep running",
-                       lambda f, rate, scale, broker: scenarios.broker_restart(
-                           f, broker, rate, restarts=max(1, round(3 * scale)),
+                       lambda f, rate, scale, brokers: scenarios.broker_restart(
+                           f, brokers.single, rate, restarts=max(1, round(3 * scale)),
                            at_least=_total(rate, scale))),
     "poison": ("1,000 malformed records, 50 singular matrices and one oversized result among "
                "good requests, written with librdkafka",
                lambda f, rate, scale, _: scenarios.poison(f, _total(rate, scale), rate)),
+    "leader_kill": ("three nodes, the load through the API: SIGKILL the leader of a request "
+                    "partition, start it again on its data once another leads; twice",
+                    lambda f, rate, scale, b: cluster.leader_kill(
+                        f, b.cluster(), b.api_rate, kills=max(1, round(2 * scale)),
+                        at_least=_total(b.api_rate, scale))),
+    "broker_pause": ("three nodes, the load through the API: SIGSTOP the leader of a request "
+                     "partition until its broker session expired and others lead, then "
+                     "SIGCONT; twice",
+                     lambda f, rate, scale, b: cluster.broker_pause(
+                         f, b.cluster(), b.api_rate, pauses=max(1, round(2 * scale)),
+                         at_least=_total(b.api_rate, scale))),
+    "rolling_restart": ("three nodes, the load through the API: restart each node in turn "
+                        "(controlled shutdown), the next once it is back in every ISR",
+                        lambda f, rate, scale, b: cluster.rolling_restart(
+                            f, b.cluster(), b.api_rate, rounds=max(1, round(scale)),
+                            at_least=_total(b.api_rate, scale))),
 }
+
+
+ON_CLUSTER = {"leader_kill", "broker_pause", "rolling_restart"}
 
 
 def _without_journal(fleet: Fleet, run: Awaitable[Run]) -> Awaitable[Run]:
@@ -85,19 +130,21 @@ def _total(rate: float, scale: float) -> int:
     return int(rate * 30 * scale)
 
 
-async def new_deployment(bootstrap: str, partitions: int = 4) -> Deployment:
-    """Fresh topics and group on the chaos broker."""
+async def new_deployment(bootstrap: str, partitions: int = 4,
+                         replication: int = 1) -> Deployment:
+    """Fresh topics and group on the chaos broker (or cluster)."""
     suffix = unique("chaos")
     dep = Deployment(bootstrap, Topics(f"calc.requests.{suffix}", f"calc.results.{suffix}",
-                                       f"calc.dlq.{suffix}"), f"workers-{suffix}", partitions)
-    await create_topics(bootstrap, dep.topics.all(), partitions)
+                                       f"calc.dlq.{suffix}"), f"workers-{suffix}", partitions,
+                     replication)
+    await create_topics(bootstrap, dep.topics.all(), partitions, replication)
     return dep
 
 
 GUARANTEES = ("at_least_once", "exactly_once")
 
 
-async def run_all(broker: EmbeddedKafka, names: list[str], rate: float, scale: float,
+async def run_all(brokers: Brokers, names: list[str], rate: float, scale: float,
                   logs: Path | None = None, guarantee: str = "at_least_once",
                   ) -> tuple[list[Run], dict[str, str]]:
     """Each scenario in turn on fresh topics; a scenario that fails is reported, not fatal."""
@@ -105,11 +152,15 @@ async def run_all(broker: EmbeddedKafka, names: list[str], rate: float, scale: f
     failures: dict[str, str] = {}
     for name in names:
         _, scenario = SCENARIOS[name]
-        fleet = Fleet(await new_deployment(broker.bootstrap_servers),
-                      {**FLEET_ENV, "CALCSTREAM_PROCESSING_GUARANTEE": guarantee})
+        if name in ON_CLUSTER:
+            bootstrap = await asyncio.to_thread(lambda: brokers.cluster().bootstrap_servers)
+            dep = await new_deployment(bootstrap, replication=3)
+        else:
+            dep = await new_deployment(brokers.single.bootstrap_servers)
+        fleet = Fleet(dep, {**FLEET_ENV, "CALCSTREAM_PROCESSING_GUARANTEE": guarantee})
         started = time.monotonic()
         try:
-            run = await scenario(fleet, rate, scale, broker)
+            run = await scenario(fleet, rate, scale, brokers)
         except Exception as exc:  # noqa: BLE001 - the report says which scenario broke and how
             failures[name] = f"{type(exc).__name__}: {str(exc)[:300]}"
             print(f"{guarantee} {name}: FAILED {failures[name]}\n{fleet.logs()[-4000:]}",
@@ -139,7 +190,7 @@ def _ms(value: float) -> str:
 
 
 def render(by_guarantee: dict[str, tuple[list[Run], dict[str, str]]], command: str, rate: float,
-           elapsed: float) -> str:
+           elapsed: float, api_rate: float = 200.0) -> str:
     """RELIABILITY.md: each scenario under each guarantee, side by side."""
     runs, failures = by_guarantee.get("at_least_once", next(iter(by_guarantee.values())))
     base = next((r for r in runs if r.name == "baseline"), None)
@@ -150,7 +201,8 @@ def render(by_guarantee: dict[str, tuple[list[Run], dict[str, str]]], command: s
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {elapsed / 60:.1f} min, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"Apache Kafka {kafka_version()} (`core.kafka`: one KRaft node, broker and "
-        "controller, data on disk), 4 partitions, idempotent producers, "
+        "controller, data on disk; the cluster scenarios on three such nodes, replication 3, "
+        "`min.insync.replicas` 2), 4 partitions, idempotent producers, "
         f"worker defaults ({_defaults(*_REPORTED_DEFAULTS)}) "
         "with a 1 s session timeout (heartbeat 250 ms). "
         f"Load average at the end {os.getloadavg()[0]:.1f} (the machine is shared: latency "
@@ -179,10 +231,11 @@ def render(by_guarantee: dict[str, tuple[list[Run], dict[str, str]]], command: s
                 f" | {_ms(v.percentile(99))} | {_ms(v.percentile(50))} |")
         for name, error in g_failures.items():
             lines.append(f"| {name} | FAILED: {error} |||||||||| |")
+        lines += _cluster_table([r for r in g_runs if r.name in ON_CLUSTER], api_rate)
         lines += ["", "Details:", ""]
         for run in g_runs:
             description, _ = SCENARIOS[run.name]
-            extra = ", ".join(f"{k}: {v}" for k, v in run.notes.items())
+            extra = ", ".join(f"{k}: {v}" for k, v in run.notes.items() if k != "per_fault")
             checks = (f"phantoms {len(run.verdict.phantoms)}, invalid records "
                       f"{len(run.verdict.invalid)}, wrong values {len(run.wrong_values)}, "
                       f"dead letters {run.verdict.dead_letters:,}")
@@ -196,6 +249,31 @@ def render(by_guarantee: dict[str, tuple[list[Run], dict[str, str]]], command: s
                                  batch=defaults.max_batch_size,
                                  interval=defaults.transaction_interval_ms)]
     return "\n".join(lines) + "\n"
+
+
+def _cluster_table(runs: list[Run], api_rate: float) -> list[str]:
+    """What the API answered during each fault of the cluster scenarios."""
+    if not runs:
+        return []
+    lines = ["", "## The three-node cluster, seen through the API", "",
+             f"Two workers and one API process; the load is single submits through the API at "
+             f"{api_rate:,.0f}/s, each id sent once, and accepted means answered 2xx (so "
+             "**unseen** counts 2xx answers the broker never acknowledged). Per fault: the "
+             "503s the API answered (with Retry-After), from its first to its last 503, how long "
+             "until every request partition the node led took a request again (a 2xx to a "
+             "submit sent after the fault), and until the metadata named another leader for "
+             "each. The goal is 10 s.", "",
+             "| scenario | fault | 503s | 503 window (ms) | partition answered again (ms) | "
+             "leader elected (ms) | other answers |", "|---|---|---:|---:|---:|---:|---|"]
+    for run in runs:
+        for fault in run.notes.get("per_fault", []):
+            other = ", ".join(f"{k} {v}" for k, v in fault.items() if k.startswith(
+                ("answered_", "no_answer_"))) or "none"
+            elected = fault.get("leader_elected_ms")
+            lines.append(f"| {run.name} | {fault['fault']} | {fault['api_503']:,} | "
+                         f"{fault['window_503_ms']:,} | {fault['partition_back_ms']:,} | "
+                         f"{'–' if elected is None else _ms(elected)} | {other} |")
+    return lines
 
 
 def _side_by_side(by_guarantee: dict[str, tuple[list[Run], dict[str, str]]]) -> list[str]:
@@ -364,6 +442,8 @@ def main() -> None:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="python -m tests.faults.chaos", description=__doc__)
     parser.add_argument("--rate", type=float, default=1000.0, help="requests per second")
+    parser.add_argument("--api-rate", type=float, default=200.0,
+                        help="submits per second through the API in the cluster scenarios")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies faults and counts")
     parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="run only these")
     parser.add_argument("--guarantees", nargs="*", choices=GUARANTEES, default=list(GUARANTEES),
@@ -378,18 +458,20 @@ def main() -> None:
     command = "python -m tests.faults.chaos " + " ".join(sys.argv[1:])
     broker = EmbeddedKafka(free_port())
     broker.start()
+    brokers = Brokers(broker, args.api_rate)
     started = time.monotonic()
     try:
         asyncio.run(wait_for_broker(broker.bootstrap_servers))
-        by_guarantee = {g: asyncio.run(run_all(broker, names, args.rate, args.scale, args.logs, g))
+        by_guarantee = {g: asyncio.run(run_all(brokers, names, args.rate, args.scale, args.logs, g))
                         for g in args.guarantees}
         with tempfile.TemporaryDirectory() as keys, \
                 keyed_stack(broker.bootstrap_servers, Path(keys), tenant_rate_per_s=RATE,
                             tenant_burst=BURST) as keyed:
             outcomes = asyncio.run(run_attacks(keyed))
     finally:
-        broker.close()
-    report = render(by_guarantee, command.strip(), args.rate, time.monotonic() - started)
+        brokers.close()
+    report = render(by_guarantee, command.strip(), args.rate, time.monotonic() - started,
+                    args.api_rate)
     report += "\n" + "\n".join(table(outcomes))
     args.out.write_text(report)
     print(report)

@@ -1,5 +1,6 @@
 """``calcstream dev`` (what ``make run`` starts): up and answering at once, down cleanly on the
-terminal's Ctrl-C, and what it computed still there after a restart on the same data."""
+terminal's Ctrl-C, and what it computed still there after a restart on the same data; with
+``--brokers 3``, on a cluster whose topics have three replicas."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from core.admin import wait_for_group
-from core.net import free_port
+from core.net import free_port, port_open
+from tests.kafka import describe_partitions
 
 
 class Dev:
@@ -131,3 +134,36 @@ def test_the_secure_stack_lets_each_user_do_its_part(tmp_path: Path) -> None:
     assert env["CALCSTREAM_SASL_PASSWORD"] in passwords
     for password in json.loads(passwords)["users"].values():
         assert password not in log
+
+
+def _consecutive_free_ports(count: int) -> int:
+    """A port such that it and the ``count - 1`` after it are free."""
+    while True:
+        base = free_port()
+        if base + count < 65536 and not any(port_open("127.0.0.1", base + i)
+                                            for i in range(1, count)):
+            return base
+
+
+@pytest.mark.timeout(300)  # three JVMs start side by side
+def test_dev_with_three_brokers_runs_a_cluster_with_replicated_topics(tmp_path: Path) -> None:
+    base = _consecutive_free_ports(3)
+    dev = Dev(tmp_path, tmp_path / "kafka-3", "cluster", "--brokers", "3",
+              "--broker-port", str(base))
+    try:
+        dev.wait_until_up(timeout=180)
+        response = httpx.post(f"http://127.0.0.1:{dev.api}/v1/calculations?wait=10",
+                              json={"id": "rf-1", "op": "sum", "data": [1, 2, 3]}, timeout=15)
+        assert response.status_code == 200, response.text
+        bootstrap = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
+        for topic in ("calc.requests", "calc.results", "calc.dlq"):
+            partitions = asyncio.run(describe_partitions(bootstrap, topic))
+            assert partitions and all(len(p.replicas) == 3 for p in partitions.values())
+        assert dev.ctrl_c() == 0, dev.text()
+    finally:
+        dev.close()
+    log = dev.text()
+    assert "cluster   3 nodes, topics replicated 3 times, min.insync.replicas 2" in log
+    assert f"broker    {bootstrap}" in log
+    assert "shut down gracefully" in log
+    assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
