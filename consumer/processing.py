@@ -34,6 +34,7 @@ from schemas.messages import (
     TENANT_HEADER,
     DeadLetterHeaders,
     is_request_id,
+    reply_partition_of,
     tenant_of,
 )
 
@@ -74,11 +75,13 @@ class DeadLetter:
 
 
 class ResultRecord(NamedTuple):
-    """A result to write: keyed by its id, with the request's tenant header when it had one."""
+    """A result to write: keyed by its id, with the request's tenant header when it had one,
+    to the partition the request's reply-partition header names (None: by key)."""
 
     key: bytes
     value: bytes
     headers: list[tuple[str, bytes]] | None = None
+    partition: int | None = None
 
 
 @dataclass(slots=True)
@@ -283,9 +286,11 @@ def _emit(
         doc.update(status="error", result=None, error=_too_large(len(value), limit))
         status = "error"
         value = orjson.dumps(doc)
-    tenant = tenant_of(record.headers) if record.headers else ""
+    headers = record.headers
+    tenant = tenant_of(headers) if headers else ""
     out.results.append(ResultRecord(request_id.encode(), value,
-                                    [(TENANT_HEADER, tenant.encode())] if tenant else None))
+                                    [(TENANT_HEADER, tenant.encode())] if tenant else None,
+                                    reply_partition_of(headers) if headers else None))
     out.statuses[status] = out.statuses.get(status, 0) + 1
 
 

@@ -38,7 +38,7 @@ class BatchPublisher:
         pending: list[Outgoing] = [
             (self.topics.dlq, None, d.key, d.value, d.headers) for d in output.dead_letters
         ]
-        pending += [(self.topics.results, None, r.key, r.value, r.headers)
+        pending += [(self.topics.results, r.partition, r.key, r.value, r.headers)
                     for r in output.results]
         pending += journal_records(marks)
         await self.send(pending)

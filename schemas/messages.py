@@ -57,6 +57,26 @@ def tenant_of(headers: Iterable[tuple[str, bytes]]) -> str:
         if key == TENANT_HEADER:
             return value.decode("utf-8", "replace")
     return ""
+
+
+REPLY_PARTITION_HEADER = "reply-partition"
+"""The record header naming the partition of the result topic a request's result goes to:
+UTF-8 decimal digits. The API stamps it on every request so the replica that will be asked
+about the id reads that partition (``producer_api.reader``); an outside producer reading its
+own replies may set it too. A request without it, or naming a partition the topic does not
+have, gets its result keyed by id as before (``schemas.topics.partition_of``)."""
+REPLY_PARTITION_PATTERN = re.compile(r"^[0-9]{1,9}$")
+
+
+def reply_partition_of(headers: Iterable[tuple[str, bytes]]) -> int | None:
+    """The result partition a request's headers ask for, or None (none, or not a number)."""
+    for key, value in headers:
+        if key == REPLY_PARTITION_HEADER:
+            text = value.decode("ascii", "replace")
+            return int(text) if REPLY_PARTITION_PATTERN.match(text) else None
+    return None
+
+
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 ResultStatus = Literal["ok", "error", "expired"]
 
@@ -139,6 +159,12 @@ class RecordHeaders(_Wire):
         default=None, alias=TENANT_HEADER,
         description="Whose request this is; the worker copies it onto the result. Absent: no "
         "tenant (records of producers that write to the topic themselves).")
+    reply_partition: Annotated[
+        str, StringConstraints(pattern=REPLY_PARTITION_PATTERN.pattern)] | None = Field(
+        default=None, alias=REPLY_PARTITION_HEADER,
+        description="Requests only: the partition of the result topic (decimal) the result is "
+        "written to. The API sets it; absent, or a partition the topic does not have: the "
+        "result is keyed by id (CRC-32 of the key modulo the partition count).")
 
 
 class DeadLetterHeaders(_Wire):
