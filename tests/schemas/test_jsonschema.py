@@ -159,11 +159,13 @@ def test_exported_schemas_name_their_topics() -> None:
 
 def test_the_record_headers_schema_names_what_the_services_read() -> None:
     from schemas.encoding import CONTENT_TYPE_HEADER, CONTENT_TYPES
-    from schemas.messages import TENANT_HEADER, RecordHeaders
+    from schemas.messages import REPLY_PARTITION_HEADER, TENANT_HEADER, RecordHeaders
 
     props = RecordHeaders.model_json_schema()["properties"]
-    assert set(props) == {CONTENT_TYPE_HEADER, TENANT_HEADER}
+    assert set(props) == {CONTENT_TYPE_HEADER, TENANT_HEADER, REPLY_PARTITION_HEADER}
     assert set(props[CONTENT_TYPE_HEADER]["anyOf"][0]["enum"]) == set(CONTENT_TYPES)
     schema = Draft202012Validator(export_all()["record-headers.json"])
     assert schema.is_valid({"tenant": "acme", "content-type": CONTENT_TYPES[1]})
     assert not schema.is_valid({"tenant": "a b"})
+    assert schema.is_valid({"reply-partition": "11"})
+    assert not schema.is_valid({"reply-partition": "-1"})
