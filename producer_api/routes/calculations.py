@@ -169,7 +169,9 @@ async def _submit_batch(request: Request, services: Services, tenant: str, op: s
     description="`queued` until the result arrives, then the result document (status ok, "
     "error or expired). 404 for an id this deployment never accepted or has forgotten: ids "
     "are remembered for result_ttl_s (15 min by default) after their last change, and at most "
-    "result_store_max (100,000) of them.",
+    "result_store_max (100,000) of them. Any replica answers for any id: one that does not "
+    "read the id's reply partition reads it first (a 503 with Retry-After if that takes more "
+    "than reply_lookup_s).",
     responses={200: {"model": State, "description": "Queued, or the result."},
                404: docs.error("Unknown or forgotten id."), 422: docs.INVALID,
                503: docs.OVERLOADED},
