@@ -88,7 +88,8 @@ class _Feed:
         self.name = name
         self.complete: set[int] = set()  # read up to where it ended when reading began
         self.targets: dict[TopicPartition, int] = {}  # end offsets still to reach
-        self.live_from_ms: dict[int, float] = {}  # newer results get their latency observed
+        self.live_from_ms: dict[int, float] = {}  # when reading began: newer results get their
+        # latency observed, and results older than the recovery window before it are skipped
 
     def drop(self, partitions: Iterable[int]) -> None:
         """No longer read here."""
@@ -340,10 +341,11 @@ class ResultReader:
             logger.warning("reading results failed (%s); retrying", exc)
             await asyncio.sleep(0.5)
             return
-        recover_from_ms = (time.time() - self.settings.recover_s) * 1000
+        window_ms = self.settings.recover_s * 1000
         live_from = feed.live_from_ms
         for tp, records in fetched.items():
             live_ms = live_from.get(tp.partition, 0.0)
+            recover_from_ms = live_ms - window_ms
             for record in records:
                 if record.timestamp >= recover_from_ms:
                     self._handle(record.value, record.timestamp >= live_ms,
