@@ -14,8 +14,8 @@ its partition, not every replica.
   producers without the header are keyed by id, which is the same partition. The ids the API
   assigns are drawn until they land on a partition the accepting replica owns, so the
   ``?wait=`` and WebSocket watch of a submit are answered from that replica's own share.
-- *Asked about an id elsewhere.* ``GET`` on a replica that does not own the id's partition
-  borrows it: a second consumer (no group) reads that partition from the recovery window, and
+- *Asked about an id elsewhere.* ``GET`` of an id without a result here, on a replica that
+  does not own the id's partition, borrows it: a second consumer (no group) reads that partition from the recovery window, and
   the ``GET`` waits until it has read up to where the partition ended (at most
   ``reply_lookup_s``, then 503), then answers from the store. The partition stays borrowed
   ``reply_borrow_s`` after the last ``GET`` there, so polling an id costs one read of its

@@ -182,9 +182,10 @@ async def get_state(request_id: RequestIdPath, services: ServicesDep,
     """The current state of a request of the caller's tenant."""
     key = scoped(principal.tenant, request_id)
     entry = services.store.get(key)
-    if entry is None:
-        # Accepted by another replica, or before a restart: its result is on its reply
-        # partition, which this replica reads now (or borrows) up to where it ends.
+    if entry is None or entry.result is None:
+        # Accepted by another replica, or before a restart, or here with an id whose reply
+        # partition is another replica's: its result is on that partition, which this replica
+        # reads now (its own, or borrowed) up to where it ends.
         reader = services.reader
         if not await reader.complete(reader.routes.partition_of(request_id)):
             raise Unavailable("this replica is still reading the results of that id's "

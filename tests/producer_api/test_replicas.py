@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -130,6 +131,20 @@ async def test_any_replica_answers_for_an_id_another_accepted(deployment: Deploy
                 assert message["result"] == 42
             finally:
                 worker.resume()
+
+            # A client id accepted by A whose result goes to B's share: polling A still
+            # sees it answered.
+            poll_id = next(candidate for candidate in
+                           (f"poll-{uuid.uuid4().hex[:8]}" for _ in itertools.count())
+                           if where.partition_of(candidate) in shares[port(b)])
+            r = await http.post(f"{a.base_url}/v1/calculations",
+                                json={"id": poll_id, "op": "sum", "data": [7, 7]})
+            assert r.status_code == 202
+
+            async def polled_answered() -> bool:
+                r = await http.get(f"{a.base_url}/v1/calculations/{poll_id}")
+                return r.status_code == 200 and r.json()["status"] == "ok"
+            await eventually(polled_answered, 30, "the polled id answered on A")
 
             # A client id re-posted to the other replica with ?wait= gets its result there.
             body = {"id": f"client-{uuid.uuid4().hex[:8]}", "op": "sum", "data": [5, 5]}
