@@ -15,13 +15,13 @@ its partition, not every replica.
   assigns are drawn until they land on a partition the accepting replica owns, so the
   ``?wait=`` and WebSocket watch of a submit are answered from that replica's own share.
 - *Asked about an id elsewhere.* ``GET`` of an id without a result here, on a replica that
-  does not own the id's partition, borrows it: a second consumer (no group) reads that partition from the recovery window, and
-  the ``GET`` waits until it has read up to where the partition ended (at most
-  ``reply_lookup_s``, then 503), then answers from the store. The partition stays borrowed
-  ``reply_borrow_s`` after the last ``GET`` there, so polling an id costs one read of its
-  partition, not one per poll. A ``?wait=`` or WebSocket watch of an id on a partition this
-  replica does not own borrows it for as long as it waits; a WebSocket ``all`` stream borrows
-  every partition (it promises every result).
+  does not own the id's partition, borrows it: a second consumer (no group) reads that
+  partition from the recovery window, and the ``GET`` waits until it has read up to where the
+  partition ended (at most ``reply_lookup_s``, then 503), then answers from the store. The
+  partition stays borrowed ``reply_borrow_s`` after the last ``GET`` there, so polling an id
+  costs one read of its partition, not one per poll. A ``?wait=`` or WebSocket watch of an
+  id on a partition this replica does not own borrows it for as long as it waits; a WebSocket
+  ``all`` stream borrows every partition (it promises every result).
 - *Partitions move.* When the group takes a partition from this replica, its position is
   kept; if someone here still waits for an id there, the borrower reads on from that position,
   so nothing written meanwhile is missed. A partition this replica gains is read from the

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import itertools
 import re
+import signal
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
@@ -243,7 +244,7 @@ async def test_replicas_joining_and_leaving_lose_no_waited_result(
                 for replica in (b, c):
                     r = await http.get(f"{replica.base_url}/metrics")
                     assert _waiters(r.text) > 0, f"{replica.name} has clients waiting"
-                b.proc.send_signal(15)
+                b.proc.send_signal(signal.SIGTERM)
                 c.kill()
                 worker.resume()
                 results = await asyncio.gather(*clients)
