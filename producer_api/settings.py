@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field
 
 from core.settings import BrokerSettings
+from schemas.topics import reply_group_of
 
 MiB = 1024 * 1024
 
@@ -267,7 +268,7 @@ class ApiSettings(BrokerSettings):
     @property
     def reply_group_id(self) -> str:
         """The reply group's id."""
-        return self.reply_group or f"calcstream-api.{self.results_topic}"
+        return self.reply_group or reply_group_of(self.results_topic)
 
     def reader_options(self, group: bool = False) -> dict[str, Any]:
         """``AIOKafkaConsumer`` options for the result reader: committed results only, no
