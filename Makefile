@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-tools kafka browser redis promtool openssl lint schema chaos nightly bench \
+.PHONY: setup run test test-tools kafka browser redis promtool openssl nginx lint schema chaos nightly bench \
 	bench-quick wrk clean
 
 # What `make run` needs: the virtualenv. The embedded Apache Kafka's jars are resolved by Maven
@@ -13,7 +13,7 @@ setup: $(STAMP)
 
 # What only the tests need on top: Kafka's jars resolved up front (so a missing Java or Maven
 # is one clear line, not a failed fixture), Redis and Chromium.
-test-tools: kafka redis browser promtool openssl
+test-tools: kafka redis browser promtool openssl nginx
 
 kafka: setup
 	$(BIN)/calcstream broker --fetch
@@ -48,6 +48,14 @@ openssl:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; \
 	  else echo "the Kafka security tests need openssl: sudo apt-get install -y openssl"; fi; }
+
+# The reply-routing tests put API replicas behind a real nginx (Debian's package) of their own,
+# on free ports with a generated config; the system service is not used.
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; \
+	  else echo "the reply-routing tests need nginx: sudo apt-get install -y nginx"; fi; }
 
 # The HTTP load generator of the bench (Debian's wrk), installed like Chromium above.
 wrk:

@@ -5,7 +5,9 @@ a worker publishing a batch of 512 results spends more of its event loop on that
 network. ``send_all`` builds the record batches itself (the producer's own ``BatchBuilder``,
 up to ``max_batch_size`` each) and hands each to ``send_batch``: one future per record batch.
 Records without a partition go to their key's partition (``schemas.topics.partition_of``,
-as the API places requests), unkeyed ones to a random partition.
+as the API places requests), unkeyed ones to a random partition. So do records naming a
+partition their topic does not have (a reply-partition header of a request written with
+another partition count in mind): a batch the broker refuses forever would block the worker.
 """
 
 from __future__ import annotations
@@ -36,13 +38,13 @@ async def send_all(producer: AIOKafkaProducer, records: Sequence[Outgoing]
     known: dict[str, list[int]] = {}
     for record in records:
         topic, partition, key = record[0], record[1], record[2]
-        if partition is None:
-            partitions = known.get(topic)
-            if partitions is None:
-                try:  # waits for metadata, as send() does: a broker away fails it in time
-                    partitions = known[topic] = sorted(await producer.partitions_for(topic))
-                except KafkaError as exc:
-                    return list(records), [exc]
+        partitions = known.get(topic)
+        if partitions is None:
+            try:  # waits for metadata, as send() does: a broker away fails it in time
+                partitions = known[topic] = sorted(await producer.partitions_for(topic))
+            except KafkaError as exc:
+                return list(records), [exc]
+        if partition is None or partition not in partitions:
             partition = (partition_of(key, partitions) if key is not None
                          else random.choice(partitions))
         groups.setdefault((topic, partition), []).append(record)

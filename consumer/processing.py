@@ -33,6 +33,7 @@ from schemas.messages import (
     SCHEMA_VERSION,
     DeadLetterHeaders,
     is_request_id,
+    reply_partition_of,
     result_headers,
 )
 
@@ -74,11 +75,13 @@ class DeadLetter:
 
 class ResultRecord(NamedTuple):
     """A result to write: keyed by its id, with the request's tenant and trace headers when it
-    had them (``schemas.messages.RESULT_HEADERS``)."""
+    had them (``schemas.messages.RESULT_HEADERS``), to the partition the request's
+    reply-partition header names (None: by key)."""
 
     key: bytes
     value: bytes
     headers: list[tuple[str, bytes]] | None = None
+    partition: int | None = None
 
 
 @dataclass(slots=True)
@@ -283,8 +286,10 @@ def _emit(
         doc.update(status="error", result=None, error=_too_large(len(value), limit))
         status = "error"
         value = orjson.dumps(doc)
+    headers = record.headers
     out.results.append(ResultRecord(request_id.encode(), value,
-                                    result_headers(record.headers) if record.headers else None))
+                                    result_headers(headers) if headers else None,
+                                    reply_partition_of(headers) if headers else None))
     out.statuses[status] = out.statuses.get(status, 0) + 1
 
 

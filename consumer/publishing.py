@@ -35,13 +35,7 @@ class BatchPublisher:
 
     async def publish(self, output: BatchOutput, marks: Sequence[JournalRecord] = ()) -> None:
         """Every dead letter and result of a batch, with its journal marks."""
-        pending: list[Outgoing] = [
-            (self.topics.dlq, None, d.key, d.value, d.headers) for d in output.dead_letters
-        ]
-        pending += [(self.topics.results, None, r.key, r.value, r.headers)
-                    for r in output.results]
-        pending += journal_records(marks)
-        await self.send(pending)
+        await self.send(outgoing(self.topics, output, marks))
 
     async def send(self, pending: list[Outgoing]) -> None:
         """Produce ``pending`` and return once the broker acknowledged all of it."""
@@ -58,6 +52,19 @@ class BatchPublisher:
                 logger.warning("publishing %d records failed (%s); retrying in %.1fs",
                                len(pending), errors[0], delay)
                 await asyncio.sleep(delay)
+
+
+def outgoing(topics: Topics, output: BatchOutput,
+             marks: Sequence[JournalRecord] = ()) -> list[Outgoing]:
+    """A batch's records to produce: dead letters, results (to their reply partitions) and
+    journal marks."""
+    pending: list[Outgoing] = [
+        (topics.dlq, None, d.key, d.value, d.headers) for d in output.dead_letters
+    ]
+    pending += [(topics.results, r.partition, r.key, r.value, r.headers)
+                for r in output.results]
+    pending += journal_records(marks)
+    return pending
 
 
 def journal_records(marks: Sequence[JournalRecord]) -> list[Outgoing]:

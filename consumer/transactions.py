@@ -56,7 +56,7 @@ from consumer.attempts import JournalRecord
 from consumer.batching import TP
 from consumer.outbox import Outgoing, send_all
 from consumer.processing import BatchOutput, RequestRecord
-from consumer.publishing import BACKOFF_S, journal_records
+from consumer.publishing import BACKOFF_S, outgoing
 from consumer.settings import WorkerSettings
 from consumer.stats import WorkerStats
 from core.producers import stop_producer
@@ -182,12 +182,7 @@ class Transactions:
 
     async def _add(self, lane: Lane, part: Part, output: BatchOutput,
                    marks: Sequence[JournalRecord]) -> asyncio.Future[None]:
-        pending: list[Outgoing] = [
-            (self.topics.dlq, None, d.key, d.value, d.headers) for d in output.dead_letters
-        ]
-        pending += [(self.topics.results, None, r.key, r.value, r.headers)
-                    for r in output.results]
-        pending += journal_records(marks)
+        pending = outgoing(self.topics, output, marks)
         async with lane.lock:
             if lane.closed or self._lanes.get(lane.tp) is not lane:
                 raise Superseded(lane.tp)

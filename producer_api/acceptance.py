@@ -23,6 +23,7 @@ from producer_api.errors import ApiError, Conflict, Unavailable
 from producer_api.intake import Prepared
 from producer_api.publisher import Publisher
 from producer_api.reader import ReaderStopped
+from producer_api.routing import ReplyRoutes
 from producer_api.stats import Intake
 from producer_api.store import PUBLISHING, Entry, ResultStore, scoped
 
@@ -94,10 +95,12 @@ class Summary:
 class Acceptor:
     """Publishes prepared requests once per id and hands back their state."""
 
-    def __init__(self, store: ResultStore, publisher: Publisher, max_errors: int) -> None:
+    def __init__(self, store: ResultStore, publisher: Publisher, max_errors: int,
+                 routes: ReplyRoutes | None = None) -> None:
         self.store = store
         self.publisher = publisher
         self.max_errors = max_errors
+        self.routes = routes
 
     async def accept(self, item: Prepared, wait: float = 0.0, tenant: str = "",
                      trace: Sequence[tuple[str, bytes]] = ()) -> Outcome:
@@ -116,7 +119,7 @@ class Acceptor:
         entry = self.store.reserve(key, item.op, item.fingerprint)
         waiter = self.store.waiter(key) if wait > 0 else None
         try:
-            await self.publisher.publish(item.for_tenant(tenant, trace))
+            await self.publisher.publish(self._stamped(item, tenant, trace))
         except BaseException:
             self.store.release(entry)
             if waiter is not None:
@@ -173,7 +176,8 @@ class Acceptor:
                     continue
                 entry = self.store.reserve(key, item.op, item.fingerprint)
                 try:
-                    acked = await sender.send(item.for_tenant(tenant, trace), (index, entry))
+                    acked = await sender.send(self._stamped(item, tenant, trace),
+                                              (index, entry))
                 except BaseException:
                     # Not in sender.pending yet when the send itself failed: release it here,
                     # or a retry of this id would wait on a publish that never happens.
@@ -202,6 +206,12 @@ class Acceptor:
             cut.extra["summary"] = summary.document()
             raise cut
         return summary
+
+    def _stamped(self, item: Prepared, tenant: str,
+                 trace: Sequence[tuple[str, bytes]]) -> Prepared:
+        """The record with its reply-partition, tenant and trace headers."""
+        reply = self.routes.header(item.id) if self.routes is not None else None
+        return item.for_tenant(tenant, trace, reply)
 
     def _acked(self, summary: Summary, tags: list[tuple[int, Entry]]) -> None:
         for index, entry in tags:

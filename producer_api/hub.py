@@ -131,6 +131,10 @@ class Hub:
                 sub.ids.add(key)
                 self._by_id.setdefault(key, set()).add(sub)
 
+    def watched_keys(self) -> Iterable[str]:
+        """Store keys some socket watches."""
+        return self._by_id.keys()
+
     def watchers(self, key: str) -> int:
         """Sockets watching this store key."""
         return len(self._by_id.get(key, ()))

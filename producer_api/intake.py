@@ -16,7 +16,7 @@ import io
 import math
 import re
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -60,15 +60,20 @@ class Prepared:
         """The record key: the id."""
         return self.id.encode()
 
-    def for_tenant(self, tenant: str, trace: Sequence[tuple[str, bytes]] = ()) -> Prepared:
-        """This record stamped with a tenant's header and the submit's trace headers
-        (``producer_api.tracing``); itself for neither."""
-        if not tenant and not trace:
+    def for_tenant(self, tenant: str, trace: Sequence[tuple[str, bytes]] = (),
+                   reply: tuple[str, bytes] | None = None) -> Prepared:
+        """This record stamped with its reply-partition header, a tenant's header and the
+        submit's trace headers (``producer_api.tracing``), as far as there are any; itself for
+        none."""
+        if not tenant and not trace and reply is None:
             return self
-        stamp = [(TENANT_HEADER, tenant.encode())] if tenant else []
+        headers = [*self.headers]
+        if reply is not None:
+            headers.append(reply)
+        if tenant:
+            headers.append((TENANT_HEADER, tenant.encode()))
         # Built directly: dataclasses.replace costs several times more, once per record.
-        return Prepared(self.id, self.op, self.value, [*self.headers, *stamp, *trace],
-                        self.fingerprint)
+        return Prepared(self.id, self.op, self.value, [*headers, *trace], self.fingerprint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,18 +105,19 @@ def fingerprint(op: str, packed: bytes, args: Mapping[str, Any],
     return h.digest()
 
 
-def from_json(body: bytes, max_values: int, now: float, binary: bool = False) -> Prepared:
+def from_json(body: bytes, max_values: int, now: float, binary: bool = False,
+              mint: Callable[[], str] = new_id) -> Prepared:
     """A request from the raw JSON body of a submit (or one NDJSON line); with ``binary`` its
-    record is a binary frame, else JSON."""
+    record is a binary frame, else JSON. ``mint`` makes the id of a request without one."""
     try:
         sub = Submission.model_validate_json(body)
     except ValidationError as exc:
         raise _invalid(exc) from None
-    return _prepare(sub, body, max_values, now, binary)
+    return _prepare(sub, body, max_values, now, binary, mint)
 
 
 def from_object(doc: Any, max_values: int, now: float, where: str = "body",
-                binary: bool = False) -> Prepared:
+                binary: bool = False, mint: Callable[[], str] = new_id) -> Prepared:
     """A request from an already-parsed JSON value (a batch item, a WebSocket submit)."""
     if not isinstance(doc, dict):
         raise InvalidRequest.of(where, "expected a JSON object")
@@ -119,12 +125,12 @@ def from_object(doc: Any, max_values: int, now: float, where: str = "body",
         sub = Submission.model_validate(doc)
     except ValidationError as exc:
         raise _invalid(exc) from None
-    return _prepare(sub, None, max_values, now, binary)
+    return _prepare(sub, None, max_values, now, binary, mint)
 
 
 def from_binary(body: bytes, op_name: str, args: Mapping[str, Any], request_id: str | None,
-                deadline: float | None, max_values: int, now: float, npy: bool = False
-                ) -> Prepared:
+                deadline: float | None, max_values: int, now: float, npy: bool = False,
+                mint: Callable[[], str] = new_id) -> Prepared:
     """A request from a binary body: raw little-endian float64 values, or (``npy``) a
     ``.npy`` array read row-major; op, args, id and deadline come beside it (the query).
 
@@ -152,7 +158,7 @@ def from_binary(body: bytes, op_name: str, args: Mapping[str, Any], request_id: 
     except ops.OpInputError as exc:
         raise InvalidRequest.of(exc.field, exc.message) from None
     print_ = None if request_id is None else fingerprint(op_name, packed, args, deadline)
-    rid = request_id or new_id()
+    rid = request_id or mint()
     meta: dict[str, Any] = {"id": rid, "op": op_name}
     if args:
         meta["args"] = dict(args)
@@ -176,7 +182,7 @@ def parse_args(raw: str | None, field: str = "args") -> dict[str, Any]:
 
 
 def _prepare(sub: Submission, raw: bytes | None, max_values: int, now: float,
-             binary: bool = False) -> Prepared:
+             binary: bool = False, mint: Callable[[], str] = new_id) -> Prepared:
     size = len(sub.data)
     if size > max_values:
         raise InvalidRequest.of("data", f"has {size} values; the limit is {max_values}")
@@ -188,7 +194,7 @@ def _prepare(sub: Submission, raw: bytes | None, max_values: int, now: float,
     # Packed once for both the fingerprint and the frame.
     packed = float64_bytes(sub.data) if binary or sub.id is not None else b""
     if sub.id is None:
-        request_id, print_ = new_id(), None
+        request_id, print_ = mint(), None
     else:
         request_id = sub.id
         print_ = fingerprint(sub.op, packed, sub.args, sub.deadline)

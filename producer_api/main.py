@@ -116,6 +116,8 @@ async def _started(app: FastAPI) -> AsyncIterator[None]:
         reader = ResultReader(s, store, counts)
         reader.listeners.append(hub.publish)
         reader.traced = tracing.result_read if tracing is not None else None
+        reader.demands += [store.waited_keys, hub.watched_keys]
+        reader.wants_all = lambda: hub.streaming > 0
         stack.push_async_callback(reader.stop)
         await _partitions(publisher, s.requests_topic, s)
         await reader.start(await _partitions(publisher, s.results_topic, s))
@@ -127,7 +129,8 @@ async def _started(app: FastAPI) -> AsyncIterator[None]:
                 _watch_keys(keys, s.keys_refresh_s), name="keys-watch")
             stack.push_async_callback(cancel_and_wait, watcher)
         app.state.services = Services(s, publisher, store, reader, hub,
-                                      Acceptor(store, publisher, s.max_batch_errors), loop_lag,
+                                      Acceptor(store, publisher, s.max_batch_errors,
+                                               reader.routes), loop_lag,
                                       counts, keys, app.state.quotas, tracing)
         try:
             yield

@@ -114,6 +114,14 @@ class ApiCollector(Collector):
         yield gauge("calcstream_api_results_caught_up",
                     "1 once the result reader has caught up with the reply topic.",
                     float(reader.caught_up.is_set()), labels)
+        partitions = GaugeMetricFamily(
+            "calcstream_api_reply_partitions",
+            "Reply-topic partitions this replica reads: its share of the reply group "
+            "(owned), and others' read while someone here asks about their ids (borrowed).",
+            labels=["api", "role"])
+        partitions.add_metric([*labels.values(), "owned"], len(reader.owned))
+        partitions.add_metric([*labels.values(), "borrowed"], len(reader.borrowed))
+        yield partitions
 
 
 def registry(stats: ApiStats, state: object, api_id: str) -> CollectorRegistry:

@@ -1,39 +1,63 @@
 """Reading the reply topic into the result store, and waking whoever waits for a result.
 
-**Every replica reads the whole reply topic** (all partitions, manual assignment, no consumer
-group, no commits). Any replica behind a load balancer can then answer ``GET``, ``?wait=`` and
-WebSocket subscriptions for any id, whichever replica accepted it, with no routing or sticky
-sessions. The cost is that each replica parses every result: a few microseconds per record,
-so one replica keeps up with tens of thousands of results per second. Past that, requests
-would carry a reply route (a reply partition per replica, in a header the worker honours) and
-each replica would read only its own partition; the store and waiters below stay the same.
+**Reply routing.** The API replicas share the result topic's partitions: they are one
+consumer group on it (``reply_group``, nothing committed), so Kafka gives each replica a share
+and moves partitions when replicas join or leave. A replica reads its share, and another
+partition only while someone here asks about an id there; a result costs the replica that owns
+its partition, not every replica.
+
+- *Where a result goes.* An id's reply partition is ``partition_of(id)`` over the result
+  topic's partitions (``routing.ReplyRoutes``): the partition a result keyed by that id always
+  went to, so every replica can tell it from the id alone, whoever accepted it and whichever
+  replica owns that partition now. The API stamps it into each request's ``reply-partition``
+  header and the worker writes the result there (``consumer.processing``); requests of outside
+  producers without the header are keyed by id, which is the same partition. The ids the API
+  assigns are drawn until they land on a partition the accepting replica owns, so the
+  ``?wait=`` and WebSocket watch of a submit are answered from that replica's own share.
+- *Asked about an id elsewhere.* ``GET`` of an id without a result here, on a replica that
+  does not own the id's partition, borrows it: a second consumer (no group) reads that
+  partition from the recovery window, and the ``GET`` waits until it has read up to where the
+  partition ended (at most ``reply_lookup_s``, then 503), then answers from the store. The
+  partition stays borrowed ``reply_borrow_s`` after the last ``GET`` there, so polling an id
+  costs one read of its partition, not one per poll. A ``?wait=`` or WebSocket watch of an
+  id on a partition this replica does not own borrows it for as long as it waits; a WebSocket
+  ``all`` stream borrows every partition (it promises every result).
+- *Partitions move.* When the group takes a partition from this replica, its position is
+  kept; if someone here still waits for an id there, the borrower reads on from that position,
+  so nothing written meanwhile is missed. A partition this replica gains is read from the
+  recovery window (or from its own kept position, when it had it before), and ``GET`` for its
+  ids waits until that read reached where the partition ended. A replica that is killed takes
+  its waiters with it; their clients retry elsewhere, and the replica they reach owns or
+  borrows the partition, as above.
+
+Off (``reply_routing=false``) every replica assigns itself every partition, as before.
 
 **Tenants.** A result is filed under the tenant its record's ``tenant`` header names (the
 worker copies it from the request), so only that tenant's callers see it.
 
-**Recovery.** At start-up the reader seeks each partition to the first record newer than
-``recover_window_s`` (default: the TTL) and reads forward, so a restart remembers what was just
-computed.
+**Recovery.** A partition is read from the first record newer than ``recover_window_s``
+(default: the TTL), so a replica remembers what was just computed there.
 
-**Caught up.** ``caught_up`` is set once the reader's position on every partition has reached
-the end offset that partition had when the reader started (a ``ListOffsets`` request), so
-everything written before start-up is remembered.
+**Caught up.** ``caught_up`` is set once every partition of this replica's first share has
+been read up to the end offset it had when it was assigned (a ``ListOffsets`` request).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import IllegalStateError, KafkaError
 
 from core.tasks import cancel_and_wait
 from producer_api.errors import NotStartedError
+from producer_api.routing import ReplyRoutes
 from producer_api.settings import ApiSettings
 from producer_api.stats import ApiStats
 from producer_api.store import ResultStore, scoped
@@ -43,6 +67,7 @@ logger = logging.getLogger(__name__)
 
 _POLL_MS = 200
 _MAX_RECORDS = 1_000
+_DEMAND_S = 0.1  # how often the borrower looks at what is waited for
 _STATUSES = ("ok", "error", "expired")  # a tuple: ``in`` compares, never hashes a bad value
 
 
@@ -55,12 +80,33 @@ ResultListener = Callable[[str, bytes], None]
 result."""
 
 
-class ResultReader:
-    """Reads every partition of the reply topic into the store; tells listeners of each result.
+class _Feed:
+    """One consumer of the reply topic and how far each of its partitions has been read."""
 
-    Each new result is counted by status; results published after the reader started also
-    have their end-to-end latency observed (request enqueued → result read here). Results
-    re-read at start-up are not: their latency would be the recovery window.
+    def __init__(self, consumer: AIOKafkaConsumer, name: str) -> None:
+        self.consumer = consumer
+        self.name = name
+        self.complete: set[int] = set()  # read up to where it ended when reading began
+        self.targets: dict[TopicPartition, int] = {}  # end offsets still to reach
+        self.live_from_ms: dict[int, float] = {}  # when reading began: newer results get their
+        # latency observed, and results older than the recovery window before it are skipped
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        """No longer read here."""
+        gone = set(partitions)
+        self.complete -= gone
+        for p in gone:
+            self.live_from_ms.pop(p, None)
+        self.targets = {tp: end for tp, end in self.targets.items() if tp.partition not in gone}
+
+
+class ResultReader:
+    """Reads this replica's share of the reply topic, and others' partitions on demand, into
+    the store; tells listeners of each result.
+
+    Each new result is counted by status; results published after their partition began to be
+    read here also have their end-to-end latency observed (request enqueued → result read
+    here). Results re-read from the recovery window are not: their latency would be the window.
     """
 
     def __init__(self, settings: ApiSettings, store: ResultStore,
@@ -68,44 +114,214 @@ class ResultReader:
         self.settings = settings
         self.store = store
         self.stats = stats or ApiStats()
+        self.routes = ReplyRoutes()
         self.caught_up = asyncio.Event()
         self.listeners: list[ResultListener] = []
         self.traced: Callable[[Any], None] | None = None  # with tracing on: each live record
+        self.demands: list[Callable[[], Iterable[str]]] = []
+        """Store keys someone here waits for (``?wait=``, WebSocket watches)."""
+        self.wants_all: Callable[[], bool] = lambda: False
+        """Someone here watches every result (a WebSocket ``all`` stream)."""
         self.records = 0
         self.malformed = 0
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._ends: dict[TopicPartition, int] = {}
+        self.borrowed: frozenset[int] = frozenset()
+        self._share: _Feed | None = None
+        self._borrower: _Feed | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._assigned = False
+        self._rebalancing = False
+        self._handoff: dict[int, int] = {}  # positions of the partitions last taken away
+        self._leases: dict[int, float] = {}  # borrowed for GETs until (monotonic)
+        self._wake = asyncio.Event()
+        self._changed = asyncio.Event()
 
     @property
     def running(self) -> bool:
-        """The read loop is alive."""
-        return self._task is not None and not self._task.done()
+        """The read loops are alive."""
+        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+
+    @property
+    def owned(self) -> frozenset[int]:
+        """The partitions of this replica's share."""
+        return self.routes.owned
 
     async def start(self, partitions: set[int]) -> None:
-        """Assign every partition, seek to the recovery window, start the read loop."""
+        """Join the reply group (or assign every partition) and start the read loops."""
         s = self.settings
-        self._consumer = AIOKafkaConsumer(**s.reader_options())
-        await self._consumer.start()
-        tps = [TopicPartition(s.results_topic, p) for p in sorted(partitions)]
-        self._consumer.assign(tps)
-        # The ends first: a partition with nothing recent is read from its end as it was before
-        # the lookup, so a result written meanwhile is read, not skipped.
-        self._ends = await self._consumer.end_offsets(tps)
-        await self._seek_recent(tps, time.time() - s.recover_s)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="result-reader")
-        self._task.add_done_callback(self._on_done)
+        self.routes.reset(partitions)
+        routed = s.reply_routing
+        share = AIOKafkaConsumer(**s.reader_options(group=routed))
+        await share.start()
+        self._share = _Feed(share, "share")
+        borrower = AIOKafkaConsumer(**s.reader_options())
+        await borrower.start()
+        self._borrower = _Feed(borrower, "borrowed")
+        if routed:
+            self.routes.own(())
+            share.subscribe([s.results_topic], listener=_Rebalance(self))
+        else:
+            tps = [TopicPartition(s.results_topic, p) for p in sorted(partitions)]
+            share.assign(tps)
+            await self._begin(self._share, set(partitions))
+            self._assigned = True
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._read_share(), name="result-reader"),
+                       loop.create_task(self._read_borrowed(), name="result-borrower")]
+        for task in self._tasks:
+            task.add_done_callback(self._on_done)
 
     async def stop(self) -> None:
-        """Stop reading and close the consumer; safe to call twice."""
-        task, self._task = self._task, None
-        await cancel_and_wait(task)
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await _stop_consumer(consumer)
+        """Stop reading, leave the group and close the consumers; safe to call twice."""
+        tasks, self._tasks = self._tasks, []
+        await cancel_and_wait(*tasks)
+        for feed in (self._share, self._borrower):
+            if feed is not None:
+                await _stop_consumer(feed.consumer)
+        self._share = self._borrower = None
 
-    async def _seek_recent(self, tps: list[TopicPartition], since: float) -> None:
-        consumer = self._require()
+    async def complete(self, partition: int) -> bool:
+        """Wait (at most ``reply_lookup_s``) until the store holds every result of
+        ``partition`` up to about now, borrowing it if it is not this replica's; False when
+        that took too long."""
+        if partition not in self.routes.owned:
+            self._leases[partition] = time.monotonic() + self.settings.reply_borrow_s
+            if partition not in self.borrowed:
+                self._wake.set()
+        try:
+            async with asyncio.timeout(self.settings.reply_lookup_s):
+                while not self._is_complete(partition):
+                    changed = self._changed
+                    await changed.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _is_complete(self, partition: int) -> bool:
+        return any(feed is not None and partition in feed.complete
+                   for feed in (self._share, self._borrower))
+
+    def _progressed(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    # The share: this replica's partitions.
+
+    async def _revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        share = self._require(self._share)
+        self._rebalancing = True
+        handoff: dict[int, int] = {}
+        for tp in revoked:
+            # Never positioned: whoever reads it next starts from the window.
+            with contextlib.suppress(IllegalStateError, KafkaError):
+                handoff[tp.partition] = await share.consumer.position(tp)
+        self._handoff = handoff
+        self.routes.own(())
+        share.drop(handoff)
+        self._progressed()
+
+    async def _assigned_share(self, assigned: Iterable[TopicPartition]) -> None:
+        share = self._require(self._share)
+        partitions = {tp.partition for tp in assigned}
+        self.routes.own(partitions)
+        await self._begin(share, partitions)
+        self._assigned = True
+        self._rebalancing = False
+        logger.info("reply partitions owned %s, borrowed %s", sorted(partitions),
+                    sorted(self.borrowed))
+        self._wake.set()  # the borrower lets go of what is now owned
+
+    async def _read_share(self) -> None:
+        share = self._require(self._share)
+        while True:
+            await self._read(share)
+            if not self.caught_up.is_set() and self._assigned and not share.targets:
+                self.caught_up.set()
+                logger.info("result reader caught up: %d results remembered", len(self.store))
+            self.store.sweep()
+            # getmany() returns buffered records without suspending: let the WebSocket
+            # senders drain what this batch queued before the next one arrives.
+            await asyncio.sleep(0)
+
+    # The borrower: others' partitions, while someone here asks about them.
+
+    async def _read_borrowed(self) -> None:
+        borrower = self._require(self._borrower)
+        demand_at = 0.0
+        while True:
+            now = time.monotonic()
+            if now - demand_at >= _DEMAND_S or self._wake.is_set():
+                self._wake.clear()
+                demand_at = now
+                if not self._rebalancing:
+                    await self._reborrow(borrower, self._wanted(now))
+            if not self.borrowed:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_DEMAND_S):
+                        await self._wake.wait()
+                continue
+            await self._read(borrower)
+            await asyncio.sleep(0)
+
+    def _wanted(self, now: float) -> frozenset[int]:
+        """Partitions someone here asks about that are not this replica's."""
+        self._leases = {p: until for p, until in self._leases.items() if until > now}
+        if self.wants_all():
+            wanted = set(self.routes.partitions)
+        else:
+            wanted = set(self._leases)
+            of_key = self.routes.partition_of_key
+            for keys in self.demands:
+                wanted.update(of_key(key) for key in keys())
+        return frozenset(wanted - self.routes.owned)
+
+    async def _reborrow(self, borrower: _Feed, wanted: frozenset[int]) -> None:
+        if wanted == self.borrowed:
+            return
+        consumer, topic = borrower.consumer, self.settings.results_topic
+        kept = {p: await consumer.position(TopicPartition(topic, p))
+                for p in wanted & self.borrowed}
+        consumer.assign([TopicPartition(topic, p) for p in sorted(wanted)])
+        borrower.drop(self.borrowed - wanted)
+        for p, position in kept.items():
+            consumer.seek(TopicPartition(topic, p), position)
+        fresh = set(wanted - self.borrowed)
+        self.borrowed = wanted
+        await self._begin(borrower, fresh)
+        logger.info("reply partitions borrowed %s (owned %s)", sorted(wanted),
+                    sorted(self.routes.owned))
+        self._progressed()
+
+    # Both.
+
+    async def _begin(self, feed: _Feed, partitions: set[int]) -> None:
+        """Position newly read partitions: where this replica left them when they were taken
+        away, else at the recovery window; they are complete once read up to their end now.
+        """
+        if not partitions:
+            return
+        consumer, topic = feed.consumer, self.settings.results_topic
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        # The ends first: a partition with nothing recent is read from its end as it was
+        # before the lookup, so a result written meanwhile is read, not skipped.
+        ends = await consumer.end_offsets(tps)
+        now_ms = time.time() * 1000
+        recent = [tp for tp in tps if tp.partition not in self._handoff]
+        for tp in tps:
+            if tp.partition in self._handoff:
+                consumer.seek(tp, self._handoff[tp.partition])
+            feed.live_from_ms.setdefault(tp.partition, now_ms)
+        await self._seek_recent(consumer, recent, ends, time.time() - self.settings.recover_s)
+        for tp in tps:
+            if ends[tp] > 0:
+                feed.targets[tp] = ends[tp]
+            else:
+                feed.complete.add(tp.partition)
+        await self._progress(feed)
+
+    async def _seek_recent(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition],
+                           ends: dict[TopicPartition, int], since: float) -> None:
+        if not tps:
+            return
         try:
             found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in tps})
         except KafkaError as exc:
@@ -115,45 +331,46 @@ class ResultReader:
             return
         for tp in tps:
             hit = found.get(tp)
-            if hit is None:
-                consumer.seek(tp, self._ends[tp])  # nothing that recent: what comes next
-            else:
-                consumer.seek(tp, hit.offset)
-        logger.info("result reader starts at %s", {tp.partition: (h.offset if h else "end")
-                                                   for tp, h in found.items()})
+            consumer.seek(tp, ends[tp] if hit is None else hit.offset)  # None: what comes next
+        logger.debug("reading reply partitions from %s", {
+            tp.partition: (h.offset if h else "end") for tp, h in found.items()})
 
-    async def _run(self) -> None:
-        consumer = self._require()
-        recover_from = time.time() - self.settings.recover_s
-        live_from_ms = time.time() * 1000
-        while True:
+    async def _read(self, feed: _Feed) -> None:
+        try:
+            fetched = await feed.consumer.getmany(timeout_ms=_POLL_MS, max_records=_MAX_RECORDS)
+        except KafkaError as exc:
+            logger.warning("reading results failed (%s); retrying", exc)
+            await asyncio.sleep(0.5)
+            return
+        window_ms = self.settings.recover_s * 1000
+        live_from = feed.live_from_ms
+        for tp, records in fetched.items():
+            live_ms = live_from.get(tp.partition, 0.0)
+            recover_from_ms = live_ms - window_ms
+            for record in records:
+                if record.timestamp >= recover_from_ms:
+                    self._handle(record.value, record.timestamp >= live_ms,
+                                 tenant_of(record.headers) if record.headers else "")
+                    if self.traced is not None and record.timestamp >= live_ms:
+                        self.traced(record)
+        if feed.targets:
+            await self._progress(feed)
+
+    async def _progress(self, feed: _Feed) -> None:
+        """Mark partitions read up to their target complete."""
+        done = False
+        for tp, end in list(feed.targets.items()):
             try:
-                fetched = await consumer.getmany(timeout_ms=_POLL_MS, max_records=_MAX_RECORDS)
-            except KafkaError as exc:
-                logger.warning("reading results failed (%s); retrying", exc)
-                await asyncio.sleep(0.5)
-                continue
-            for records in fetched.values():
-                for record in records:
-                    if record.timestamp / 1000.0 >= recover_from:
-                        self._handle(record.value, record.timestamp >= live_from_ms,
-                                     tenant_of(record.headers) if record.headers else "")
-                        if self.traced is not None and record.timestamp >= live_from_ms:
-                            self.traced(record)
-            if not self.caught_up.is_set() and await self._reached_ends(consumer):
-                self.caught_up.set()
-                logger.info("result reader caught up: %d results remembered", len(self.store))
-            self.store.sweep()
-            # getmany() returns buffered records without suspending: let the WebSocket
-            # senders drain what this batch queued before the next one arrives.
-            await asyncio.sleep(0)
-
-    async def _reached_ends(self, consumer: AIOKafkaConsumer) -> bool:
-        """Every partition was read up to where it ended when the reader started."""
-        for tp, end in self._ends.items():
-            if await consumer.position(tp) < end:
-                return False
-        return True
+                position = await feed.consumer.position(tp)
+            except IllegalStateError:
+                position = None  # no longer assigned
+            if position is None or position >= end:
+                del feed.targets[tp]
+                if position is not None:
+                    feed.complete.add(tp.partition)
+                done = True
+        if done:
+            self._progressed()
 
     def _handle(self, value: bytes | None, live: bool = True, tenant: str = "") -> None:
         self.records += 1
@@ -185,10 +402,26 @@ class ResultReader:
                          exc_info=exc)
         self.store.fail_waiters(ReaderStopped("the result reader stopped"))
 
-    def _require(self) -> AIOKafkaConsumer:
-        if self._consumer is None:
+    @staticmethod
+    def _require(feed: _Feed | None) -> _Feed:
+        if feed is None:
             raise NotStartedError("the result reader is not started")
-        return self._consumer
+        return feed
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Tells the reader when the reply group moves its partitions."""
+
+    def __init__(self, reader: ResultReader) -> None:
+        self.reader = reader
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Keep where each partition was read up to; stop owning them."""
+        await self.reader._revoked(revoked)  # noqa: SLF001 - the reader's own listener
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Own the new share and position it."""
+        await self.reader._assigned_share(assigned)  # noqa: SLF001 - the reader's own listener
 
 
 async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field
 
 from core.settings import BrokerSettings
+from schemas.topics import reply_group_of
 
 MiB = 1024 * 1024
 
@@ -116,6 +117,35 @@ class ApiSettings(BrokerSettings):
     startup_timeout_s: float = Field(
         default=30.0, gt=0, description="How long start-up waits for the broker."
     )
+
+    # Reply routing (producer_api.reader).
+    reply_routing: bool = Field(
+        default=True,
+        description="The API replicas share the result topic's partitions (a consumer group, "
+        "reply_group), each reading its share and reading others' partitions only while "
+        "asked about their ids. Off: every replica reads every partition.",
+    )
+    reply_group: str | None = Field(
+        default=None,
+        description="Consumer group of the API replicas on the result topic (default: "
+        "calcstream-api.<results topic>). Nothing is committed: it only shares partitions.",
+    )
+    reply_borrow_s: float = Field(
+        default=60.0, gt=0,
+        description="How long a replica keeps reading a partition it does not own after the "
+        "last GET of an id there (WebSocket watches and ?wait= keep it as long as they last).",
+    )
+    reply_lookup_s: float = Field(
+        default=10.0, gt=0,
+        description="Longest a GET waits while this replica reads the id's partition up to "
+        "now; 503 with Retry-After past it.",
+    )
+    session_timeout_ms: int = Field(
+        default=10_000, ge=1000,
+        description="Reply group: a replica that stops heartbeating this long (killed) "
+        "loses its partitions to the others.",
+    )
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
 
     # WebSocket.
     ws_max_message_bytes: int = Field(
@@ -235,15 +265,27 @@ class ApiSettings(BrokerSettings):
         return {**super().producer_options(), "client_id": self.api_id,
                 "request_timeout_ms": max(500, int(self.publish_timeout_s * 750))}
 
-    def reader_options(self) -> dict[str, Any]:
-        """``AIOKafkaConsumer`` options for the result reader: no group, no commits, and only
-        committed results (a worker's aborted transaction is never answered)."""
+    @property
+    def reply_group_id(self) -> str:
+        """The reply group's id."""
+        return self.reply_group or reply_group_of(self.results_topic)
+
+    def reader_options(self, group: bool = False) -> dict[str, Any]:
+        """``AIOKafkaConsumer`` options for the result reader: committed results only, no
+        commits; with ``group``, a member of the reply group."""
+        options: dict[str, Any] = {}
+        if group:
+            options = {"group_id": self.reply_group_id,
+                       "session_timeout_ms": self.session_timeout_ms,
+                       "heartbeat_interval_ms": self.heartbeat_interval_ms,
+                       "rebalance_timeout_ms": max(self.session_timeout_ms, 10_000)}
         return {
             **self.connection_options(),
             "client_id": self.api_id,
             "group_id": None,
-            "isolation_level": "read_committed",
+            **options,
             "enable_auto_commit": False,
+            "isolation_level": "read_committed",
             "auto_offset_reset": "earliest",
             "fetch_max_wait_ms": self.fetch_max_wait_ms,
             "max_partition_fetch_bytes": self.max_message_bytes,

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 
 import orjson
@@ -181,6 +181,10 @@ class ResultStore:
                 fut.set_result(value)
         self.sweep()
         return True
+
+    def waited_keys(self) -> Iterable[str]:
+        """Keys someone waits for (``?wait=``)."""
+        return self._waiters.keys()
 
     def waiter(self, key: str) -> asyncio.Future[bytes]:
         """A future resolved with the id's result document when it arrives."""

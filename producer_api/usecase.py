@@ -5,7 +5,7 @@ request, or binary data (raw float64 or ``.npy``) with its op in the query."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from producer_api import intake
 from producer_api.deps import Services
@@ -45,9 +45,11 @@ async def submit_one(services: Services, body: bytes, wait: float | None, tenant
     """
     s = services.settings
     if content_type in JSON_TYPES:
-        item = intake.from_json(body, s.max_array_length, time.time(), s.publish_binary)
+        item = intake.from_json(body, s.max_array_length, time.time(), s.publish_binary,
+                                services.reader.routes.mint)
     else:
-        item = _from_binary(body, content_type == NPY, query or {}, s.max_array_length)
+        item = _from_binary(body, content_type == NPY, query or {}, s.max_array_length,
+                            services.reader.routes.mint)
     outcome = await services.acceptor.accept(item, min(wait, s.max_wait_s) if wait else 0.0,
                                              tenant, trace)
     if outcome.existing:
@@ -60,8 +62,8 @@ async def submit_one(services: Services, body: bytes, wait: float | None, tenant
     return 202, b'{"id":"%s","status":"queued"}' % outcome.id.encode(), location
 
 
-def _from_binary(body: bytes, npy: bool, query: Mapping[str, str], max_values: int
-                 ) -> intake.Prepared:
+def _from_binary(body: bytes, npy: bool, query: Mapping[str, str], max_values: int,
+                 mint: Callable[[], str]) -> intake.Prepared:
     op = query.get("op")
     if not op:
         raise InvalidRequest.of("query.op", "a binary body needs ?op= (and ?args= if the op "
@@ -73,4 +75,4 @@ def _from_binary(body: bytes, npy: bool, query: Mapping[str, str], max_values: i
         raise InvalidRequest.of("query.deadline", "expected a UNIX time in seconds") from None
     args = intake.parse_args(query.get("args"), "query.args")
     return intake.from_binary(body, op, args, query.get("id"), deadline, max_values,
-                              time.time(), npy=npy)
+                              time.time(), npy=npy, mint=mint)

@@ -15,6 +15,8 @@ from pydantic.json_schema import models_json_schema
 from schemas.encoding import BINARY, CONTENT_TYPE_HEADER, JSON
 from schemas.messages import (
     DLQ_HEADER_PREFIX,
+    REPLY_PARTITION_HEADER,
+    REPLY_PARTITION_PATTERN,
     SCHEMA_VERSION,
     TENANT_HEADER,
     TENANT_PATTERN,
@@ -143,6 +145,7 @@ def _messages(topics: Topics) -> dict[str, Any]:
                         "description": "Optional: a record without it is JSON.",
                     },
                     TENANT_HEADER: _TENANT, **_TRACE,
+                    REPLY_PARTITION_HEADER: _REPLY_PARTITION,
                 },
             },
             "payload": {"$ref": _SCHEMAS.format(model="CalcRequest")},
@@ -161,7 +164,8 @@ def _messages(topics: Topics) -> dict[str, Any]:
                 "type": "object",
                 "required": [CONTENT_TYPE_HEADER],
                 "properties": {CONTENT_TYPE_HEADER: {"type": "string", "const": BINARY},
-                               TENANT_HEADER: _TENANT, **_TRACE},
+                               TENANT_HEADER: _TENANT, **_TRACE,
+                               REPLY_PARTITION_HEADER: _REPLY_PARTITION},
             },
             "payload": {
                 "type": "string",
@@ -217,6 +221,17 @@ _TENANT: dict[str, Any] = {
     "description": "Optional: whose request this is (UTF-8). The API sets it for requests "
     "made with an API key; a record without it belongs to no tenant. Results carry the "
     "request's value back, and the API shows a result only to callers of that tenant.",
+}
+
+_REPLY_PARTITION: dict[str, Any] = {
+    "type": "string", "pattern": REPLY_PARTITION_PATTERN.pattern,
+    "description": "Optional: the partition of the result topic (decimal, UTF-8) the worker "
+    "writes this request's result to. The API sets it on every request (to the partition "
+    "its id maps to, and it picks the ids it assigns so that this is a partition the "
+    "accepting replica reads); an outside producer that reads its replies from one "
+    "partition may name that one. Absent, or a partition the topic does not have: the "
+    "result goes to the partition of its key (CRC-32 of the id modulo the partition "
+    "count), as results always did.",
 }
 
 

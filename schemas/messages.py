@@ -85,6 +85,22 @@ def result_headers(headers: Iterable[tuple[str, bytes]]) -> list[tuple[str, byte
     """The headers of a request record its result carries back (``RESULT_HEADERS``), or None."""
     carried = [(key, value) for key, value in headers if key in RESULT_HEADERS]
     return carried or None
+REPLY_PARTITION_HEADER = "reply-partition"
+"""The record header naming the partition of the result topic a request's result goes to:
+UTF-8 decimal digits. The API stamps it on every request so the replica that will be asked
+about the id reads that partition (``producer_api.reader``); an outside producer reading its
+own replies may set it too. A request without it, or naming a partition the topic does not
+have, gets its result keyed by id as before (``schemas.topics.partition_of``)."""
+REPLY_PARTITION_PATTERN = re.compile(r"^[0-9]{1,9}$")
+
+
+def reply_partition_of(headers: Iterable[tuple[str, bytes]]) -> int | None:
+    """The result partition a request's headers ask for, or None (none, or not a number)."""
+    for key, value in headers:
+        if key == REPLY_PARTITION_HEADER:
+            text = value.decode("ascii", "replace")
+            return int(text) if REPLY_PARTITION_PATTERN.match(text) else None
+    return None
 
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -178,6 +194,12 @@ class RecordHeaders(_Wire):
     tracestate: Annotated[str, StringConstraints(max_length=TRACESTATE_MAX_LENGTH)] | None = (
         Field(default=None, alias=TRACESTATE_HEADER,
               description="W3C trace state that goes with traceparent; copied with it."))
+    reply_partition: Annotated[
+        str, StringConstraints(pattern=REPLY_PARTITION_PATTERN.pattern)] | None = Field(
+        default=None, alias=REPLY_PARTITION_HEADER,
+        description="Requests only: the partition of the result topic (decimal) the result is "
+        "written to. The API sets it; absent, or a partition the topic does not have: the "
+        "result is keyed by id (CRC-32 of the key modulo the partition count).")
 
 
 class DeadLetterHeaders(_Wire):

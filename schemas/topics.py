@@ -22,6 +22,13 @@ class Topics:
         return (self.requests, self.results, self.dlq)
 
 
+def reply_group_of(results: str) -> str:
+    """The consumer group the API replicas share a result topic's partitions in, unless
+    configured otherwise (``CALCSTREAM_REPLY_GROUP``); what a broker's ACLs must let the API
+    read."""
+    return f"calcstream-api.{results}"
+
+
 def partition_of(key: bytes, partitions: Sequence[int]) -> int:
     """The partition a keyed record goes to: CRC-32 of the key, modulo the partition count.
 

@@ -42,6 +42,7 @@ from core.kafka.secure import (
     service_acls,
 )
 from core.settings import BrokerSettings
+from schemas.topics import reply_group_of
 
 NAMES = ("admin", "worker", "api", "cli")
 
@@ -127,7 +128,7 @@ async def prepare(bootstrap: str, creds: Credentials, settings: BrokerSettings,
     journal = WorkerSettings(requests_topic=topics.requests).journal_topic
     await ensure_journal_topic(admin, journal, settings.topic_partitions, 1)
     acls = service_acls([*topics.all(), journal], topics.requests, topics.results, topics.dlq,
-                        group, "worker", "api", journal)
+                        group, "worker", "api", journal, reply_group_of(topics.results))
     acls += [Acl("cli", Resource.TOPIC, topics.requests, Operation.WRITE),
              Acl("cli", Resource.TOPIC, topics.results, Operation.READ),
              Acl("cli", Resource.TOPIC, topics.dlq, Operation.READ)]

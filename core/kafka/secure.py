@@ -212,16 +212,19 @@ async def grant(settings: BrokerSettings, acls: Iterable[Acl]) -> None:
 
 
 def service_acls(topics: Iterable[str], requests: str, results: str, dlq: str, group: str,
-                 worker: str, api: str, journal: str | None = None) -> list[Acl]:
+                 worker: str, api: str, journal: str | None = None,
+                 api_group: str | None = None) -> list[Acl]:
     """What the worker and the API may do, and nothing more: the worker reads requests (in its
     group) and writes results and dead letters (and its journal); the API writes requests and
-    reads results."""
+    reads results (in its reply group, ``api_group``, when the replicas share them)."""
     acls = [Acl(worker, Resource.TOPIC, requests, Operation.READ),
             Acl(worker, Resource.GROUP, group, Operation.READ),
             Acl(worker, Resource.TOPIC, results, Operation.WRITE),
             Acl(worker, Resource.TOPIC, dlq, Operation.WRITE),
             Acl(api, Resource.TOPIC, requests, Operation.WRITE),
             Acl(api, Resource.TOPIC, results, Operation.READ)]
+    if api_group is not None:
+        acls.append(Acl(api, Resource.GROUP, api_group, Operation.READ))
     if journal is not None:
         acls += [Acl(worker, Resource.TOPIC, journal, Operation.READ),
                  Acl(worker, Resource.TOPIC, journal, Operation.WRITE)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Annotated, Any
 
 import orjson
@@ -18,6 +18,7 @@ from producer_api.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    Unavailable,
     UnsupportedMediaType,
 )
 from producer_api.limits import read_body, read_lines
@@ -142,11 +143,11 @@ async def _submit_batch(request: Request, services: Services, tenant: str, op: s
     items: AsyncIterator[BatchItem]
     quota = services.quotas.max_batch_items if services.quotas is not None else None
     if ctype in NDJSON_TYPES:
-        items = _ndjson_items(request, s, quota)
+        items = _ndjson_items(request, s, quota, services.reader.routes.mint)
     elif ctype in JSON_TYPES:
         array = await _json_array(await read_body(request, s.max_batch_bytes, s.body_timeout_s),
                                   s, quota)
-        items = _aiter(_json_items(array, s))
+        items = _aiter(_json_items(array, s, services.reader.routes.mint))
     elif ctype in NPY_TYPES:
         if op is None:
             raise InvalidRequest.of("op", "an .npy body needs ?op=")
@@ -171,7 +172,9 @@ async def _submit_batch(request: Request, services: Services, tenant: str, op: s
     description="`queued` until the result arrives, then the result document (status ok, "
     "error or expired). 404 for an id this deployment never accepted or has forgotten: ids "
     "are remembered for result_ttl_s (15 min by default) after their last change, and at most "
-    "result_store_max (100,000) of them.",
+    "result_store_max (100,000) of them. Any replica answers for any id: one that does not "
+    "read the id's reply partition reads it first (a 503 with Retry-After if that takes more "
+    "than reply_lookup_s).",
     responses={200: {"model": State, "description": "Queued, or the result."},
                404: docs.error("Unknown or forgotten id."), 422: docs.INVALID,
                503: docs.OVERLOADED},
@@ -180,7 +183,17 @@ async def _submit_batch(request: Request, services: Services, tenant: str, op: s
 async def get_state(request_id: RequestIdPath, services: ServicesDep,
                     principal: PrincipalDep) -> Response:
     """The current state of a request of the caller's tenant."""
-    entry = services.store.get(scoped(principal.tenant, request_id))
+    key = scoped(principal.tenant, request_id)
+    entry = services.store.get(key)
+    if entry is None or entry.result is None:
+        # Accepted by another replica, or before a restart, or here with an id whose reply
+        # partition is another replica's: its result is on that partition, which this replica
+        # reads now (its own, or borrowed) up to where it ends.
+        reader = services.reader
+        if not await reader.complete(reader.routes.partition_of(request_id)):
+            raise Unavailable("this replica is still reading the results of that id's "
+                              "partition; retry")
+        entry = services.store.get(key)
     if entry is None or entry.state == PUBLISHING:
         raise NotFound(f"no calculation {request_id!r} here (never accepted, or forgotten)")
     return OrjsonResponse(entry.state_document())
@@ -202,17 +215,19 @@ async def _json_array(body: bytes | bytearray, s: ApiSettings, quota: int | None
     return array
 
 
-def _json_items(array: list[Any], s: ApiSettings) -> Iterable[BatchItem]:
+def _json_items(array: list[Any], s: ApiSettings, mint: Callable[[], str]
+                ) -> Iterable[BatchItem]:
     now = time.time()
     for index, doc in enumerate(array):
         try:
-            yield index, intake.from_object(doc, s.max_array_length, now, binary=s.publish_binary)
+            yield index, intake.from_object(doc, s.max_array_length, now,
+                                            binary=s.publish_binary, mint=mint)
         except InvalidRequest as exc:
             yield index, exc
 
 
-async def _ndjson_items(request: Request, s: ApiSettings, quota: int | None
-                        ) -> AsyncIterator[BatchItem]:
+async def _ndjson_items(request: Request, s: ApiSettings, quota: int | None,
+                        mint: Callable[[], str]) -> AsyncIterator[BatchItem]:
     async for index, line in read_lines(request, s.max_body_bytes, s.body_timeout_s):
         if quota is not None and index >= quota:
             raise PayloadTooLarge(f"the stream carries more than {quota} items, this tenant's "
@@ -221,7 +236,8 @@ async def _ndjson_items(request: Request, s: ApiSettings, quota: int | None
             yield index, PayloadTooLarge(f"line is over the limit of {s.max_body_bytes} bytes")
             continue
         try:
-            yield index, intake.from_json(line, s.max_array_length, time.time(), s.publish_binary)
+            yield index, intake.from_json(line, s.max_array_length, time.time(),
+                                          s.publish_binary, mint)
         except ApiError as exc:
             yield index, exc
 

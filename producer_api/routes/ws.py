@@ -117,7 +117,8 @@ class _Session:
                     self.services.quotas.take(principal.tenant)
                 item = intake.from_object(doc.get("request"), self.settings.max_array_length,
                                           time.time(), where="request",
-                                          binary=self.settings.publish_binary)
+                                          binary=self.settings.publish_binary,
+                                          mint=self.services.reader.routes.mint)
                 await self.submits.acquire()
                 task = asyncio.get_running_loop().create_task(
                     self._submit(item, ref, from_message(doc, self.trace)))

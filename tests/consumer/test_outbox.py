@@ -29,6 +29,7 @@ async def test_every_record_lands_on_its_key_partition_in_order(deployment: Depl
         (topic, None, f"id-{i % 37}".encode(), f"value-{i}".encode(), None) for i in range(400)
     ]
     records.append((topic, 2, b"pinned", b"to partition 2", [("origin", b"test")]))
+    records.append((topic, 99, b"stray", b"names a partition the topic lacks", None))
     producer = await _producer(deployment, 2048)  # ~40 records per record batch
     try:
         unacked, errors = await send_all(producer, records)
@@ -47,6 +48,7 @@ async def test_every_record_lands_on_its_key_partition_in_order(deployment: Depl
         if key == b"pinned":
             assert [p for p, _, _ in landed] == [2]
             continue
+        # A stray partition number does not block the batch: the record goes by its key.
         # The partition of its key, as the API picks it for requests.
         assert {p for p, _, _ in landed} == {partition_of(key, partitions)}
         values = [v for _, _, v in sorted(landed)]

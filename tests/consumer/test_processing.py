@@ -62,7 +62,7 @@ def run(*records: Record) -> BatchOutput:
 def results(out: BatchOutput) -> dict[str, CalcResult]:
     """Every result, validated against the contract, by id (keys must be the ids)."""
     by_id: dict[str, CalcResult] = {}
-    for key, value, _ in out.results:
+    for key, value, *_ in out.results:
         result = CalcResult.model_validate_json(value)
         assert key == result.id.encode()
         assert result.id not in by_id, f"two results for {result.id}"
@@ -123,7 +123,7 @@ def test_the_result_documents_are_the_contract_for_every_op_and_status() -> None
                             deadline=NOW - 1)]
     out = run(*records)
     assert out.statuses == {"ok": len(KNOWN), "error": 1, "expired": 1}
-    for _, value, _ in out.results:
+    for _, value, *_ in out.results:
         doc = orjson.loads(value)
         assert set(doc) == set(CalcResult.model_fields), set(doc) ^ set(CalcResult.model_fields)
         assert doc["schema_version"] == SCHEMA_VERSION
@@ -374,7 +374,7 @@ def test_results_are_strict_json() -> None:
     out = run(json_record("a", "matmul", [1.0, 1e200, 2.0, 1e200], args=MATMUL_2x1x2),
               json_record("b", "dot", [1e200, 1e200, 1e200, -1e200]),
               json_record("c", "sum", [1e308, 1e308]))
-    for _, value, _ in out.results:
+    for _, value, *_ in out.results:
         orjson.loads(value)  # orjson, like JSON, has no NaN or Infinity tokens
         assert b"NaN" not in value.replace(b'"NaN"', b"")
         assert b"Infinity" not in value.replace(b'"Infinity"', b"")
@@ -397,3 +397,20 @@ def test_a_result_carries_back_the_requests_tenant_and_trace_context() -> None:
     assert headers[b"t-1"] == list(carried)
     assert headers[b"t-3"] is None
     assert out.dead_letters[0].headers[0] == ("traceparent", parent)
+
+
+def test_a_result_goes_to_the_partition_its_request_names() -> None:
+    from schemas.messages import REPLY_PARTITION_HEADER, TENANT_HEADER
+
+    routed = Record(b"r", orjson.dumps({"id": "r", "op": "sum", "data": [1, 2]}),
+                    ((REPLY_PARTITION_HEADER, b"3"), (TENANT_HEADER, b"acme")))
+    bad = Record(b"b", orjson.dumps({"id": "b", "op": "nope", "data": [1]}),
+                 ((REPLY_PARTITION_HEADER, b"1"),))
+    garbled = Record(b"g", orjson.dumps({"id": "g", "op": "sum", "data": [1]}),
+                     ((REPLY_PARTITION_HEADER, b"-1"),))
+    plain = json_record("p", "sum", [1])
+    out = run(routed, bad, garbled, plain)
+    by_key = {r.key: r for r in out.results}
+    assert by_key[b"r"].partition == 3 and by_key[b"r"].headers == [(TENANT_HEADER, b"acme")]
+    assert by_key[b"b"].partition == 1  # an error result goes where its request asked too
+    assert by_key[b"g"].partition is None and by_key[b"p"].partition is None  # by key

@@ -34,6 +34,7 @@ from core.kafka.secure import (
 from core.net import free_port
 from core.settings import BrokerSettings
 from producer_api.settings import ApiSettings
+from schemas.topics import reply_group_of
 from tests.producer_api.conftest import TEST_LIMITS, ApiStack
 
 ADMIN = User("admin", "admin-Secret-1")
@@ -77,7 +78,8 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
             await ensure_journal_topic(admin, journal, 4, 1)
             await grant(admin, service_acls(
                 [*TOPICS.values(), journal], TOPICS["requests_topic"], TOPICS["results_topic"],
-                TOPICS["dlq_topic"], GROUP, WORKER.name, API.name, journal))
+                TOPICS["dlq_topic"], GROUP, WORKER.name, API.name, journal,
+                reply_group_of(TOPICS["results_topic"])))
 
         asyncio.run(prepare())
         yield found

@@ -1,7 +1,8 @@
 """The three-node cluster loses a node under a load that goes through the API: a partition
 leader SIGKILLed (and started again), a node frozen past its broker session, every node
 restarted in turn. Nothing the API answered 2xx is lost or missing from the request topic, and
-the API answers nothing but 2xx and 503 meanwhile."""
+the API answers nothing but 2xx and 503 meanwhile; and under exactly_once no id is answered
+twice."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ def _check(run: Run, fleet: Fleet) -> None:
     assert v.lost == [], f"{len(v.lost)} lost, e.g. {v.lost[:5]}\n{fleet.logs()}"
     assert v.unseen == [], f"answered 2xx and not on the request topic: {v.unseen[:5]}"
     assert (v.phantoms, v.invalid, run.wrong_values) == ([], [], [])
+    if fleet.exactly_once:
+        assert v.duplicates == 0, f"{v.duplicated[:5]}\n{fleet.logs()}"
     assert set(notes["statuses"]) <= {200, 202, 503}, notes["statuses"]
     assert notes["api_alive"]
     for fault in notes["per_fault"]:

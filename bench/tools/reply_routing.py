@@ -1,0 +1,243 @@
+"""``python -m bench.tools.reply_routing``: the CPU each API replica spends per result in the
+system, with 1, 2 and 3 replicas under the same load, reply routing on and off.
+
+The load is the same for every configuration: an outside producer writes ``--rate`` requests
+a second straight to the request topic (keyed by id, no ``reply-partition`` header: their
+results spread over every partition, and no replica submitted them), and ``--http-rate``
+submits a second with ``?wait=10`` go round robin to the replicas. One worker, a reply topic
+of 12 partitions (so 1, 2 and 3 replicas split it evenly). Each configuration starts its
+replicas, waits until they answer and share the topic, lets the load run ``--warmup`` s, then
+measures ``--window`` s: each replica's CPU (``/proc``) over the results written to the reply
+topic meanwhile, the records each replica read, and the throughput. Each replica's idle CPU is
+measured first (``--idle`` s before the load starts), so the figures can also be read above
+what a replica spends with nothing to do. Writes
+``bench/results/reply_routing.json`` and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from bench.harness.procs import HOST, Child, CpuMeter, free_port
+from bench.harness.stack import CalcstreamStack, entry_point
+from schemas.topics import REQUESTS, RESULTS
+
+PARTITIONS = 12
+RESULTS_FILE = Path(__file__).resolve().parents[1] / "results" / "reply_routing.json"
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+async def end_offsets(bootstrap: str, topic: str) -> int:
+    """Records written to ``topic`` so far."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        return sum((await consumer.end_offsets(tps)).values())
+    finally:
+        await consumer.stop()
+
+
+async def metric(session: aiohttp.ClientSession, url: str, name: str, label: str = ""
+                 ) -> float:
+    """Sum of a metric's samples (those with ``label`` in them) on an API replica."""
+    async with session.get(f"{url}/metrics") as r:
+        text = await r.text()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and label in line)
+
+
+async def outside_producer(bootstrap: str, topic: str, rate: float, stop: asyncio.Event) -> None:
+    """``rate`` requests a second, keyed by id, without headers, until ``stop``."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
+    await producer.start()
+    try:
+        tick, sent, started = 0.01, 0, time.monotonic()
+        prefix = uuid.uuid4().hex[:8]
+        while not stop.is_set():
+            due = int((time.monotonic() - started) * rate)
+            acks = []
+            for i in range(sent, due):
+                rid = f"out-{prefix}-{i}"
+                acks.append(await producer.send(
+                    topic, f'{{"id":"{rid}","op":"sum","data":[{i % 97},1]}}'.encode(),
+                    key=rid.encode()))
+            sent = due
+            if acks:
+                await asyncio.gather(*acks)
+            await asyncio.sleep(tick)
+    finally:
+        await producer.stop()
+
+
+async def http_clients(urls: list[str], rate: float, stop: asyncio.Event,
+                       answered: list[int]) -> None:
+    """``rate`` submits a second with ``?wait=10``, round robin over ``urls``; counts 200s."""
+    body = b'{"op":"sum","data":[1.0,2.0]}'
+    async with aiohttp.ClientSession() as session:
+        async def one(url: str) -> None:
+            try:
+                async with session.post(f"{url}/v1/calculations?wait=10", data=body,
+                                        headers=JSON_HEADERS) as r:
+                    await r.read()
+                    if r.status == 200:
+                        answered[0] += 1
+            except aiohttp.ClientError:
+                pass
+        tasks: set[asyncio.Task[None]] = set()
+        cycle = itertools.cycle(urls)
+        started, sent = time.monotonic(), 0
+        while not stop.is_set():
+            due = int((time.monotonic() - started) * rate)
+            for _ in range(sent, due):
+                task = asyncio.create_task(one(next(cycle)))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            sent = due
+            await asyncio.sleep(0.01)
+        await asyncio.gather(*tasks)
+
+
+async def ready(session: aiohttp.ClientSession, url: str, timeout: float = 90.0) -> None:
+    """Wait for ``/readyz`` 200."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            async with session.get(f"{url}/readyz") as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"{url} not ready")
+
+
+async def shared(session: aiohttp.ClientSession, urls: list[str], timeout: float = 60.0) -> None:
+    """Wait until the replicas' shares add up to every partition."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        owned = [await metric(session, u, "calcstream_api_reply_partitions", 'role="owned"')
+                 for u in urls]
+        if all(owned) and sum(owned) == PARTITIONS:
+            return
+        await asyncio.sleep(0.5)
+
+
+async def measure(stack: CalcstreamStack, log_dir: Path, replicas: int, routing: bool,
+                  args: argparse.Namespace) -> dict[str, Any]:
+    """One configuration: start the replicas, load, measure, stop them."""
+    ports = [free_port() for _ in range(replicas)]
+    # Nothing re-read from before: a configuration does not pay for the previous one's results.
+    env = stack.env(CALCSTREAM_REPLY_ROUTING=str(routing).lower(),
+                    CALCSTREAM_RECOVER_WINDOW_S="0")
+    children = [Child(f"api-{'routed' if routing else 'all'}-{replicas}-{i}",
+                      [*entry_point("producer_api"), "--host", HOST, "--port", str(p)],
+                      env, log_dir).start() for i, p in enumerate(ports)]
+    urls = [f"http://{HOST}:{p}" for p in ports]
+    stop = asyncio.Event()
+    answered = [0]
+    try:
+        async with aiohttp.ClientSession() as session:
+            for url in urls:
+                await ready(session, url)
+            if routing:
+                await shared(session, urls)
+            # What a replica spends with nothing to do (the event loop, its fetches and
+            # heartbeats, the loop-lag probe), so the figures can be read above it.
+            idle = CpuMeter({f"api{i}": c.pid for i, c in enumerate(children)}).start()
+            await asyncio.sleep(args.idle)
+            idle_per_s = idle.per_item(1)
+            load = [asyncio.create_task(outside_producer(stack.bootstrap, REQUESTS, args.rate,
+                                                         stop)),
+                    asyncio.create_task(http_clients(urls, args.http_rate, stop, answered))]
+            await asyncio.sleep(args.warmup)
+            read_before = [await metric(session, u, "calcstream_api_result_records_total")
+                           for u in urls]
+            results_before = await end_offsets(stack.bootstrap, RESULTS)
+            answered_before = answered[0]
+            meter = CpuMeter({f"api{i}": c.pid for i, c in enumerate(children)}).start()
+            started = time.monotonic()
+            await asyncio.sleep(args.window)
+            elapsed = time.monotonic() - started
+            results = await end_offsets(stack.bootstrap, RESULTS) - results_before
+            per_result = meter.per_item(results)
+            read = [await metric(session, u, "calcstream_api_result_records_total") - b
+                    for u, b in zip(urls, read_before, strict=True)]
+            http_ok = answered[0] - answered_before
+            stop.set()
+            await asyncio.gather(*load)
+    finally:
+        stop.set()
+        for child in children:
+            child.stop()
+    row = {
+        "replicas": replicas, "routing": routing,
+        "results_per_s": round(results / elapsed, 1),
+        "http_answered_per_s": round(http_ok / elapsed, 1),
+        "cpu_us_per_result_each": [round(per_result[f"api{i}"], 1) for i in range(replicas)],
+        "cpu_us_per_result_mean": round(sum(per_result.values()) / replicas, 1),
+        "idle_cpu_ms_per_s_each": [round(idle_per_s[f"api{i}"] / 1000 / args.idle, 1)
+                                   for i in range(replicas)],
+        "cpu_us_per_result_above_idle_mean": round(sum(
+            per_result[f"api{i}"] - idle_per_s[f"api{i}"] / args.idle / (results / elapsed)
+            for i in range(replicas)) / replicas, 1),
+        "records_read_share_each": [round(r / max(results, 1), 3) for r in read],
+    }
+    print(row, flush=True)
+    return row
+
+
+async def main() -> None:
+    """Every configuration, one after the other, on one stack."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=1000.0,
+                        help="outside producer's requests a second")
+    parser.add_argument("--http-rate", type=float, default=100.0,
+                        help="HTTP submits a second with ?wait=")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--window", type=float, default=20.0)
+    parser.add_argument("--idle", type=float, default=5.0,
+                        help="seconds of idle CPU measured before the load")
+    parser.add_argument("--replicas", default="1,2,3")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-replies-") as tmp:
+        stack = CalcstreamStack(Path(tmp), "replies", with_api=False, partitions=PARTITIONS)
+        try:
+            await stack.start()
+            # On and off side by side for each count: the host's speed drifts between runs
+            # (other processes share its two cores) more than within a pair.
+            for n in (int(x) for x in args.replicas.split(",")):
+                for routing in (True, False):
+                    rows.append(await measure(stack, Path(tmp), n, routing, args))
+                    await stack.settle()
+        finally:
+            stack.stop()
+    RESULTS_FILE.parent.mkdir(exist_ok=True)
+    RESULTS_FILE.write_text(json.dumps({
+        "command": "python -m bench.tools.reply_routing", "args": vars(args),
+        "partitions": PARTITIONS, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "rows": rows}, indent=2) + "\n")
+    print("\n| routing | replicas | results/s | HTTP 200/s | CPU µs per result, each replica "
+          "| mean | idle CPU ms/s, each | mean above idle | share of results each read |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {'on' if r['routing'] else 'off'} | {r['replicas']} | {r['results_per_s']} "
+              f"| {r['http_answered_per_s']} | {r['cpu_us_per_result_each']} "
+              f"| {r['cpu_us_per_result_mean']} | {r['idle_cpu_ms_per_s_each']} "
+              f"| {r['cpu_us_per_result_above_idle_mean']} | {r['records_read_share_each']} |")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

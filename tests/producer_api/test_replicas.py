@@ -1,0 +1,268 @@
+"""Reply routing with API replicas as processes behind a real nginx, a worker process and the
+session broker: each replica reads its share of the reply topic, any replica answers any id,
+and replicas joining, stopping (SIGTERM) and crashing (SIGKILL) lose no waited-for result."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import re
+import signal
+import uuid
+from collections.abc import AsyncIterator, Sequence
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from websockets.asyncio.client import connect
+
+from core.net import free_port
+from producer_api.routing import ReplyRoutes
+from tests.balancer import Nginx, nginx_binary
+from tests.kafka import Deployment, produce, request_json
+from tests.processes import ApiProcess, WorkerProcess
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="needs nginx (make test-tools)")
+
+_OWNED = re.compile(r"reply partitions owned \[([0-9, ]*)\]")
+
+
+def owned(replica: ApiProcess) -> set[int]:
+    """The share the replica last said it owns."""
+    found = _OWNED.findall(replica.log())
+    return {int(p) for p in found[-1].split(",") if p.strip()} if found else set()
+
+
+async def shares_settle(replicas: Sequence[ApiProcess], partitions: int,
+                        timeout: float = 45.0) -> dict[int, set[int]]:
+    """Wait until the replicas' shares split every partition between them; port → share."""
+    async def split() -> bool:
+        shares = [owned(r) for r in replicas]
+        union: set[int] = set().union(*shares)
+        return (all(shares) and sum(map(len, shares)) == partitions
+                and union == set(range(partitions)))
+    await eventually(split, timeout, "the replicas' shares to cover the reply topic")
+    return {port(r): owned(r) for r in replicas}
+
+
+def port(replica: ApiProcess) -> int:
+    """The replica's port."""
+    return int(replica.base_url.rpartition(":")[2])
+
+
+def routes(partitions: int) -> ReplyRoutes:
+    """Where ids' results go on a reply topic of ``partitions``."""
+    return ReplyRoutes(range(partitions))
+
+
+@contextlib.asynccontextmanager
+async def cluster(dep: Deployment, replicas: int, spare: int = 0
+                  ) -> AsyncIterator[tuple[WorkerProcess, list[ApiProcess], list[int], Nginx]]:
+    """A worker, ``replicas`` API processes (ready) and nginx over them and ``spare`` ports
+    for replicas started later."""
+    ports = [free_port() for _ in range(replicas + spare)]
+    worker = WorkerProcess(dep, "worker")
+    apis = [ApiProcess(dep, f"api-{i}", p) for i, p in enumerate(ports[:replicas])]
+    nginx = Nginx(ports)
+    try:
+        await asyncio.gather(*(a.ready() for a in apis))
+        await worker.wait_for_assignment(dep.partitions)
+        yield worker, apis, ports, nginx
+    finally:
+        nginx.close()
+        for process in (*apis, worker):
+            process.close()
+
+
+async def requests_published(dep: Deployment) -> int:
+    """Records on the request topic."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=dep.bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(dep.topics.requests, p) for p in range(dep.partitions)]
+        return sum((await consumer.end_offsets(tps)).values())
+    finally:
+        await consumer.stop()
+
+
+async def test_any_replica_answers_for_an_id_another_accepted(deployment: Deployment) -> None:
+    async with cluster(deployment, 2) as (worker, (a, b), _, nginx):
+        shares = await shares_settle([a, b], deployment.partitions)
+        where = routes(deployment.partitions)
+        by_port = {port(a): a, port(b): b}
+        async with httpx.AsyncClient(timeout=30) as http:
+            # Submits through nginx, waited on at the replica that accepted them: each id
+            # the API assigned lands on that replica's share.
+            answered = []
+            for i in range(6):
+                r = await http.post(f"{nginx.base_url}/v1/calculations?wait=20",
+                                    json={"op": "sum", "data": [i, 1]})
+                assert r.status_code == 200, r.text
+                accepted_by = int(r.headers["x-upstream"].rpartition(":")[2])
+                doc = r.json()
+                assert doc["result"] == i + 1
+                assert where.partition_of(doc["id"]) in shares[accepted_by]
+                answered.append((accepted_by, doc))
+            assert {p for p, _ in answered} == set(by_port), "round robin reached both"
+
+            # ... and the other replica answers GET for each of them.
+            for accepted_by, doc in answered:
+                other = next(r for p, r in by_port.items() if p != accepted_by)
+                r = await http.get(f"{other.base_url}/v1/calculations/{doc['id']}")
+                assert r.status_code == 200, r.text
+                assert r.json() == doc
+
+            # A WebSocket on B watches an id A accepted, before its result exists.
+            worker.pause()
+            try:
+                r = await http.post(f"{a.base_url}/v1/calculations",
+                                    json={"op": "sum", "data": [40, 2]})
+                assert r.status_code == 202
+                watched = r.json()["id"]
+                assert where.partition_of(watched) in shares[port(a)]
+                async with connect(b.base_url.replace("http", "ws") + "/v1/ws") as ws:
+                    await ws.send(orjson.dumps({"type": "subscribe", "ids": [watched]}).decode())
+                    assert orjson.loads(await ws.recv())["type"] == "subscribed"
+                    worker.resume()
+                    message = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+                assert message["type"] == "result" and message["id"] == watched
+                assert message["result"] == 42
+            finally:
+                worker.resume()
+
+            # A client id accepted by A whose result goes to B's share: polling A still
+            # sees it answered.
+            poll_id = next(candidate for candidate in
+                           (f"poll-{uuid.uuid4().hex[:8]}" for _ in itertools.count())
+                           if where.partition_of(candidate) in shares[port(b)])
+            r = await http.post(f"{a.base_url}/v1/calculations",
+                                json={"id": poll_id, "op": "sum", "data": [7, 7]})
+            assert r.status_code == 202
+
+            async def polled_answered() -> bool:
+                r = await http.get(f"{a.base_url}/v1/calculations/{poll_id}")
+                return r.status_code == 200 and r.json()["status"] == "ok"
+            await eventually(polled_answered, 30, "the polled id answered on A")
+
+            # A client id re-posted to the other replica with ?wait= gets its result there.
+            body = {"id": f"client-{uuid.uuid4().hex[:8]}", "op": "sum", "data": [5, 5]}
+            r = await http.post(f"{a.base_url}/v1/calculations", json=body)
+            assert r.status_code == 202
+            r = await http.post(f"{b.base_url}/v1/calculations?wait=20", json=body)
+            assert r.status_code == 200 and r.json()["result"] == 10
+
+            # An outside producer's request, without the header: keyed by id as before, and
+            # answered through nginx (by whichever replica) all the same.
+            outside = f"outside-{uuid.uuid4().hex[:8]}"
+            await produce(deployment.bootstrap, deployment.topics.requests,
+                          [(outside.encode(), request_json(outside, "sum", [1.0, 2.0]))])
+
+            async def answered_everywhere() -> bool:
+                for replica in (a, b):
+                    r = await http.get(f"{replica.base_url}/v1/calculations/{outside}")
+                    if r.status_code != 200 or r.json()["status"] != "ok":
+                        return False
+                return True
+            await eventually(answered_everywhere, 30, "the outside producer's result")
+            r = await http.get(f"{nginx.base_url}/v1/calculations/{outside}")
+            assert r.json()["result"] == 3
+
+        # Each replica read its share, not the whole topic.
+        assert shares[port(a)].isdisjoint(shares[port(b)])
+
+
+async def obtain(http: httpx.AsyncClient, base: str, body: dict[str, object],
+                 wait: float, retries: list[str]) -> dict[str, object]:
+    """What a careful client does: submit with ?wait=, and if the answer is not the result
+    (202, or the replica went away mid-wait), poll ``GET`` through the balancer for it."""
+    try:
+        r = await http.post(f"{base}/v1/calculations?wait={wait}", json=body)
+        if r.status_code == 200:
+            return dict(r.json())
+        retries.append(f"{body['id']}: {r.status_code}")
+    except httpx.HTTPError as exc:
+        retries.append(f"{body['id']}: {type(exc).__name__}")
+    result: dict[str, object] = {}
+
+    async def fetched() -> bool:
+        try:
+            r = await http.get(f"{base}/v1/calculations/{body['id']}")
+        except httpx.HTTPError:
+            return False
+        if r.status_code == 200 and r.json()["status"] == "ok":
+            result.update(r.json())
+            return True
+        return False
+    await eventually(fetched, 60, f"the result of {body['id']}")
+    return result
+
+
+def bodies(prefix: str, count: int) -> list[dict[str, object]]:
+    """Requests with client ids; the result of each is ``index + 1000``."""
+    return [{"id": f"{prefix}-{i}", "op": "sum", "data": [i, 1000]} for i in range(count)]
+
+
+async def test_replicas_joining_and_leaving_lose_no_waited_result(
+        deployment: Deployment) -> None:
+    dep = deployment
+    async with cluster(dep, 2, spare=1) as (worker, (a, b), ports, nginx):
+        await shares_settle([a, b], dep.partitions)
+        async with httpx.AsyncClient(timeout=60) as http:
+            # Joining: results held back while 24 clients wait through nginx; a third
+            # replica joins and takes partitions from the two; then the results come.
+            worker.pause()
+            base = await requests_published(dep)
+            first = bodies(f"join-{uuid.uuid4().hex[:6]}", 24)
+            waits = [asyncio.create_task(http.post(f"{nginx.base_url}/v1/calculations?wait=40",
+                                                   json=body)) for body in first]
+            await eventually(lambda: _at_least(dep, base + len(first)), 30,
+                             "every request published")
+            c = ApiProcess(dep, "api-2", ports[2])
+            try:
+                await c.ready()
+                await shares_settle([a, b, c], dep.partitions)
+                worker.resume()
+                answers = await asyncio.gather(*waits)
+                # Every waiter got its result from the replica it waited on, though the
+                # partition its result went to moved away from it meanwhile.
+                assert [r.status_code for r in answers] == [200] * len(first)
+                assert [r.json()["result"] for r in answers] == [i + 1000 for i in range(24)]
+
+                # Leaving: 30 clients wait across the three; one replica is stopped (SIGTERM),
+                # another killed (SIGKILL), then the results come.
+                worker.pause()
+                base = await requests_published(dep)
+                second = bodies(f"leave-{uuid.uuid4().hex[:6]}", 30)
+                retries: list[str] = []
+                clients = [asyncio.create_task(obtain(http, nginx.base_url, body, 40, retries))
+                           for body in second]
+                await eventually(lambda: _at_least(dep, base + len(second)), 30,
+                                 "every request published")
+                for replica in (b, c):
+                    r = await http.get(f"{replica.base_url}/metrics")
+                    assert _waiters(r.text) > 0, f"{replica.name} has clients waiting"
+                b.proc.send_signal(signal.SIGTERM)
+                c.kill()
+                worker.resume()
+                results = await asyncio.gather(*clients)
+                assert [r["result"] for r in results] == [i + 1000 for i in range(30)]
+                # uvicorn re-raises SIGTERM once it has shut down gracefully.
+                assert await asyncio.to_thread(b.proc.wait, 30) in (0, -15)
+                assert "API shut down gracefully" in b.log()
+                assert retries, "the crash cut some waits short: they were retried"
+                # The survivor took every partition.
+                await shares_settle([a], dep.partitions)
+            finally:
+                c.close()
+
+
+def _waiters(metrics: str) -> float:
+    found = re.search(r"^calcstream_api_result_waiters\{[^}]*\} (\S+)$", metrics, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+async def _at_least(dep: Deployment, count: int) -> bool:
+    return await requests_published(dep) >= count
