@@ -25,6 +25,7 @@ from core.settings import BrokerSettings
 from core.tracing import tracer_provider
 from producer_api.tracing import carried, from_message
 from schemas.encoding import CONTENT_TYPE_HEADER
+from schemas.messages import REPLY_PARTITION_HEADER
 from tests.kafka import Deployment, TopicReader, produce, request_json
 from tests.producer_api.conftest import ApiStack, api_settings, new_deployment
 from tests.waiting import until
@@ -62,8 +63,9 @@ def traced_stack(kafka_bootstrap: str) -> Iterator[tuple[ApiStack, Recorded, Rec
 
 
 def _record_headers(records: list[Any], key: str) -> list[tuple[str, bytes]]:
+    """A record's headers but its reply-partition (reply routing's, always set by the API)."""
     [record] = [r for r in records if r.key == key.encode()]
-    return list(record.headers)
+    return [(k, v) for k, v in record.headers if k != REPLY_PARTITION_HEADER]
 
 
 def _linked(span: ReadableSpan, trace_id: int, span_id: int) -> bool:
