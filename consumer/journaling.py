@@ -39,9 +39,12 @@ class JournalKeeper:
         s = settings
         await ensure_journal_topic(s, s.journal_topic, partitions,
                                    s.replication_factor, create=s.create_topics)
+        # read_committed: a ``computed`` mark of an aborted transaction (exactly_once) never
+        # counts, so a computation whose batch could not commit counts as a death.
         reader = AIOKafkaConsumer(
             **s.connection_options(), client_id=f"{s.worker_id}-journal", group_id=None,
-            enable_auto_commit=False, fetch_max_wait_ms=s.fetch_max_wait_ms)
+            enable_auto_commit=False, fetch_max_wait_ms=s.fetch_max_wait_ms,
+            isolation_level="read_committed")
         await reader.start()
         return cls(AttemptJournal(s.journal_topic, partitions, s.worker_id), reader, consumer,
                    publisher)
@@ -75,6 +78,10 @@ class JournalKeeper:
     async def starting(self, records: Sequence[Positioned]) -> None:
         """Mark an attempt at these records, acknowledged, before they are computed."""
         await self._send(self.journal.start(records))
+
+    async def finished(self, records: Sequence[Positioned]) -> None:
+        """Mark these records computed now, acknowledged."""
+        await self._send(self.journal.computed(records))
 
     def computed(self, records: Sequence[Positioned]) -> list[JournalRecord]:
         """The marks to publish with the results of these computed records."""

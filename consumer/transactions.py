@@ -78,6 +78,7 @@ class Lane:
     tp: TopicPartition
     producer: AIOKafkaProducer
     start: int
+    expected: int = -1
     tail: asyncio.Future[None] | None = None
     offset: int | None = None
     open_since: float | None = None
@@ -147,13 +148,16 @@ class Transactions:
 
     def split(self, records: Sequence[RequestRecord]) -> list[Part]:
         """Group a batch by partition and reserve each group's turn in its lane, in fetch
-        order. Records of a partition without a lane, or before where its lane started, were
-        fetched for an owner that no longer exists and are dropped (read again later)."""
+        order. A lane takes each offset once, from where it started: records of a partition
+        without a lane were fetched for an owner that no longer exists (read again later),
+        records before the lane's next offset were taken already (a fetch from before the
+        lane's seek to its committed offset delivers them a second time)."""
         groups: dict[TopicPartition, list[RequestRecord]] = {}
         for r in records:
             tp = TopicPartition(r.topic, r.partition)
             lane = self._lanes.get(tp)
-            if lane is not None and r.offset >= lane.start:
+            if lane is not None and r.offset >= max(lane.start, lane.expected):
+                lane.expected = r.offset + 1
                 groups.setdefault(tp, []).append(r)
         parts = []
         for tp, group in groups.items():

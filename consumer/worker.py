@@ -377,7 +377,19 @@ class Worker:
                      for group in groups], [[] for _ in groups])
         if journal is not None:
             await journal.starting(records)
+        started = time.monotonic()
         outputs = await asyncio.to_thread(_process_groups, groups, self._ctx)
+        if (journal is not None and self._transactions is not None
+                and time.monotonic() - started < self.settings.session_timeout_ms / 1000):
+            # exactly_once: a computation that finished in time is marked at once, outside the
+            # transaction, so that its batch being fenced for another's sake (a worker's
+            # batches all abort together) does not count against it. One that outlasted the
+            # session timeout (it held the interpreter: no heartbeats) is what cost the worker
+            # its partitions: its marks go in the transaction, so if that never commits it
+            # counts as a death and ends as a dead letter after max_attempts, rather than
+            # being computed and fenced for ever.
+            await journal.finished(records)
+            return outputs, [[] for _ in groups]
         marks = [journal.computed(group) if journal is not None else [] for group in groups]
         return outputs, marks
 

@@ -6,6 +6,7 @@ import asyncio
 
 import orjson
 
+from schemas.messages import DeadLetterHeaders
 from tests.faults import scenarios
 from tests.faults.harness import Fleet, Load, Observer
 from tests.faults.inputs import Record, produce_outside
@@ -42,7 +43,8 @@ async def test_a_batch_that_holds_the_interpreter_past_the_session_loses_nothing
     """Compute that never releases the interpreter lock starves the worker's heartbeats: it
     loses its partitions mid-batch, the other worker takes them over (journaled attempts make
     the half-computed records go one at a time), then it rejoins and the group rebalances again
-    while that is going on. Through all of it, every record is answered."""
+    while that is going on. Through all of it, every record is answered. Under exactly_once
+    the stalled batch is fenced and never commits."""
     batch: list[Record] = []
     for i in range(GOOD):
         rid = f"good-{i}"
@@ -69,5 +71,16 @@ async def test_a_batch_that_holds_the_interpreter_past_the_session_loses_nothing
         assert verdict.duplicates == 0, verdict.duplicated[:5]
     docs = {orjson.loads(r.value)["id"]: orjson.loads(r.value) for r in observer.result_records}
     assert all(docs[f"good-{i}"]["result"] == Load.expected(f"g-{i}") for i in range(GOOD))
-    assert all(docs[sid]["status"] == "ok" for sid in stalls)
+    if fleet.exactly_once:
+        # A worker that loses its partition mid-batch is fenced: that batch never commits, and
+        # a record that costs its worker the partition every time it is computed is counted
+        # like one that kills it, then dead-lettered (a result that says so, and a dead letter).
+        outcomes = {(docs[sid]["status"], (docs[sid]["error"] or {}).get("code"))
+                    for sid in stalls}
+        assert outcomes <= {("ok", None), ("error", "crash_loop")}, outcomes
+        crashed = {sid for sid in stalls if docs[sid]["status"] == "error"}
+        assert {DeadLetterHeaders.from_headers(d.headers).request_id
+                for d in observer.dead_letters} == crashed
+    else:
+        assert all(docs[sid]["status"] == "ok" for sid in stalls)
     assert "partitions revoked" in fleet.logs(tail=None)
