@@ -34,8 +34,12 @@ async def test_topics_and_committed_offsets_have_three_replicas_and_need_two(
 ) -> None:
     bootstrap, topic = kafka_cluster.bootstrap_servers, unique("rf")
     await create_topics(bootstrap, [topic], 4, replication=3)
+
+    async def described() -> bool:  # a broker learns of a new topic a moment after it exists
+        return len(await describe_partitions(bootstrap, topic)) == 4
+
+    await eventually(described, timeout=30, what="the new topic's four partitions")
     partitions = await describe_partitions(bootstrap, topic)
-    assert len(partitions) == 4
     assert all(len(p.replicas) == 3 for p in partitions.values()), partitions
     assert len({p.leader for p in partitions.values()}) > 1, "leaders spread over the nodes"
     assert (await topic_config(bootstrap, topic))["min.insync.replicas"] == "2"
