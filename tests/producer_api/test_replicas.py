@@ -14,18 +14,15 @@ from collections.abc import AsyncIterator, Sequence
 
 import httpx
 import orjson
-import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from websockets.asyncio.client import connect
 
 from core.net import free_port
 from producer_api.routing import ReplyRoutes
-from tests.balancer import Nginx, nginx_binary
+from tests.balancer import Nginx
 from tests.kafka import Deployment, produce, request_json
 from tests.processes import ApiProcess, WorkerProcess
 from tests.waiting import eventually
-
-pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="needs nginx (make test-tools)")
 
 _OWNED = re.compile(r"reply partitions owned \[([0-9, ]*)\]")
 
