@@ -77,8 +77,8 @@ class Lane:
 
     tp: TopicPartition
     producer: AIOKafkaProducer
-    start: int
-    expected: int = -1
+    expected: int
+    """The next request offset the lane takes: its committed offset when it opens."""
     tail: asyncio.Future[None] | None = None
     offset: int | None = None
     open_since: float | None = None
@@ -156,7 +156,7 @@ class Transactions:
         for r in records:
             tp = TopicPartition(r.topic, r.partition)
             lane = self._lanes.get(tp)
-            if lane is not None and r.offset >= max(lane.start, lane.expected):
+            if lane is not None and r.offset >= lane.expected:
                 lane.expected = r.offset + 1
                 groups.setdefault(tp, []).append(r)
         parts = []
