@@ -14,7 +14,8 @@ async def test_sigterm_then_restart_loses_nothing_and_duplicates_nothing(fleet: 
     print("sigterm", run.figures())
     assert run.notes["exit_codes"] == [0]
     assert v.lost == [], f"{len(v.lost)} lost\n{fleet.logs()}"
-    assert v.duplicates == 0, f"{v.duplicated_ids} ids answered twice after a clean shutdown"
+    assert v.duplicates == 0, (f"{v.duplicated_ids} ids answered twice after a clean shutdown"
+                               f"\n{fleet.logs()}")
     assert (v.phantoms, v.invalid, run.wrong_values) == ([], [], [])
 
 
