@@ -92,6 +92,10 @@ class Worker:
         self._inflight_records = 0
         self._stopping = asyncio.Event()
         self._handing_over: set[TopicPartition] = set()  # being revoked right now
+        # Rebalances begun so far. Every one revokes every partition (aiokafka's protocol is
+        # eager) and the next assignment starts each from its committed offset, so records
+        # taken before one began are read again after it and must not be launched.
+        self._revocations = 0
         self._failure: BaseException | None = None
         provider = tracing or tracer_provider(settings, "calcstream-worker", settings.worker_id)
         self._tracing = (BatchTracing(provider, settings.worker_id, settings.requests_topic)
@@ -213,7 +217,10 @@ class Worker:
         """Launch a batch; records a worker died computing go first, one at a time and alone,
         so that the next death is attributed to one record."""
         journal = self._journal
+        revocations = self._revocations
         last_suspect = await journal.suspects(records) if journal is not None else {}
+        if self._revocations != revocations:
+            return  # a rebalance began while the journal was read: these are read again
         if journal is None or not last_suspect:
             self._launch(records)
             return
@@ -235,7 +242,7 @@ class Worker:
         # for every suspect to be computed alone (each takes a few round trips).
         skipped: set[tuple[str, int]] = set()
         for record in alone:
-            if self._stopping.is_set():
+            if self._stopping.is_set() or self._revocations != revocations:
                 return  # the rest stays uncommitted: delivered again
             tp = TopicPartition(record.topic, record.partition)
             if ((tp.topic, tp.partition) in skipped or tp in self._handing_over
@@ -248,7 +255,7 @@ class Worker:
             await asyncio.wait({task})
         rest = [r for r in rest if (r.topic, r.partition) not in skipped
                 and TopicPartition(r.topic, r.partition) not in self._handing_over]
-        if rest and not self._stopping.is_set():
+        if rest and not self._stopping.is_set() and self._revocations == revocations:
             self._launch(rest)
 
     def _busy(self) -> int:
@@ -431,6 +438,7 @@ class Worker:
 
     async def _on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         revoked = list(revoked)
+        self._revocations += 1
         self._handing_over.update(revoked)
         try:
             dropped = self._batcher.drop((tp.topic, tp.partition) for tp in revoked)
