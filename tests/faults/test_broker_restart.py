@@ -84,6 +84,7 @@ async def test_submits_fail_fast_while_the_broker_is_down_and_service_resumes_af
                 process.close()
         await asyncio.to_thread(broker.close)
 
+    assert verdict.lost == [] and verdict.unseen == [], (verdict.summary(), worker.log()[-3000:])
     resumed_s = (min(verdict.answered_at[f"after-{i}"] for i in range(AFTER))
                  - restarted_ms) / 1000
     relayed = sum(1 for s in states if s.json().get("status") == "ok")
