@@ -50,7 +50,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import KafkaError, KafkaTimeoutError, ProducerFenced
 
 from consumer.attempts import JournalRecord
 from consumer.batching import TP
@@ -64,6 +64,11 @@ from core.tasks import cancel_and_wait
 from schemas.topics import Topics
 
 logger = logging.getLogger(__name__)
+
+CALL_TIMEOUT_S = 30.0
+"""The longest a lane's ``InitProducerId`` may take before it is tried again, and its commit
+before the lane starts over (the next init then completes or aborts that commit, whichever the
+broker got to)."""
 
 
 class Superseded(Exception):
@@ -132,6 +137,8 @@ class Transactions:
         self.interval = settings.transaction_interval_ms / 1000.0
         self._lanes: dict[TopicPartition, Lane] = {}
         self._restarts: dict[TopicPartition, asyncio.Future[None]] = {}
+        self._failures: dict[TopicPartition, int] = {}
+        """Transactions of each partition that failed since its last commit."""
         self._tick: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -195,31 +202,30 @@ class Transactions:
                     await lane.producer.begin_transaction()
                     lane.open_since = time.monotonic()
                 await self._send(lane, pending)
-            except (KafkaError, Superseded) as exc:
-                self._fail(lane, exc)
-                raise Superseded(lane.tp) from exc
+            except BaseException as exc:
+                # Whatever was sent of a failed batch may be in the log: only an abort
+                # removes it, so the transaction is given up, not continued.
+                # (Cancelled: the batch is being abandoned, and so is the lane's transaction.)
+                self._fail(lane, exc, restart=not isinstance(exc, asyncio.CancelledError))
+                if isinstance(exc, (KafkaError, Superseded)):
+                    raise Superseded(lane.tp) from exc
+                raise
             lane.offset = part.next_offset
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             lane.committed.append(done)
             return done
 
     async def _send(self, lane: Lane, pending: list[Outgoing]) -> None:
-        """Produce inside the open transaction, retrying what the broker refused for a while."""
-        attempt = 0
-        while pending:
-            pending, errors = await send_all(lane.producer, pending)
-            for error in errors:
-                if isinstance(error, ProducerFenced) or not isinstance(error, KafkaError):
-                    raise error
-            if pending:
-                if lane.closed:
-                    raise Superseded(lane.tp)
-                self.stats.publish_retries += 1
-                delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
-                attempt += 1
-                logger.warning("publishing %d records in the transaction of %s failed (%s); "
-                               "retrying in %.1fs", len(pending), lane.tp, errors[0], delay)
-                await asyncio.sleep(delay)
+        """Produce inside the open transaction; an error fails the transaction.
+
+        Not retried here: a record whose ack failed may be in the log all the same (written,
+        the answer lost to a broker that died, or a batch the producer gave up waiting on), and
+        sending it again inside the same transaction would commit it twice. The producer
+        itself retries what it can without duplicates (idempotent sequence numbers)."""
+        unsent, errors = await send_all(lane.producer, pending)
+        if unsent:
+            self.stats.publish_retries += 1  # (the batch is, from the committed offset)
+            raise errors[0] if errors else Superseded(lane.tp)
 
     def _schedule(self, lane: Lane, urgent: bool = False) -> None:
         """Commit every open transaction one interval after the first of them opened.
@@ -262,15 +268,21 @@ class Transactions:
             assert offset is not None
             started = time.perf_counter()
             try:
-                await lane.producer.send_offsets_to_transaction(
-                    {lane.tp: offset}, self.settings.group_id)
-                await lane.producer.commit_transaction()
+                async with asyncio.timeout(CALL_TIMEOUT_S):
+                    await lane.producer.send_offsets_to_transaction(
+                        {lane.tp: offset}, self.settings.group_id)
+                    await lane.producer.commit_transaction()
+            except TimeoutError:
+                self._fail(lane, KafkaTimeoutError(f"the commit of {lane.tp} took over "
+                                                   f"{CALL_TIMEOUT_S}s"))
+                return
             except BaseException as exc:
                 self._fail(lane, exc)
                 if isinstance(exc, KafkaError):
                     return
                 raise
             self.stats.transactions += 1
+            self._failures.pop(lane.tp, None)
             self.stats.transaction_seconds.observe(time.perf_counter() - started)
             lane.open_since = None
             lane.offset = None
@@ -312,24 +324,65 @@ class Transactions:
             logger.warning("the transaction of %s failed (%s); its batches are dropped and "
                            "the partition is read again from its committed offset",
                            lane.tp, exc)
-        delay = self.settings.session_timeout_ms / 1000.0 if fenced else 0.0
+        # A partition whose transactions keep failing (a topic refusing its writes) starts
+        # over at once the first time, then backing off.
+        failures = self._failures.get(lane.tp, 0)
+        self._failures[lane.tp] = failures + 1
+        delay = (self.settings.session_timeout_ms / 1000.0 if fenced else
+                 BACKOFF_S[min(failures - 1, len(BACKOFF_S) - 1)] if failures else 0.0)
         if lane.tp not in self._restarts:
             self._restarts[lane.tp] = self._spawn(self._restart(lane, delay))
 
     async def _restart(self, lane: Lane, delay: float) -> None:
         tp = lane.tp
         try:
+            self.consumer.pause(tp)  # nothing more of it is read for a lane that is closed
             if delay:
-                self.consumer.pause(tp)
                 await asyncio.sleep(delay)
             await _close(lane, self.settings.drain_timeout_s)
-            if self._lanes.get(tp) is lane and tp in self.consumer.assignment():
-                await self.open([tp])
-                self.consumer.resume(tp)
+            await self._reopen(tp, lane)
         finally:
             self._restarts.pop(tp, None)
 
+    async def _reopen(self, tp: TopicPartition, replaced: Lane | None) -> None:
+        """Open ``tp``'s lane in place of ``replaced`` (None: it had none), retrying while
+        the broker refuses (its partition stays paused meanwhile), until it opens or ``tp``
+        is no longer this worker's."""
+        attempt = 0
+        while (not self._closed and self._lanes.get(tp) is replaced
+               and tp in self.consumer.assignment()):
+            try:
+                await self.open([tp])
+                return
+            except KafkaError as exc:
+                delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+                attempt += 1
+                logger.warning("opening the transactional producer of %s failed (%s); "
+                               "retrying in %.1fs", tp, exc, delay)
+                await asyncio.sleep(delay)
+
     # -- assignment ------------------------------------------------------------------------
+
+    async def assign(self, tps: Iterable[TopicPartition]) -> None:
+        """Open lanes for newly assigned partitions; those the broker refuses now (it is away,
+        or their previous holder's transaction is still completing) stay paused and are opened
+        in the background, so a rebalance never waits on a broker outage."""
+        tps = list(tps)
+        try:
+            await self.open(tps)
+        except KafkaError as exc:
+            logger.warning("opening the transactional producers of %s failed (%s); retrying "
+                           "in the background", sorted((tp.topic, tp.partition) for tp in tps),
+                           exc)
+            for tp in tps:
+                if tp not in self._lanes and tp not in self._restarts:
+                    self._restarts[tp] = self._spawn(self._reopening(tp))
+
+    async def _reopening(self, tp: TopicPartition) -> None:
+        try:
+            await self._reopen(tp, None)
+        finally:
+            self._restarts.pop(tp, None)
 
     async def open(self, tps: Iterable[TopicPartition]) -> None:
         """New lanes for these partitions: fence their previous holders, then seek each to its
@@ -377,7 +430,14 @@ class Transactions:
             transactional_id=self.transactional_id(tp),
             transaction_timeout_ms=s.transaction_timeout_ms)
         try:
-            await producer.start()
+            # InitProducerId waits for the previous holder's transaction to complete, and
+            # for a broker that is away: bounded, so the caller can retry (a later init
+            # fences just as well).
+            await asyncio.wait_for(producer.start(), CALL_TIMEOUT_S)
+        except TimeoutError as exc:
+            await asyncio.shield(producer.stop())
+            raise KafkaTimeoutError(f"InitProducerId of {self.transactional_id(tp)} took "
+                                    f"over {CALL_TIMEOUT_S}s") from exc
         except BaseException:
             await asyncio.shield(producer.stop())  # cancelled or refused: never left unclosed
             raise

@@ -474,7 +474,7 @@ class Worker:
         if self._transactions is not None:
             # Before anything of these partitions is read: fence their previous holders.
             try:
-                await self._transactions.open(assigned)
+                await self._transactions.assign(assigned)
             except Exception as exc:  # noqa: BLE001 - aiokafka would only log it
                 # Without its lanes the worker could never answer these partitions.
                 self._fail_with(exc, "partition assignment")

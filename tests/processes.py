@@ -2,6 +2,8 @@
 
 The process logs to a file rather than a pipe: a pipe nobody reads fills up and blocks the
 worker mid-test. Tests wait on what the log or the metrics endpoint says, with timeouts.
+The log files are removed when a process is closed, unless ``CALCSTREAM_KEEP_TEST_LOGS`` is set
+(then they stay in the temporary directory as ``calcstream-<name>-*.log``, to read after a run).
 """
 
 from __future__ import annotations
@@ -95,7 +97,8 @@ class LoggedProcess:
         if self.alive():
             self.proc.send_signal(signal.SIGCONT)
         self.kill()
-        self.log_path.unlink(missing_ok=True)
+        if not os.environ.get("CALCSTREAM_KEEP_TEST_LOGS"):
+            self.log_path.unlink(missing_ok=True)
 
 
 class WorkerProcess(LoggedProcess):

@@ -8,6 +8,11 @@ settings from ``CALCSTREAM_*``), plus:
   dies (``os._exit``, no clean-up: a crash).
 - ``FAULT_ABORT_OP=name``: registers an op ``name`` whose kernel aborts the process (SIGABRT,
   as a segfaulting native kernel would) for every request that uses it.
+- ``FAULT_LOSE_ACK=N``: the N-th publish of results (a batch's, or with exactly_once a
+  partition's share of one; else the first after it the broker took whole) is acknowledged,
+  and the worker is told it failed (``KafkaConnectionError``), as when a broker dies after
+  writing a request and before answering it: the records are in the log, and the worker does
+  not know.
 - ``FAULT_HOLD_OP=name:seconds``: registers an op ``name`` whose kernel keeps the interpreter
   lock for that long per batch, as a native call that never releases it would: the worker's
   event loop, and with it its heartbeats, stand still meanwhile.
@@ -20,12 +25,15 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import numpy as np
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 
-from consumer import ops
+from consumer import ops, outbox, publishing, transactions
+from consumer.outbox import Outgoing
 from consumer.settings import WorkerSettings
 from consumer.worker import Worker
 from core.logs import configure
@@ -72,6 +80,25 @@ def _holding(seconds: float) -> Any:
     return hold
 
 
+def _losing_ack(nth: int, results_topic: str
+                ) -> Callable[..., Awaitable[tuple[list[Outgoing], list[BaseException]]]]:
+    calls, lost = 0, False
+
+    async def send_all(producer: AIOKafkaProducer, records: Sequence[Outgoing]
+                       ) -> tuple[list[Outgoing], list[BaseException]]:
+        nonlocal calls, lost
+        unsent, errors = await outbox.send_all(producer, records)
+        if lost or not any(record[0] == results_topic for record in records):
+            return unsent, errors  # (attempts journal writes are not publishes of results)
+        calls += 1
+        if calls >= nth and not unsent:  # (one the broker took whole)
+            lost = True
+            logger.warning("failpoint: the acknowledgement of %d records is lost", len(records))
+            return list(records), [KafkaConnectionError("failpoint: acknowledgement lost")]
+        return unsent, errors
+    return send_all
+
+
 async def serve(settings: WorkerSettings) -> None:
     """Run the (possibly crashing) worker until it crashes or the process is killed."""
     crash_after = int(os.environ.get("FAULT_CRASH_AFTER_PUBLISH", "0"))
@@ -86,12 +113,16 @@ def main() -> None:
     if abort_op:
         ops.register(ops.Op(abort_op, "Aborts the worker process (a crash injected by tests).",
                             batch=_abort, reference=lambda x, a: np.nan))
+    settings = WorkerSettings()
+    lose_ack = int(os.environ.get("FAULT_LOSE_ACK", "0"))
+    if lose_ack:
+        publishing.send_all = transactions.send_all = _losing_ack(lose_ack,
+                                                                  settings.topics.results)
     hold = os.environ.get("FAULT_HOLD_OP")
     if hold:
         name, seconds = hold.split(":")
         ops.register(ops.Op(name, "Holds the interpreter lock (a stall injected by tests).",
                             batch=_holding(float(seconds)), reference=lambda x, a: 0.0))
-    settings = WorkerSettings()
     configure(settings.log_level, settings.log_json)
     asyncio.run(serve(settings))
 

@@ -250,6 +250,20 @@ async def crash_after_publish(fleet: Fleet, rate: float, crash_after: int = 20,
                     "uncommitted_copies": await uncommitted_copies(fleet.deployment)})
 
 
+async def lost_ack(fleet: Fleet, total: int, rate: float, nth: int = 5) -> Run:
+    """One worker is told a publish failed that the broker in fact acknowledged (the
+    broker's answer lost, as when it dies between writing and answering)."""
+    async with Observer(fleet.deployment) as observer:
+        worker = fleet.start(FAULT_LOSE_ACK=str(nth), argv_module="tests.faults.failpoints")
+        await fleet.ready()
+        async with Load(fleet.deployment, "ack", total, rate) as load:
+            await load.finished()
+        verdict = await observer.settle(load.acked)
+        return Run("lost_ack", verdict, [], observer.wrong_values(Load.expected), {
+            "injected": "acknowledgement lost" in worker.log(),
+            "uncommitted_copies": await uncommitted_copies(fleet.deployment)})
+
+
 async def poison(fleet: Fleet, good: int, rate: float, malformed: int = 1000,
                  singular: int = 50) -> Run:
     """Malformed and failing requests from an outside client (librdkafka), among good ones."""

@@ -1,5 +1,6 @@
 """Workers that die: SIGKILL under load, and a crash between publishing and committing; under
-at_least_once such a death answers a batch again, under exactly_once never (read_committed)."""
+at_least_once such a death answers a batch again, under exactly_once never (read_committed).
+And a worker that lives but lost a broker's answer to a publish."""
 
 from __future__ import annotations
 
@@ -43,4 +44,21 @@ async def test_a_crash_between_publish_and_commit_never_loses(
     else:
         # The crashed batch was published and never committed: its next owner answers it again.
         assert 1 <= v.duplicates <= BATCH * IN_FLIGHT
+    assert (v.phantoms, v.invalid, run.wrong_values) == ([], [], [])
+
+
+async def test_a_publish_whose_answer_was_lost_is_never_committed_twice(fleet: Fleet) -> None:
+    """The broker wrote the records and the worker heard it failed. Publishing them again
+    is at_least_once's way (a duplicate, recognisable by id); inside a transaction it would
+    commit them twice, so exactly_once aborts the transaction and starts the partition over."""
+    run = await scenarios.lost_ack(fleet, total=1200, rate=600)
+    v = run.verdict
+    print("lost_ack", run.figures())
+    assert run.notes["injected"], fleet.logs()
+    assert v.lost == [], f"{len(v.lost)} lost\n{fleet.logs()}"
+    if fleet.exactly_once:
+        assert v.duplicates == 0, f"{v.duplicated[:5]}\n{fleet.logs()}"
+        assert run.notes["uncommitted_copies"] >= 1, "the first copies are in the log, aborted"
+    else:
+        assert v.duplicates >= 1, "the records whose answer was lost are published again"
     assert (v.phantoms, v.invalid, run.wrong_values) == ([], [], [])
