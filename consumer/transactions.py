@@ -65,6 +65,14 @@ from schemas.topics import Topics
 
 logger = logging.getLogger(__name__)
 
+PUBLISH_TIMEOUT_S = 20.0
+"""The longest a batch's publish inside a transaction may take. The producer retries a broker
+that is away for as long as it takes; past this the lane starts over with a new producer (and
+the next ``InitProducerId`` fences this one), whatever the old one was waiting for."""
+
+GIVE_UP_S = 5.0
+"""How long a failed lane's producer may take to close before it is left behind."""
+
 CALL_TIMEOUT_S = 30.0
 """The longest a lane's ``InitProducerId`` may take before it is tried again, and its commit
 before the lane starts over (the next init then completes or aborts that commit, whichever the
@@ -221,8 +229,15 @@ class Transactions:
         Not retried here: a record whose ack failed may be in the log all the same (written,
         the answer lost to a broker that died, or a batch the producer gave up waiting on), and
         sending it again inside the same transaction would commit it twice. The producer
-        itself retries what it can without duplicates (idempotent sequence numbers)."""
-        unsent, errors = await send_all(lane.producer, pending)
+        itself retries what it can without duplicates (idempotent sequence numbers), for at most
+        ``PUBLISH_TIMEOUT_S``."""
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+                unsent, errors = await send_all(lane.producer, pending)
+        except TimeoutError as exc:
+            self.stats.publish_retries += 1
+            raise KafkaTimeoutError(f"publishing in the transaction of {lane.tp} took over "
+                                    f"{PUBLISH_TIMEOUT_S}s") from exc
         if unsent:
             self.stats.publish_retries += 1  # (the batch is, from the committed offset)
             raise errors[0] if errors else Superseded(lane.tp)
@@ -283,6 +298,7 @@ class Transactions:
                 raise
             self.stats.transactions += 1
             self._failures.pop(lane.tp, None)
+            logger.debug("committed %s to offset %d", lane.tp, offset)
             self.stats.transaction_seconds.observe(time.perf_counter() - started)
             lane.open_since = None
             lane.offset = None
@@ -412,6 +428,7 @@ class Transactions:
                     self.consumer.seek(tp, committed)
                     start = committed
                 lanes.append(Lane(tp, producer, start))
+                logger.debug("lane of %s opened at offset %d (committed %s)", tp, start, committed)
         except BaseException:
             await asyncio.shield(asyncio.gather(
                 *(close_transactional(p, self.settings.drain_timeout_s) for p in producers)))
@@ -465,19 +482,37 @@ class Transactions:
 
 
 async def _close(lane: Lane, timeout: float) -> None:
+    """Close a lane's producer: a lane that failed or was abandoned gives its transaction up
+    (the next ``InitProducerId`` of its id aborts it), a healthy one aborts what it has open."""
+    failed = lane.closed
     lane.closed = True
-    await close_transactional(lane.producer, timeout)
+    await close_transactional(lane.producer, min(timeout, GIVE_UP_S) if failed else timeout,
+                              give_up=failed)
 
 
-async def close_transactional(producer: AIOKafkaProducer, timeout: float) -> None:
+async def close_transactional(producer: AIOKafkaProducer, timeout: float,
+                              give_up: bool = False) -> None:
     """Abort what a transactional producer has open (a fenced one cannot: the next holder's
-    init or the broker's timeout does) and close it in bounded time."""
+    init or the broker's timeout does) and close it in bounded time.
+
+    ``give_up``: its transaction failed; nothing is aborted or flushed, and a producer that
+    does not close within ``timeout`` (its sender still waiting on a broker) is left behind.
+    """
     state = producer._txn_manager  # noqa: SLF001 - no public transaction state
-    if state is not None and state.is_in_transaction():
+    if give_up:
+        producer._message_accumulator.fail_all(  # noqa: SLF001 - no public way to give up
+            KafkaError("the transaction was given up"))
+    elif state is not None and state.is_in_transaction():
         with contextlib.suppress(KafkaError, TimeoutError):
             await asyncio.wait_for(producer.abort_transaction(), timeout)
     waiter = state.wait_for_transaction_end() if state is not None else None
     if waiter is not None and waiter.done() and not waiter.cancelled():
         waiter.exception()  # a fenced transaction's end, already told to whoever waited
-    await stop_producer(producer, timeout)
-
+    if not give_up:
+        await stop_producer(producer, timeout)
+        return
+    try:
+        await asyncio.wait_for(producer.stop(), timeout)
+    except TimeoutError:
+        logger.warning("a transactional producer (%s) did not close within %.1fs; left behind",
+                       producer.client._client_id, timeout)  # noqa: SLF001
