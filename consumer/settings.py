@@ -45,6 +45,12 @@ class WorkerSettings(BrokerSettings):
         "read_committed readers of their partitions until then or until the next owner fences "
         "it.",
     )
+    transaction_publish_timeout_s: float = Field(
+        default=20.0, gt=0, description="exactly_once: the longest a batch's publish inside a "
+        "transaction may take; past it the partition's transaction is given up and the "
+        "partition starts over from its committed offset with a new producer (the producer "
+        "itself retries a broker that is away for as long as it takes).",
+    )
     transactional_id_prefix: str = Field(
         default="", description="exactly_once: transactional ids are "
         "'<prefix>.<request topic>.<partition>'; default: the group id.",

@@ -65,11 +65,6 @@ from schemas.topics import Topics
 
 logger = logging.getLogger(__name__)
 
-PUBLISH_TIMEOUT_S = 20.0
-"""The longest a batch's publish inside a transaction may take. The producer retries a broker
-that is away for as long as it takes; past this the lane starts over with a new producer (and
-the next ``InitProducerId`` fences this one), whatever the old one was waiting for."""
-
 GIVE_UP_S = 5.0
 """How long a failed lane's producer may take to close before it is left behind."""
 
@@ -230,14 +225,18 @@ class Transactions:
         the answer lost to a broker that died, or a batch the producer gave up waiting on), and
         sending it again inside the same transaction would commit it twice. The producer
         itself retries what it can without duplicates (idempotent sequence numbers), for at most
-        ``PUBLISH_TIMEOUT_S``."""
+        ``transaction_publish_timeout_s``."""
+        # Bounded: the producer retries a broker that is away for as long as it takes, and a
+        # producer can be left waiting by a broker that came back; past the bound the lane
+        # starts over with a new producer (whose InitProducerId fences this one).
+        bound = self.settings.transaction_publish_timeout_s
         try:
-            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+            async with asyncio.timeout(bound):
                 unsent, errors = await send_all(lane.producer, pending)
         except TimeoutError as exc:
             self.stats.publish_retries += 1
             raise KafkaTimeoutError(f"publishing in the transaction of {lane.tp} took over "
-                                    f"{PUBLISH_TIMEOUT_S}s") from exc
+                                    f"{bound}s") from exc
         if unsent:
             self.stats.publish_retries += 1  # (the batch is, from the committed offset)
             raise errors[0] if errors else Superseded(lane.tp)

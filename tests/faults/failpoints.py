@@ -13,6 +13,8 @@ settings from ``CALCSTREAM_*``), plus:
   and the worker is told it failed (``KafkaConnectionError``), as when a broker dies after
   writing a request and before answering it: the records are in the log, and the worker does
   not know.
+- ``FAULT_STALL_ACK=N``: the N-th such publish is sent and never returns, as when the
+  producer is left waiting for an answer that never comes.
 - ``FAULT_HOLD_OP=name:seconds``: registers an op ``name`` whose kernel keeps the interpreter
   lock for that long per batch, as a native call that never releases it would: the worker's
   event loop, and with it its heartbeats, stand still meanwhile.
@@ -80,7 +82,7 @@ def _holding(seconds: float) -> Any:
     return hold
 
 
-def _losing_ack(nth: int, results_topic: str
+def _losing_ack(nth: int, results_topic: str, stall: bool = False
                 ) -> Callable[..., Awaitable[tuple[list[Outgoing], list[BaseException]]]]:
     calls, lost = 0, False
 
@@ -93,6 +95,9 @@ def _losing_ack(nth: int, results_topic: str
         calls += 1
         if calls >= nth and not unsent:  # (one the broker took whole)
             lost = True
+            if stall:
+                logger.warning("failpoint: the publish of %d records never returns", len(records))
+                await asyncio.Event().wait()
             logger.warning("failpoint: the acknowledgement of %d records is lost", len(records))
             return list(records), [KafkaConnectionError("failpoint: acknowledgement lost")]
         return unsent, errors
@@ -115,9 +120,10 @@ def main() -> None:
                             batch=_abort, reference=lambda x, a: np.nan))
     settings = WorkerSettings()
     lose_ack = int(os.environ.get("FAULT_LOSE_ACK", "0"))
-    if lose_ack:
-        publishing.send_all = transactions.send_all = _losing_ack(lose_ack,
-                                                                  settings.topics.results)
+    stall_ack = int(os.environ.get("FAULT_STALL_ACK", "0"))
+    if lose_ack or stall_ack:
+        publishing.send_all = transactions.send_all = _losing_ack(
+            lose_ack or stall_ack, settings.topics.results, stall=bool(stall_ack))
     hold = os.environ.get("FAULT_HOLD_OP")
     if hold:
         name, seconds = hold.split(":")

@@ -250,17 +250,20 @@ async def crash_after_publish(fleet: Fleet, rate: float, crash_after: int = 20,
                     "uncommitted_copies": await uncommitted_copies(fleet.deployment)})
 
 
-async def lost_ack(fleet: Fleet, total: int, rate: float, nth: int = 5) -> Run:
+async def lost_ack(fleet: Fleet, total: int, rate: float, nth: int = 5,
+                   stall: bool = False) -> Run:
     """One worker is told a publish failed that the broker in fact acknowledged (the
-    broker's answer lost, as when it dies between writing and answering)."""
+    broker's answer lost, as when it dies between writing and answering); ``stall``: the
+    publish never returns instead."""
     async with Observer(fleet.deployment) as observer:
-        worker = fleet.start(FAULT_LOSE_ACK=str(nth), argv_module="tests.faults.failpoints")
+        fault = "FAULT_STALL_ACK" if stall else "FAULT_LOSE_ACK"
+        worker = fleet.start(argv_module="tests.faults.failpoints", **{fault: str(nth)})
         await fleet.ready()
         async with Load(fleet.deployment, "ack", total, rate) as load:
             await load.finished()
         verdict = await observer.settle(load.acked)
         return Run("lost_ack", verdict, [], observer.wrong_values(Load.expected), {
-            "injected": "acknowledgement lost" in worker.log(),
+            "injected": ("never returns" if stall else "acknowledgement lost") in worker.log(),
             "uncommitted_copies": await uncommitted_copies(fleet.deployment)})
 
 

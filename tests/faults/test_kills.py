@@ -5,8 +5,10 @@ And a worker that lives but lost a broker's answer to a publish."""
 from __future__ import annotations
 
 from tests.faults import scenarios
+from tests.faults.conftest import FLEET_ENV
 from tests.faults.failpoints import CRASH_EXIT
 from tests.faults.harness import Fleet
+from tests.kafka import Deployment
 
 BATCH, IN_FLIGHT = 64, 2
 
@@ -62,3 +64,23 @@ async def test_a_publish_whose_answer_was_lost_is_never_committed_twice(fleet: F
     else:
         assert v.duplicates >= 1, "the records whose answer was lost are published again"
     assert (v.phantoms, v.invalid, run.wrong_values) == ([], [], [])
+
+
+async def test_a_publish_that_never_returns_is_given_up_and_answered_once(
+        deployment: Deployment) -> None:
+    """A producer left waiting for ever (a broker that came back and never answered it) must
+    not hold its partition: past ``transaction_publish_timeout_s`` the transaction is given
+    up and the partition starts over with a new producer, which fences the stuck one."""
+    fleet = Fleet(deployment, {**FLEET_ENV, "CALCSTREAM_PROCESSING_GUARANTEE": "exactly_once",
+                               "CALCSTREAM_TRANSACTION_PUBLISH_TIMEOUT_S": "2"})
+    try:
+        run = await scenarios.lost_ack(fleet, total=1200, rate=600, stall=True)
+        v = run.verdict
+        print("stalled publish", run.figures())
+        assert run.notes["injected"], fleet.logs()
+        assert "took over 2.0s" in fleet.logs(tail=None)
+        assert v.lost == [], f"{len(v.lost)} lost\n{fleet.logs()}"
+        assert v.duplicates == 0, f"{v.duplicated[:5]}\n{fleet.logs()}"
+        assert (v.phantoms, v.invalid, run.wrong_values) == ([], [], [])
+    finally:
+        fleet.close()
