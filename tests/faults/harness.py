@@ -8,6 +8,7 @@ sleeping, and finally hands all three topics to ``checker.check``.
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -334,3 +335,25 @@ async def committed_offsets(dep: Deployment) -> dict[int, int]:
     finally:
         await consumer.stop()
     return {p: offset for p, offset in found.items() if offset is not None}
+
+
+_SKIPPED_MARKERS = re.compile(
+    r"Couldn't find leader endpoint for partitions .*? while trying to send transaction markers "
+    r"for (\S+?)[,;]? ")
+
+
+def markers_skipped(server_log: str, requests_topic: str) -> set[int]:
+    """Request partitions whose transaction the broker completed without writing its markers.
+
+    Kafka's transaction coordinator treats a partition without a leader endpoint as deleted
+    and completes the commit without its markers. A single KRaft node restarted after a
+    SIGKILL fences its own previous registration some seconds after it came back, and its
+    partitions have no leader in between: a commit that was under way when it died can end
+    there, its offset commit never applied, and the partition's next owner answers those
+    requests again. The broker logs it; this reads which lanes (``<prefix>.<topic>.<p>``)."""
+    found = set()
+    for transactional_id in _SKIPPED_MARKERS.findall(server_log):
+        prefix, _, partition = transactional_id.rpartition(".")
+        if prefix.endswith(f".{requests_topic}") and partition.isdigit():
+            found.add(int(partition))
+    return found
