@@ -177,9 +177,10 @@ class Transactions:
         return parts
 
     async def settle(self, part: Part, output: BatchOutput, marks: Sequence[JournalRecord],
-                     sent: Sent | None = None, urgent: bool = False) -> None:
-        """Add a part's records to its lane's transaction, in turn, and return once that
-        transaction committed; ``Superseded`` if the lane started over meanwhile. ``urgent``
+                     sent: Sent | None = None, urgent: bool = False) -> asyncio.Future[None]:
+        """Add a part's records to its lane's transaction, in turn; return once they are in it,
+        with a future that completes when that transaction commits (``Superseded`` if the
+        lane started over first). Raises ``Superseded`` if it had already. ``urgent``
         commits at once instead of at the end of the interval (a record computed alone
         after a worker died: nothing else of its partition moves until it is answered)."""
         lane = part.lane
@@ -192,7 +193,7 @@ class Transactions:
         if sent is not None:
             sent()
         self._schedule(lane, urgent)
-        await committed
+        return committed
 
     async def _add(self, lane: Lane, part: Part, output: BatchOutput,
                    marks: Sequence[JournalRecord]) -> asyncio.Future[None]:

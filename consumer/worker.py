@@ -89,6 +89,9 @@ class Worker:
             settings.max_batch_size, settings.max_batch_delay_ms / 1000.0
         )
         self._inflight: set[asyncio.Task[None]] = set()
+        self._committing: set[asyncio.Task[None]] = set()
+        """exactly_once: batches in open transactions, waiting for them to commit."""
+        self._capacity: asyncio.Future[None] | None = None
         self._inflight_records = 0
         self._stopping = asyncio.Event()
         self._handing_over: set[TopicPartition] = set()  # being revoked right now
@@ -190,7 +193,8 @@ class Worker:
         while not self._stopping.is_set():
             # Batches count until they are committed, not just until they are published: one
             # stuck batch must not let later, finished ones pile up uncommitted (each would be
-            # answered again after a crash).
+            # answered again after a crash). Under exactly_once, until they are in their
+            # partitions' transactions (_in_transaction).
             if self._busy() >= s.max_in_flight:
                 await self._wait_for_capacity(consumer)
                 continue
@@ -271,8 +275,11 @@ class Worker:
         paused = consumer.assignment()
         consumer.pause(*paused)
         stop = asyncio.ensure_future(self._stopping.wait())
+        if self._capacity is None:
+            self._capacity = asyncio.get_running_loop().create_future()
+        waits: set[asyncio.Future[Any]] = {*self._inflight, stop, self._capacity}
         try:
-            await asyncio.wait({*self._inflight, stop}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
             consumer.resume(*(tp for tp in paused if tp in consumer.assignment()))
@@ -304,9 +311,32 @@ class Worker:
         self.stats.held = held
         self.stats.peak_held = max(self.stats.peak_held, held)
 
+    def _in_transaction(self, records: int) -> None:
+        """exactly_once: the running batch's records are in their partitions' open
+        transactions, which commit on their own clock (every transaction interval). The batch
+        no longer takes one of ``max_in_flight``: a crash from here on loses only work (the
+        transactions abort and the records are read again), never a duplicate, and counting
+        it until the commit would cap a worker at ``max_in_flight`` batches per interval."""
+        task = asyncio.current_task()
+        if task in self._inflight:
+            self._inflight.discard(task)
+            self._committing.add(task)
+            self._inflight_records -= records
+            self._count_held()
+            self.stats.in_flight = len(self._inflight)
+            self._capacity_freed()
+
+    def _capacity_freed(self) -> None:
+        waiter, self._capacity = self._capacity, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     def _landed(self, records: int, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
-        self._inflight_records -= records
+        if task in self._committing:
+            self._committing.discard(task)  # its records were counted out when it got there
+        else:
+            self._inflight.discard(task)
+            self._inflight_records -= records
         self._count_held()
         self.stats.in_flight = len(self._inflight)
         self._fail_on_error(task)
@@ -350,13 +380,25 @@ class Worker:
                 committer.finish(token)
                 await committer.commit()
             else:
-                settled = await asyncio.gather(
+                added = await asyncio.gather(
                     *(self._transactions.settle(part, output, mark, self._sent, alone)
                       for part, output, mark in zip(parts, outputs, marks, strict=True)),
                     return_exceptions=True)
-                for outcome in settled:
+                for outcome in added:
                     if isinstance(outcome, BaseException) and not isinstance(outcome, Superseded):
                         raise outcome
+                if not alone:
+                    self._in_transaction(len(records))
+                settled: list[BaseException | None] = []
+                for outcome in added:
+                    if isinstance(outcome, BaseException):
+                        settled.append(outcome)
+                        continue
+                    try:
+                        await outcome
+                        settled.append(None)
+                    except Superseded as exc:
+                        settled.append(exc)
                 if any(isinstance(outcome, Superseded) for outcome in settled):
                     kept = [i for i, outcome in enumerate(settled) if outcome is None]
                     groups = [groups[i] for i in kept]
@@ -421,11 +463,11 @@ class Worker:
         """
         try:
             async with asyncio.timeout(timeout):
-                while self._inflight:
-                    await asyncio.wait(set(self._inflight))
+                while self._inflight or self._committing:
+                    await asyncio.wait(self._inflight | self._committing)
             return True
         except TimeoutError:
-            stuck = set(self._inflight)
+            stuck = self._inflight | self._committing
             await cancel_and_wait(*stuck)
             if self._transactions is not None:
                 self._transactions.abandon()
