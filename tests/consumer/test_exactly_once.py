@@ -93,3 +93,23 @@ async def test_lanes_follow_the_assignment(deployment: Deployment) -> None:
                 got = results_by_id(await reader.read_count(80))
         await until(lambda: len(transactions) == deployment.partitions, timeout=30)
     assert all(len(v) == 1 for v in got.values()) and len(got) == 80
+
+
+async def test_batches_do_not_wait_for_the_commit_to_free_their_slot(
+    deployment: Deployment,
+) -> None:
+    """One batch in flight and a 1 s transaction interval: if a batch held its slot until its
+    transaction committed, the worker could take one batch per interval, each commit round
+    holding one batch. Once in a transaction a batch frees its slot, so a round holds many."""
+    settings = deployment.worker_settings(processing_guarantee="exactly_once",
+                                          transaction_interval_ms=1000, max_in_flight=1,
+                                          max_batch_size=10)
+    await produce(deployment.bootstrap, deployment.topics.requests, _requests("s", 400))
+    async with running(settings) as worker, \
+            TopicReader(deployment.bootstrap, deployment.topics.results) as reader:
+        got = results_by_id(await reader.read_count(400, timeout=60))
+        await until(lambda: worker.stats.records == 400)
+        batches, transactions = worker.stats.batches, worker.stats.transactions
+    assert len(got) == 400 and all(len(v) == 1 for v in got.values())
+    # Each commit round commits at most one transaction per partition.
+    assert batches >= 2 * transactions, (batches, transactions)

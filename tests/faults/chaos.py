@@ -434,7 +434,15 @@ it counts what a `read_committed` consumer of the result topic sees: duplicates 
 guarantee. The aborted copies stay in the log (`uncommitted_copies` in crash_after_publish:
 what a `read_uncommitted` reader would count). Results become visible when their transaction
 commits, every `transaction_interval_ms` (default {interval:g} ms), which the latency columns
-include.
+include. One exception, the broker's: a single KRaft node SIGKILLed while a transaction was
+committing can complete that commit after its restart without writing the markers: when the
+controller fences the node's previous registration, a few seconds after the restart, its
+partitions lose their leader until it registers anew, and the coordinator takes a partition
+without a leader for a deleted one (it logs "Couldn't find leader endpoint ... likely deleted
+already"). The offset commit in that transaction never takes effect and the partition's next
+owner answers those requests again. `broker_restart` names such partitions
+(`markers_skipped_by_broker`) and counts the duplicates outside them
+(docs/worker.md, "What is not guaranteed").
 """
 
 

@@ -348,9 +348,10 @@ def markers_skipped(server_log: str, requests_topic: str) -> set[int]:
     Kafka's transaction coordinator treats a partition without a leader endpoint as deleted
     and completes the commit without its markers. A single KRaft node restarted after a
     SIGKILL fences its own previous registration some seconds after it came back, and its
-    partitions have no leader in between: a commit that was under way when it died can end
-    there, its offset commit never applied, and the partition's next owner answers those
-    requests again. The broker logs it; this reads which lanes (``<prefix>.<topic>.<p>``)."""
+    partitions have no leader until it registers anew: a commit that was under way when it
+    died can end then, its offset commit never applied, and the partition's next owner answers
+    those requests again. The broker logs it; this reads which lanes
+    (``<prefix>.<topic>.<p>``)."""
     found = set()
     for transactional_id in _SKIPPED_MARKERS.findall(server_log):
         prefix, _, partition = transactional_id.rpartition(".")

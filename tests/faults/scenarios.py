@@ -18,7 +18,7 @@ import orjson
 from core.kafka import EmbeddedKafka
 from schemas.messages import DeadLetterHeaders
 from tests.faults.checker import Verdict
-from tests.faults.harness import Fleet, Load, Observer, now_ms, uncommitted_copies
+from tests.faults.harness import Fleet, Load, Observer, markers_skipped, now_ms, uncommitted_copies
 from tests.faults.inputs import mixed, produce_outside
 from tests.kafka import produce, request_json
 
@@ -152,9 +152,19 @@ async def broker_restart(fleet: Fleet, broker: EmbeddedKafka, rate: float, resta
             load.stop(at_least)
             await load.finished()
         verdict = await observer.settle(load.acked)
+        # A commit the broker completed without its markers (harness.markers_skipped) shows
+        # as duplicates of that request partition under exactly_once; say which, and how many
+        # duplicates it does not explain.
+        server_log = broker.data_dir / "logs" / "server.log"
+        skipped = markers_skipped(server_log.read_text(errors="replace")
+                                  if server_log.exists() else "", fleet.deployment.topics.requests)
+        unexplained = [rid for rid in verdict.duplicated
+                       if verdict.partition_of.get(rid) not in skipped]
         return Run("broker_restart", verdict, faults, observer.wrong_values(Load.expected),
                    {"restarts": restarts, "load_failed": load.failed,
-                    "workers_alive": all(w.alive() for w in fleet)})
+                    "workers_alive": all(w.alive() for w in fleet),
+                    "markers_skipped_by_broker": sorted(skipped),
+                    "duplicates_outside_those_partitions": len(unexplained)})
 
 
 async def sigstop(fleet: Fleet, rate: float, max_cycles: int = 3, until_refused: bool = True,

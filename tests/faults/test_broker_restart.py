@@ -12,7 +12,7 @@ import httpx
 from core.admin import wait_for_broker
 from core.kafka import EmbeddedKafka
 from core.net import free_port
-from schemas.topics import Topics, partition_of
+from schemas.topics import Topics
 from tests.faults.harness import Observer, markers_skipped
 from tests.kafka import Deployment, create_topics, unique
 from tests.processes import ApiProcess, WorkerProcess
@@ -102,8 +102,7 @@ async def test_submits_fail_fast_while_the_broker_is_down_and_service_resumes_af
         # None, unless the broker completed a commit without its markers (a single node's
         # restart window, harness.markers_skipped): then only requests of that partition.
         skipped = markers_skipped(broker_log, dep.topics.requests)
-        stray = [rid for rid in verdict.duplicated
-                 if partition_of(rid.encode(), range(dep.partitions)) not in skipped]
+        stray = [rid for rid in verdict.duplicated if verdict.partition_of.get(rid) not in skipped]
         assert stray == [], (stray[:5], worker_log[-3000:])
         if verdict.duplicates:
             print(f"the broker completed the commits of request partitions {sorted(skipped)} "
