@@ -152,19 +152,21 @@ async def broker_restart(fleet: Fleet, broker: EmbeddedKafka, rate: float, resta
             load.stop(at_least)
             await load.finished()
         verdict = await observer.settle(load.acked)
-        # A commit the broker completed without its markers (harness.markers_skipped) shows
-        # as duplicates of that request partition under exactly_once; say which, and how many
-        # duplicates it does not explain.
-        server_log = broker.data_dir / "logs" / "server.log"
-        skipped = markers_skipped(server_log.read_text(errors="replace")
-                                  if server_log.exists() else "", fleet.deployment.topics.requests)
-        unexplained = [rid for rid in verdict.duplicated
-                       if verdict.partition_of.get(rid) not in skipped]
+        notes: dict[str, Any] = {"restarts": restarts, "load_failed": load.failed,
+                                 "workers_alive": all(w.alive() for w in fleet)}
+        if fleet.exactly_once:
+            # A commit the broker completed without its markers (harness.markers_skipped)
+            # shows as duplicates of that request partition; say which, and how many
+            # duplicates it does not explain.
+            server_log = broker.data_dir / "logs" / "server.log"
+            skipped = markers_skipped(server_log.read_text(errors="replace")
+                                      if server_log.exists() else "",
+                                      fleet.deployment.topics.requests)
+            notes["markers_skipped_by_broker"] = sorted(skipped)
+            notes["duplicates_outside_those_partitions"] = sum(
+                1 for rid in verdict.duplicated if verdict.partition_of.get(rid) not in skipped)
         return Run("broker_restart", verdict, faults, observer.wrong_values(Load.expected),
-                   {"restarts": restarts, "load_failed": load.failed,
-                    "workers_alive": all(w.alive() for w in fleet),
-                    "markers_skipped_by_broker": sorted(skipped),
-                    "duplicates_outside_those_partitions": len(unexplained)})
+                   notes)
 
 
 async def sigstop(fleet: Fleet, rate: float, max_cycles: int = 3, until_refused: bool = True,
