@@ -19,6 +19,7 @@ from consumer.worker import Worker
 from schemas.encoding import BINARY, CONTENT_TYPE_HEADER, encode_binary
 from schemas.messages import CalcResult, DeadLetterHeaders, RequestFields
 from tests.kafka import Deployment, TopicReader, produce, request_json, results_by_id
+from tests.waiting import until
 
 
 @contextlib.asynccontextmanager
@@ -265,6 +266,8 @@ async def test_metrics_endpoint_reports_what_the_worker_did(deployment: Deployme
     async with running(deployment.worker_settings()) as worker, \
             TopicReader(deployment.bootstrap, deployment.topics.results) as reader:
         await reader.read_count(n + 1)
+        # A batch is counted once it is committed, a moment after its results can be read.
+        await until(lambda: worker.stats.records == n + 1)
         assert worker.metrics is not None
         async with httpx.AsyncClient() as client:
             response = await client.get(f"http://127.0.0.1:{worker.metrics.port}/metrics")
