@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +20,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from core.admin import wait_for_group
-from core.net import free_port, port_open
+from core.net import free_port
 from tests.kafka import describe_partitions
 
 
@@ -137,12 +139,25 @@ def test_the_secure_stack_lets_each_user_do_its_part(tmp_path: Path) -> None:
 
 
 def _consecutive_free_ports(count: int) -> int:
-    """A port such that it and the ``count - 1`` after it are free."""
+    """A port such that it and the ``count - 1`` after it are free, below the kernel's
+    ephemeral range: a port in that range can be taken by any outgoing connection (the nodes'
+    own, to each other) between this check and the node binding it."""
+    ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    ephemeral_low = int(ranges.read_text().split()[0]) if ranges.exists() else 32768
+    rng = random.Random()
     while True:
-        base = free_port()
-        if base + count < 65536 and not any(port_open("127.0.0.1", base + i)
-                                            for i in range(1, count)):
+        base = rng.randrange(10_000, ephemeral_low - count)
+        if all(_bindable(base + i) for i in range(count)):
             return base
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @pytest.mark.timeout(300)  # three JVMs start side by side
