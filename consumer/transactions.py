@@ -239,7 +239,7 @@ class Transactions:
             raise KafkaTimeoutError(f"publishing in the transaction of {lane.tp} took over "
                                     f"{bound}s") from exc
         if unsent:
-            self.stats.publish_retries += 1  # (the batch is, from the committed offset)
+            self.stats.publish_retries += 1  # (it is: read again from the committed offset)
             raise errors[0] if errors else Superseded(lane.tp)
 
     def _schedule(self, lane: Lane, urgent: bool = False) -> None:
@@ -347,15 +347,16 @@ class Transactions:
         delay = (self.settings.session_timeout_ms / 1000.0 if fenced else
                  BACKOFF_S[min(failures - 1, len(BACKOFF_S) - 1)] if failures else 0.0)
         if lane.tp not in self._restarts:
-            self._restarts[lane.tp] = self._spawn(self._restart(lane, delay))
+            self._restarts[lane.tp] = self._spawn(self._restart(lane.tp, lane, delay))
 
-    async def _restart(self, lane: Lane, delay: float) -> None:
-        tp = lane.tp
+    async def _restart(self, tp: TopicPartition, lane: Lane | None, delay: float = 0.0) -> None:
+        """Close ``tp``'s failed lane (None: it has none yet), then open a new one."""
         try:
             self.consumer.pause(tp)  # nothing more of it is read for a lane that is closed
             if delay:
                 await asyncio.sleep(delay)
-            await _close(lane, self.settings.drain_timeout_s)
+            if lane is not None:
+                await _close(lane, self.settings.drain_timeout_s)
             await self._reopen(tp, lane)
         finally:
             self._restarts.pop(tp, None)
@@ -392,13 +393,7 @@ class Transactions:
                            exc)
             for tp in tps:
                 if tp not in self._lanes and tp not in self._restarts:
-                    self._restarts[tp] = self._spawn(self._reopening(tp))
-
-    async def _reopening(self, tp: TopicPartition) -> None:
-        try:
-            await self._reopen(tp, None)
-        finally:
-            self._restarts.pop(tp, None)
+                    self._restarts[tp] = self._spawn(self._restart(tp, None))
 
     async def open(self, tps: Iterable[TopicPartition]) -> None:
         """New lanes for these partitions: fence their previous holders, then seek each to its

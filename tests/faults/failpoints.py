@@ -82,7 +82,7 @@ def _holding(seconds: float) -> Any:
     return hold
 
 
-def _losing_ack(nth: int, results_topic: str, stall: bool = False
+def _faulty_acks(nth: int, results_topic: str, stall: bool = False
                 ) -> Callable[..., Awaitable[tuple[list[Outgoing], list[BaseException]]]]:
     calls, lost = 0, False
 
@@ -122,7 +122,7 @@ def main() -> None:
     lose_ack = int(os.environ.get("FAULT_LOSE_ACK", "0"))
     stall_ack = int(os.environ.get("FAULT_STALL_ACK", "0"))
     if lose_ack or stall_ack:
-        publishing.send_all = transactions.send_all = _losing_ack(
+        publishing.send_all = transactions.send_all = _faulty_acks(
             lose_ack or stall_ack, settings.topics.results, stall=bool(stall_ack))
     hold = os.environ.get("FAULT_HOLD_OP")
     if hold:

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from core.kafka import EmbeddedKafka
 from schemas.messages import DLQ_HEADER_PREFIX
 from tests.faults.checker import Verdict, check
 from tests.faults.inputs import OutsideRecord, read_outside
@@ -342,7 +343,7 @@ _SKIPPED_MARKERS = re.compile(
     r"for (\S+?)[,;]? ")
 
 
-def markers_skipped(server_log: str, requests_topic: str) -> set[int]:
+def markers_skipped(broker: EmbeddedKafka, requests_topic: str) -> set[int]:
     """Request partitions whose transaction the broker completed without writing its markers.
 
     Kafka's transaction coordinator treats a partition without a leader endpoint as deleted
@@ -352,8 +353,10 @@ def markers_skipped(server_log: str, requests_topic: str) -> set[int]:
     died can end then, its offset commit never applied, and the partition's next owner answers
     those requests again. The broker logs it; this reads which lanes
     (``<prefix>.<topic>.<p>``)."""
+    server_log = broker.data_dir / "logs" / "server.log"
+    text = server_log.read_text(errors="replace") if server_log.exists() else ""
     found = set()
-    for transactional_id in _SKIPPED_MARKERS.findall(server_log):
+    for transactional_id in _SKIPPED_MARKERS.findall(text):
         prefix, _, partition = transactional_id.rpartition(".")
         if prefix.endswith(f".{requests_topic}") and partition.isdigit():
             found.add(int(partition))

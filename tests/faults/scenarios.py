@@ -158,10 +158,7 @@ async def broker_restart(fleet: Fleet, broker: EmbeddedKafka, rate: float, resta
             # A commit the broker completed without its markers (harness.markers_skipped)
             # shows as duplicates of that request partition; say which, and how many
             # duplicates it does not explain.
-            server_log = broker.data_dir / "logs" / "server.log"
-            skipped = markers_skipped(server_log.read_text(errors="replace")
-                                      if server_log.exists() else "",
-                                      fleet.deployment.topics.requests)
+            skipped = markers_skipped(broker, fleet.deployment.topics.requests)
             notes["markers_skipped_by_broker"] = sorted(skipped)
             notes["duplicates_outside_those_partitions"] = sum(
                 1 for rid in verdict.duplicated if verdict.partition_of.get(rid) not in skipped)
