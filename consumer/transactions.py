@@ -463,10 +463,15 @@ class Transactions:
             if self._tick is not None:
                 self._tick.cancel()
                 self._tick = None
-        chosen = list(self._lanes) if tps is None else [tp for tp in tps if tp in self._lanes]
+        tps = list(self._lanes.keys() | self._restarts.keys()) if tps is None else list(tps)
+        chosen = [tp for tp in tps if tp in self._lanes]
         await self.flush(chosen)
         lanes = [self._lanes.pop(tp) for tp in chosen]
-        await cancel_and_wait(*(self._restarts.pop(tp, None) for tp in chosen))
+        # A lane still being reopened stops too, lane or not yet: an InitProducerId it sent
+        # after the partition moved would fence the partition's new owner.
+        await cancel_and_wait(*(self._restarts.pop(tp, None) for tp in tps))
+        for tp in tps:
+            self._failures.pop(tp, None)
         await asyncio.gather(*(_close(lane, self.settings.drain_timeout_s) for lane in lanes))
 
     def abandon(self) -> None:

@@ -4,10 +4,13 @@ together per request partition, a stale owner is fenced, and what it wrote stays
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import ProducerFenced
+from aiokafka.errors import KafkaConnectionError, ProducerFenced
+from aiokafka.partitioner import DefaultPartitioner
 
 from consumer.transactions import Transactions, close_transactional
 from tests.consumer.test_worker import running
@@ -113,3 +116,60 @@ async def test_batches_do_not_wait_for_the_commit_to_free_their_slot(
     assert len(got) == 400 and all(len(v) == 1 for v in got.values())
     # Each commit round commits at most one transaction per partition.
     assert batches >= 2 * transactions, (batches, transactions)
+
+
+async def test_a_lane_still_reopening_when_its_partition_moves_leaves_the_new_owner_alone(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first worker could not open partition 0's lane (the broker refused) and was still
+    retrying, its InitProducerId under way, when the partition moved to a second worker. The
+    retry must stop there: finishing it would initialise the partition's transactional id
+    under its new owner, fencing that owner's lane."""
+    tp0 = TopicPartition(deployment.topics.requests, 0)
+    # The round-robin assignor gives partition 0 to the member whose id sorts first.
+    first_settings = deployment.worker_settings(processing_guarantee="exactly_once",
+                                                worker_id="z-first")
+    second_settings = first_settings.model_copy(update={"worker_id": "a-second"})
+    real = Transactions._producer  # noqa: SLF001
+    attempts: list[TopicPartition] = []
+    moved, retry_ended = asyncio.Event(), asyncio.Event()
+
+    async def producer(self: Transactions, tp: TopicPartition) -> AIOKafkaProducer:
+        if self.settings.worker_id != "z-first" or tp != tp0:
+            return await real(self, tp)
+        attempts.append(tp)
+        if len(attempts) == 1:
+            raise KafkaConnectionError("refused while the broker is away")
+        try:
+            await moved.wait()  # the retry's InitProducerId is still under way
+            return await real(self, tp)
+        finally:
+            retry_ended.set()
+
+    monkeypatch.setattr(Transactions, "_producer", producer)
+    partitions = list(range(deployment.partitions))
+    keys = [k for k in (f"m{i}".encode() for i in range(400))
+            if DefaultPartitioner()(k, partitions, partitions) == 0][:20]
+    async with running(first_settings) as first:
+        held = first._transactions  # noqa: SLF001 - what the worker holds
+        assert isinstance(held, Transactions)
+        await until(lambda: len(attempts) == 2 and len(held) == deployment.partitions - 1,
+                    what="every lane but partition 0's open, its retry under way")
+        async with running(second_settings) as second:
+            other = second._transactions  # noqa: SLF001
+            assert isinstance(other, Transactions)
+            await until(lambda: tp0 in other._lanes  # noqa: SLF001
+                        and len(held) + len(other) == deployment.partitions, timeout=30,
+                        what="partition 0's lane open on the second worker")
+            moved.set()
+            await asyncio.wait_for(retry_ended.wait(), 30)
+            await produce(deployment.bootstrap, deployment.topics.requests,
+                          [(k, request_json(k.decode(), "sum", [1, 2])) for k in keys])
+            async with TopicReader(deployment.bootstrap, deployment.topics.results) as reader:
+                got = results_by_id(await reader.read_count(len(keys)))
+            await until(lambda: second.stats.records >= len(keys))
+            assert second.stats.transactions_failed == 0, "the second worker's lane was fenced"
+        assert len(attempts) == 2
+        assert tp0 not in held._lanes  # noqa: SLF001
+    assert sorted(got) == sorted(k.decode() for k in keys)
+    assert all(len(v) == 1 for v in got.values())
