@@ -75,7 +75,7 @@ def test_dockerfile_installs_every_package_the_services_run() -> None:
         assert f"COPY {package} ./{package}" in dockerfile
 
 
-def test_the_image_can_turn_on_every_optional_feature_the_settings_name() -> None:
+def test_the_image_holds_the_tracing_extra() -> None:
     """CALCSTREAM_TRACING=otlp needs the `tracing` extra; an image without it fails at start."""
     dockerfile = (ROOT / "Dockerfile").read_text()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
