@@ -12,6 +12,10 @@ topic meanwhile, the records each replica read, and the throughput. Each replica
 measured first (``--idle`` s before the load starts), so the figures can also be read above
 what a replica spends with nothing to do. Writes
 ``bench/results/reply_routing.json`` and prints a Markdown table.
+
+``--profile DIR`` samples every replica with py-spy through the measured window and prints,
+per configuration, the share of each replica's busy samples spent under the product's main
+paths (fetching results, handling them, HTTP, the reply group) and its hottest frames.
 """
 
 from __future__ import annotations
@@ -29,13 +33,39 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench.harness import profile
 from bench.harness.procs import HOST, Child, CpuMeter, free_port
-from bench.harness.stack import CalcstreamStack, entry_point
+from bench.harness.stack import CalcstreamStack, entry_point, set_experiment
 from schemas.topics import REQUESTS, RESULTS
 
 PARTITIONS = 12
 RESULTS_FILE = Path(__file__).resolve().parents[1] / "results" / "reply_routing.json"
 JSON_HEADERS = {"Content-Type": "application/json"}
+PATHS = {
+    "fetch": ("_fetch_requests_routine", "_proc_fetch_request", "Fetcher."),
+    "results read": ("producer_api/reader.py",),
+    "HTTP": ("httptools_impl.py", "starlette/", "fastapi/"),
+    "group": ("coordinator.py",),
+}
+"""Where a replica's samples go: a path counts a sample when any of its markers is in a frame
+of the sample's stack (a stack may count for more than one)."""
+
+
+def shares(path: Path) -> dict[str, float]:
+    """Share of a py-spy raw file's busy samples under each of ``PATHS``."""
+    counts = dict.fromkeys(PATHS, 0)
+    busy = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        if any(marker in stack.rsplit(";", 1)[-1] for marker in profile.IDLE):
+            continue
+        busy += int(count)
+        for name, markers in PATHS.items():
+            if any(marker in stack for marker in markers):
+                counts[name] += int(count)
+    return {name: round(n / busy, 3) for name, n in counts.items()} if busy else {}
 
 
 async def end_offsets(bootstrap: str, topic: str) -> int:
@@ -82,17 +112,19 @@ async def outside_producer(bootstrap: str, topic: str, rate: float, stop: asynci
 
 
 async def http_clients(urls: list[str], rate: float, stop: asyncio.Event,
-                       answered: list[int]) -> None:
-    """``rate`` submits a second with ``?wait=10``, round robin over ``urls``; counts 200s."""
+                       answered: list[float]) -> None:
+    """``rate`` submits a second with ``?wait=10``, round robin over ``urls``; appends each
+    200's round trip (seconds) to ``answered``."""
     body = b'{"op":"sum","data":[1.0,2.0]}'
     async with aiohttp.ClientSession() as session:
         async def one(url: str) -> None:
+            started = time.perf_counter()
             try:
                 async with session.post(f"{url}/v1/calculations?wait=10", data=body,
                                         headers=JSON_HEADERS) as r:
                     await r.read()
                     if r.status == 200:
-                        answered[0] += 1
+                        answered.append(time.perf_counter() - started)
             except aiohttp.ClientError:
                 pass
         tasks: set[asyncio.Task[None]] = set()
@@ -146,7 +178,7 @@ async def measure(stack: CalcstreamStack, log_dir: Path, replicas: int, routing:
                       env, log_dir).start() for i, p in enumerate(ports)]
     urls = [f"http://{HOST}:{p}" for p in ports]
     stop = asyncio.Event()
-    answered = [0]
+    answered: list[float] = []
     try:
         async with aiohttp.ClientSession() as session:
             for url in urls:
@@ -165,16 +197,21 @@ async def measure(stack: CalcstreamStack, log_dir: Path, replicas: int, routing:
             read_before = [await metric(session, u, "calcstream_api_result_records_total")
                            for u in urls]
             results_before = await end_offsets(stack.bootstrap, RESULTS)
-            answered_before = answered[0]
-            meter = CpuMeter({f"api{i}": c.pid for i, c in enumerate(children)}).start()
+            answered_before = len(answered)
+            pids = {f"api{i}": c.pid for i, c in enumerate(children)}
+            meter = CpuMeter(pids).start()
             started = time.monotonic()
-            await asyncio.sleep(args.window)
+            if args.profile:
+                tag = f"{'routed' if routing else 'all'}-{replicas}"
+                profiles = await profile.record(pids, args.window, args.profile, tag)
+            else:
+                await asyncio.sleep(args.window)
             elapsed = time.monotonic() - started
             results = await end_offsets(stack.bootstrap, RESULTS) - results_before
             per_result = meter.per_item(results)
             read = [await metric(session, u, "calcstream_api_result_records_total") - b
                     for u, b in zip(urls, read_before, strict=True)]
-            http_ok = answered[0] - answered_before
+            window_trips = sorted(answered[answered_before:])
             stop.set()
             await asyncio.gather(*load)
     finally:
@@ -184,7 +221,9 @@ async def measure(stack: CalcstreamStack, log_dir: Path, replicas: int, routing:
     row = {
         "replicas": replicas, "routing": routing,
         "results_per_s": round(results / elapsed, 1),
-        "http_answered_per_s": round(http_ok / elapsed, 1),
+        "http_answered_per_s": round(len(window_trips) / elapsed, 1),
+        "http_ms_p50_p99": [round(1000 * window_trips[int(q * (len(window_trips) - 1))], 1)
+                            for q in (0.5, 0.99)] if window_trips else [],
         "cpu_us_per_result_each": [round(per_result[f"api{i}"], 1) for i in range(replicas)],
         "cpu_us_per_result_mean": round(sum(per_result.values()) / replicas, 1),
         "idle_cpu_ms_per_s_each": [round(idle_per_s[f"api{i}"] / 1000 / args.idle, 1)
@@ -194,6 +233,11 @@ async def measure(stack: CalcstreamStack, log_dir: Path, replicas: int, routing:
             for i in range(replicas)) / replicas, 1),
         "records_read_share_each": [round(r / max(results, 1), 3) for r in read],
     }
+    if args.profile:
+        row["busy_share_each"] = {name: shares(path) for name, path in profiles.items()}
+        row["hottest_each"] = {name: [(round(share, 3), frame)
+                                      for share, frame in profile.hottest(path, top=5)]
+                               for name, path in profiles.items()}
     print(row, flush=True)
     return row
 
@@ -210,7 +254,15 @@ async def main() -> None:
     parser.add_argument("--idle", type=float, default=5.0,
                         help="seconds of idle CPU measured before the load")
     parser.add_argument("--replicas", default="1,2,3")
+    parser.add_argument("--routing", default="on,off", help="on, off or both (on,off)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="py-spy every replica through the window, raw files in DIR")
+    parser.add_argument("--set", action="append", default=[], metavar="CALCSTREAM_X=V",
+                        help="an experiment setting for every process of the stack")
     args = parser.parse_args()
+    for item in args.set:
+        set_experiment(item)
+    routings = [{"on": True, "off": False}[r.strip()] for r in args.routing.split(",")]
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-replies-") as tmp:
         stack = CalcstreamStack(Path(tmp), "replies", with_api=False, partitions=PARTITIONS)
@@ -219,24 +271,31 @@ async def main() -> None:
             # On and off side by side for each count: the host's speed drifts between runs
             # (other processes share its two cores) more than within a pair.
             for n in (int(x) for x in args.replicas.split(",")):
-                for routing in (True, False):
+                for routing in routings:
                     rows.append(await measure(stack, Path(tmp), n, routing, args))
                     await stack.settle()
         finally:
             stack.stop()
     RESULTS_FILE.parent.mkdir(exist_ok=True)
     RESULTS_FILE.write_text(json.dumps({
-        "command": "python -m bench.tools.reply_routing", "args": vars(args),
+        "command": "python -m bench.tools.reply_routing",
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "partitions": PARTITIONS, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "rows": rows}, indent=2) + "\n")
-    print("\n| routing | replicas | results/s | HTTP 200/s | CPU µs per result, each replica "
+    print("\n| routing | replicas | results/s | HTTP 200/s | ?wait ms p50 / p99 "
+          "| CPU µs per result, each replica "
           "| mean | idle CPU ms/s, each | mean above idle | share of results each read |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {'on' if r['routing'] else 'off'} | {r['replicas']} | {r['results_per_s']} "
-              f"| {r['http_answered_per_s']} | {r['cpu_us_per_result_each']} "
+              f"| {r['http_answered_per_s']} | {' / '.join(map(str, r['http_ms_p50_p99']))} "
+              f"| {r['cpu_us_per_result_each']} "
               f"| {r['cpu_us_per_result_mean']} | {r['idle_cpu_ms_per_s_each']} "
               f"| {r['cpu_us_per_result_above_idle_mean']} | {r['records_read_share_each']} |")
+    for r in rows:
+        for name, busy in r.get("busy_share_each", {}).items():
+            print(f"{'on' if r['routing'] else 'off'} {r['replicas']} {name}: busy under {busy}; "
+                  f"hottest {r['hottest_each'][name]}")
 
 
 if __name__ == "__main__":
