@@ -74,6 +74,12 @@ class WorkerSettings(BrokerSettings):
         description="How long a fetch waits at the broker when no records are there. Kafka "
         "answers as soon as a record arrives, so this bounds only how often an idle worker asks.",
     )
+    fetch_min_bytes: int = Field(
+        default=1, ge=1,
+        description="How many bytes of requests the broker gathers before it answers a fetch "
+        "(or fetch_max_wait_ms passes). Above 1, the worker makes fewer fetch round trips under "
+        "load and takes larger batches, and each request may wait up to fetch_max_wait_ms longer.",
+    )
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
     metrics_enabled: bool = True
     metrics_host: str = "127.0.0.1"
@@ -103,6 +109,7 @@ class WorkerSettings(BrokerSettings):
             "session_timeout_ms": self.session_timeout_ms,
             "heartbeat_interval_ms": self.heartbeat_interval_ms,
             "fetch_max_wait_ms": self.fetch_max_wait_ms,
+            "fetch_min_bytes": self.fetch_min_bytes,
             "max_poll_interval_ms": self.max_poll_interval_ms,
             # A member gives partitions up only after draining its in-flight batches (at most
             # drain_timeout_s); the group waits that long for it to rejoin instead of expelling

@@ -114,6 +114,12 @@ class ApiSettings(BrokerSettings):
         description="How long the result reader's fetch waits at the broker when no result is "
         "there; Kafka answers as soon as one arrives.",
     )
+    fetch_min_bytes: int = Field(
+        default=1, ge=1,
+        description="How many bytes of results the broker gathers before it answers the result "
+        "reader's fetch (or fetch_max_wait_ms passes). Above 1, a replica makes fewer fetch "
+        "round trips under load, and each result may wait up to fetch_max_wait_ms longer.",
+    )
     startup_timeout_s: float = Field(
         default=30.0, gt=0, description="How long start-up waits for the broker."
     )
@@ -288,6 +294,7 @@ class ApiSettings(BrokerSettings):
             "isolation_level": "read_committed",
             "auto_offset_reset": "earliest",
             "fetch_max_wait_ms": self.fetch_max_wait_ms,
+            "fetch_min_bytes": self.fetch_min_bytes,
             "max_partition_fetch_bytes": self.max_message_bytes,
             "fetch_max_bytes": max(self.max_message_bytes, 52_428_800),
         }

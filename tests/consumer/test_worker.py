@@ -112,6 +112,21 @@ async def test_requests_are_micro_batched_under_load(deployment: Deployment) -> 
                ((int(k[1:]), v) for k, v in results.items()))
 
 
+
+async def test_a_worker_that_lets_the_broker_gather_requests_still_answers_a_lone_one(
+        deployment: Deployment) -> None:
+    # The broker holds each fetch until a megabyte of requests is there or fetch_max_wait_ms
+    # passes; requests that trickle in one at a time come out of the second bound.
+    settings = deployment.worker_settings(fetch_min_bytes=1 << 20, fetch_max_wait_ms=50)
+    assert settings.consumer_options()["fetch_min_bytes"] == 1 << 20
+    async with running(settings), \
+            TopicReader(deployment.bootstrap, deployment.topics.results) as reader:
+        for i in range(3):
+            await produce(deployment.bootstrap, deployment.topics.requests,
+                          [(f"lone-{i}".encode(), request_json(f"lone-{i}", "sum", [i, 1.0]))])
+            (doc,) = results_by_id(await reader.read_count(i + 1))[f"lone-{i}"]
+            assert doc["result"] == i + 1.0
+
 POISON: list[tuple[str, bytes | None, bytes]] = [
     ("decode", b"p-json", b"{this is not json"),
     ("validate", b"p-schema", orjson.dumps({"id": "p-schema", "op": "sum", "values": [1]})),

@@ -116,3 +116,25 @@ async def test_the_reader_resumes_after_the_broker_is_killed_and_restarted() -> 
         if reader is not None:
             await reader.stop()
         await asyncio.to_thread(broker.close)
+
+
+async def test_a_reader_that_lets_the_broker_gather_results_still_relays_a_lone_one(
+        kafka_bootstrap: str) -> None:
+    # The broker holds each fetch until a megabyte of results is there or fetch_max_wait_ms
+    # passes; a single small result must come out of the second bound, not wait for the first.
+    suffix = unique("gather")
+    dep = Deployment(kafka_bootstrap, Topics(f"rq-{suffix}", f"rs-{suffix}", f"dl-{suffix}"),
+                     f"g-{suffix}", PARTITIONS)
+    await create_topics(dep.bootstrap, dep.topics.all(), PARTITIONS)
+    settings = api_settings(dep, fetch_min_bytes=1 << 20, fetch_max_wait_ms=50)
+    assert settings.reader_options(group=True)["fetch_min_bytes"] == 1 << 20
+    reader = ResultReader(settings, ResultStore(10_000, 1 << 24, 600.0))
+    try:
+        wait_for = relay_watcher(reader)
+        await reader.start(set(range(PARTITIONS)))
+        await asyncio.wait_for(reader.caught_up.wait(), 15)
+        for round_ in range(3):
+            await wait_for(await write_results(dep.bootstrap, dep.topics.results,
+                                               f"lone-{round_}", 1))
+    finally:
+        await reader.stop()
