@@ -8,7 +8,6 @@ here, so the event loop only moves bytes.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,12 +21,17 @@ from consumer import ops
 from consumer.cache import ResultCache, cache_key
 from consumer.kernels import group_by
 from schemas.encoding import (
+    CONTENT_TYPE_HEADER,
+    RESULT_BINARY,
     DecodedRequest,
     DecodeError,
     content_type,
     decode_request,
+    json_safe,
     loose_json,
     peek_id,
+    result_frame,
+    wants_binary_result,
 )
 from schemas.messages import (
     SCHEMA_VERSION,
@@ -39,8 +43,7 @@ from schemas.messages import (
 
 logger = logging.getLogger(__name__)
 
-_NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
-
+_RESULT_BINARY = RESULT_BINARY.encode()
 
 class RequestRecord(Protocol):
     """What the compute step reads of a consumed record (aiokafka's ConsumerRecord fits)."""
@@ -150,7 +153,7 @@ def process_batch(
         if hit is not None:
             out.cache_hits += 1
             _emit(out, item.record, ctx, fields.id, fields.op, "ok", started,
-                  batch_size=len(records), result=orjson.Fragment(hit), completed=finished,
+                  batch_size=len(records), result=_cached(hit, item.record), completed=finished,
                   compute_ms=out.compute_ms, submitted=fields.submitted_at, cached=True)
         elif error is None:
             cache_as = keys[i]
@@ -160,7 +163,8 @@ def process_batch(
             if ctx.cache is not None and cache_as is not None:
                 encoded = orjson.dumps(json_safe(value), option=orjson.OPT_SERIALIZE_NUMPY)
                 fresh.append((cache_as, encoded))
-                value = orjson.Fragment(encoded)
+                if not wants_binary_result(item.record.headers):
+                    value = orjson.Fragment(encoded)
             _emit(out, item.record, ctx, fields.id, fields.op, "ok", started,
                   batch_size=len(records), result=value, completed=finished,
                   compute_ms=out.compute_ms, submitted=fields.submitted_at)
@@ -221,24 +225,6 @@ def _compute_one(op: ops.Op, array: Any, args: ops.OpArgs) -> tuple[Any, dict[st
         return None, {"code": "compute_error", "message": f"{type(exc).__name__}: {exc}"}
 
 
-def json_safe(value: Any) -> Any:
-    """A result value orjson can write: finite floats, arrays, or "NaN"/"Infinity" strings."""
-    if isinstance(value, np.ndarray):
-        if value.ndim == 0:
-            return json_safe(float(value))
-        if np.isfinite(value).all():
-            return value
-        return [json_safe(v) for v in value.tolist()] if value.ndim == 1 else [
-            json_safe(row) for row in value
-        ]
-    if isinstance(value, list):
-        return [json_safe(v) for v in value]
-    number = float(value)
-    if math.isfinite(number):
-        return number
-    return "NaN" if math.isnan(number) else _NON_FINITE[number]
-
-
 def _emit(
     out: BatchOutput,
     record: RequestRecord,
@@ -262,13 +248,16 @@ def _emit(
     elif result is not None and limit is not None and np.size(result) * 2 > limit:
         # Each JSON number takes at least two bytes: this one cannot fit, skip encoding it.
         status, result, error = "error", None, _too_large(np.size(result) * 2, limit)
+    headers = record.headers
+    binary = (status == "ok" and result is not None and not isinstance(result, orjson.Fragment)
+              and bool(headers) and wants_binary_result(headers))
     enqueued = record.timestamp / 1000.0
     doc = {
         "schema_version": SCHEMA_VERSION,
         "id": request_id,
         "status": status,
         "op": op,
-        "result": result if result is None or isinstance(result, orjson.Fragment)
+        "result": result if result is None or isinstance(result, orjson.Fragment) or binary
         else json_safe(result),
         "error": error,
         "worker": ctx.worker,
@@ -280,17 +269,30 @@ def _emit(
         "compute_ms": compute_ms,
         "cached": cached,
     }
-    value = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    if binary:
+        del doc["result"]
+        value = result_frame(orjson.dumps(doc), result)
+    else:
+        value = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
     if limit is not None and len(value) > limit:
         # A record the broker would refuse forever would block the partition: answer instead.
         doc.update(status="error", result=None, error=_too_large(len(value), limit))
-        status = "error"
+        status, binary = "error", False
         value = orjson.dumps(doc)
-    headers = record.headers
-    out.results.append(ResultRecord(request_id.encode(), value,
-                                    result_headers(headers) if headers else None,
+    carried = result_headers(headers) if headers else None
+    if binary:
+        carried = [*(carried or ()), (CONTENT_TYPE_HEADER, _RESULT_BINARY)]
+    out.results.append(ResultRecord(request_id.encode(), value, carried,
                                     reply_partition_of(headers) if headers else None))
     out.statuses[status] = out.statuses.get(status, 0) + 1
+
+
+def _cached(hit: bytes, record: RequestRecord) -> Any:
+    """A cached result (its JSON encoding) as ``_emit`` takes it: the values again for a
+    request that asked for a binary result, else the encoding as it is."""
+    if record.headers and wants_binary_result(record.headers):
+        return np.array(orjson.loads(hit), dtype=np.float64)
+    return orjson.Fragment(hit)
 
 
 def _too_large(size: int, limit: int) -> dict[str, str]:

@@ -48,6 +48,30 @@ TOO_SLOW = error("The body did not arrive within body_timeout_s (an NDJSON strea
                  "keeps what it sent before: `summary` counts it.")
 INVALID = error("The request breaks the contract; `error.fields` names each field.")
 
+RESULT_HEADERS = {"Calcstream-Result": {
+    "description": "Binary answers: every field of the result but `result`, as a JSON object, "
+    "with `shape` (the result's dimensions, [] for a number).",
+    "schema": {"type": "string"}}}
+BINARY_RESULT = {
+    NPY: {"schema": {"type": "string", "format": "binary",
+                     "description": "The result's values as a NumPy .npy file (float64)."}},
+    "application/octet-stream": {"schema": {
+        "type": "string", "format": "binary",
+        "description": "The result's values as raw little-endian float64, row-major; the "
+        "shape is in Calcstream-Result."}},
+}
+
+
+def result(description: str, model: Any, **headers: dict[str, Any]) -> dict[str, Any]:
+    """A 200 that answers the result document as JSON, or its values in binary when the client
+    asks for them with ``Accept`` (``producer_api.rendering``)."""
+    return {"model": model, "content": BINARY_RESULT, "headers": {**RESULT_HEADERS, **headers},
+            "description": description + " With `Accept: application/x-npy` or "
+            "`application/octet-stream`, an `ok` result's values in that form (the rest of "
+            "the result in Calcstream-Result); a state without values (queued, error, "
+            "expired) is answered as JSON whatever the Accept."}
+
+
 SUBMIT_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,

@@ -27,6 +27,7 @@ from producer_api.errors import (
     NotStartedError,
     PayloadTooLarge,
 )
+from producer_api.rendering import wanted
 from producer_api.responses import send_raw
 from producer_api.stats import ApiStats
 from producer_api.tracing import carried
@@ -59,17 +60,16 @@ class SubmitFastPath:
             principal = principal_in(scope, services.keys)
             query = _query(scope["query_string"])
             wait = _wait(query)
-            ctype = require_submit_type(_content_type(scope))
+            ctype = require_submit_type(_header(scope, b"content-type"))
             body = await _read(scope, receive, services.settings.max_body_bytes,
                                services.settings.body_timeout_s)
-            status, content, location = await submit_one(services, body, wait,
-                                                          principal.tenant, ctype, query,
-                                                          carried(scope["headers"]))
+            answer = await submit_one(services, body, wait, principal.tenant, ctype, query,
+                                      carried(scope["headers"]), wanted(_header(scope, b"accept")))
         except ApiError as exc:
             self.intake.reject(exc)
             await send_raw(send, exc.status, exc.body_bytes(), self._error_headers(exc))
             return
-        await send_raw(send, status, content, [_JSON, (b"location", location.encode())])
+        await send_raw(send, answer.status, answer.body, answer.headers)
 
     def _error_headers(self, exc: ApiError) -> list[tuple[bytes, bytes]]:
         headers = [_JSON]
@@ -101,10 +101,10 @@ def _wait(query: dict[str, str]) -> float | None:
     return wait
 
 
-def _content_type(scope: Scope) -> str:
-    """The Content-Type header ("" without one), as ``request.headers`` gives it."""
-    for name, value in scope["headers"]:
-        if name == b"content-type":
+def _header(scope: Scope, name: bytes) -> str:
+    """A request header ("" without it), as ``request.headers`` gives it."""
+    for key, value in scope["headers"]:
+        if key == name:
             return bytes(value).decode("latin-1")
     return ""
 

@@ -31,13 +31,17 @@ import orjson
 
 from producer_api.stats import ApiStats
 from producer_api.store import ResultStore, key_tenant
+from schemas.encoding import is_result_frame, result_to_json
 
 _RESULT_PREFIX = b'{"type":"result",'
 _TAKE_MAX = 256
 
 
 def result_message(value: bytes) -> bytes:
-    """A result document as a WebSocket message: the document plus ``"type": "result"``."""
+    """A result as a WebSocket message: its JSON document (a binary result's, written out
+    here) plus ``"type": "result"``."""
+    if is_result_frame(value):
+        value = result_to_json(value)
     return _RESULT_PREFIX + value[1:]
 
 

@@ -61,6 +61,7 @@ from producer_api.routing import ReplyRoutes
 from producer_api.settings import ApiSettings
 from producer_api.stats import ApiStats
 from producer_api.store import ResultStore, scoped
+from schemas.encoding import DecodeError, is_result_frame, result_meta
 from schemas.messages import tenant_of
 
 logger = logging.getLogger(__name__)
@@ -375,11 +376,13 @@ class ResultReader:
     def _handle(self, value: bytes | None, live: bool = True, tenant: str = "") -> None:
         self.records += 1
         try:
-            doc: Any = orjson.loads(value or b"")
+            # A binary result's metadata is all that is read of it: the values are relayed.
+            doc: Any = (result_meta(value)[0] if is_result_frame(value)
+                        else orjson.loads(value or b""))
             request_id, op = doc["id"], doc.get("op", "")
             if not isinstance(request_id, str) or not isinstance(op, str):
                 raise TypeError("id and op must be strings")
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        except (orjson.JSONDecodeError, DecodeError, KeyError, TypeError) as exc:
             self.malformed += 1
             logger.debug("skipping a malformed result record: %s", exc)
             return

@@ -4,12 +4,16 @@ request, or binary data (raw float64 or ``.npy``) with its op in the query."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 from producer_api import intake
 from producer_api.deps import Services
 from producer_api.errors import InvalidRequest, UnsupportedMediaType
+from producer_api.rendering import JSON_HEADER, Headers, render
+from schemas.encoding import RESULT_BINARY, RESULT_TYPE_HEADER
 
 JSON_TYPES = ("", "application/json")
 OCTETS = "application/octet-stream"
@@ -17,6 +21,16 @@ NPY = "application/x-npy"
 SUBMIT_TYPES = (*JSON_TYPES, OCTETS, NPY)
 BINARY_QUERY = ("op", "args", "id", "deadline")
 """What a binary single submit reads from the query string."""
+_WANTS_BINARY = (RESULT_TYPE_HEADER, RESULT_BINARY.encode())
+
+
+class Answer(NamedTuple):
+    """What a submit answers: status, body, and headers (``content-type`` first, then
+    ``location``)."""
+
+    status: int
+    body: bytes
+    headers: Headers
 
 
 def media_type(content_type: str) -> str:
@@ -36,10 +50,12 @@ def require_submit_type(content_type: str) -> str:
 
 async def submit_one(services: Services, body: bytes, wait: float | None, tenant: str = "",
                      content_type: str = "", query: Mapping[str, str] | None = None,
-                     trace: Sequence[tuple[str, bytes]] = ()) -> tuple[int, bytes, str]:
-    """Accept one body of ``tenant``'s: (status, answer, location). A JSON body is the whole
-    request; a binary one (``content_type`` from ``require_submit_type``) carries the data,
-    and ``query`` the op, args, id and deadline. The record carries the ``trace`` headers.
+                     trace: Sequence[tuple[str, bytes]] = (), want: str = "") -> Answer:
+    """Accept one body of ``tenant``'s. A JSON body is the whole request; a binary one
+    (``content_type`` from ``require_submit_type``) carries the data, and ``query`` the op,
+    args, id and deadline. The record carries the ``trace`` headers, and asks for a binary
+    result when the client wants one (``want``, from ``rendering.wanted``); a result answered
+    at once is rendered as ``want`` says.
 
     Counts the request as accepted (or deduplicated); callers count rejections.
     """
@@ -50,16 +66,20 @@ async def submit_one(services: Services, body: bytes, wait: float | None, tenant
     else:
         item = _from_binary(body, content_type == NPY, query or {}, s.max_array_length,
                             services.reader.routes.mint)
+    if want:
+        item = dataclasses.replace(item, headers=[*item.headers, _WANTS_BINARY])
     outcome = await services.acceptor.accept(item, min(wait, s.max_wait_s) if wait else 0.0,
                                              tenant, trace)
     if outcome.existing:
         services.stats.single.deduplicated += 1
     else:
         services.stats.single.accepted += 1
-    location = f"/v1/calculations/{outcome.id}"
+    location = (b"location", f"/v1/calculations/{outcome.id}".encode())
     if outcome.result is not None:
-        return 200, outcome.result, location
-    return 202, b'{"id":"%s","status":"queued"}' % outcome.id.encode(), location
+        answer, headers = render(outcome.result, want)
+        return Answer(200, answer, [*headers, location])
+    return Answer(202, b'{"id":"%s","status":"queued"}' % outcome.id.encode(),
+                  [JSON_HEADER, location])
 
 
 def _from_binary(body: bytes, npy: bool, query: Mapping[str, str], max_values: int,

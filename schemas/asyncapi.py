@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from schemas.encoding import BINARY, CONTENT_TYPE_HEADER, JSON
+from schemas.encoding import BINARY, CONTENT_TYPE_HEADER, JSON, RESULT_BINARY, RESULT_TYPE_HEADER
 from schemas.messages import (
     DLQ_HEADER_PREFIX,
     REPLY_PARTITION_HEADER,
@@ -77,6 +77,7 @@ def build(topics: Topics | None = None, server: str = "127.0.0.1:9092") -> dict[
             }),
             "results": _channel(topics.results, "One result per request.", {
                 "result": {"$ref": "#/components/messages/CalcResult"},
+                "resultBinary": {"$ref": "#/components/messages/CalcResultBinary"},
             }),
             "dlq": _channel(topics.dlq, "Request records that could not be processed.", {
                 "deadLetter": {"$ref": "#/components/messages/DeadLetter"},
@@ -91,14 +92,16 @@ def build(topics: Topics | None = None, server: str = "127.0.0.1:9092") -> dict[
                              {"$ref": "#/channels/requests/messages/requestBinary"}],
                 "reply": {
                     "channel": {"$ref": "#/channels/results"},
-                    "messages": [{"$ref": "#/channels/results/messages/result"}],
+                    "messages": [{"$ref": "#/channels/results/messages/result"},
+                                 {"$ref": "#/channels/results/messages/resultBinary"}],
                 },
             },
             "publishResults": {
                 "action": "send",
                 "channel": {"$ref": "#/channels/results"},
                 "summary": "Every request gets one result: ok, error or expired.",
-                "messages": [{"$ref": "#/channels/results/messages/result"}],
+                "messages": [{"$ref": "#/channels/results/messages/result"},
+                             {"$ref": "#/channels/results/messages/resultBinary"}],
             },
             "publishDeadLetters": {
                 "action": "send",
@@ -146,6 +149,7 @@ def _messages(topics: Topics) -> dict[str, Any]:
                     },
                     TENANT_HEADER: _TENANT, **_TRACE,
                     REPLY_PARTITION_HEADER: _REPLY_PARTITION,
+                    RESULT_TYPE_HEADER: _RESULT_TYPE,
                 },
             },
             "payload": {"$ref": _SCHEMAS.format(model="CalcRequest")},
@@ -165,7 +169,8 @@ def _messages(topics: Topics) -> dict[str, Any]:
                 "required": [CONTENT_TYPE_HEADER],
                 "properties": {CONTENT_TYPE_HEADER: {"type": "string", "const": BINARY},
                                TENANT_HEADER: _TENANT, **_TRACE,
-                               REPLY_PARTITION_HEADER: _REPLY_PARTITION},
+                               REPLY_PARTITION_HEADER: _REPLY_PARTITION,
+                               RESULT_TYPE_HEADER: _RESULT_TYPE},
             },
             "payload": {
                 "type": "string",
@@ -201,6 +206,33 @@ def _messages(topics: Topics) -> dict[str, Any]:
             "bindings": key,
             "examples": [{"name": "ok", "payload": example_result.model_dump(mode="json")}],
         },
+        "CalcResultBinary": {
+            "name": "CalcResultBinary",
+            "title": "Result (binary frame)",
+            "summary": "An ok numeric result whose request asked for a binary result "
+            f"(`{RESULT_TYPE_HEADER}`): its values as raw float64, not JSON.",
+            "contentType": RESULT_BINARY,
+            "headers": {
+                "type": "object",
+                "required": [CONTENT_TYPE_HEADER],
+                "properties": {CONTENT_TYPE_HEADER: {"type": "string", "const": RESULT_BINARY},
+                               TENANT_HEADER: _TENANT, **_TRACE},
+            },
+            "payload": {
+                "type": "string",
+                "format": "binary",
+                "description": (
+                    "Bytes: the magic 0x93 'C' 'S' 'R'; uint32 little-endian length L; then L "
+                    "bytes of UTF-8 JSON with every result field except `result` (schema "
+                    "`CalcResult`) plus `shape`, the result's dimensions ([] for a number); "
+                    "then the result as raw little-endian float64, row-major, 8 bytes per "
+                    "value (NaN and infinities as they are). Errors and expiries are always "
+                    "JSON `CalcResult` records."
+                ),
+            },
+            "correlationId": _CORRELATION,
+            "bindings": key,
+        },
         "DeadLetter": {
             "name": "DeadLetter",
             "title": "Dead letter",
@@ -221,6 +253,14 @@ _TENANT: dict[str, Any] = {
     "description": "Optional: whose request this is (UTF-8). The API sets it for requests "
     "made with an API key; a record without it belongs to no tenant. Results carry the "
     "request's value back, and the API shows a result only to callers of that tenant.",
+}
+
+_RESULT_TYPE: dict[str, Any] = {
+    "type": "string", "enum": [RESULT_BINARY, JSON],
+    "description": f"Optional: `{RESULT_BINARY}` asks for an ok result's values as a binary "
+    "frame (message CalcResultBinary); absent, or anything else: a JSON result. The API sets "
+    "it when an HTTP client asks for a binary answer (`Accept: application/x-npy` or "
+    "`application/octet-stream`).",
 }
 
 _REPLY_PARTITION: dict[str, Any] = {

@@ -8,16 +8,27 @@ is a compact binary frame, so large arrays skip JSON entirely::
     offset 4   L bytes: JSON object with every CalcRequest field except ``data``
     offset 4+L the data, raw little-endian float64 (8 bytes per value, row-major)
 
-Results are always JSON ``CalcResult`` values.
+A result record is a JSON ``CalcResult`` value, unless its request asked for a binary result
+(record header ``result-type: application/vnd.calcstream.result+binary``) and it is an ``ok``
+numeric result: then the value is a binary frame, with ``content-type`` naming it::
+
+    offset 0   4 bytes: the magic b"\\x93CSR" (no JSON document starts with byte 0x93)
+    offset 4   uint32, little-endian: length L of the metadata
+    offset 8   L bytes: JSON object with every CalcResult field except ``result``, plus
+               ``shape``, the result's dimensions (``[]`` for a number)
+    offset 8+L the result, raw little-endian float64, row-major; NaN and infinities as they are
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
+from typing import Any, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 from pydantic import ValidationError
 from pydantic_core import from_json
 
@@ -27,6 +38,14 @@ CONTENT_TYPE_HEADER = "content-type"
 JSON = "application/json"
 BINARY = "application/vnd.calcstream.request+binary"
 CONTENT_TYPES = (JSON, BINARY)
+RESULT_BINARY = "application/vnd.calcstream.result+binary"
+RESULT_TYPE_HEADER = "result-type"
+"""The request header that asks for the result's encoding: ``RESULT_BINARY``, or JSON when
+absent (or anything else)."""
+RESULT_MAGIC = b"\x93CSR"
+_RESULT_HEAD = struct.Struct("<4sI")
+_NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+_FROM_TEXT = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 _LENGTH = struct.Struct("<I")
 _F64 = np.dtype("<f8")
@@ -154,4 +173,96 @@ def loose_json(value: bytes | None) -> object:
     try:
         return from_json(value or b"")
     except ValueError:
+        return None
+
+
+def wants_binary_result(headers: object) -> bool:
+    """Whether a request's record headers ask for a binary result (``RESULT_TYPE_HEADER``)."""
+    if headers:
+        for key, value in headers:  # type: ignore[attr-defined]
+            if key.lower() == RESULT_TYPE_HEADER:
+                return bytes(value or b"").strip().lower() == RESULT_BINARY.encode()
+    return False
+
+
+def json_safe(value: Any) -> Any:
+    """A result value orjson can write: finite floats, arrays, or "NaN"/"Infinity" strings."""
+    if isinstance(value, np.ndarray):
+        if value.ndim == 0:
+            return json_safe(float(value))
+        if np.isfinite(value).all():
+            return value
+        return [json_safe(v) for v in value.tolist()] if value.ndim == 1 else [
+            json_safe(row) for row in value
+        ]
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    number = float(value)
+    if math.isfinite(number):
+        return number
+    return "NaN" if math.isnan(number) else _NON_FINITE[number]
+
+
+def result_frame(meta: bytes, result: npt.ArrayLike) -> bytes:
+    """A binary result value: ``meta`` (JSON object bytes ending in ``}``, every CalcResult field
+    but ``result``) gains the result's ``shape``, and the values follow as float64."""
+    array = np.asarray(result, dtype=_F64)  # tobytes() below writes it row-major
+    shape = b',"shape":[%s]}' % b",".join(b"%d" % n for n in array.shape)
+    meta = (meta[:-1] + shape) if meta != b"{}" else b"{" + shape[1:]
+    return _RESULT_HEAD.pack(RESULT_MAGIC, len(meta)) + meta + array.tobytes()
+
+
+def is_result_frame(value: bytes | None) -> TypeGuard[bytes]:
+    """Whether a result value is a binary frame (else it is meant to be JSON)."""
+    return value is not None and value[:4] == RESULT_MAGIC
+
+
+def result_meta(value: bytes) -> tuple[dict[str, Any], int]:
+    """A binary result's metadata (with ``shape``) and where its values start; ``DecodeError``
+    unless the frame is whole: magic, metadata, a shape of non-negative integers, and exactly
+    the values the shape needs."""
+    if len(value) < _RESULT_HEAD.size or value[:4] != RESULT_MAGIC:
+        raise DecodeError("not a binary result: no magic and length prefix")
+    _, length = _RESULT_HEAD.unpack_from(value)
+    start = _RESULT_HEAD.size + length
+    if start > len(value):
+        raise DecodeError(f"metadata length {length} runs past the end of the value")
+    meta = loose_json(bytes(value[_RESULT_HEAD.size:start]))
+    if not isinstance(meta, dict):
+        raise DecodeError("binary result metadata is not a JSON object")
+    shape = meta.get("shape")
+    if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+        raise DecodeError("binary result metadata needs shape, a list of non-negative integers")
+    needed = math.prod(shape) * _F64.itemsize
+    if len(value) - start != needed:
+        raise DecodeError(f"binary result of shape {shape} needs {needed} bytes of values; "
+                          f"it has {len(value) - start}")
+    return meta, start
+
+
+def result_array(value: bytes) -> tuple[dict[str, Any], Array]:
+    """A binary result's metadata and values (a read-only view of ``value``), as
+    ``result_meta`` checks them."""
+    meta, start = result_meta(value)
+    data = np.frombuffer(value, dtype=_F64, offset=start).reshape(meta["shape"])
+    return meta, data
+
+
+def result_to_json(value: bytes) -> bytes:
+    """The JSON CalcResult document of a binary result."""
+    meta, data = result_array(value)
+    del meta["shape"]
+    meta["result"] = json_safe(data)
+    return orjson.dumps(meta, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def result_from_json(document: dict[str, Any]) -> Array | None:
+    """The values of a JSON CalcResult's ``result`` as float64 (its "NaN" and "Infinity"
+    strings read back), or None when it is not an ``ok`` number or rectangular array."""
+    result = document.get("result")
+    if result is None or document.get("status") != "ok" or isinstance(result, bool):
+        return None
+    try:
+        return np.array(result, dtype=_F64)
+    except (TypeError, ValueError):
         return None

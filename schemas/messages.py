@@ -178,9 +178,16 @@ class RecordHeaders(_Wire):
     model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
 
     content_type: Literal["application/json",
-                          "application/vnd.calcstream.request+binary"] | None = Field(
+                          "application/vnd.calcstream.request+binary",
+                          "application/vnd.calcstream.result+binary"] | None = Field(
         default=None, alias="content-type",
-        description="Requests only: the value's encoding; absent means JSON.")
+        description="The value's encoding; absent means JSON. Binary request frames on "
+        "requests, binary result frames on results.")
+    result_type: Literal["application/json",
+                         "application/vnd.calcstream.result+binary"] | None = Field(
+        default=None, alias="result-type",
+        description="Requests only: the encoding the producer wants the result in; absent "
+        "means JSON. A binary result is written only for an ok result with values.")
     tenant: Annotated[str, StringConstraints(pattern=TENANT_PATTERN.pattern)] | None = Field(
         default=None, alias=TENANT_HEADER,
         description="Whose request this is; the worker copies it onto the result. Absent: no "

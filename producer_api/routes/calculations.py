@@ -23,6 +23,7 @@ from producer_api.errors import (
 )
 from producer_api.limits import read_body, read_lines
 from producer_api.models import Accepted, BatchSummary, State
+from producer_api.rendering import Headers, render, wanted
 from producer_api.responses import OrjsonResponse
 from producer_api.settings import ApiSettings
 from producer_api.store import PUBLISHING, scoped
@@ -51,7 +52,11 @@ RequestIdPath = Annotated[str, Path(
     "client `id` with the same body returns its current state without publishing again; the "
     "same `id` with another body is a 409.",
     responses={
-        200: {"model": State, "description": "The result (with `?wait=`, or already known)."},
+        200: docs.result("The result (with `?wait=`, or already known). Asking for a binary "
+                         "answer also asks the worker for a binary result, which is relayed "
+                         "without being parsed.", State,
+                         Location={"description": "Where to poll.",
+                                   "schema": {"type": "string"}}),
         202: {"model": Accepted, "description": "Queued; poll the Location.",
               "headers": {"Location": {"description": "Where to poll.",
                                        "schema": {"type": "string"}}}},
@@ -81,13 +86,13 @@ async def submit(
                                services.settings.body_timeout_s)
         query = {k: str(v) for k, v in (("op", op), ("args", args), ("id", id),
                                         ("deadline", deadline)) if v is not None}
-        status, content, location = await submit_one(services, bytes(body), wait,
-                                                     principal.tenant, ctype, query,
-                                                     carried(request.scope["headers"]))
+        answer = await submit_one(services, bytes(body), wait, principal.tenant, ctype, query,
+                                  carried(request.scope["headers"]),
+                                  wanted(request.headers.get("accept", "")))
     except ApiError as exc:
         services.stats.single.reject(exc)
         raise
-    return OrjsonResponse(content, status, {"Location": location})
+    return _raw(answer.status, answer.body, answer.headers)
 
 
 @router.post(
@@ -175,13 +180,13 @@ async def _submit_batch(request: Request, services: Services, tenant: str, op: s
     "result_store_max (100,000) of them. Any replica answers for any id: one that does not "
     "read the id's reply partition reads it first (a 503 with Retry-After if that takes more "
     "than reply_lookup_s).",
-    responses={200: {"model": State, "description": "Queued, or the result."},
+    responses={200: docs.result("Queued, or the result.", State),
                404: docs.error("Unknown or forgotten id."), 422: docs.INVALID,
                503: docs.OVERLOADED},
     response_model=None,
 )
 async def get_state(request_id: RequestIdPath, services: ServicesDep,
-                    principal: PrincipalDep) -> Response:
+                    principal: PrincipalDep, request: Request) -> Response:
     """The current state of a request of the caller's tenant."""
     key = scoped(principal.tenant, request_id)
     entry = services.store.get(key)
@@ -196,7 +201,14 @@ async def get_state(request_id: RequestIdPath, services: ServicesDep,
         entry = services.store.get(key)
     if entry is None or entry.state == PUBLISHING:
         raise NotFound(f"no calculation {request_id!r} here (never accepted, or forgotten)")
-    return OrjsonResponse(entry.state_document())
+    return _raw(200, *render(entry.state_document(), wanted(request.headers.get("accept", ""))))
+
+
+def _raw(status: int, body: bytes, headers: Headers) -> Response:
+    """A response of ready bytes and headers (``content-type`` among them)."""
+    response = Response(body, status)
+    response.raw_headers.extend(headers)
+    return response
 
 
 async def _json_array(body: bytes | bytearray, s: ApiSettings, quota: int | None

@@ -13,8 +13,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumer import ops
+from consumer.cache import LruCache
 from consumer.processing import BatchContext, BatchOutput, process_batch
-from schemas.encoding import BINARY, CONTENT_TYPE_HEADER, JSON, encode_binary
+from schemas.encoding import (
+    BINARY,
+    CONTENT_TYPE_HEADER,
+    JSON,
+    RESULT_BINARY,
+    RESULT_TYPE_HEADER,
+    encode_binary,
+    result_array,
+    result_to_json,
+)
 from schemas.messages import SCHEMA_VERSION, CalcResult, DeadLetterHeaders, ErrorInfo, RequestFields
 from tests.consumer.op_cases import batches, case
 
@@ -341,6 +351,7 @@ def test_a_request_past_its_deadline_expires_without_being_computed() -> None:
 
 
 MATMUL_2x1x2 = {"m": 2, "k": 1, "n": 2}
+MATMUL_2x2 = {"m": 2, "k": 2, "n": 2}
 
 
 @pytest.mark.parametrize(
@@ -414,3 +425,48 @@ def test_a_result_goes_to_the_partition_its_request_names() -> None:
     assert by_key[b"r"].partition == 3 and by_key[b"r"].headers == [(TENANT_HEADER, b"acme")]
     assert by_key[b"b"].partition == 1  # an error result goes where its request asked too
     assert by_key[b"g"].partition is None and by_key[b"p"].partition is None  # by key
+
+
+BINARY_RESULT = ((RESULT_TYPE_HEADER, RESULT_BINARY.encode()),)
+
+
+def test_a_request_that_asks_for_a_binary_result_gets_its_values_as_float64() -> None:
+    a = np.array([[1.0, 2.0], [3.0, 4.0]])
+    asked = Record(b"m", binary_record("m", "matmul", [*a.ravel(), 1, 0, 0, 1],
+                                       args=MATMUL_2x2).value,
+                   (*BINARY_HEADERS, *BINARY_RESULT, ("tenant", b"acme")))
+    huge = Record(b"s", json_record("s", "sum", [1e308, 1e308]).value, BINARY_RESULT)
+    failing = Record(b"f", json_record("f", "inv", [0.0, 0.0, 0.0, 0.0]).value, BINARY_RESULT)
+    out = run(asked, huge, failing, json_record("j", "sum", [1.0]))
+    by_key = {r.key: r for r in out.results}
+    meta, values = result_array(by_key[b"m"].value)
+    assert np.array_equal(values, a) and meta["shape"] == [2, 2]
+    assert meta["id"] == "m" and meta["status"] == "ok" and meta["worker"] == CTX.worker
+    assert by_key[b"m"].headers == [("tenant", b"acme"), (CONTENT_TYPE_HEADER,
+                                                          RESULT_BINARY.encode())]
+    meta, values = result_array(by_key[b"s"].value)
+    assert values.shape == () and values == np.inf  # no "Infinity" string in binary
+    # Without values, or without asking, a result stays JSON.
+    assert orjson.loads(by_key[b"f"].value)["status"] == "error" and by_key[b"f"].headers is None
+    assert orjson.loads(by_key[b"j"].value)["result"] == 1.0
+    # The JSON document of a binary result is what a JSON request gets.
+    json_form = orjson.loads(result_to_json(by_key[b"m"].value))
+    plain = results(run(json_record("m", "matmul", [*a.ravel(), 1, 0, 0, 1],
+                                    args=MATMUL_2x2)))["m"]
+    assert json_form["result"] == plain.result and CalcResult.model_validate(json_form)
+
+
+def test_a_cached_result_is_answered_in_the_encoding_each_request_asked_for() -> None:
+    ctx = BatchContext("w", "g", cache=LruCache(100))
+    data = [4.0, 7.0, 2.0, 6.0]
+    first = Record(b"a", json_record("a", "inv", data).value, BINARY_RESULT)
+    for record in (first, json_record("b", "inv", data),
+                   Record(b"c", json_record("c", "inv", data).value, BINARY_RESULT)):
+        (result,) = process_batch([record], ctx, clock=lambda: NOW).results
+        expected = np.linalg.inv(np.reshape(data, (2, 2)))
+        if record.key == b"b":
+            assert np.allclose(orjson.loads(result.value)["result"], expected)
+        else:
+            meta, values = result_array(result.value)
+            assert np.allclose(values, expected)
+            assert meta["cached"] is (record.key == b"c")

@@ -4,6 +4,7 @@ answered as a JSON submit is, and a malformed body says what is wrong."""
 from __future__ import annotations
 
 import io
+import json
 import uuid
 
 import httpx
@@ -97,3 +98,47 @@ def test_more_values_than_the_limit_are_refused_before_any_is_read() -> None:
     item = from_binary(np.arange(3.0).tobytes(), "sum", {}, "x-1", 5.0, 10, 1.0)
     assert item.id == "x-1" and item.fingerprint is not None
     assert decode_request(item.value, BINARY).fields.deadline == 5.0
+
+
+async def test_a_client_that_accepts_binary_gets_the_results_values_in_binary(
+        client: httpx.AsyncClient) -> None:
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal((3, 4)), rng.standard_normal((4, 2))
+    rid = f"bin-out-{uuid.uuid4().hex[:8]}"
+    answer = await client.post(
+        "/v1/calculations", content=np.concatenate([a.ravel(), b.ravel()]).tobytes(),
+        headers={**OCTETS, "accept": "application/x-npy"},
+        params={"op": "matmul", "args": '{"m": 3, "k": 4, "n": 2}', "id": rid, "wait": 10})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "application/x-npy"
+    assert answer.headers["location"] == f"/v1/calculations/{rid}"
+    assert np.allclose(np.load(io.BytesIO(answer.content)), a @ b)
+    meta = json.loads(answer.headers["calcstream-result"])
+    assert meta["id"] == rid and meta["status"] == "ok" and meta["shape"] == [3, 2]
+    # The same result for a client that wants raw values, and for one that wants JSON.
+    raw = await client.get(f"/v1/calculations/{rid}",
+                           headers={"accept": "application/octet-stream"})
+    assert raw.headers["content-type"] == "application/octet-stream"
+    assert np.array_equal(np.frombuffer(raw.content).reshape(3, 2),
+                          np.load(io.BytesIO(answer.content)))
+    as_json = await client.get(f"/v1/calculations/{rid}")
+    assert as_json.headers["content-type"] == "application/json"
+    assert np.allclose(as_json.json()["result"], a @ b) and as_json.json()["id"] == rid
+
+
+async def test_json_results_convert_to_binary_and_results_without_values_stay_json(
+        client: httpx.AsyncClient) -> None:
+    npy_accept = {"accept": "application/json;q=0.5, application/x-npy"}
+    computed = await client.post("/v1/calculations?wait=10",
+                                 json={"op": "inv", "data": [4.0, 7.0, 2.0, 6.0]})
+    rid = computed.json()["id"]
+    converted = await client.get(f"/v1/calculations/{rid}", headers=npy_accept)
+    assert converted.headers["content-type"] == "application/x-npy"
+    assert np.allclose(np.load(io.BytesIO(converted.content)), computed.json()["result"])
+    singular = await client.post("/v1/calculations?wait=10", headers=npy_accept,
+                                 json={"op": "inv", "data": [1.0, 2.0, 2.0, 4.0]})
+    assert singular.headers["content-type"] == "application/json"
+    assert singular.json()["error"]["code"] == "singular_matrix"
+    prefers_json = await client.get(f"/v1/calculations/{rid}",
+                                    headers={"accept": "application/json, application/x-npy"})
+    assert prefers_json.json()["result"] == computed.json()["result"]

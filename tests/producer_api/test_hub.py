@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import orjson
 
 from producer_api.hub import Hub, Subscriber, result_message
 from producer_api.store import ResultStore
+from schemas.encoding import result_frame
 
 
 def doc(i: int) -> bytes:
@@ -74,3 +76,9 @@ async def test_watching_a_retained_result_delivers_it_at_once() -> None:
 def test_a_result_message_is_the_result_plus_its_type() -> None:
     assert orjson.loads(result_message(b'{"id":"x","status":"ok"}')) == {
         "type": "result", "id": "x", "status": "ok"}
+
+
+def test_a_binary_result_reaches_a_socket_as_its_json_document() -> None:
+    value = result_frame(b'{"id":"x","status":"ok"}', np.array([1.0, np.nan]))
+    assert orjson.loads(result_message(value)) == {
+        "type": "result", "id": "x", "status": "ok", "result": [1.0, "NaN"]}

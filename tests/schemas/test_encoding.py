@@ -1,4 +1,5 @@
-"""Request values in both content types: round trips, and which error a bad value raises."""
+"""Request and result values in each content type: round trips, and which error a bad value
+raises."""
 
 from __future__ import annotations
 
@@ -22,7 +23,13 @@ from schemas.encoding import (
     encode_binary,
     encode_json,
     float64_bytes,
+    is_result_frame,
     peek_id,
+    result_array,
+    result_frame,
+    result_from_json,
+    result_meta,
+    result_to_json,
 )
 from schemas.messages import CalcRequest, RequestFields
 from tests.schemas.strategies import calc_requests, request_fields
@@ -205,3 +212,27 @@ def test_peek_id_reads_the_value_then_the_key(value: bytes | None, key: bytes | 
 def test_peek_id_reads_binary_frames_by_their_key() -> None:
     value = encode_binary(RequestFields(id="in-meta", op="sum"), [1.0])
     assert peek_id(value, b"the-key") == "the-key"
+
+
+def test_a_binary_result_round_trips_and_a_broken_one_says_what_is_wrong() -> None:
+    values = np.array([[1.5, np.nan], [-np.inf, 0.0]])
+    value = result_frame(b'{"id":"r","status":"ok","op":"inv"}', values)
+    assert is_result_frame(value) and not is_result_frame(b'{"id":"r"}')
+    meta, back = result_array(value)
+    assert meta == {"id": "r", "status": "ok", "op": "inv", "shape": [2, 2]}
+    assert np.array_equal(back, values, equal_nan=True)
+    assert orjson.loads(result_to_json(value))["result"] == [[1.5, "NaN"], ["-Infinity", 0.0]]
+    assert np.array_equal(result_from_json(orjson.loads(result_to_json(value))), values,
+                          equal_nan=True)
+    meta_end = value.index(b"}") + 1
+    broken = {
+        value[:6]: "no magic and length prefix",
+        value[:4] + struct.pack("<I", 10_000) + value[8:]: "runs past the end",
+        value[:-8]: "needs 32 bytes of values; it has 24",
+        value[:8] + b"[1]" + b" " * (meta_end - 11) + value[meta_end:]: "not a JSON object",
+        b"\x93CSR" + struct.pack("<I", 14) + b'{"shape":[-4]}' + values.tobytes():
+            "non-negative",
+    }
+    for frame_bytes, message in broken.items():
+        with pytest.raises(DecodeError, match=message):
+            result_meta(frame_bytes)

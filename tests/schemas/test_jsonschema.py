@@ -158,7 +158,7 @@ def test_exported_schemas_name_their_topics() -> None:
 
 
 def test_the_record_headers_schema_names_what_the_services_read() -> None:
-    from schemas.encoding import CONTENT_TYPE_HEADER, CONTENT_TYPES
+    from schemas.encoding import CONTENT_TYPE_HEADER, CONTENT_TYPES, RESULT_BINARY, RESULT_TYPE_HEADER
     from schemas.messages import (
         REPLY_PARTITION_HEADER,
         TENANT_HEADER,
@@ -169,8 +169,9 @@ def test_the_record_headers_schema_names_what_the_services_read() -> None:
 
     props = RecordHeaders.model_json_schema()["properties"]
     assert set(props) == {CONTENT_TYPE_HEADER, TENANT_HEADER, TRACEPARENT_HEADER,
-                          TRACESTATE_HEADER, REPLY_PARTITION_HEADER}
-    assert set(props[CONTENT_TYPE_HEADER]["anyOf"][0]["enum"]) == set(CONTENT_TYPES)
+                          TRACESTATE_HEADER, REPLY_PARTITION_HEADER, RESULT_TYPE_HEADER}
+    assert set(props[CONTENT_TYPE_HEADER]["anyOf"][0]["enum"]) == {*CONTENT_TYPES,
+                                                                    RESULT_BINARY}
     schema = Draft202012Validator(export_all()["record-headers.json"])
     assert schema.is_valid({"tenant": "acme", "content-type": CONTENT_TYPES[1]})
     assert not schema.is_valid({"tenant": "a b"})
@@ -179,3 +180,5 @@ def test_the_record_headers_schema_names_what_the_services_read() -> None:
     assert not schema.is_valid({"traceparent": "00-4bf92f35-00f067aa0ba902b7-01"})
     assert schema.is_valid({"reply-partition": "11"})
     assert not schema.is_valid({"reply-partition": "-1"})
+    assert schema.is_valid({"result-type": RESULT_BINARY})
+    assert not schema.is_valid({"result-type": "application/x-npy"})
