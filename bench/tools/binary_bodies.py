@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ import numpy as np
 import orjson
 
 from bench.harness import payloads
+from bench.harness.procs import CpuMeter
 from bench.harness.stack import CalcstreamStack
 from bench.harness.stats import percentiles
 from bench.harness.targets import PeerSet
@@ -81,16 +83,21 @@ async def client(session: aiohttp.ClientSession, url: str, body: bytes,
 
 
 async def measure(session: aiohttp.ClientSession, name: str, url: str, body: bytes,
-                  headers: dict[str, str], check: Check) -> None:
-    """Print one kind's latency, one client at a time, and its rate with CLIENTS at once."""
+                  headers: dict[str, str], check: Check, meter: CpuMeter) -> None:
+    """Print one kind's latency, one client at a time, its rate with CLIENTS at once, and the
+    CPU each metered process spent per result at that rate."""
     await one(session, url, body, headers, check)  # warm
     times = [await one(session, url, body, headers, check) for _ in range(SEQUENTIAL)]
     p = percentiles(times)
     started = time.perf_counter()
+    meter.start()
     await asyncio.gather(*(client(session, url, body, headers, check) for _ in range(CLIENTS)))
     rate = CLIENTS * PER_CLIENT / (time.perf_counter() - started)
+    cpu = "  ".join(f"{who} {us / 1000:.1f}" for who, us in
+                    meter.per_item(CLIENTS * PER_CLIENT).items())
     print(f"W2 {name:21} body {len(body) / 1e6:4.2f} MB  one client p50 {p['p50']:6.1f} ms "
-          f"p99 {p['p99']:6.1f} ms  {CLIENTS} clients {rate:5.1f} results/s", flush=True)
+          f"p99 {p['p99']:6.1f} ms  {CLIENTS} clients {rate:5.1f} results/s  CPU ms per "
+          f"result: {cpu}", flush=True)
 
 
 async def main() -> None:
@@ -104,11 +111,14 @@ async def main() -> None:
             kinds = bodies()
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
                 body, headers, _, check = kinds["JSON"]
+                inline = CpuMeter({"inline": peers.children[0].pid, "client": os.getpid()})
                 await measure(session, "inline, JSON", peers.targets["inline"].url, body,
-                              headers, check)
+                              headers, check, inline)
+                metered = CpuMeter({**stack.pids(), "client": os.getpid()})
                 for kind, (body, headers, query, check) in kinds.items():
                     await measure(session, f"calcstream, {kind}",
-                                  f"{stack.url}/v1/calculations?{query}", body, headers, check)
+                                  f"{stack.url}/v1/calculations?{query}", body, headers, check,
+                                  metered)
         finally:
             stack.stop()
             peers.stop()
