@@ -227,7 +227,10 @@ def result_meta(value: bytes) -> tuple[dict[str, Any], int]:
     start = _RESULT_HEAD.size + length
     if start > len(value):
         raise DecodeError(f"metadata length {length} runs past the end of the value")
-    meta = loose_json(bytes(value[_RESULT_HEAD.size:start]))
+    try:
+        meta = orjson.loads(value[_RESULT_HEAD.size:start])
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"binary result metadata is not valid JSON: {exc}") from None
     if not isinstance(meta, dict):
         raise DecodeError("binary result metadata is not a JSON object")
     shape = meta.get("shape")

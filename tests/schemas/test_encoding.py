@@ -230,6 +230,7 @@ def test_a_binary_result_round_trips_and_a_broken_one_says_what_is_wrong() -> No
         value[:4] + struct.pack("<I", 10_000) + value[8:]: "runs past the end",
         value[:-8]: "needs 32 bytes of values; it has 24",
         value[:8] + b"[1]" + b" " * (meta_end - 11) + value[meta_end:]: "not a JSON object",
+        value[:8] + b"{" + b" " * (meta_end - 9) + value[meta_end:]: "not valid JSON",
         b"\x93CSR" + struct.pack("<I", 14) + b'{"shape":[-4]}' + values.tobytes():
             "non-negative",
     }

@@ -158,7 +158,12 @@ def test_exported_schemas_name_their_topics() -> None:
 
 
 def test_the_record_headers_schema_names_what_the_services_read() -> None:
-    from schemas.encoding import CONTENT_TYPE_HEADER, CONTENT_TYPES, RESULT_BINARY, RESULT_TYPE_HEADER
+    from schemas.encoding import (
+        CONTENT_TYPE_HEADER,
+        CONTENT_TYPES,
+        RESULT_BINARY,
+        RESULT_TYPE_HEADER,
+    )
     from schemas.messages import (
         REPLY_PARTITION_HEADER,
         TENANT_HEADER,
