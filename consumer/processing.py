@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 _RESULT_BINARY = RESULT_BINARY.encode()
 
+
 class RequestRecord(Protocol):
     """What the compute step reads of a consumed record (aiokafka's ConsumerRecord fits)."""
 
@@ -250,7 +251,7 @@ def _emit(
         status, result, error = "error", None, _too_large(np.size(result) * 2, limit)
     headers = record.headers
     binary = (status == "ok" and result is not None and not isinstance(result, orjson.Fragment)
-              and bool(headers) and wants_binary_result(headers))
+              and wants_binary_result(headers))
     enqueued = record.timestamp / 1000.0
     doc = {
         "schema_version": SCHEMA_VERSION,
@@ -290,7 +291,7 @@ def _emit(
 def _cached(hit: bytes, record: RequestRecord) -> Any:
     """A cached result (its JSON encoding) as ``_emit`` takes it: the values again for a
     request that asked for a binary result, else the encoding as it is."""
-    if record.headers and wants_binary_result(record.headers):
+    if wants_binary_result(record.headers):
         return np.array(orjson.loads(hit), dtype=np.float64)
     return orjson.Fragment(hit)
 

@@ -45,7 +45,6 @@ absent (or anything else)."""
 RESULT_MAGIC = b"\x93CSR"
 _RESULT_HEAD = struct.Struct("<4sI")
 _NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
-_FROM_TEXT = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 _LENGTH = struct.Struct("<I")
 _F64 = np.dtype("<f8")
