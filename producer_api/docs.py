@@ -17,10 +17,10 @@ from producer_api.models import (
     ErrorBody,
     Submission,
 )
+from producer_api.rendering import NPY
 
 REF = "#/components/schemas/{model}"
 NDJSON = "application/x-ndjson"
-NPY = "application/x-npy"
 
 
 def ref(model: type[BaseModel]) -> dict[str, str]:

@@ -12,12 +12,10 @@ from typing import NamedTuple
 from producer_api import intake
 from producer_api.deps import Services
 from producer_api.errors import InvalidRequest, UnsupportedMediaType
-from producer_api.rendering import JSON_HEADER, Headers, render
+from producer_api.rendering import JSON_HEADER, NPY, OCTETS, Headers, render
 from schemas.encoding import RESULT_BINARY, RESULT_TYPE_HEADER
 
 JSON_TYPES = ("", "application/json")
-OCTETS = "application/octet-stream"
-NPY = "application/x-npy"
 SUBMIT_TYPES = (*JSON_TYPES, OCTETS, NPY)
 BINARY_QUERY = ("op", "args", "id", "deadline")
 """What a binary single submit reads from the query string."""

@@ -23,7 +23,7 @@ from producer_api.errors import (
 )
 from producer_api.limits import read_body, read_lines
 from producer_api.models import Accepted, BatchSummary, State
-from producer_api.rendering import Headers, render, wanted
+from producer_api.rendering import BINARY_TYPES, NPY, Headers, render, wanted
 from producer_api.responses import OrjsonResponse
 from producer_api.settings import ApiSettings
 from producer_api.store import PUBLISHING, scoped
@@ -34,7 +34,6 @@ from schemas.messages import ID_CHARACTERS, ID_MAX_LENGTH
 router = APIRouter(prefix="/v1/calculations", tags=["calculations"])
 
 NDJSON_TYPES = (docs.NDJSON, "application/jsonl", "application/x-jsonlines")
-NPY_TYPES = (docs.NPY, "application/octet-stream")
 
 Wait = Annotated[float | None, Query(
     ge=0, allow_inf_nan=False,
@@ -153,7 +152,7 @@ async def _submit_batch(request: Request, services: Services, tenant: str, op: s
         array = await _json_array(await read_body(request, s.max_batch_bytes, s.body_timeout_s),
                                   s, quota)
         items = _aiter(_json_items(array, s, services.reader.routes.mint))
-    elif ctype in NPY_TYPES:
+    elif ctype in BINARY_TYPES:
         if op is None:
             raise InvalidRequest.of("op", "an .npy body needs ?op=")
         body = await read_body(request, s.max_batch_bytes, s.body_timeout_s)
@@ -164,7 +163,7 @@ async def _submit_batch(request: Request, services: Services, tenant: str, op: s
         extra["id_prefix"] = prefix
     else:
         raise UnsupportedMediaType(
-            f"Content-Type {ctype!r}; send application/json, {docs.NDJSON} or {docs.NPY}")
+            f"Content-Type {ctype!r}; send application/json, {docs.NDJSON} or {NPY}")
     summary = await services.acceptor.accept_many(items, keep_ids=ids,
                                                    intake=services.stats.batch, tenant=tenant,
                                                    trace=carried(request.scope["headers"]))
