@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.keys import KeyRing
+from core.keys import KeyRing, split
 
 CALCSTREAM = [sys.executable, "-m", "calcstream.cli"]
 
@@ -31,7 +31,9 @@ def test_create_list_revoke(tmp_path: Path) -> None:
     listed = keys("list", "--file", str(path))
     assert listed.returncode == 0
     assert key.id in listed.stdout and "active" in listed.stdout
-    assert token.rpartition("_")[2] not in listed.stdout + path.read_text()
+    parts = split(token)
+    assert parts is not None
+    assert parts[1] not in listed.stdout + path.read_text()
 
     gone = keys("revoke", key.id, "--file", str(path))
     assert gone.returncode == 0, gone.stderr
