@@ -186,8 +186,13 @@ class EmbeddedCluster:
         wipe_data_dir(self.data_dir)
 
     def close(self) -> None:
-        """Stop every node; delete the data if it lived in a temporary directory."""
-        self.stop()
+        """Stop every node; delete the data if it lived in a temporary directory (SIGKILLing
+        the nodes then, as ``EmbeddedKafka.close`` does)."""
+        if self._temporary and not any(node.archiving for node in self.nodes):
+            for node in self.nodes:
+                node.kill()
+        else:
+            self.stop()
         if self._temporary:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -40,10 +41,15 @@ logger = logging.getLogger(__name__)
 MARKER = ".calcstream-kafka"
 # A record batch may carry framing beyond the largest value a client sends.
 BATCH_FRAMING = 1024
-# Heap and collector for a node that shares two cores with the services: the serial collector
-# has no concurrent threads competing for them (docs/kafka.md, "Broker settings").
-DEFAULT_JVM_OPTIONS = ("-Xms256m", "-Xmx1g", "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError",
-                       "-Djava.awt.headless=true")
+# For a node that shares two cores with the services (docs/kafka.md, "Broker settings"): the
+# serial collector has no concurrent threads competing for them, and the client compiler (C1)
+# alone compiles the broker's hot code in a fraction of the CPU the optimising one spends
+# recompiling it for minutes after every start.
+DEFAULT_JVM_OPTIONS = ("-Xms256m", "-Xmx1g", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                       "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true")
+JVM_OPTIONS_ENV = "CALCSTREAM_KAFKA_JVM_OPTIONS"
+"""More JVM options for every embedded node, after the defaults (so they win), split as a
+shell would."""
 _CLASS_ARCHIVE = "classes.jsa"
 
 
@@ -167,7 +173,8 @@ class EmbeddedKafka:
             self._format(java, cp, props)
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
-        argv = [java, *self.jvm_options, *self._class_archive(),
+        argv = [java, *self.jvm_options, *shlex.split(os.environ.get(JVM_OPTIONS_ENV, "")),
+                *self._class_archive(),
                 f"-Dlog4j2.configurationFile={_log4j_config()}", f"-Dkafka.logs.dir={logs}",
                 "-cp", cp, "kafka.Kafka", str(props)]
         with (logs / "jvm.log").open("ab") as out:
@@ -240,10 +247,20 @@ class EmbeddedKafka:
         wipe_data_dir(self.data_dir)
 
     def close(self) -> None:
-        """Stop the node; delete its data if it lived in a temporary directory."""
-        self.stop()
+        """Stop the node; delete its data if it lived in a temporary directory. Data that is
+        deleted needs no controlled shutdown: such a node is SIGKILLed, unless its exit writes
+        the class archive."""
+        if self._temporary and not self.archiving:
+            self.kill()
+        else:
+            self.stop()
         if self._temporary:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    @property
+    def archiving(self) -> bool:
+        """The JVM writes the class archive when it exits (the first start without one)."""
+        return self._dumping is not None
 
     def __enter__(self) -> EmbeddedKafka:
         self.start()

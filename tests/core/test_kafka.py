@@ -85,6 +85,31 @@ def test_a_second_node_on_a_port_in_use_says_so(tmp_path: Path) -> None:
         EmbeddedKafka(running.port, data_dir=tmp_path / "b").start()
 
 
+def test_more_jvm_options_reach_the_node_and_temporary_data_goes_without_a_shutdown(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(node.JVM_OPTIONS_ENV, "-Xmx768m '-Dcalcstream.note=two words'")
+    broker = EmbeddedKafka(free_port())
+    broker.start()
+    if broker.archiving:  # the first start on this machine: its exit writes the class archive
+        broker.close()
+        broker = EmbeddedKafka(free_port())
+        broker.start()
+    assert not broker.archiving
+    pid, data_dir = broker.pid, broker.data_dir
+    assert pid is not None
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert b"-XX:TieredStopAtLevel=1" in argv  # the default JIT: the client compiler alone
+    # After the defaults, so a later -Xmx (or -XX:TieredStopAtLevel=4) wins.
+    assert argv.index(b"-Xmx768m") > argv.index(b"-Xmx1g")
+    assert b"-Dcalcstream.note=two words" in argv
+
+    def controlled_shutdown(*args: object) -> None:
+        raise AssertionError("data about to be deleted needs no controlled shutdown")
+    monkeypatch.setattr(EmbeddedKafka, "stop", controlled_shutdown)
+    broker.close()
+    assert not Path(f"/proc/{pid}").exists() and not data_dir.exists()
+
+
 def test_only_a_nodes_own_data_directory_is_wiped(tmp_path: Path) -> None:
     foreign = tmp_path / "foreign"
     foreign.mkdir()
