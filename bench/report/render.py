@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -107,12 +108,14 @@ def machine() -> list[str]:
     wrk = _sh(["wrk", "--version"]).splitlines()[0:1]
     redis = _sh(["redis-server", "--version"])
     from core.kafka import kafka_version
+    from core.kafka.node import DEFAULT_JVM_OPTIONS, JVM_OPTIONS_ENV
 
     java = _sh(["java", "-version"]).splitlines()[0:1]
+    jvm = " ".join([*DEFAULT_JVM_OPTIONS, *shlex.split(os.environ.get(JVM_OPTIONS_ENV, ""))])
     return [f"- CPU: {cpu}, {os.cpu_count()} cores (shared by every process of the run, "
             "and with other work on the machine)",
             f"- Broker: Apache Kafka {kafka_version()} (`core.kafka`: one KRaft node, "
-            f"-Xmx1g, serial GC) on {' '.join(java)}",
+            f"`{jvm}`) on {' '.join(java)}",
             f"- Memory: {int(mem) / 1024**2:.1f} GiB; kernel {platform.release()}; "
             f"Python {platform.python_version()}",
             f"- Load average when the run ended: {os.getloadavg()[0]:.2f}",
