@@ -8,9 +8,10 @@ Three lines, with ``calcstream dev`` (or ``make run``) going::
 
 ``submit`` answers with the request's id once the broker has acknowledged it; ``result``,
 ``stream`` and ``compute`` wait for results over one websocket per client (a result that is
-already there arrives at once, nothing polls); ``map`` sends many arrays through the batch
-endpoint (one ``.npy`` body per chunk when they all have the same length) and returns their
-results in input order.
+already there arrives at once, nothing polls); ``compute_array`` answers a result's values as
+a NumPy array, asked for and relayed in binary (``.npy``) on the submit itself; ``map``
+sends many arrays through the batch endpoint (one ``.npy`` body per chunk when they all have
+the same length) and returns their results in input order.
 
 Every request carries an id chosen here, so the client retries 503 and 429 answers (waiting
 ``Retry-After``) and connection failures a bounded number of times without ever publishing a

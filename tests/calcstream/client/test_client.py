@@ -7,7 +7,7 @@ import re
 import textwrap
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ from calcstream.client import (
     TimedOut,
 )
 from consumer import ops
-from tests.producer_api.conftest import ApiStack
+from tests.producer_api.conftest import ApiStack, api_settings, new_deployment
 
 
 def reference(op: str, data: Any, args: dict[str, Any] | None = None) -> Any:
@@ -89,6 +89,44 @@ async def test_an_error_result_raises_calculation_error(client: Client) -> None:
     with pytest.raises(CalculationError) as expired:
         await client.compute("sum", [1], deadline=past)
     assert expired.value.result.status == "expired"
+
+
+def _matmul_case() -> tuple[np.ndarray, dict[str, int], np.ndarray]:
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=(3, 4)), rng.normal(size=(4, 2))
+    return np.concatenate([a.ravel(), b.ravel()]), {"m": 3, "k": 4, "n": 2}, a @ b
+
+
+async def test_compute_array_answers_the_values_as_an_array(client: Client) -> None:
+    data, args, want = _matmul_case()
+    product = await client.compute_array("matmul", data, args=args)
+    assert product.dtype == np.float64 and product.shape == (3, 2)
+    assert_close(product, want)
+    total = await client.compute_array("sum", [1, 2, 3.5])  # a JSON body, a binary result
+    assert total.shape == () and float(total) == 6.5
+    with pytest.raises(CalculationError) as raised:
+        await client.compute_array("inv", [1, 2, 2, 4])  # singular: an error result, JSON
+    assert raised.value.code == "singular_matrix"
+
+
+@pytest.fixture
+def impatient(kafka_bootstrap: str) -> Iterator[ApiStack]:
+    """An API that never waits on a submit (max_wait_s 0), with a worker."""
+    dep = new_deployment(kafka_bootstrap)
+    with ApiStack(api_settings(dep, max_wait_s=0.0), dep.worker_settings()) as stack:
+        yield stack
+
+
+async def test_compute_array_past_the_apis_wait_fetches_the_values_once_answered(
+        impatient: ApiStack) -> None:
+    # The submit answers 202: the client awaits the result over the WebSocket, then fetches
+    # its values as .npy.
+    data, args, want = _matmul_case()
+    async with Client(impatient.base_url) as client:
+        assert_close(await client.compute_array("matmul", data, args=args, timeout=20), want)
+        with pytest.raises(CalculationError) as raised:
+            await client.compute_array("inv", [1, 2, 2, 4], timeout=20)
+        assert raised.value.code == "singular_matrix"
 
 
 @pytest.mark.parametrize(("op", "data", "args", "status", "field"), [
