@@ -94,14 +94,17 @@ def test_more_jvm_options_reach_the_node_and_temporary_data_goes_without_a_shutd
         broker.close()
         broker = EmbeddedKafka(free_port())
         broker.start()
-    assert not broker.archiving
     pid, data_dir = broker.pid, broker.data_dir
-    assert pid is not None
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    assert b"-XX:TieredStopAtLevel=1" in argv  # the default JIT: the client compiler alone
-    # After the defaults, so a later -Xmx (or -XX:TieredStopAtLevel=4) wins.
-    assert argv.index(b"-Xmx768m") > argv.index(b"-Xmx1g")
-    assert b"-Dcalcstream.note=two words" in argv
+    try:
+        assert not broker.archiving and pid is not None
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert b"-XX:TieredStopAtLevel=1" in argv  # the default JIT: the client compiler alone
+        # After the defaults, so a later -Xmx (or -XX:TieredStopAtLevel=4) wins.
+        assert argv.index(b"-Xmx768m") > argv.index(b"-Xmx1g")
+        assert b"-Dcalcstream.note=two words" in argv
+    except BaseException:
+        broker.close()
+        raise
 
     def controlled_shutdown(*args: object) -> None:
         raise AssertionError("data about to be deleted needs no controlled shutdown")
