@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
-import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -108,10 +107,10 @@ def machine() -> list[str]:
     wrk = _sh(["wrk", "--version"]).splitlines()[0:1]
     redis = _sh(["redis-server", "--version"])
     from core.kafka import kafka_version
-    from core.kafka.node import DEFAULT_JVM_OPTIONS, JVM_OPTIONS_ENV
+    from core.kafka.node import DEFAULT_JVM_OPTIONS, extra_jvm_options
 
     java = _sh(["java", "-version"]).splitlines()[0:1]
-    jvm = " ".join([*DEFAULT_JVM_OPTIONS, *shlex.split(os.environ.get(JVM_OPTIONS_ENV, ""))])
+    jvm = " ".join([*DEFAULT_JVM_OPTIONS, *extra_jvm_options()])
     return [f"- CPU: {cpu}, {os.cpu_count()} cores (shared by every process of the run, "
             "and with other work on the machine)",
             f"- Broker: Apache Kafka {kafka_version()} (`core.kafka`: one KRaft node, "

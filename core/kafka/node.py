@@ -50,6 +50,11 @@ DEFAULT_JVM_OPTIONS = ("-Xms256m", "-Xmx1g", "-XX:+UseSerialGC", "-XX:TieredStop
 JVM_OPTIONS_ENV = "CALCSTREAM_KAFKA_JVM_OPTIONS"
 """More JVM options for every embedded node, after the defaults (so they win), split as a
 shell would."""
+
+
+def extra_jvm_options() -> list[str]:
+    """The options ``JVM_OPTIONS_ENV`` adds, as a node launched now gets them."""
+    return shlex.split(os.environ.get(JVM_OPTIONS_ENV, ""))
 _CLASS_ARCHIVE = "classes.jsa"
 
 
@@ -173,8 +178,7 @@ class EmbeddedKafka:
             self._format(java, cp, props)
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
-        argv = [java, *self.jvm_options, *shlex.split(os.environ.get(JVM_OPTIONS_ENV, "")),
-                *self._class_archive(),
+        argv = [java, *self.jvm_options, *extra_jvm_options(), *self._class_archive(),
                 f"-Dlog4j2.configurationFile={_log4j_config()}", f"-Dkafka.logs.dir={logs}",
                 "-cp", cp, "kafka.Kafka", str(props)]
         with (logs / "jvm.log").open("ab") as out:
