@@ -233,6 +233,14 @@ class ApiSettings(BrokerSettings):
 
     # Server.
     access_log: bool = False
+    keep_alive_s: int = Field(
+        default=75, ge=1,
+        description="Seconds an idle HTTP connection stays open for its next request. Longer "
+        "than clients and load balancers keep theirs (httpx 5 s, nginx upstream 60 s, cloud "
+        "balancers 60 s), so that the client always closes first: a server closing an idle "
+        "connection as a client reuses it fails that request with a connection error, and a "
+        "POST is not retried.",
+    )
     fast_path: bool = Field(
         default=True,
         description="Serve POST /v1/calculations straight from ASGI (producer_api.fastpath); "

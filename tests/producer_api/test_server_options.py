@@ -1,0 +1,22 @@
+"""How the API's HTTP server is configured, from its settings."""
+
+from __future__ import annotations
+
+import httpx
+
+from core.net import free_port
+from producer_api.__main__ import config
+from producer_api.settings import ApiSettings
+
+
+def test_an_idle_connection_outlives_the_clients_keep_alive() -> None:
+    """The client closes an idle connection first: a server that closes it as the client
+    sends a POST into it fails that request with a connection error, not a status."""
+    served = config(ApiSettings(), "127.0.0.1", free_port())
+    assert served.timeout_keep_alive == ApiSettings().keep_alive_s
+    assert served.timeout_keep_alive > httpx.Limits().keepalive_expiry  # httpx, our client's
+    assert served.timeout_keep_alive > 60  # nginx's upstream and cloud balancers' idle timeout
+
+
+def test_the_keep_alive_is_a_setting() -> None:
+    assert config(ApiSettings(keep_alive_s=3), "127.0.0.1", free_port()).timeout_keep_alive == 3
