@@ -50,6 +50,7 @@ from consumer.stats import WorkerStats
 from consumer.tracing import BatchTracing
 from consumer.transactions import Part, Superseded, Transactions
 from core.admin import AUTHORIZATION_ERRORS, ensure_topics, refusal, wait_for_broker
+from core.connections import guard_broken_connections
 from core.looplag import LoopLagMonitor
 from core.metrics import MetricsServer
 from core.producers import stop_producer
@@ -130,6 +131,7 @@ class Worker:
     async def _start(self) -> None:
         s = self.settings
         logger.info("worker starting with %s", masked(s))
+        guard_broken_connections()
         await wait_for_broker(s)
         if s.create_topics:
             await ensure_topics(s)

@@ -18,6 +18,7 @@ from core.admin import (
     refusal,
     wait_for_broker,
 )
+from core.connections import guard_broken_connections
 from core.keys import KeyRing
 from core.looplag import LoopLagMonitor
 from core.secrets import masked
@@ -96,6 +97,7 @@ async def _started(app: FastAPI) -> AsyncIterator[None]:
     s: ApiSettings = app.state.settings
     counts: ApiStats = app.state.stats
     logger.info("API starting with %s", masked(s))
+    guard_broken_connections()
     keys: KeyRing | None = app.state.keys
     if keys is not None and not len(keys):
         logger.warning("no active API key in %s: every request but health and the docs is "

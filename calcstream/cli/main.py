@@ -27,6 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from core.connections import guard_broken_connections  # aiokafka: only for commands
+
+    guard_broken_connections()
     code: int = args.func(args)
     return code
 

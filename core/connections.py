@@ -1,0 +1,59 @@
+"""Kafka connections the broker closed are broken connections, on every event loop.
+
+aiokafka tells a dead connection by its reader being at end of file, and a failed write by an
+``OSError``. Under uvloop, a connection the broker reset is neither for a moment: its transport
+is closed, its reader holds the reset without being at end of file yet, and a write raises
+``RuntimeError`` ("the handler is closed"), which aiokafka does not expect
+(aio-libs/aiokafka#1038). The task that wrote dies of it. When that task is a client's
+metadata refresh, every later refresh waits for it forever: the consumer stops finding its
+group coordinator, so it stops heartbeating, committing and (with its batches unable to
+commit) fetching, and logs nothing. A worker went silent that way after a broker restart, one
+run in about forty (tests/faults/test_broker_restart.py).
+
+``guard_broken_connections()`` makes a connection whose transport is closing count as not
+connected (the client opens a new one) and a request on it fail with ``KafkaConnectionError``,
+the retriable error aiokafka's loops already handle, after closing it the way aiokafka closes
+a connection whose write failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka.conn import AIOKafkaConnection, CloseReason
+from aiokafka.errors import KafkaConnectionError
+
+_GUARDED = "_closing_transport_guarded"
+
+
+def guard_broken_connections() -> None:
+    """Install the guard on aiokafka's connections, once per process (later calls do nothing)."""
+    if getattr(AIOKafkaConnection, _GUARDED, False):
+        return
+    connected = AIOKafkaConnection.connected
+
+    def guarded_connected(conn: AIOKafkaConnection) -> bool:
+        return bool(connected(conn)) and not _closing(conn)
+
+    AIOKafkaConnection.connected = guarded_connected
+    AIOKafkaConnection.send = _refusing_when_closing(AIOKafkaConnection.send)
+    AIOKafkaConnection._send_sasl_token = _refusing_when_closing(
+        AIOKafkaConnection._send_sasl_token)
+    setattr(AIOKafkaConnection, _GUARDED, True)
+
+
+def _refusing_when_closing(write: Callable[..., Any]) -> Callable[..., Any]:
+    def guarded(conn: AIOKafkaConnection, *args: Any, **kwargs: Any) -> Any:
+        if _closing(conn):
+            conn.close(reason=CloseReason.CONNECTION_BROKEN)
+            raise KafkaConnectionError(
+                f"Connection at {conn.host}:{conn.port} broken: closed by the other end")
+        return write(conn, *args, **kwargs)
+
+    return guarded
+
+
+def _closing(conn: AIOKafkaConnection) -> bool:
+    writer = conn._writer
+    return writer is not None and writer.transport.is_closing()
