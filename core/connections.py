@@ -8,7 +8,7 @@ is closed, its reader holds the reset without being at end of file yet, and a wr
 metadata refresh, every later refresh waits for it forever: the consumer stops finding its
 group coordinator, so it stops heartbeating, committing and (with its batches unable to
 commit) fetching, and logs nothing. A worker went silent that way after a broker restart, one
-run in about fifty (tests/faults/test_broker_restart.py).
+run in about sixty (tests/faults/test_broker_restart.py).
 
 ``guard_broken_connections()`` makes a connection whose transport is closing count as not
 connected (the client opens a new one) and a request on it fail with ``KafkaConnectionError``,
