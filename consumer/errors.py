@@ -2,7 +2,8 @@
 
     ConsumerError
     ├── NotStartedError   a client was used before start()
-    └── MissingTopic      a topic the worker needs does not exist, and it may not create it
+    ├── MissingTopic      a topic the worker needs does not exist, and it may not create it
+    └── ClientStalled     a Kafka client's metadata task ended: it would never recover
 """
 
 
@@ -16,3 +17,10 @@ class NotStartedError(ConsumerError, RuntimeError):
 
 class MissingTopic(ConsumerError):
     """A topic the worker needs does not exist, and ``create_topics`` is off."""
+
+
+class ClientStalled(ConsumerError):
+    """A Kafka client's metadata task ended while the worker runs. aiokafka's clients wait on
+    that task for every metadata refresh and coordinator lookup, so the worker would stop
+    heartbeating, committing and fetching without a word; it stops instead, to be seen and
+    restarted."""

@@ -34,7 +34,7 @@ from consumer.attempts import JournalRecord
 from consumer.batching import Batcher
 from consumer.cache import from_settings
 from consumer.committing import Committer
-from consumer.errors import NotStartedError
+from consumer.errors import ClientStalled, NotStartedError
 from consumer.journaling import JournalKeeper
 from consumer.metrics import WorkerCollector
 from consumer.processing import (
@@ -80,6 +80,7 @@ class Worker:
         self.registry.register(WorkerCollector(self.stats, settings.worker_id))
         self.metrics: MetricsServer | None = None
         self._lag_task: asyncio.Task[None] | None = None
+        self._clients_task: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._publisher: BatchPublisher | None = None
@@ -152,6 +153,7 @@ class Worker:
         await consumer.start()
         self.loop_lag.start()
         self._lag_task = self._background(self._watch_lag(), "consumer-lag")
+        self._clients_task = self._background(self._watch_clients(), "kafka-clients")
         if s.metrics_enabled:
             self.metrics = MetricsServer(self.registry, s.metrics_host, s.metrics_port)
             await self.metrics.start()
@@ -165,7 +167,8 @@ class Worker:
         self.request_stop()
         await self.loop_lag.stop()
         lag_task, self._lag_task = self._lag_task, None
-        await cancel_and_wait(lag_task)
+        clients_task, self._clients_task = self._clients_task, None
+        await cancel_and_wait(lag_task, clients_task)
         metrics, self.metrics = self.metrics, None
         if metrics is not None:
             await metrics.stop()
@@ -539,6 +542,20 @@ class Worker:
                     except KafkaError:
                         continue
             self.stats.consumer_lag = lag
+
+    async def _watch_clients(self, interval: float = 1.0) -> None:
+        """Every second: the consumer's and the producer's metadata tasks still run
+        (``ClientStalled`` when one ended; core.connections says how one did)."""
+        clients = {"consumer": self._require(self._consumer)._client,
+                   "producer": self._require(self._producer).client}
+        while True:
+            await asyncio.sleep(interval)
+            for name, client in clients.items():
+                task = getattr(client, "_sync_task", None)  # aiokafka's, started by start()
+                if task is not None and task.done():
+                    cause = None if task.cancelled() else task.exception()
+                    raise ClientStalled(f"the {name}'s metadata task ended "
+                                        f"({cause!r}): it would never refresh again") from cause
 
     @staticmethod
     def _require(client: T | None) -> T:

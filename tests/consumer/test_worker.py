@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from consumer import ops
+from consumer.errors import ClientStalled
 from consumer.settings import WorkerSettings
 from consumer.worker import Worker
 from schemas.encoding import BINARY, CONTENT_TYPE_HEADER, encode_binary
@@ -342,6 +343,21 @@ async def test_a_background_task_that_dies_stops_the_worker_with_its_error(
     await worker.start()
     try:
         with pytest.raises(RuntimeError, match="the lag watch broke"):
+            await asyncio.wait_for(worker.run(), 30)
+    finally:
+        await worker.stop()
+
+
+async def test_a_kafka_client_whose_metadata_task_ended_stops_the_worker(
+        deployment: Deployment) -> None:
+    """aiokafka's consumer, its metadata task gone, would never find its coordinator again:
+    silent, answering nothing. The worker stops with an error to be restarted instead."""
+    worker = Worker(deployment.worker_settings())
+    await worker.start()
+    try:
+        metadata_task = worker._consumer._client._sync_task  # type: ignore[union-attr]
+        metadata_task.cancel()
+        with pytest.raises(ClientStalled, match="consumer's metadata task ended"):
             await asyncio.wait_for(worker.run(), 30)
     finally:
         await worker.stop()
