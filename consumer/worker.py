@@ -50,7 +50,7 @@ from consumer.stats import WorkerStats
 from consumer.tracing import BatchTracing
 from consumer.transactions import Part, Superseded, Transactions
 from core.admin import AUTHORIZATION_ERRORS, ensure_topics, refusal, wait_for_broker
-from core.connections import guard_broken_connections
+from core.connections import ended_metadata_task, guard_broken_connections
 from core.looplag import LoopLagMonitor
 from core.metrics import MetricsServer
 from core.producers import stop_producer
@@ -551,8 +551,7 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             for name, client in clients.items():
-                task = getattr(client, "_sync_task", None)  # aiokafka's, started by start()
-                if task is not None and task.done():
+                if (task := ended_metadata_task(client)) is not None:
                     cause = None if task.cancelled() else task.exception()
                     raise ClientStalled(f"the {name}'s metadata task ended "
                                         f"({cause!r}): it would never refresh again") from cause

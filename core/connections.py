@@ -18,6 +18,7 @@ a connection whose write failed.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,14 @@ def guard_broken_connections() -> None:
     AIOKafkaConnection._send_sasl_token = _refusing_when_closing(
         AIOKafkaConnection._send_sasl_token)
     setattr(AIOKafkaConnection, _GUARDED, True)
+
+
+def ended_metadata_task(client: Any) -> asyncio.Task[Any] | None:
+    """The metadata task of an aiokafka client (``AIOKafkaClient``) if it has ended, else None.
+    The client starts it once and waits on it for every metadata refresh and coordinator
+    lookup: once it has ended, the client never recovers, and says nothing."""
+    task: asyncio.Task[Any] | None = getattr(client, "_sync_task", None)
+    return task if task is not None and task.done() else None
 
 
 def _refusing_when_closing(write: Callable[..., Any]) -> Callable[..., Any]:

@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from core.connections import ended_metadata_task
 from core.producers import stop_producer
 from producer_api.errors import NotStartedError, Unavailable
 from producer_api.intake import Prepared
@@ -84,7 +85,10 @@ class Publisher:
                            self.settings.batch_in_flight)
 
     async def reachable(self) -> bool:
-        """The broker answered a metadata request (checked at most once a second)."""
+        """The broker answered a metadata request (checked at most once a second), and the
+        producer's own metadata task still runs."""
+        if ended_metadata_task(self._require().client) is not None:
+            return False
         now = time.monotonic()
         if now - self._probed_at >= _PROBE_EVERY_S:
             self._probed_at = now

@@ -55,6 +55,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 
+from core.connections import ended_metadata_task
 from core.tasks import cancel_and_wait
 from producer_api.errors import NotStartedError
 from producer_api.routing import ReplyRoutes
@@ -138,8 +139,10 @@ class ResultReader:
 
     @property
     def running(self) -> bool:
-        """The read loops are alive."""
-        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+        """The read loops are alive, and so are their consumers' metadata tasks."""
+        feeds = [feed for feed in (self._share, self._borrower) if feed is not None]
+        return (bool(self._tasks) and not any(t.done() for t in self._tasks)
+                and not any(ended_metadata_task(feed.consumer._client) for feed in feeds))
 
     @property
     def owned(self) -> frozenset[int]:

@@ -19,7 +19,8 @@ async def healthz() -> Response:
 
 @router.get("/readyz", summary="Readiness", response_model=Readiness,
             description="200 when the broker answers and the result reader has caught up with "
-            "the reply topic; 503 otherwise (the same flags, or an error before start-up).",
+            "the reply topic; 503 otherwise (the same flags, or an error before start-up). A "
+            "Kafka client whose metadata task ended (it would never recover) clears its flag.",
             responses={503: {"model": Readiness | ErrorBody, "description": "Not ready."}})
 async def readyz(services: ServicesDep) -> Response:
     """Broker reachable and results caught up."""

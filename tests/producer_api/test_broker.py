@@ -15,6 +15,7 @@ from producer_api.main import create_app
 from producer_api.settings import ApiSettings
 from tests.producer_api.conftest import ApiStack, api_settings, new_deployment
 from tests.producer_api.helpers import submit_and_wait
+from tests.waiting import until
 
 
 async def test_broker_down_is_503_with_retry_after_within_the_publish_timeout() -> None:
@@ -104,3 +105,29 @@ async def test_requests_before_start_up_are_503() -> None:
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "not_started"
 
+
+
+async def test_an_api_whose_kafka_client_stopped_refreshing_is_not_ready(
+        kafka_bootstrap: str) -> None:
+    """A client whose metadata task ended never finds its broker or coordinator again (aiokafka
+    waits on that task): /readyz says so, for a balancer to take the replica out."""
+    dep = await asyncio.to_thread(new_deployment, kafka_bootstrap)
+    stack = ApiStack(api_settings(dep))
+    await asyncio.to_thread(stack.start)
+    try:
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
+            assert (await http.get("/readyz")).status_code == 200
+            services = stack.app.state.services  # type: ignore[union-attr]
+            reader_feed = services.reader._share.consumer._client._sync_task
+            stack._loop.call_soon_threadsafe(reader_feed.cancel)  # type: ignore[union-attr]
+            await until(reader_feed.done, what="the reader's metadata task ending")
+            ready = await http.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["results_caught_up"] is False and ready.json()["broker"] is True
+
+            producer_task = services.publisher._require().client._sync_task
+            stack._loop.call_soon_threadsafe(producer_task.cancel)  # type: ignore[union-attr]
+            await until(producer_task.done, what="the producer's metadata task ending")
+            assert (await http.get("/readyz")).json()["broker"] is False
+    finally:
+        await asyncio.to_thread(stack.stop)
