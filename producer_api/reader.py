@@ -142,7 +142,7 @@ class ResultReader:
         """The read loops are alive, and so are their consumers' metadata tasks."""
         feeds = [feed for feed in (self._share, self._borrower) if feed is not None]
         return (bool(self._tasks) and not any(t.done() for t in self._tasks)
-                and not any(ended_metadata_task(feed.consumer._client) for feed in feeds))
+                and all(ended_metadata_task(feed.consumer._client) is None for feed in feeds))
 
     @property
     def owned(self) -> frozenset[int]:

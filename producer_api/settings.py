@@ -236,10 +236,11 @@ class ApiSettings(BrokerSettings):
     keep_alive_s: int = Field(
         default=75, ge=1,
         description="Seconds an idle HTTP connection stays open for its next request. Longer "
-        "than clients and load balancers keep theirs (httpx 5 s, nginx upstream 60 s, cloud "
-        "balancers 60 s), so that the client always closes first: a server closing an idle "
-        "connection as a client reuses it fails that request with a connection error, and a "
-        "POST is not retried.",
+        "than httpx keeps one (5 s) and than the 60 s default idle timeout of nginx's upstream "
+        "keep-alive and AWS's load balancers, so that the client closes first: a server "
+        "closing an idle connection as a client reuses it fails that request with a connection "
+        "error, and a POST is not retried. Behind a balancer that keeps idle connections "
+        "longer (Google Cloud's: 600 s), set it above that one.",
     )
     fast_path: bool = Field(
         default=True,

@@ -16,7 +16,7 @@ def test_an_idle_connection_outlives_the_clients_keep_alive() -> None:
     assert served.timeout_keep_alive == ApiSettings().keep_alive_s
     client_expiry = httpx.Limits().keepalive_expiry  # httpx's default, our client's
     assert client_expiry is not None and served.timeout_keep_alive > client_expiry
-    assert served.timeout_keep_alive > 60  # nginx's upstream and cloud balancers' idle timeout
+    assert served.timeout_keep_alive > 60  # nginx's upstream and AWS balancers' default idle
 
 
 def test_the_keep_alive_is_a_setting() -> None:
