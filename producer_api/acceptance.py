@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from producer_api.errors import ApiError, Conflict, Unavailable
-from producer_api.intake import Prepared
+from producer_api.intake import WANTS_BINARY_RESULT, Prepared
 from producer_api.publisher import Publisher
 from producer_api.reader import ReaderStopped
 from producer_api.routing import ReplyRoutes
 from producer_api.stats import Intake
 from producer_api.store import PUBLISHING, Entry, ResultStore, scoped
+from schemas import ops
 
 BatchItem = tuple[int, Prepared | ApiError]
 SLICE_S = 0.002
@@ -96,11 +97,14 @@ class Acceptor:
     """Publishes prepared requests once per id and hands back their state."""
 
     def __init__(self, store: ResultStore, publisher: Publisher, max_errors: int,
-                 routes: ReplyRoutes | None = None) -> None:
+                 routes: ReplyRoutes | None = None, binary_results: bool = False) -> None:
         self.store = store
         self.publisher = publisher
         self.max_errors = max_errors
         self.routes = routes
+        self.binary_results = binary_results
+        """Ask the worker for every array result as a binary frame, whatever the client
+        wants: the API writes a result's JSON itself when a client wants JSON."""
 
     async def accept(self, item: Prepared, wait: float = 0.0, tenant: str = "",
                      trace: Sequence[tuple[str, bytes]] = ()) -> Outcome:
@@ -209,9 +213,13 @@ class Acceptor:
 
     def _stamped(self, item: Prepared, tenant: str,
                  trace: Sequence[tuple[str, bytes]]) -> Prepared:
-        """The record with its reply-partition, tenant and trace headers."""
-        reply = self.routes.header(item.id) if self.routes is not None else None
-        return item.for_tenant(tenant, trace, reply)
+        """The record with its reply-partition, result-type, tenant and trace headers."""
+        own = [self.routes.header(item.id)] if self.routes is not None else []
+        spec = ops.CATALOGUE.get(item.op)
+        if (self.binary_results and spec is not None and spec.array_result
+                and WANTS_BINARY_RESULT not in item.headers):
+            own.append(WANTS_BINARY_RESULT)
+        return item.stamped(tenant, trace, own)
 
     def _acked(self, summary: Summary, tags: list[tuple[int, Entry]]) -> None:
         for index, entry in tags:

@@ -35,14 +35,30 @@ from schemas.encoding import is_result_frame, result_to_json
 
 _RESULT_PREFIX = b'{"type":"result",'
 _TAKE_MAX = 256
+_WRITTEN_KEPT = 8
+"""Binary results whose JSON is kept for the next sockets that take them."""
 
 
 def result_message(value: bytes) -> bytes:
     """A result as a WebSocket message: its JSON document (a binary result's, written out
     here) plus ``"type": "result"``."""
     if is_result_frame(value):
-        value = result_to_json(value)
+        value = _written_out(value)
     return _RESULT_PREFIX + value[1:]
+
+
+_WRITTEN: deque[tuple[bytes, bytes]] = deque(maxlen=_WRITTEN_KEPT)
+
+
+def _written_out(frame: bytes) -> bytes:
+    """A binary result's JSON document, written once for every socket that takes the same
+    result soon after (the hub hands each of them the same bytes object)."""
+    for seen, document in _WRITTEN:
+        if seen is frame:
+            return document
+    document = result_to_json(frame)
+    _WRITTEN.append((frame, document))
+    return document
 
 
 class Subscriber:

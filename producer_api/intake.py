@@ -33,6 +33,8 @@ from schemas.encoding import (
     BINARY,
     CONTENT_TYPE_HEADER,
     JSON,
+    RESULT_BINARY,
+    RESULT_TYPE_HEADER,
     float64_bytes,
     frame,
 )
@@ -40,6 +42,8 @@ from schemas.messages import ID_CHARACTERS, ID_MAX_LENGTH, TENANT_HEADER, is_req
 
 JSON_HEADERS = [(CONTENT_TYPE_HEADER, JSON.encode())]
 BINARY_HEADERS = [(CONTENT_TYPE_HEADER, BINARY.encode())]
+WANTS_BINARY_RESULT = (RESULT_TYPE_HEADER, RESULT_BINARY.encode())
+"""The header that asks the worker for a binary result frame."""
 ID_PREFIX = re.compile(rf"^[{ID_CHARACTERS}]{{1,100}}$")
 _F64 = np.dtype("<f8")
 _MAX_FIELD_ERRORS = 20
@@ -60,16 +64,14 @@ class Prepared:
         """The record key: the id."""
         return self.id.encode()
 
-    def for_tenant(self, tenant: str, trace: Sequence[tuple[str, bytes]] = (),
-                   reply: tuple[str, bytes] | None = None) -> Prepared:
-        """This record stamped with its reply-partition header, a tenant's header and the
-        submit's trace headers (``producer_api.tracing``), as far as there are any; itself for
-        none."""
-        if not tenant and not trace and reply is None:
+    def stamped(self, tenant: str, trace: Sequence[tuple[str, bytes]] = (),
+                own: Sequence[tuple[str, bytes]] = ()) -> Prepared:
+        """This record stamped with the API's ``own`` headers (reply partition, result type),
+        a tenant's header and the submit's trace headers (``producer_api.tracing``), as far as
+        there are any; itself for none."""
+        if not tenant and not trace and not own:
             return self
-        headers = [*self.headers]
-        if reply is not None:
-            headers.append(reply)
+        headers = [*self.headers, *own]
         if tenant:
             headers.append((TENANT_HEADER, tenant.encode()))
         # Built directly: dataclasses.replace costs several times more, once per record.

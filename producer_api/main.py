@@ -132,7 +132,7 @@ async def _started(app: FastAPI) -> AsyncIterator[None]:
             stack.push_async_callback(cancel_and_wait, watcher)
         app.state.services = Services(s, publisher, store, reader, hub,
                                       Acceptor(store, publisher, s.max_batch_errors,
-                                               reader.routes), loop_lag,
+                                               reader.routes, s.binary_results), loop_lag,
                                       counts, keys, app.state.quotas, tracing)
         try:
             yield

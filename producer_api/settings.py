@@ -83,6 +83,16 @@ class ApiSettings(BrokerSettings):
         "JSON: a 1,000-float request is 8 KB instead of 19 KB on the broker, and the worker "
         "decodes it ten times faster. Off writes the JSON document.",
     )
+    binary_results: bool = Field(
+        default=True,
+        description="Ask the worker for the results of array ops (matmul, inv) as binary "
+        "frames (application/vnd.calcstream.result+binary) whatever the client wants: a "
+        "300×300 result is then 720 KB of float64 on the worker, the broker and this API "
+        "instead of 1.7 MB of JSON written by the worker and parsed here, and the API writes "
+        "the JSON itself for a client that wants JSON. Off: those results are JSON on the "
+        "reply topic unless the client asked for binary (Accept), for outside readers of the "
+        "reply topic that read JSON only.",
+    )
     publish_timeout_s: float = Field(
         default=2.0, gt=0,
         description="How long a request waits for the broker's ack before it is answered 503.",

@@ -13,13 +13,11 @@ from producer_api import intake
 from producer_api.deps import Services
 from producer_api.errors import InvalidRequest, UnsupportedMediaType
 from producer_api.rendering import JSON_HEADER, NPY, OCTETS, Headers, render
-from schemas.encoding import RESULT_BINARY, RESULT_TYPE_HEADER
 
 JSON_TYPES = ("", "application/json")
 SUBMIT_TYPES = (*JSON_TYPES, OCTETS, NPY)
 BINARY_QUERY = ("op", "args", "id", "deadline")
 """What a binary single submit reads from the query string."""
-_WANTS_BINARY = (RESULT_TYPE_HEADER, RESULT_BINARY.encode())
 
 
 class Answer(NamedTuple):
@@ -65,7 +63,7 @@ async def submit_one(services: Services, body: bytes, wait: float | None, tenant
         item = _from_binary(body, content_type == NPY, query or {}, s.max_array_length,
                             services.reader.routes.mint)
     if want:
-        item = dataclasses.replace(item, headers=[*item.headers, _WANTS_BINARY])
+        item = dataclasses.replace(item, headers=[*item.headers, intake.WANTS_BINARY_RESULT])
     outcome = await services.acceptor.accept(item, min(wait, s.max_wait_s) if wait else 0.0,
                                              tenant, trace)
     if outcome.existing:

@@ -78,6 +78,9 @@ class OpSpec:
     """Answer repeats from the result cache. Worth it only where computing costs more than
     hashing the data: ops whose work grows faster than their input (matrix products and
     inverses); a one-pass reduction computes faster than its cache key is made."""
+    array_result: bool = False
+    """Its result is an array (else one number): what a binary result frame is worth asking
+    for, since its values skip JSON on the worker, the broker and the API."""
 
     def parse(self, size: int, raw_args: Mapping[str, Any]) -> OpArgs:
         """Validate ``args`` and the data length; raise ``OpInputError`` naming the field."""
@@ -137,9 +140,9 @@ CATALOGUE: dict[str, OpSpec] = {spec.name: spec for spec in (
            _check_ddof),
     OpSpec("dot", "x · y, where data is x followed by y (equal lengths).", check=_check_even),
     OpSpec("matmul", "A @ B, where data is A (m×k) then B (k×n), both row-major; result is m×n.",
-           MatmulArgs, _check_matmul, cached=True),
+           MatmulArgs, _check_matmul, cached=True, array_result=True),
     OpSpec("inv", "Inverse of the n×n matrix in data (row-major); error 'singular_matrix' if "
-           "none.", check=_check_square, cached=True),
+           "none.", check=_check_square, cached=True, array_result=True),
 )}
 
 

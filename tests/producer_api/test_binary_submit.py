@@ -11,9 +11,21 @@ import httpx
 import numpy as np
 import pytest
 
+from producer_api.acceptance import Acceptor
 from producer_api.errors import InvalidRequest
-from producer_api.intake import from_binary
-from schemas.encoding import BINARY, decode_request
+from producer_api.intake import WANTS_BINARY_RESULT, from_binary, from_json
+from producer_api.store import ResultStore
+from schemas.encoding import (
+    BINARY,
+    CONTENT_TYPE_HEADER,
+    RESULT_BINARY,
+    decode_request,
+    is_result_frame,
+    result_array,
+)
+from tests.kafka import Deployment, TopicReader
+from tests.producer_api.conftest import ApiStack
+from tests.producer_api.helpers import results_via_ws
 
 OCTETS = {"content-type": "application/octet-stream"}
 NPY = {"content-type": "application/x-npy"}
@@ -142,3 +154,50 @@ async def test_json_results_convert_to_binary_and_results_without_values_stay_js
     prefers_json = await client.get(f"/v1/calculations/{rid}",
                                     headers={"accept": "application/json, application/x-npy"})
     assert prefers_json.json()["result"] == computed.json()["result"]
+
+
+async def test_a_json_clients_matrix_result_travels_in_binary_and_is_answered_in_json(
+        client: httpx.AsyncClient, api: ApiStack, shared_deployment: Deployment) -> None:
+    rng = np.random.default_rng(13)
+    a, b = rng.standard_normal((3, 4)), rng.standard_normal((4, 2))
+    rid = f"json-matrix-{uuid.uuid4().hex[:8]}"
+    body = {"id": rid, "op": "matmul", "data": np.concatenate([a.ravel(), b.ravel()]).tolist(),
+            "args": {"m": 3, "k": 4, "n": 2}}
+    answer = await client.post("/v1/calculations", params={"wait": 10}, json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    doc = answer.json()
+    assert doc["id"] == rid and doc["status"] == "ok" and "shape" not in doc
+    assert np.array_equal(np.array(doc["result"]), a @ b)  # float64 written out exactly
+    polled = await client.get(f"/v1/calculations/{rid}")
+    assert polled.json() == doc
+    assert (await results_via_ws(api.ws_url, [rid]))[rid]["result"] == doc["result"]
+    async with TopicReader(shared_deployment.bootstrap, shared_deployment.topics.results) as r:
+        records = await r.read_until(lambda recs: any(x.key == rid.encode() for x in recs))
+    record = next(x for x in records if x.key == rid.encode())
+    assert is_result_frame(record.value)
+    assert (CONTENT_TYPE_HEADER, RESULT_BINARY.encode()) in record.headers
+    assert np.array_equal(result_array(record.value)[1], a @ b)
+    # A number stays JSON on the topic.
+    summed = await client.post("/v1/calculations", params={"wait": 10},
+                               json={"op": "sum", "data": [1.0, 2.0]})
+    assert summed.json()["result"] == 3.0
+
+
+class _NoPublisher:
+    timeout = 1.0
+
+
+def test_only_array_ops_ask_for_binary_results_and_only_when_set() -> None:
+    matmul = from_json(b'{"op": "matmul", "data": [1, 2, 3], "args": {"m": 1, "k": 1, "n": 2}}',
+                       100, 0.0)
+    total = from_json(b'{"op": "sum", "data": [1, 2]}', 100, 0.0)
+    store = ResultStore(10, 1 << 20, 60.0)
+    on = Acceptor(store, _NoPublisher(), 5, binary_results=True)  # type: ignore[arg-type]
+    off = Acceptor(store, _NoPublisher(), 5, binary_results=False)  # type: ignore[arg-type]
+    assert WANTS_BINARY_RESULT in on._stamped(matmul, "", ()).headers
+    assert WANTS_BINARY_RESULT not in on._stamped(total, "", ()).headers
+    assert WANTS_BINARY_RESULT not in off._stamped(matmul, "", ()).headers
+    # A client that asked for binary itself is asked for once.
+    asked = matmul.stamped("", own=[WANTS_BINARY_RESULT])
+    assert on._stamped(asked, "", ()).headers.count(WANTS_BINARY_RESULT) == 1

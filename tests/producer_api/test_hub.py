@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import orjson
+import pytest
 
+from producer_api import hub as hub_module
 from producer_api.hub import Hub, Subscriber, result_message
 from producer_api.store import ResultStore
 from schemas.encoding import result_frame
@@ -82,3 +84,23 @@ def test_a_binary_result_reaches_a_socket_as_its_json_document() -> None:
     value = result_frame(b'{"id":"x","status":"ok"}', np.array([1.0, np.nan]))
     assert orjson.loads(result_message(value)) == {
         "type": "result", "id": "x", "status": "ok", "result": [1.0, "NaN"]}
+
+
+def test_a_binary_result_is_written_out_once_for_the_sockets_that_take_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    written: list[bytes] = []
+    real = hub_module.result_to_json
+
+    def counting(frame: bytes) -> bytes:
+        written.append(frame)
+        return real(frame)
+    monkeypatch.setattr(hub_module, "result_to_json", counting)
+    first = result_frame(b'{"id":"a","status":"ok"}', np.eye(2))
+    second = result_frame(b'{"id":"b","status":"ok"}', np.eye(2))
+    messages = [result_message(v) for v in (first, second, first, second, first)]
+    assert written == [first, second]
+    assert messages[0] == messages[2] == messages[4] != messages[1]
+    assert orjson.loads(messages[1])["result"] == [[1.0, 0.0], [0.0, 1.0]]
+    # An equal frame that is another object (another record) is written out again.
+    result_message(bytes(bytearray(first)))
+    assert len(written) == 3

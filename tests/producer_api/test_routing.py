@@ -33,7 +33,7 @@ def test_a_submit_without_an_id_gets_one_of_the_share_and_its_headers() -> None:
     routes.own({1})
     item = from_json(b'{"op": "sum", "data": [1, 2]}', 100, 0.0, mint=routes.mint)
     assert routes.partition_of(item.id) == 1
-    stamped = item.for_tenant("acme", reply=routes.header(item.id))
+    stamped = item.stamped("acme", own=[routes.header(item.id)])
     assert reply_partition_of(stamped.headers) == 1
     assert (TENANT_HEADER, b"acme") in stamped.headers
     assert item.headers != stamped.headers  # the prepared record itself is left alone
