@@ -26,8 +26,9 @@ import orjson
 from numpy.lib import format as npy_format
 from pydantic import ValidationError
 
+from producer_api import floatjson
 from producer_api.errors import InvalidRequest
-from producer_api.models import Submission
+from producer_api.models import Submission, SubmissionFields
 from schemas import ops
 from schemas.encoding import (
     BINARY,
@@ -111,6 +112,13 @@ def from_json(body: bytes, max_values: int, now: float, binary: bool = False,
               mint: Callable[[], str] = new_id) -> Prepared:
     """A request from the raw JSON body of a submit (or one NDJSON line); with ``binary`` its
     record is a binary frame, else JSON. ``mint`` makes the id of a request without one."""
+    if binary and (plain := floatjson.read(body)) is not None:
+        fields, packed = plain
+        try:
+            rest = SubmissionFields.model_validate_json(orjson.dumps(fields))
+        except ValidationError as exc:
+            raise _invalid(exc) from None
+        return _prepare(rest, None, max_values, now, binary, mint, packed)
     try:
         sub = Submission.model_validate_json(body)
     except ValidationError as exc:
@@ -183,9 +191,13 @@ def parse_args(raw: str | None, field: str = "args") -> dict[str, Any]:
     return value
 
 
-def _prepare(sub: Submission, raw: bytes | None, max_values: int, now: float,
-             binary: bool = False, mint: Callable[[], str] = new_id) -> Prepared:
-    size = len(sub.data)
+def _prepare(sub: Submission | SubmissionFields, raw: bytes | None, max_values: int,
+             now: float, binary: bool = False, mint: Callable[[], str] = new_id,
+             packed: bytes | None = None) -> Prepared:
+    """The record of a validated submission; ``packed``: its data already as float64 (then
+    ``sub`` has none and the record is binary)."""
+    data = sub.data if isinstance(sub, Submission) else None
+    size = len(data) if data is not None else len(packed or b"") // _F64.itemsize
     if size > max_values:
         raise InvalidRequest.of("data", f"has {size} values; the limit is {max_values}")
     try:
@@ -194,7 +206,8 @@ def _prepare(sub: Submission, raw: bytes | None, max_values: int, now: float,
         raise InvalidRequest.of(exc.field, exc.message) from None
     given = sub.model_fields_set
     # Packed once for both the fingerprint and the frame.
-    packed = float64_bytes(sub.data) if binary or sub.id is not None else b""
+    if packed is None:
+        packed = float64_bytes(data) if data and (binary or sub.id is not None) else b""
     if sub.id is None:
         request_id, print_ = mint(), None
     else:
@@ -209,11 +222,12 @@ def _prepare(sub: Submission, raw: bytes | None, max_values: int, now: float,
         value = _splice(raw, None if "id" in given else request_id,
                         None if "submitted_at" in given else now)
     if value is None:
-        value = orjson.dumps({**_fields(request_id, sub, submitted), "data": sub.data})
+        value = orjson.dumps({**_fields(request_id, sub, submitted), "data": data})
     return Prepared(request_id, sub.op, value, JSON_HEADERS, print_)
 
 
-def _fields(request_id: str, sub: Submission, submitted: float | None) -> dict[str, Any]:
+def _fields(request_id: str, sub: Submission | SubmissionFields,
+            submitted: float | None) -> dict[str, Any]:
     """Every request field but ``data``, defaults left out (as the worker reads them)."""
     doc: dict[str, Any] = {"id": request_id, "op": sub.op}
     if sub.args:

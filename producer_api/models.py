@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from schemas.messages import CalcRequest, CalcResult, RequestId
+from schemas.messages import CalcRequest, CalcResult, RequestFields, RequestId
 
 SUM_EXAMPLE: dict[str, JsonValue] = {"op": "sum", "data": [1.0, 2.0, 3.5]}
 MATMUL_EXAMPLE: dict[str, JsonValue] = {
@@ -30,6 +30,13 @@ class Submission(CalcRequest):
     """
 
     model_config = ConfigDict(json_schema_extra={"examples": [SUM_EXAMPLE, MATMUL_EXAMPLE]})
+
+    id: RequestId | None = None  # type: ignore[assignment]
+
+
+class SubmissionFields(RequestFields):
+    """A ``Submission`` but its ``data``: the rest of a body whose data was read apart
+    (``producer_api.floatjson``)."""
 
     id: RequestId | None = None  # type: ignore[assignment]
 

@@ -1,0 +1,122 @@
+"""A JSON body's data read straight into float64: the same records and the same errors as the
+full parse, and the full parse for every body that is not the plain case (no broker)."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from producer_api import floatjson
+from producer_api.errors import InvalidRequest
+from producer_api.intake import Prepared, from_json
+
+NOW = 1_700_000_000.5
+PAD = " " * floatjson.SMALLEST
+"""Whitespace that takes a small body past the size the plain reading starts at."""
+
+
+def record(body: bytes, plain: bool) -> Prepared | InvalidRequest:
+    """What the API makes of ``body`` (binary records), read the plain way or the full way."""
+    saved = floatjson.SMALLEST
+    floatjson.SMALLEST = saved if plain else 1 << 62
+    try:
+        return from_json(body, 1_000, NOW, binary=True, mint=lambda: "minted")
+    except InvalidRequest as exc:
+        return exc
+    finally:
+        floatjson.SMALLEST = saved
+
+
+def same(body: bytes) -> Prepared | InvalidRequest:
+    """The outcome of ``body``, the same both ways (records byte for byte, errors field for
+    field)."""
+    plain, full = record(body, True), record(body, False)
+    if isinstance(full, InvalidRequest):
+        assert isinstance(plain, InvalidRequest), plain
+        assert plain.fields == full.fields
+    else:
+        assert isinstance(plain, Prepared), plain.fields
+        assert (plain.id, plain.op, plain.value, plain.headers, plain.fingerprint) == (
+            full.id, full.op, full.value, full.headers, full.fingerprint)
+    return full
+
+
+PLAIN = [
+    '{"op": "sum", "data": [1.5, -2, 3e-5, 0, -0.0, 1e-320, 1.7976931348623157e308]}',
+    '{"id": "mine", "op": "matmul", "data": [1, 2, 3, 4, 5, 6], "args": {"m": 1, "k": 2, '
+    '"n": 2}, "deadline": 9e9, "submitted_at": 5}',
+    '{"op": "var", "data": [1.0, 2.0, 4.0], "args": {"ddof": 1}, "id": null}',
+    '{"op": "nope", "data": [1.0]}',
+    '{"op": "sum", "data": [1.0], "id": "not an id!"}',
+    '{"op": "sum", "data": [1.0], "colour": "blue"}',
+    '{"op": "sum", "data": [1.0], "deadline": "soon"}',
+    '{"op": "sum", "data": [1.0], "schema_version": 2}',
+    '{"op": "matmul", "data": [1.0, 2.0], "args": {"m": 1, "k": 1, "n": 1}}',
+    '{"op": "sum", "data": [1.0], "args": {"ddof": 1}}',
+    '{"op": "sum", "d\\u0061ta2": 1, "data": [2.0]}',
+    '{"op": "s\\u00fcm", "data": [2.0]}',
+    '{"op": "sum", "data": [1.0], "id": "\u00ff"}',
+]
+
+FULL = [
+    '{"op": "sum", "data": [[1.0], [2.0]]}',
+    '{"op": "sum", "data": [1.0], "note": "a [ in a string"}',
+    '{"op": "sum", "data": [1.0], "data": [2.0]}',
+    '{"op": "sum", "d\\u0061ta": [1.0], "data": 2}',
+    '{"op": "sum", "op": "mean", "data": [1.0]}',
+    '{"op": "sum", "data": [true, 1.0]}',
+    '{"op": "sum", "data": [null]}',
+    '{"op": "sum", "data": ["1.0"]}',
+    '{"op": "sum", "data": [1e400]}',
+    '{"op": "sum", "data": [NaN]}',
+    '{"op": "sum", "data": [Infinity]}',
+    '{"op": "sum", "data": [123456789012345678901234567890]}',
+    '{"op": "sum", "data": []}',
+    '{"op": "sum", "data": {"x": [1.0]}}',
+    '{"op": "sum", "data": [1.0,]}',
+    '{"op": "sum", "data": [1.0]} trailing',
+    '[{"op": "sum", "data": [1.0]}]',
+    '{"op": "sum", "args": [1], "data": 5}',
+    '{"op": "sum"}',
+]
+
+
+@pytest.mark.parametrize("text", PLAIN)
+def test_a_plain_body_is_read_apart_with_the_same_outcome(text: str) -> None:
+    body = (text + PAD).encode()
+    assert floatjson.read(body) is not None
+    same(body)
+
+
+@pytest.mark.parametrize("text", FULL)
+def test_any_other_body_takes_the_full_parse(text: str) -> None:
+    body = (text + PAD).encode()
+    assert floatjson.read(body) is None
+    same(body)
+
+
+def test_small_bodies_and_invalid_utf8_take_the_full_parse() -> None:
+    assert floatjson.read(b'{"op": "sum", "data": [1.0]}') is None
+    assert floatjson.read(b'{"op": "sum", "data": [1.0], "id": "\xff"}' + PAD.encode()) is None
+
+
+def test_a_large_body_reads_to_the_same_bytes() -> None:
+    values = np.random.default_rng(5).standard_normal(20_000)
+    body = orjson.dumps({"op": "sum", "data": values}, option=orjson.OPT_SERIALIZE_NUMPY)
+    fields, packed = floatjson.read(body) or ({}, b"")
+    assert fields == {"op": "sum"}
+    assert np.array_equal(np.frombuffer(packed, dtype="<f8"), values)
+
+
+numbers = st.one_of(st.integers(-(2**63), 2**64 - 1),
+                    st.floats(allow_nan=False, allow_infinity=False))
+
+
+@given(st.lists(numbers, min_size=1, max_size=50), st.sampled_from(["sum", "mean", "max"]))
+def test_any_numbers_read_as_the_full_parse_reads_them(values: list[float], op: str) -> None:
+    body = orjson.dumps({"op": op, "data": values}) + PAD.encode()
+    result = same(body)
+    assert isinstance(result, Prepared)
