@@ -10,7 +10,7 @@ from consumer.settings import WorkerSettings
 from consumer.worker import Worker
 from core.admin import AUTHORIZATION_ERRORS, BrokerRefused, refusal
 from core.logs import configure
-from core.runtime import tune_gc
+from core.runtime import limit_blas_threads, tune_gc
 
 logger = logging.getLogger("consumer")
 
@@ -35,6 +35,7 @@ def main() -> None:
     settings = WorkerSettings()
     configure(settings.log_level, settings.log_json)
     tune_gc(settings.gc_gen0_threshold)
+    limit_blas_threads(settings.blas_threads)
     try:
         run(serve(settings))
     except BrokerRefused as exc:

@@ -23,6 +23,14 @@ class WorkerSettings(BrokerSettings):
         "0: a batch is what one fetch returned (up to max_batch_size), which under load is "
         "already many records and when quiet adds no wait (bench FINDINGS 2).",
     )
+    blas_threads: int = Field(
+        default=1, ge=0, description="Threads the BLAS library behind NumPy may use for one "
+        "product or inverse. One: the worker already computes max_in_flight batches at once in "
+        "their own threads, and OpenBLAS's own threads spin while they wait for a core, which "
+        "doubled the CPU of a 300×300 product beside a busy broker and API. 0 keeps the "
+        "library's default (every core), for a worker with cores to itself that computes few, "
+        "large products.",
+    )
     max_in_flight: int = Field(
         default=4, ge=1, description="Batches computing, publishing or waiting to be committed "
         "at once; fetching pauses while this many are in flight."

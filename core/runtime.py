@@ -1,4 +1,5 @@
-"""Process-wide set-up for the entry points: how often the garbage collector runs.
+"""Process-wide set-up for the entry points: how often the garbage collector runs, and how
+many threads the BLAS library behind NumPy may use.
 
 CPython collects its youngest generation every 700 net allocations of tracked objects. A
 worker batch of 512 requests, or a bulk body of thousands of items, allocates many times that,
@@ -7,6 +8,12 @@ everything the process imported at start-up. Freezing what start-up created and 
 youngest generation every ``gen0`` allocations made the worker path 13–31% faster in two
 alternating A/Bs (bench/FINDINGS.md, finding 5). Reference cycles are still collected, only
 in larger steps.
+
+OpenBLAS runs a matrix product on every core by default, and its threads spin while they wait
+for work or for a core. A worker already computes up to ``max_in_flight`` batches at once, each
+in its own thread, on cores it shares with the broker and the API: there the spinning doubled
+the CPU a 300×300 product costs, and one BLAS thread per compute thread halved the worker's CPU
+per W2 result (bench/FINDINGS.md, finding 19).
 """
 
 from __future__ import annotations
@@ -28,3 +35,14 @@ def tune_gc(gen0: int) -> None:
     gc.set_threshold(gen0, max(gen1, 50), max(gen2, 50))
     logger.debug("garbage collector: %d objects frozen, thresholds %s",
                  gc.get_freeze_count(), gc.get_threshold())
+
+
+def limit_blas_threads(threads: int) -> None:
+    """Let the BLAS library (OpenBLAS, MKL, BLIS) use at most ``threads`` threads per call, for
+    the whole process (0 leaves its default: one per core)."""
+    if threads <= 0:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads, user_api="blas")
+    logger.debug("BLAS limited to %d thread(s) per call", threads)

@@ -1,8 +1,10 @@
-"""``tune_gc`` in a fresh interpreter (it changes process-wide state): start-up objects are
-frozen, the young generation is collected less often, and reference cycles are still freed."""
+"""Process set-up in a fresh interpreter (it changes process-wide state): ``tune_gc`` freezes
+start-up objects, collects the young generation less often and still frees reference cycles;
+``limit_blas_threads`` caps the BLAS library's threads."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -47,3 +49,36 @@ def test_zero_leaves_python_alone() -> None:
     got = _run(0)
     assert got["after"] == got["before"]
     assert got["frozen"] == 0
+
+
+BLAS = """
+import sys, orjson
+import numpy as np
+from threadpoolctl import threadpool_info
+from core.runtime import limit_blas_threads
+
+def threads():
+    return sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+
+before = threads()
+limit_blas_threads(int(sys.argv[1]))
+after = threads()
+a = np.random.default_rng(0).standard_normal((200, 200))
+print(orjson.dumps({"before": before, "after": after,
+                    "right": bool(np.allclose(a @ np.eye(200), a))}).decode())
+"""
+
+
+def _blas(threads: int) -> dict[str, list[int]]:
+    # The library's default is one thread per core; CI's machines have two.
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", BLAS, str(threads)], capture_output=True,
+                         check=True, timeout=60, env=env)
+    result: dict[str, list[int]] = orjson.loads(out.stdout)
+    return result
+
+
+def test_blas_runs_on_as_many_threads_as_asked() -> None:
+    got = _blas(1)
+    assert got["before"] and got["after"] == [1] and got["right"]
+    assert _blas(0)["after"] == got["before"]
