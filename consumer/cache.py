@@ -1,7 +1,10 @@
 """Result cache: identical requests (same op, same args, same data bytes) answered without compute.
 
-Keys are a SHA-256 of the op, its validated args and the float64 data; values are the encoded
-result value. ``LruCache`` lives in one worker process; ``RedisCache`` (``CALCSTREAM_REDIS_URL``)
+Keys are a SHA-256 of the op, its validated args and the float64 data; values are the result
+encoded as its first request asked: its JSON, or a binary result frame of its values
+(``schemas.encoding.result_frame``), so a result asked for in binary is never written as JSON
+only to be cached. ``LruCache`` lives in one worker process, bounded by count and by bytes (a
+300×300 result is 720 KB as a frame, 1.7 MB as JSON); ``RedisCache`` (``CALCSTREAM_REDIS_URL``)
 is shared by every worker. Both are called from the compute thread only, so the Redis client may
 block. A cache that fails is skipped, never fatal: the request is computed instead.
 """
@@ -20,10 +23,14 @@ import orjson
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_BYTES = 256 * 1024 * 1024
+"""What an in-process cache holds at most unless told otherwise."""
+
 
 def cache_key(op: str, args: dict[str, Any], data: np.ndarray[Any, Any]) -> bytes:
     """A digest that is equal exactly when op, args and data bytes are equal."""
-    digest = hashlib.sha256(op.encode())
+    # The layout's version first: workers that cached JSON only never read a frame as JSON.
+    digest = hashlib.sha256(b"2\0" + op.encode())
     digest.update(b"\0")
     digest.update(orjson.dumps(args, option=orjson.OPT_SORT_KEYS))
     digest.update(b"\0")
@@ -44,10 +51,13 @@ class ResultCache(Protocol):
 
 
 class LruCache:
-    """At most ``max_entries`` values in this process, least recently used evicted first."""
+    """At most ``max_entries`` values and ``max_bytes`` of them in this process, least recently
+    used evicted first; a value larger than ``max_bytes`` is not kept."""
 
-    def __init__(self, max_entries: int) -> None:
+    def __init__(self, max_entries: int, max_bytes: int = DEFAULT_BYTES) -> None:
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._entries: OrderedDict[bytes, bytes] = OrderedDict()
         # Batches compute in several threads at once (max_in_flight).
         self._lock = threading.Lock()
@@ -70,19 +80,26 @@ class LruCache:
         """Insert, evicting the least recently used beyond the cap."""
         with self._lock:
             for key, value in items:
+                if len(value) > self.max_bytes:
+                    continue
+                old = self._entries.pop(key, None)
+                if old is not None:
+                    self.bytes -= len(old)
                 # An exact-size copy: orjson's output keeps its whole over-allocated buffer
                 # (about a page) resident for as long as the object lives.
                 self._entries[key] = memoryview(value).tobytes()
-                self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+                self.bytes += len(value)
+            while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+                self.bytes -= len(self._entries.popitem(last=False)[1])
 
 
-def from_settings(redis_url: str | None, entries: int, ttl_s: int) -> ResultCache | None:
-    """Redis when a URL is given, else an in-process LRU of ``entries`` (0: no cache)."""
+def from_settings(redis_url: str | None, entries: int, ttl_s: int,
+                  max_bytes: int = DEFAULT_BYTES) -> ResultCache | None:
+    """Redis when a URL is given, else an in-process LRU of ``entries`` and ``max_bytes``
+    (either 0: no cache)."""
     if redis_url:
         return RedisCache(redis_url, ttl_s)
-    return LruCache(entries) if entries > 0 else None
+    return LruCache(entries, max_bytes) if entries > 0 and max_bytes > 0 else None
 
 
 class RedisCache:

@@ -27,9 +27,11 @@ from schemas.encoding import (
     DecodeError,
     content_type,
     decode_request,
+    is_result_frame,
     json_safe,
     loose_json,
     peek_id,
+    result_array,
     result_frame,
     wants_binary_result,
 )
@@ -162,9 +164,12 @@ def process_batch(
             if cache_as is not None and limit is not None and np.size(value) * 2 > limit:
                 cache_as = None  # cannot be published (see _emit): not worth encoding, nor keeping
             if ctx.cache is not None and cache_as is not None:
-                encoded = orjson.dumps(json_safe(value), option=orjson.OPT_SERIALIZE_NUMPY)
-                fresh.append((cache_as, encoded))
-                if not wants_binary_result(item.record.headers):
+                # Kept as the request asked: binary results are never written as JSON here.
+                if wants_binary_result(item.record.headers):
+                    fresh.append((cache_as, result_frame(b"{}", value)))
+                else:
+                    encoded = orjson.dumps(json_safe(value), option=orjson.OPT_SERIALIZE_NUMPY)
+                    fresh.append((cache_as, encoded))
                     value = orjson.Fragment(encoded)
             _emit(out, item.record, ctx, fields.id, fields.op, "ok", started,
                   batch_size=len(records), result=value, completed=finished,
@@ -289,11 +294,14 @@ def _emit(
 
 
 def _cached(hit: bytes, record: RequestRecord) -> Any:
-    """A cached result (its JSON encoding) as ``_emit`` takes it: the values again for a
-    request that asked for a binary result, else the encoding as it is."""
-    if wants_binary_result(record.headers):
-        return np.array(orjson.loads(hit), dtype=np.float64)
-    return orjson.Fragment(hit)
+    """A cached result (its JSON, or a frame of its values) as ``_emit`` takes it: values for
+    a request that asked for a binary result, JSON for any other."""
+    binary = wants_binary_result(record.headers)
+    if is_result_frame(hit):
+        values = result_array(hit)[1]
+        return values if binary else orjson.Fragment(
+            orjson.dumps(json_safe(values), option=orjson.OPT_SERIALIZE_NUMPY))
+    return np.array(orjson.loads(hit), dtype=np.float64) if binary else orjson.Fragment(hit)
 
 
 def _too_large(size: int, limit: int) -> dict[str, str]:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from consumer.cache import DEFAULT_BYTES
 from core.settings import BrokerSettings
 
 
@@ -98,6 +99,11 @@ class WorkerSettings(BrokerSettings):
     )
     cache_entries: int = Field(
         default=100_000, ge=0, description="In-process result cache size; 0 turns it off."
+    )
+    cache_bytes: int = Field(
+        default=DEFAULT_BYTES, ge=0, description="Bytes of results the in-process cache holds "
+        "at most (256 MiB: 100,000 W1 results, or about 370 of 300×300 products in binary); "
+        "0 turns it off.",
     )
     cache_ttl_s: int = Field(default=3600, ge=1, description="Redis cache entry lifetime.")
 

@@ -108,7 +108,8 @@ class Worker:
         self._ctx = BatchContext(
             worker=settings.worker_id, group=settings.group_id,
             max_result_bytes=settings.max_message_bytes - _RECORD_OVERHEAD,
-            cache=from_settings(settings.redis_url, settings.cache_entries, settings.cache_ttl_s),
+            cache=from_settings(settings.redis_url, settings.cache_entries, settings.cache_ttl_s,
+                                settings.cache_bytes),
         )
 
     async def __aenter__(self) -> Worker:

@@ -13,7 +13,8 @@ from consumer import ops
 from consumer.cache import LruCache, RedisCache, cache_key
 from consumer.processing import BatchContext, process_batch
 from core.net import free_port
-from tests.consumer.test_processing import json_record
+from schemas.encoding import is_result_frame, result_array
+from tests.consumer.test_processing import BINARY_RESULT, Record, json_record
 
 
 def test_keys_are_equal_exactly_for_equal_op_args_and_data() -> None:
@@ -33,6 +34,29 @@ def test_lru_evicts_the_least_recently_used() -> None:
     cache.put_many([(b"c", b"3")])
     assert cache.get_many([b"a", b"b", b"c"]) == [b"1", None, b"3"]
     assert len(cache) == 2
+
+
+def test_lru_holds_at_most_its_bytes_and_keeps_no_value_larger_than_them() -> None:
+    cache = LruCache(max_entries=100, max_bytes=10)
+    cache.put_many([(b"a", b"1234"), (b"b", b"5678")])
+    cache.put_many([(b"a", b"12")])  # replaced: counted once
+    assert cache.bytes == 6
+    cache.put_many([(b"c", b"abcdef")])  # 12 bytes: b, the least recently used, goes
+    assert cache.get_many([b"a", b"b", b"c"]) == [b"12", None, b"abcdef"]
+    assert cache.bytes == 8
+    cache.put_many([(b"d", b"x" * 11)])  # larger than the whole cache: not kept, nothing evicted
+    assert cache.get_many([b"a", b"c", b"d"]) == [b"12", b"abcdef", None]
+    assert len(cache) == 2 and cache.bytes == 8
+
+
+def test_a_result_asked_for_in_binary_is_cached_as_a_frame_not_written_as_json() -> None:
+    ctx = BatchContext("w", "g", cache=LruCache(100))
+    data = [4.0, 7.0, 2.0, 6.0]
+    record = Record(b"a", json_record("a", "inv", data).value, BINARY_RESULT)
+    process_batch([record], ctx, clock=lambda: 1.0)
+    (kept,) = ctx.cache._entries.values()  # type: ignore[union-attr]
+    assert is_result_frame(kept)
+    assert np.allclose(result_array(kept)[1], np.linalg.inv(np.reshape(data, (2, 2))))
 
 
 def resident_bytes() -> int:
