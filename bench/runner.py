@@ -251,22 +251,27 @@ async def _worker_path(results: Results, plan: Plan, stacks: Stacks,
 
 async def _w2(results: Results, plan: Plan, peers: PeerSet, stacks: Stacks,
               profiler: Profiler) -> None:
-    pool = payloads.w2_pool()
+    pool, binary = payloads.w2_pool(), payloads.w2_binary_pool()
     for round_ in range(plan.runs):
         for name in plan.peers:
             target = peers.targets[name]
             if name == "background":
                 await _record(results, "w2", name, partial(
-                    saturation.background_rates, target, pool, plan, plan.w2_seconds, False))
+                    saturation.background_rates, target, pool, plan, plan.w2_seconds))
                 continue
             await _record(results, "w2", name, partial(
-                saturation.saturate, target, pool, plan, plan.w2_seconds, "prefix", False))
+                saturation.saturate, target, pool, plan, plan.w2_seconds, "prefix"))
             if name == "celery":
                 await peers.settle_celery()
         async with stacks.get(f"w2-{round_}", W2_ENV) as stack:
             await _record(results, "w2", "calcstream", partial(
                 profiler.around, stack, f"w2-{round_}", max(1.0, plan.w2_seconds - 2),
                 partial(_w2_calcstream, stack, pool, plan)))
+            # calcstream's own contract, beside the peers' recipe: labelled as such. The
+            # requests wrk left in flight are computed first.
+            await stack.settle()
+            await _record(results, "w2", "calcstream_binary", partial(
+                _w2_calcstream, stack, binary, plan))
 
 
 async def _w2_calcstream(stack: CalcstreamStack, pool: payloads.BodyPool,
@@ -275,7 +280,7 @@ async def _w2_calcstream(stack: CalcstreamStack, pool: payloads.BodyPool,
     key = "calcstream_worker_event_loop_lag_seconds_bucket"
     before = (await worker_metrics(port)).get(key)
     figure = await saturation.saturate(calcstream_target(stack), pool, plan, plan.w2_seconds,
-                                       "prefix", False, _meter(stack))
+                                       "prefix", meter=_meter(stack))
     lag = bucket_delta((await worker_metrics(port))[key], before)
     figure["worker_loop_lag_p99_ms_at_most"] = histogram_quantile(lag, 0.99) * 1000
     figure["worker_loop_lag_buckets"] = lag

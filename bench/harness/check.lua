@@ -1,6 +1,7 @@
 -- wrk script: POST a pool of bodies round-robin and count the answers that are right.
 -- Arguments (after `--`): body directory, check mode (status | number | prefix), HTTP status.
--- The directory holds body-<i>, and expected (one number per line) or prefix-<i> files.
+-- The directory holds body-<i>, and expected (one number per line) or prefix-<i> files, and
+-- headers (name and value on alternate lines; Content-Type: application/json without it).
 local threads = {}
 
 function setup(thread)
@@ -20,7 +21,15 @@ function init(args)
   mode = args[2]
   want_status = tonumber(args[3])
   requests, expected, prefixes = {}, {}, {}
-  local headers = {["Content-Type"] = "application/json"}
+  local headers = {}
+  local names = slurp(dir .. "/headers")
+  if names then
+    local lines = {}
+    for line in names:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    for j = 1, #lines - 1, 2 do headers[lines[j]] = lines[j + 1] end
+  else
+    headers["Content-Type"] = "application/json"
+  end
   local i = 0
   while true do
     local body = slurp(dir .. "/body-" .. i)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -26,15 +26,22 @@ WORKER_PATH_SIZE = 100
 W2_N = 300
 
 
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
 @dataclass(frozen=True)
 class BodyPool:
-    """Distinct JSON bodies with how to check each one's answer."""
+    """Distinct request bodies with how to check each one's answer."""
 
     bodies: list[bytes]
     expected: list[float]
     """W1: the exact result of each body (checked with a relative tolerance of 1e-9)."""
     prefix: list[bytes]
-    """W2: bytes the result document must contain (empty when results are numbers)."""
+    """W2: bytes the answer must contain (empty when results are numbers)."""
+    headers: dict[str, str] = field(default_factory=lambda: dict(JSON_HEADERS))
+    """The request headers every body is sent with."""
+    query: str = ""
+    """What the target's URL gains (``&...``): a binary body's op and args."""
 
 
 def rows(count: int, size: int, seed: int = 1) -> Array:
@@ -66,6 +73,20 @@ def w2_pool(count: int = 2, n: int = W2_N) -> BodyPool:
         first = orjson.dumps(a[:8], option=orjson.OPT_SERIALIZE_NUMPY)[:-1]
         prefixes.append(b'"result":[' + first)
     return BodyPool(bodies, [0.0] * count, prefixes)
+
+
+def w2_binary_pool(count: int = 2, n: int = W2_N) -> BodyPool:
+    """``w2_pool``'s requests as raw float64 bodies (op and args in the query) asking for the
+    result as a ``.npy`` file: calcstream's own binary contract, not the peers' recipe. A right
+    answer holds the first 8 values of A's first row, as float64, where the values start."""
+    bodies, prefixes = [], []
+    for a in rows(count, n * n, seed=2):
+        bodies.append(np.concatenate([a, np.eye(n).ravel()]).astype("<f8").tobytes())
+        prefixes.append(a[:8].astype("<f8").tobytes())
+    args = orjson.dumps({"m": n, "k": n, "n": n}).decode()
+    return BodyPool(bodies, [0.0] * count, prefixes,
+                    {"Content-Type": "application/octet-stream", "Accept": "application/x-npy"},
+                    f"&op=matmul&args={args}")
 
 
 def json_batch(matrix: Array, op: str = "sum_of_squares") -> bytes:

@@ -56,6 +56,7 @@ def write_pool(pool: BodyPool, directory: Path) -> Path:
         if pool.prefix[i]:
             (directory / f"prefix-{i}").write_bytes(pool.prefix[i])
     (directory / "expected").write_text("".join(f"{e!r}\n" for e in pool.expected))
+    (directory / "headers").write_text("".join(f"{k}\n{v}\n" for k, v in pool.headers.items()))
     return directory
 
 

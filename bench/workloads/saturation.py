@@ -40,7 +40,7 @@ async def saturate(target: HttpTarget, pool: BodyPool, plan: Plan, seconds: floa
     try:
         if meter is not None:
             meter.start()
-        result = await wrk.run(target.url, pool, seconds, plan.connections, mode,
+        result = await wrk.run(target.url + pool.query, pool, seconds, plan.connections, mode,
                                target.status)
     finally:
         stop.set()

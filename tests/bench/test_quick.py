@@ -74,16 +74,27 @@ async def test_probe_samples_on_its_timer(inline_peer: tuple[Child, int]) -> Non
 def test_report_renders_figures_and_targets() -> None:
     runs = [{"worker_per_s": 60_000.0 + i, "echo_per_s": 120_000.0, "worker_vs_echo": 0.5,
              "wrong": 0} for i in range(3)]
+    # Ratios are taken round by round: 40/20, 60/20, 90/30.
+    w2 = {"inline": [{"ok_per_s": v} for v in (20.0, 20.0, 30.0)],
+          "calcstream": [{"ok_per_s": v, "probe_load_ms": {"p99": 30.0}}
+                         for v in (40.0, 60.0, 90.0)],
+          "calcstream_binary": [{"ok_per_s": 100.0}]}
     results = {"plan": Plan.full().__dict__, "started": "s", "finished": "f",
-               "worker": {"calcstream": runs}}
+               "worker": {"calcstream": runs}, "w2": w2}
 
     text = render.render(results, [])
 
-    assert "| Worker path, 100 floats | ≥ 50,000 req/s | 60,001 (60,000–60,002) | yes |" in text
     # A miss points at the finding that explains it.
-    assert "| Worker path vs raw echo | ≥ 0.60 | 0.500 (0.500–0.500) | **no** (FINDINGS 5) |" \
+    assert "| Worker path vs raw echo | ≥ 0.8 | 0.500 (0.500–0.500) | **no** (FINDINGS 5) |" \
         in text
     assert "| W1 bulk, JSON | ≥ 15,000 items/s | — | not measured |" in text
+    assert ("| W2 `?wait=30`, JSON bodies, vs inline, same round | ≥ 1.5× | 3.00 (2.00–3.00) "
+            "| yes |") in text
+    assert ("| W2, binary body and `.npy` result, vs inline with JSON, same round | ≥ 3× | "
+            "5.00 | yes |") in text
+    assert "| `/healthz` p99 during W2 (JSON bodies) | ≤ 25 ms | 30.0 (30.0–30.0) | **no**" \
+        in text
+    assert "own contract) | 100.0 | 5.00× |" in text
 
 
 def test_bundling_reads_back_every_record_and_charges_the_broker() -> None:
