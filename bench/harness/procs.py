@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
@@ -144,6 +145,47 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """``cpu_seconds`` of a process and every live descendant (a prefork pool's children)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    total = 0.0
+    for member in tree:
+        try:
+            total += cpu_seconds(member)
+        except OSError:
+            continue
+    return total
+
+
+async def until_idle(pids: list[int], busy: float = 0.05, window_s: float = 1.0,
+                     limit_s: float = 120.0) -> float:
+    """Wait until these processes and their descendants use less than ``busy`` of a core
+    over ``window_s`` (at most ``limit_s``); the seconds it took."""
+    started = time.monotonic()
+    last = sum(tree_cpu_seconds(pid) for pid in pids)
+    while time.monotonic() - started < limit_s:
+        await asyncio.sleep(window_s)
+        now = sum(tree_cpu_seconds(pid) for pid in pids)
+        if now - last < busy * window_s:
+            break
+        last = now
+    return time.monotonic() - started
 
 
 class CpuMeter:

@@ -8,7 +8,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.harness.procs import HOST, Child, free_port, redis_server, uvicorn_child
+from bench.harness.procs import (
+    HOST,
+    Child,
+    free_port,
+    redis_server,
+    until_idle,
+    uvicorn_child,
+)
 from bench.harness.stack import CalcstreamStack
 
 logger = logging.getLogger(__name__)
@@ -78,14 +85,21 @@ class PeerSet:
         app.conf.broker_url = app.conf.result_backend = self.redis_url
         compute.delay("sum_of_squares", [1.0, 2.0], {}).get(timeout=timeout)
 
-    async def settle_celery(self, seconds: float = 3.0) -> None:
-        """Drop the tasks a run left queued, so they do not load the next measurement."""
+    async def settle_celery(self) -> None:
+        """Drop the tasks a run left queued, then wait for the ones the Celery worker had
+        already taken to finish (its pool, the front and Redis idle), so they do not load the
+        next measurement: a W2 run right after Celery's measured 35 results/s where it
+        measured 51 after the inline peer (bench/FINDINGS.md, finding 19)."""
         from bench.peers.celery_app import app
 
         dropped = await asyncio.to_thread(app.control.purge)
         if dropped:
             logger.info("dropped %d queued Celery tasks", dropped)
-        await asyncio.sleep(seconds)
+        pids = [child.pid for child in self.children if child.name in ("celery-worker", "celery")]
+        if self._private_redis is not None:
+            pids.append(self._private_redis.pid)
+        took = await until_idle(pids)
+        logger.info("Celery idle after %.1f s", took)
 
     def stop(self) -> None:
         """Stop every peer, then the Redis server."""
