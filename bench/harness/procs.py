@@ -188,6 +188,29 @@ async def until_idle(pids: list[int], busy: float = 0.05, window_s: float = 1.0,
     return time.monotonic() - started
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every core has spent on anything but idling, since boot (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(f) for f in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle and iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+async def until_machine_idle(busy: float = 0.15, window_s: float = 1.0,
+                             limit_s: float = 60.0) -> float:
+    """Wait until the whole machine (the kernel's own threads too) uses less than ``busy``
+    of one core over ``window_s`` (at most ``limit_s``); the seconds it took."""
+    started = time.monotonic()
+    last = machine_busy_seconds()
+    while time.monotonic() - started < limit_s:
+        await asyncio.sleep(window_s)
+        now = machine_busy_seconds()
+        if now - last < busy * window_s:
+            break
+        last = now
+    return time.monotonic() - started
+
+
 class CpuMeter:
     """CPU seconds each process used between ``start()`` and ``per_item(n)``.
 

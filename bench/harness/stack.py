@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -150,6 +151,11 @@ class CalcstreamStack:
         self.children.clear()
         self.broker.stop()
         atexit.unregister(self.broker.kill)
+        # The records are never read again. Left on disk, a W2 stack's gigabytes were written
+        # back while later stacks were measured, and each round ran slower than the one before
+        # (bench/FINDINGS.md, finding 19). Deleted now, their dirty pages are dropped unwritten;
+        # the broker's own logs stay beside the others.
+        shutil.rmtree(self.broker.data_dir / "log", ignore_errors=True)
 
 
 def entry_point(module: str) -> list[str]:

@@ -14,6 +14,7 @@ from bench.harness.procs import (
     free_port,
     redis_server,
     until_idle,
+    until_machine_idle,
     uvicorn_child,
 )
 from bench.harness.stack import CalcstreamStack
@@ -99,7 +100,8 @@ class PeerSet:
         if self._private_redis is not None:
             pids.append(self._private_redis.pid)
         took = await until_idle(pids)
-        logger.info("Celery idle after %.1f s", took)
+        logger.info("Celery idle after %.1f s, the machine %.1f s later", took,
+                    await until_machine_idle())
 
     def stop(self) -> None:
         """Stop every peer, then the Redis server."""

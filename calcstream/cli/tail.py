@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from calcstream.cli import kafka_io
 from core.settings import BrokerSettings
+from schemas.encoding import DecodeError, is_result_frame, result_to_json
 from schemas.messages import DeadLetterHeaders
 
 _STYLES = {"ok": "green", "error": "red", "expired": "yellow", "dlq": "magenta"}
@@ -64,10 +65,13 @@ async def tail(settings: BrokerSettings, options: TailOptions, emit: Callable[[s
 
 
 def format_result(value: bytes, options: TailOptions) -> str | None:
-    """One line for a result, or None when the filters leave it out."""
+    """One line for a result (a binary one as its JSON document), or None when the filters
+    leave it out."""
     try:
+        if is_result_frame(value):
+            value = result_to_json(value)
         doc = orjson.loads(value)
-    except orjson.JSONDecodeError:
+    except (orjson.JSONDecodeError, DecodeError):
         doc = None
     if not isinstance(doc, dict):
         if options.statuses or options.ops:

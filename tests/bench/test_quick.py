@@ -8,12 +8,15 @@ product.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bench.harness import loadgen, payloads
+from bench.harness import loadgen, payloads, procs
 from bench.harness.config import Plan
 from bench.harness.procs import Child, free_port, uvicorn_child
 from bench.report import render
@@ -108,3 +111,32 @@ def test_bundling_reads_back_every_record_and_charges_the_broker() -> None:
     # than one tick of its CPU clock (10 ms).
     assert cost.produce_us + cost.consume_us > 0
     assert cost.produce_per_s > 0 and cost.consume_per_s > 0
+
+
+SPINNER = """
+import os, sys, time
+stop = sys.argv[1]
+if os.fork() == 0:  # the child spins until told to stop, like a prefork pool's busy worker
+    while not os.path.exists(stop):
+        pass
+time.sleep(600)
+"""
+
+
+async def test_until_idle_waits_for_a_busy_descendant(tmp_path: Path) -> None:
+    stop = tmp_path / "stop"
+    parent = await asyncio.create_subprocess_exec(sys.executable, "-c", SPINNER, str(stop),
+                                                  start_new_session=True)
+    try:
+        waiting = asyncio.create_task(procs.until_idle([parent.pid], window_s=0.2, limit_s=60))
+        async with asyncio.timeout(30):
+            # The child's CPU counts; nothing announces it but the counter itself.
+            while procs.tree_cpu_seconds(parent.pid) < 0.5:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert not waiting.done()
+        stop.touch()
+        took = await asyncio.wait_for(waiting, 30)
+        assert took < 60
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        await parent.wait()
