@@ -128,7 +128,7 @@ async def test_until_idle_waits_for_a_busy_descendant(tmp_path: Path) -> None:
     parent = await asyncio.create_subprocess_exec(sys.executable, "-c", SPINNER, str(stop),
                                                   start_new_session=True)
     try:
-        waiting = asyncio.create_task(procs.until_idle([parent.pid], window_s=0.2, limit_s=60))
+        waiting = asyncio.create_task(procs.until_idle([parent.pid], window_s=0.5, limit_s=60))
         async with asyncio.timeout(30):
             # The child's CPU counts; nothing announces it but the counter itself.
             while procs.tree_cpu_seconds(parent.pid) < 0.5:  # noqa: ASYNC110
