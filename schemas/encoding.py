@@ -251,11 +251,18 @@ def result_array(value: bytes) -> tuple[dict[str, Any], Array]:
 
 
 def result_to_json(value: bytes) -> bytes:
-    """The JSON CalcResult document of a binary result."""
+    """The JSON CalcResult document of a binary result, its fields in the order the worker
+    writes a JSON result's (``result`` after ``op``)."""
     meta, data = result_array(value)
     del meta["shape"]
-    meta["result"] = json_safe(data)
-    return orjson.dumps(meta, option=orjson.OPT_SERIALIZE_NUMPY)
+    doc: dict[str, Any] = {}
+    for key, field in meta.items():
+        doc[key] = field
+        if key == "op":
+            doc["result"] = json_safe(data)
+    if "result" not in doc:
+        doc["result"] = json_safe(data)
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def result_from_json(document: dict[str, Any]) -> Array | None:

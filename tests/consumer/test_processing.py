@@ -454,6 +454,11 @@ def test_a_request_that_asks_for_a_binary_result_gets_its_values_as_float64() ->
     plain = results(run(json_record("m", "matmul", [*a.ravel(), 1, 0, 0, 1],
                                     args=MATMUL_2x2)))["m"]
     assert json_form["result"] == plain.result and CalcResult.model_validate(json_form)
+    # Byte for byte, fields in the same order, for the same request in a batch of its own.
+    (written,) = run(asked).results
+    (as_json,) = run(json_record("m", "matmul", [*a.ravel(), 1, 0, 0, 1],
+                                 args=MATMUL_2x2)).results
+    assert result_to_json(written.value) == as_json.value
 
 
 def test_a_cached_result_is_answered_in_the_encoding_each_request_asked_for() -> None:
