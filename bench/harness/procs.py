@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -173,19 +174,27 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-async def until_idle(pids: list[int], busy: float = 0.05, window_s: float = 1.0,
-                     limit_s: float = 120.0) -> float:
-    """Wait until these processes and their descendants use less than ``busy`` of a core
+async def until_quiet(busy_seconds: Callable[[], float], busy: float, window_s: float,
+                      limit_s: float) -> float:
+    """Wait until ``busy_seconds()`` (a CPU-time counter) grows by less than ``busy`` of a core
     over ``window_s`` (at most ``limit_s``); the seconds it took."""
     started = time.monotonic()
-    last = sum(tree_cpu_seconds(pid) for pid in pids)
+    last = busy_seconds()
     while time.monotonic() - started < limit_s:
         await asyncio.sleep(window_s)
-        now = sum(tree_cpu_seconds(pid) for pid in pids)
+        now = busy_seconds()
         if now - last < busy * window_s:
             break
         last = now
     return time.monotonic() - started
+
+
+async def until_idle(pids: list[int], busy: float = 0.05, window_s: float = 1.0,
+                     limit_s: float = 120.0) -> float:
+    """Wait until these processes and their descendants use less than ``busy`` of a core
+    over ``window_s`` (at most ``limit_s``); the seconds it took."""
+    return await until_quiet(lambda: sum(tree_cpu_seconds(pid) for pid in pids), busy,
+                             window_s, limit_s)
 
 
 def machine_busy_seconds() -> float:
@@ -200,15 +209,7 @@ async def until_machine_idle(busy: float = 0.15, window_s: float = 1.0,
                              limit_s: float = 60.0) -> float:
     """Wait until the whole machine (the kernel's own threads too) uses less than ``busy``
     of one core over ``window_s`` (at most ``limit_s``); the seconds it took."""
-    started = time.monotonic()
-    last = machine_busy_seconds()
-    while time.monotonic() - started < limit_s:
-        await asyncio.sleep(window_s)
-        now = machine_busy_seconds()
-        if now - last < busy * window_s:
-            break
-        last = now
-    return time.monotonic() - started
+    return await until_quiet(machine_busy_seconds, busy, window_s, limit_s)
 
 
 class CpuMeter:
