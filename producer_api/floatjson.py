@@ -25,7 +25,7 @@ def read(body: bytes) -> tuple[dict[str, Any], bytes] | None:
     """A submission's fields but ``data`` and its data as little-endian float64, or None when
     the body is not the plain case (see the module's docstring)."""
     if len(body) < SMALLEST or body.find(b"[", body.find(b"[") + 1) >= 0:
-        return None  # (no "[" at all is left to the full parse below: no data array)
+        return None  # small, or a second "[": an array besides data, or data nested
     try:
         # A parser per body: a parser's documents die with its next parse.
         doc = simdjson.Parser().parse(body)
