@@ -9,7 +9,7 @@ that alone is ~700 MB. Here an answered result is instead:
   A document over ``ALONE_BYTES`` gets a segment of its own, uncompressed, so a large matrix
   result costs no compression time on the event loop and no decompression on a hit;
 * per entry, in arrays: two offsets, the time it was answered, an op code, and its fingerprint
-  (16 bytes, only for client ids submitted here);
+  (16 bytes, only in segments that hold a client id submitted here);
 * two slots of 16 bytes in an open-addressing index from the id's 64-bit hash to the entry's
   sequence number.
 
@@ -60,7 +60,7 @@ class _Segment:
     """Consecutive entries; open (appendable, uncompressed) until sealed."""
 
     __slots__ = ("first", "ids", "docs", "id_ends", "doc_ends", "times", "ops", "fingerprints",
-                 "fingerprinted", "newest", "raw_bytes", "blob", "compressed")
+                 "fingerprinted", "printed", "newest", "raw_bytes", "blob", "compressed")
 
     def __init__(self, first: int) -> None:
         self.first = first
@@ -72,6 +72,7 @@ class _Segment:
         self.ops = array("H")
         self.fingerprints = bytearray()
         self.fingerprinted = array("B")
+        self.printed = False
         self.newest = float("-inf")
         self.raw_bytes = 0
         self.blob = b""
@@ -94,14 +95,21 @@ class _Segment:
         self.times.append(when)
         self.newest = max(self.newest, when)
         self.ops.append(op)
-        self.fingerprints += _fixed(fingerprint)
+        # Fingerprints (client ids only) take room from a segment's first one on.
+        if fingerprint is not None and not self.printed:
+            self.printed = True
+            self.fingerprints += _NO_FINGERPRINT * len(self.fingerprinted)
+        if self.printed:
+            self.fingerprints += _fixed(fingerprint)
         self.fingerprinted.append(fingerprint is not None)
         self.raw_bytes += len(doc)
 
     def seal(self, compress: bool) -> None:
-        """Join (and compress) the ids and documents into one blob: ids first, then docs."""
+        """Join (and compress) the ids and documents into one blob, each id before its
+        document: a document names its id, which then compresses to a back-reference."""
         assert self.ids is not None and self.docs is not None
-        joined = b"".join(self.ids) + b"".join(self.docs)
+        joined = b"".join(part for pair in zip(self.ids, self.docs, strict=True)
+                          for part in pair)
         self.blob = zlib.compress(joined, 1) if compress else joined
         self.compressed = compress
         self.ids = self.docs = None
@@ -115,11 +123,10 @@ class _Segment:
         if plain is None:
             assert self.ids is not None and self.docs is not None
             return self.ids[i], self.docs[i]
-        ids_end = self.id_ends[-1]
         id_start = self.id_ends[i - 1] if i else 0
         doc_start = self.doc_ends[i - 1] if i else 0
-        return (plain[id_start:self.id_ends[i]],
-                plain[ids_end + doc_start:ids_end + self.doc_ends[i]])
+        id_end = self.id_ends[i] + doc_start
+        return plain[id_start + doc_start:id_end], plain[id_end:self.id_ends[i] + self.doc_ends[i]]
 
     def fingerprint(self, i: int) -> bytes | None:
         if not self.fingerprinted[i]:
