@@ -168,7 +168,7 @@ def process_batch(
                 if wants_binary_result(item.record.headers):
                     fresh.append((cache_as, result_frame(b"{}", value)))
                 else:
-                    encoded = orjson.dumps(json_safe(value), option=orjson.OPT_SERIALIZE_NUMPY)
+                    encoded = _json(value)
                     fresh.append((cache_as, encoded))
                     value = orjson.Fragment(encoded)
             _emit(out, item.record, ctx, fields.id, fields.op, "ok", started,
@@ -299,9 +299,13 @@ def _cached(hit: bytes, record: RequestRecord) -> Any:
     binary = wants_binary_result(record.headers)
     if is_result_frame(hit):
         values = result_array(hit)[1]
-        return values if binary else orjson.Fragment(
-            orjson.dumps(json_safe(values), option=orjson.OPT_SERIALIZE_NUMPY))
+        return values if binary else orjson.Fragment(_json(values))
     return np.array(orjson.loads(hit), dtype=np.float64) if binary else orjson.Fragment(hit)
+
+
+def _json(values: Any) -> bytes:
+    """A result's values as JSON ("NaN" and "Infinity" as strings)."""
+    return orjson.dumps(json_safe(values), option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _too_large(size: int, limit: int) -> dict[str, str]:

@@ -60,7 +60,7 @@ class _Segment:
     """Consecutive entries; open (appendable, uncompressed) until sealed."""
 
     __slots__ = ("first", "ids", "docs", "id_ends", "doc_ends", "times", "ops", "fingerprints",
-                 "fingerprinted", "printed", "newest", "raw_bytes", "blob", "compressed")
+                 "fingerprinted", "newest", "raw_bytes", "blob", "compressed")
 
     def __init__(self, first: int) -> None:
         self.first = first
@@ -72,7 +72,6 @@ class _Segment:
         self.ops = array("H")
         self.fingerprints = bytearray()
         self.fingerprinted = array("B")
-        self.printed = False
         self.newest = float("-inf")
         self.raw_bytes = 0
         self.blob = b""
@@ -96,10 +95,9 @@ class _Segment:
         self.newest = max(self.newest, when)
         self.ops.append(op)
         # Fingerprints (client ids only) take room from a segment's first one on.
-        if fingerprint is not None and not self.printed:
-            self.printed = True
-            self.fingerprints += _NO_FINGERPRINT * len(self.fingerprinted)
-        if self.printed:
+        if fingerprint is not None or self.fingerprints:
+            if not self.fingerprints:
+                self.fingerprints += _NO_FINGERPRINT * len(self.fingerprinted)
             self.fingerprints += _fixed(fingerprint)
         self.fingerprinted.append(fingerprint is not None)
         self.raw_bytes += len(doc)

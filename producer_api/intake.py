@@ -115,6 +115,8 @@ def from_json(body: bytes, max_values: int, now: float, binary: bool = False,
     if binary and (plain := floatjson.read(body)) is not None:
         fields, packed = plain
         try:
+            # Validated as JSON again (a few fields, not the data): pydantic's JSON mode, as
+            # the full parse applies it, not its Python mode, which reads some values otherwise.
             rest = SubmissionFields.model_validate_json(orjson.dumps(fields))
         except ValidationError as exc:
             raise _invalid(exc) from None

@@ -259,9 +259,8 @@ def result_to_json(value: bytes) -> bytes:
     for key, field in meta.items():
         doc[key] = field
         if key == "op":
-            doc["result"] = json_safe(data)
-    if "result" not in doc:
-        doc["result"] = json_safe(data)
+            doc["result"] = None  # its place; filled below
+    doc["result"] = json_safe(data)
     return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
