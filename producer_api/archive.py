@@ -10,8 +10,8 @@ that alone is ~700 MB. Here an answered result is instead:
   result costs no compression time on the event loop and no decompression on a hit;
 * per entry, in arrays: two offsets, the time it was answered, an op code, and its fingerprint
   (16 bytes, only in segments that hold a client id submitted here);
-* two slots of 16 bytes in an open-addressing index from the id's 64-bit hash to the entry's
-  sequence number.
+* two slots of 8 bytes in an open-addressing index from 32 bits of the id's hash to the
+  entry's sequence number.
 
 Entries are forgotten oldest first, a whole segment at a time. An index slot whose sequence
 number is older than the oldest kept entry is free; the index is rebuilt (vectorised, a few
@@ -39,7 +39,7 @@ ALONE_BYTES = 64 * 1024
 """A document at least this big is kept alone and uncompressed."""
 FINGERPRINT_BYTES = 16
 _NO_FINGERPRINT = bytes(FINGERPRINT_BYTES)
-_KEY_MASK = (1 << 64) - 1
+_KEY_MASK = (1 << 32) - 1
 _MIN_SLOTS = 1024
 _MAX_LOAD = 0.8
 _PLAIN_SEGMENTS_KEPT = 4
@@ -133,54 +133,63 @@ class _Segment:
 
 
 class _Index:
-    """Open addressing (linear probing) from a 64-bit key to a sequence number; a slot whose
-    sequence number is below ``floor`` counts as free."""
+    """Open addressing (linear probing) from a 32-bit key to a sequence number; a slot whose
+    sequence number is below ``floor`` counts as free.
+
+    Eight bytes a slot: the key, and the sequence number less ``base`` (the floor when the
+    table was last built; between two builds fewer than ``slots`` numbers are handed out, so
+    the difference fits 32 bits). A key is a filter, not an identity: the archive checks the
+    id itself of every entry it finds."""
 
     def __init__(self) -> None:
-        self._alloc(_MIN_SLOTS)
         self.floor = 0
+        self._alloc(_MIN_SLOTS, 0)
 
-    def _alloc(self, slots: int) -> None:
-        self.keys = np.zeros(slots, dtype=np.uint64)
-        self.seqs = np.zeros(slots, dtype=np.int64)
+    def _alloc(self, slots: int, base: int) -> None:
+        self.keys = np.zeros(slots, dtype=np.uint32)
+        self.seqs = np.zeros(slots, dtype=np.uint32)
         self._k = self.keys.data
         self._s = self.seqs.data
         self.slots = slots
+        self.base = base
         self.used = 0  # slots ever written since the last rebuild (live or stale)
 
     def find(self, key: int) -> list[int]:
         """Sequence numbers stored under ``key`` that are not below the floor."""
-        k, s, n, floor = self._k, self._s, self.slots, self.floor
+        k, s, n, base = self._k, self._s, self.slots, self.base
+        low = self.floor - base
         i = key % n
         found: list[int] = []
         while True:
             stored = k[i]
             if stored == 0:
                 return found
-            if stored == key and s[i] >= floor:
-                found.append(s[i])
+            if stored == key and s[i] >= low:
+                found.append(s[i] + base)
             i = i + 1 if i + 1 < n else 0
 
     def put(self, key: int, seq: int) -> None:
         """Store ``key → seq`` in the first free slot of its run."""
         if self.used + 1 > _MAX_LOAD * self.slots:
             self._rebuild()
-        k, s, n, floor = self._k, self._s, self.slots, self.floor
+        k, s, n = self._k, self._s, self.slots
+        low = self.floor - self.base
         i = key % n
-        while k[i] != 0 and s[i] >= floor:
+        while k[i] != 0 and s[i] >= low:
             i = i + 1 if i + 1 < n else 0
         if k[i] == 0:
             self.used += 1
         k[i] = key
-        s[i] = seq
+        s[i] = seq - self.base
 
     def _rebuild(self) -> None:
         """Re-place the live slots in a table twice their number (at least ``_MIN_SLOTS``)."""
-        live = (self.keys != 0) & (self.seqs >= self.floor)
-        keys, seqs = self.keys[live], self.seqs[live]
-        self._alloc(max(_MIN_SLOTS, 2 * len(keys) + 1))
+        live = (self.keys != 0) & (self.seqs >= self.floor - self.base)
+        keys = self.keys[live]
+        seqs = (self.seqs[live].astype(np.int64) + (self.base - self.floor)).astype(np.uint32)
+        self._alloc(max(_MIN_SLOTS, 2 * len(keys) + 1), self.floor)
         self.used = len(keys)
-        slot = (keys % np.uint64(self.slots)).astype(np.int64)
+        slot = (keys % np.uint32(self.slots)).astype(np.int64)
         pending = np.arange(len(keys))
         while pending.size:
             at = slot[pending]
@@ -313,7 +322,7 @@ class ResultArchive:
 
 
 def _key(request_id: str) -> int:
-    """A non-zero 64-bit key for an id (stable within this process)."""
+    """A non-zero 32-bit key for an id (stable within this process)."""
     return (hash(request_id) & _KEY_MASK) or 1
 
 
