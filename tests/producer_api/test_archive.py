@@ -108,11 +108,11 @@ def _bytes_per_result(fingerprinted: bool) -> float:
 
 def test_an_answered_result_costs_a_fraction_of_its_document() -> None:
     """W1 results: what a million of them would cost, measured on 100,000. Documents alone are
-    ~330 B and as objects ~700 B more; an id written just before the document that names it
+    ~320 B and as objects ~700 B more; an id written just before the document that names it
     compresses to a back-reference, and results without a client id keep no fingerprint."""
     minted, client_ids = _bytes_per_result(False), _bytes_per_result(True)
-    assert client_ids < 130, client_ids
-    assert minted < 112 and minted < client_ids - 12, (minted, client_ids)
+    assert client_ids < 105, client_ids
+    assert minted < 88 and minted < client_ids - 12, (minted, client_ids)
 
 
 def test_ids_whose_keys_collide_are_told_apart_by_the_id_itself(
