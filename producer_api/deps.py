@@ -12,6 +12,7 @@ from core.keys import KeyRing
 from core.looplag import LoopLagMonitor
 from producer_api.acceptance import Acceptor
 from producer_api.errors import NotStartedError
+from producer_api.forwarding import Forwarder
 from producer_api.hub import Hub
 from producer_api.publisher import Publisher
 from producer_api.quotas import Quotas
@@ -37,6 +38,7 @@ class Services:
     keys: KeyRing | None = None
     quotas: Quotas | None = None
     tracing: SubmitTracing | None = None
+    forwarder: Forwarder | None = None
 
 
 async def get_services(conn: HTTPConnection) -> Services:

@@ -28,6 +28,7 @@ from producer_api import docs, metrics
 from producer_api.acceptance import Acceptor
 from producer_api.auth import refresh
 from producer_api.deps import Services
+from producer_api.forwarding import Forwarder
 from producer_api.hub import Hub
 from producer_api.overview import Overview
 from producer_api.publisher import Publisher
@@ -130,10 +131,14 @@ async def _started(app: FastAPI) -> AsyncIterator[None]:
             watcher = asyncio.get_running_loop().create_task(
                 _watch_keys(keys, s.keys_refresh_s), name="keys-watch")
             stack.push_async_callback(cancel_and_wait, watcher)
+        forwarder: Forwarder | None = None
+        if s.advertised_url and s.reply_routing:
+            forwarder = Forwarder(s.advertised_url, s.reply_lookup_s)
+            stack.push_async_callback(forwarder.close)
         app.state.services = Services(s, publisher, store, reader, hub,
                                       Acceptor(store, publisher, s.max_batch_errors,
                                                reader.routes, s.binary_results), loop_lag,
-                                      counts, keys, app.state.quotas, tracing)
+                                      counts, keys, app.state.quotas, tracing, forwarder)
         try:
             yield
         finally:

@@ -122,6 +122,16 @@ class ApiCollector(Collector):
         partitions.add_metric([*labels.values(), "owned"], len(reader.owned))
         partitions.add_metric([*labels.values(), "borrowed"], len(reader.borrowed))
         yield partitions
+        forwarder = services.forwarder
+        if forwarder is not None:
+            forwarded = CounterMetricFamily(
+                "calcstream_api_forwarded",
+                "GETs of ids on another replica's reply partition asked of that replica "
+                "(answered: its answer relayed; failed: unreachable or a server error, so "
+                "this replica read the partition itself).", labels=["api", "outcome"])
+            forwarded.add_metric([*labels.values(), "answered"], forwarder.forwarded)
+            forwarded.add_metric([*labels.values(), "failed"], forwarder.failed)
+            yield forwarded
 
 
 def registry(stats: ApiStats, state: object, api_id: str) -> CollectorRegistry:

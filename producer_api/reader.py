@@ -53,11 +53,13 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import IllegalStateError, KafkaError
 
 from core.connections import ended_metadata_task
 from core.tasks import cancel_and_wait
 from producer_api.errors import NotStartedError
+from producer_api.forwarding import AdvertisingAssignor
 from producer_api.routing import ReplyRoutes
 from producer_api.settings import ApiSettings
 from producer_api.stats import ApiStats
@@ -154,7 +156,12 @@ class ResultReader:
         s = self.settings
         self.routes.reset(partitions)
         routed = s.reply_routing
-        share = AIOKafkaConsumer(**s.reader_options(group=routed))
+        # The group's protocol: roundrobin's shares, with every owner's advertised URL in each
+        # assignment (forwarding.py); plain roundrobin while an older replica is in the group.
+        assignors = (AdvertisingAssignor(s.advertised_url, self.routes.learn),
+                     RoundRobinPartitionAssignor)
+        share = AIOKafkaConsumer(**s.reader_options(group=routed),
+                                 partition_assignment_strategy=assignors)
         await share.start()
         self._share = _Feed(share, "share")
         borrower = AIOKafkaConsumer(**s.reader_options())
@@ -220,6 +227,7 @@ class ResultReader:
                 handoff[tp.partition] = await share.consumer.position(tp)
         self._handoff = handoff
         self.routes.own(())
+        self.routes.learn({})  # until the next assignment says who owns what
         share.drop(handoff)
         self._progressed()
 

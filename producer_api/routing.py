@@ -28,6 +28,7 @@ class ReplyRoutes:
     def __init__(self, partitions: Iterable[int] = ()) -> None:
         self.partitions: list[int] = []
         self.owned: frozenset[int] = frozenset()
+        self.owners: dict[int, str] = {}  # partition → its owner's advertised URL, where known
         self._headers: dict[int, tuple[str, bytes]] = {}
         self.reset(partitions)
 
@@ -40,6 +41,16 @@ class ReplyRoutes:
     def own(self, partitions: Iterable[int]) -> None:
         """This replica's share changed."""
         self.owned = frozenset(partitions)
+
+    def learn(self, owners: dict[int, str]) -> None:
+        """Which replica (by advertised URL) owns which partition, as the group assigned."""
+        self.owners = owners
+
+    def owner_elsewhere(self, request_id: str) -> str | None:
+        """The advertised URL of the replica that owns ``request_id``'s partition, if that is
+        not this one and it advertised one."""
+        partition = self.partition_of(request_id)
+        return None if partition in self.owned else self.owners.get(partition)
 
     def partition_of(self, request_id: str) -> int:
         """The partition the result of ``request_id`` goes to."""

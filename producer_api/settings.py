@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from core.settings import BrokerSettings
 from schemas.topics import reply_group_of
@@ -162,12 +162,26 @@ class ApiSettings(BrokerSettings):
         description="Longest a GET waits while this replica reads the id's partition up to "
         "now; 503 with Retry-After past it.",
     )
+    advertised_url: str | None = Field(
+        default=None, pattern=r"^https?://[^/?#\s]+$",
+        description="This replica's base URL as the other replicas reach it (e.g. "
+        "http://10.0.0.5:8000; {hostname} stands for this host's name). Set on every "
+        "replica, a GET of an id whose reply partition another replica owns is asked of that "
+        "replica instead of reading the partition here (producer_api/forwarding.py). Unset: "
+        "no forwarding.",
+    )
     session_timeout_ms: int = Field(
         default=10_000, ge=1000,
         description="Reply group: a replica that stops heartbeating this long (killed) "
         "loses its partitions to the others.",
     )
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+
+    @field_validator("advertised_url")
+    @classmethod
+    def _this_host(cls, url: str | None) -> str | None:
+        """``{hostname}`` in the advertised URL: this host's name (a container's, say)."""
+        return url.replace("{hostname}", socket.gethostname()) if url else url
 
     # WebSocket.
     ws_max_message_bytes: int = Field(

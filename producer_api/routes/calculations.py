@@ -21,6 +21,7 @@ from producer_api.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
+from producer_api.forwarding import FORWARDED_HEADER
 from producer_api.limits import read_body, read_lines
 from producer_api.models import Accepted, BatchSummary, State
 from producer_api.rendering import BINARY_TYPES, NPY, Headers, render, wanted
@@ -190,6 +191,14 @@ async def get_state(request_id: RequestIdPath, services: ServicesDep,
     key = scoped(principal.tenant, request_id)
     entry = services.store.get(key)
     if entry is None or entry.result is None:
+        forwarded = await _ask_owner(services, request_id, request)
+        if forwarded is not None:
+            if entry is None or forwarded[0] != 404:
+                return _raw(*forwarded)
+            if entry.state != PUBLISHING:
+                # Accepted here, and its owner has no result for it yet: queued, as known here.
+                return _raw(200, *render(entry.state_document(),
+                                         wanted(request.headers.get("accept", ""))))
         # Accepted by another replica, or before a restart, or here with an id whose reply
         # partition is another replica's: its result is on that partition, which this replica
         # reads now (its own, or borrowed) up to where it ends.
@@ -201,6 +210,19 @@ async def get_state(request_id: RequestIdPath, services: ServicesDep,
     if entry is None or entry.state == PUBLISHING:
         raise NotFound(f"no calculation {request_id!r} here (never accepted, or forgotten)")
     return _raw(200, *render(entry.state_document(), wanted(request.headers.get("accept", ""))))
+
+
+async def _ask_owner(services: Services, request_id: str, request: Request,
+                     ) -> tuple[int, bytes, Headers] | None:
+    """The owning replica's answer about an id whose partition this one does not read, when
+    replicas advertise their URLs (forwarding.py); None to read the partition here."""
+    forwarder = services.forwarder
+    if forwarder is None or FORWARDED_HEADER in request.headers:
+        return None
+    owner = services.reader.routes.owner_elsewhere(request_id)
+    if owner is None or owner == forwarder.own_url:
+        return None
+    return await forwarder.state(owner, request_id, request.headers)
 
 
 def _raw(status: int, body: bytes, headers: Headers) -> Response:

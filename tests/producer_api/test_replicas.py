@@ -56,13 +56,15 @@ def routes(partitions: int) -> ReplyRoutes:
 
 
 @contextlib.asynccontextmanager
-async def cluster(dep: Deployment, replicas: int, spare: int = 0
+async def cluster(dep: Deployment, replicas: int, spare: int = 0, advertise: bool = False
                   ) -> AsyncIterator[tuple[WorkerProcess, list[ApiProcess], list[int], Nginx]]:
     """A worker, ``replicas`` API processes (ready) and nginx over them and ``spare`` ports
-    for replicas started later."""
+    for replicas started later; with ``advertise``, each replica advertises its URL."""
     ports = [free_port() for _ in range(replicas + spare)]
     worker = WorkerProcess(dep, "worker")
-    apis = [ApiProcess(dep, f"api-{i}", p) for i, p in enumerate(ports[:replicas])]
+    apis = [ApiProcess(dep, f"api-{i}", p, **({"CALCSTREAM_ADVERTISED_URL":
+                                               f"http://127.0.0.1:{p}"} if advertise else {}))
+            for i, p in enumerate(ports[:replicas])]
     nginx = Nginx(ports)
     try:
         await asyncio.gather(*(a.ready() for a in apis))
@@ -169,6 +171,89 @@ async def test_any_replica_answers_for_an_id_another_accepted(deployment: Deploy
 
         # Each replica read its share, not the whole topic.
         assert shares[port(a)].isdisjoint(shares[port(b)])
+
+
+async def test_a_poll_of_another_replicas_id_is_asked_of_that_replica(
+    deployment: Deployment,
+) -> None:
+    """With advertised URLs, a GET of an id whose partition the other replica owns is
+    forwarded to it: answered the same, and the asked replica reads none of its partitions."""
+    async with cluster(deployment, 2, advertise=True) as (worker, (a, b), _, nginx):
+        shares = await shares_settle([a, b], deployment.partitions)
+        where = routes(deployment.partitions)
+        async with httpx.AsyncClient(timeout=30) as http:
+            answers = {}
+            for owner in (a, b):
+                rid = next(candidate for candidate in
+                           (f"fwd-{uuid.uuid4().hex[:8]}" for _ in itertools.count())
+                           if where.partition_of(candidate) in shares[port(owner)])
+                r = await http.post(f"{owner.base_url}/v1/calculations?wait=20",
+                                    json={"id": rid, "op": "sum", "data": [2, 3]})
+                assert r.status_code == 200, r.text
+                answers[rid] = (owner, r.json())
+
+            async def both_know_the_owners() -> bool:
+                for replica in (a, b):
+                    rid, (_, doc) = next((k, v) for k, v in answers.items()
+                                         if v[0] is not replica)
+                    r = await http.get(f"{replica.base_url}/v1/calculations/{rid}")
+                    if r.status_code != 200 or r.json() != doc:
+                        return False
+                    metrics = (await http.get(f"{replica.base_url}/metrics")).text
+                    if _metric(metrics, "calcstream_api_forwarded_total{api=",
+                               'outcome="answered"') < 1:
+                        return False
+                return True
+            # The map arrives with the group's assignment, which may lag the shares' log line.
+            await eventually(both_know_the_owners, 30, "GETs forwarded to the owner")
+
+            # Polling through the round-robin balancer: every answer right, and neither
+            # replica borrowed a partition for it.
+            for rid, (_, doc) in answers.items():
+                for _ in range(4):
+                    r = await http.get(f"{nginx.base_url}/v1/calculations/{rid}")
+                    assert r.status_code == 200 and r.json() == doc
+            unknown = f"never-{uuid.uuid4().hex[:8]}"
+            for replica in (a, b):
+                r = await http.get(f"{replica.base_url}/v1/calculations/{unknown}")
+                assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
+            for replica in (a, b):
+                metrics = (await http.get(f"{replica.base_url}/metrics")).text
+                assert _metric(metrics, "calcstream_api_reply_partitions{api=",
+                               'role="borrowed"') == 0
+                assert _metric(metrics, "calcstream_api_forwarded_total{api=",
+                               'outcome="failed"') == 0
+
+            # A client id accepted by A, on B's partition, not computed yet: B has never seen
+            # it, and A, which has, answers "queued" rather than B's 404.
+            queued = next(candidate for candidate in
+                          (f"fwd-q-{uuid.uuid4().hex[:8]}" for _ in itertools.count())
+                          if where.partition_of(candidate) in shares[port(b)])
+            worker.pause()
+            try:
+                r = await http.post(f"{a.base_url}/v1/calculations",
+                                    json={"id": queued, "op": "sum", "data": [1, 1]})
+                assert r.status_code == 202, r.text
+                r = await http.get(f"{a.base_url}/v1/calculations/{queued}")
+                assert r.status_code == 200 and r.json()["status"] == "queued", r.text
+                metrics = (await http.get(f"{a.base_url}/metrics")).text
+                assert _metric(metrics, "calcstream_api_reply_partitions{api=",
+                               'role="borrowed"') == 0
+            finally:
+                worker.resume()
+
+            async def computed() -> bool:
+                r = await http.get(f"{a.base_url}/v1/calculations/{queued}")
+                return r.status_code == 200 and r.json()["status"] == "ok"
+            await eventually(computed, 30, "the queued id answered")
+
+
+def _metric(metrics: str, prefix: str, label: str) -> float:
+    """The value of the one sample that starts with ``prefix`` and has ``label``."""
+    for line in metrics.splitlines():
+        if line.startswith(prefix) and label in line:
+            return float(line.rpartition(" ")[2])
+    raise AssertionError(f"no {prefix}...{label} sample")
 
 
 async def obtain(http: httpx.AsyncClient, base: str, body: dict[str, object],

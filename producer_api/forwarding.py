@@ -1,0 +1,129 @@
+"""The forwarding hop: a ``GET`` of an id whose reply partition another replica owns is asked
+of that replica, so that pollers spread over every replica do not make each one read every
+partition.
+
+Who owns what travels with the reply group's own assignment. Each replica that sets
+``advertised_url`` puts that URL in its member metadata; the group's leader, after sharing out
+the partitions round robin (as aiokafka's default does), writes the whole map, partition to
+owner's URL, into every member's assignment. So every replica learns the map in the same
+rebalance that moves the partitions, from the broker, with no other lookup. A replica without
+an advertised URL still joins: its partitions are simply not in the map, and a ``GET`` of their
+ids borrows the partition as before. Replicas of an older version, which know only
+``roundrobin``, make the group choose that protocol: no map, no forwarding, nothing breaks.
+
+The forwarded request carries the client's ``Authorization`` and ``Accept`` and a
+``x-calcstream-forwarded`` header; a replica never forwards a request that has one, so a map
+that is out of date (a rebalance in between) costs at most one extra hop, after which the
+receiving replica borrows. If the owner cannot be reached, or answers with a server error
+other than 503, the replica borrows the partition itself, as without forwarding.
+
+The map comes from whoever may join the reply group: a member that advertises another URL
+receives the ``GET``s of its partitions, with their API keys. On a shared cluster, restrict the
+group with ACLs (docs/security.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import httpx
+import orjson
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from aiokafka.coordinator.protocol import (
+    ConsumerProtocolMemberAssignment,
+    ConsumerProtocolMemberMetadata,
+)
+
+logger = logging.getLogger(__name__)
+
+FORWARDED_HEADER = "x-calcstream-forwarded"
+_PASSED_ON = ("authorization", "accept")
+_RELAYED = ("content-type", "retry-after")
+
+
+class AdvertisingAssignor(RoundRobinPartitionAssignor):  # type: ignore[misc]
+    """``roundrobin``'s shares, plus every owner's advertised URL in every assignment."""
+
+    name = "calcstream-reply-v1"
+
+    def __init__(self, url: str | None, learn: Callable[[dict[int, str]], None]) -> None:
+        self.url = url
+        self.learn = learn
+
+    def metadata(self, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
+        return ConsumerProtocolMemberMetadata(self.version, list(topics),
+                                              (self.url or "").encode())
+
+    def assign(
+        self, cluster: ClusterMetadata, members: Mapping[str, ConsumerProtocolMemberMetadata],
+    ) -> dict[str, ConsumerProtocolMemberAssignment]:
+        shares = RoundRobinPartitionAssignor.assign(cluster, members)
+        owners = {str(partition): url
+                  for member, share in shares.items()
+                  if (url := _url(members[member].user_data))
+                  for _, partitions in share.assignment for partition in partitions}
+        user_data = orjson.dumps(owners)
+        return {member: ConsumerProtocolMemberAssignment(share.version, share.assignment,
+                                                         user_data)
+                for member, share in shares.items()}
+
+    def on_assignment(
+        self, assignment: ConsumerProtocolMemberAssignment,
+    ) -> None:
+        self.learn(owners_of(assignment.user_data))
+
+
+def owners_of(user_data: bytes | None) -> dict[int, str]:
+    """The partition → URL map an assignment carries (empty if it is not readable)."""
+    try:
+        raw: Any = orjson.loads(user_data or b"{}")
+        return {int(p): url for p, url in raw.items() if isinstance(url, str) and url}
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return {}
+
+
+def _url(user_data: bytes | None) -> str:
+    try:
+        return (user_data or b"").decode()
+    except UnicodeDecodeError:
+        return ""
+
+
+class Forwarder:
+    """Asks the owning replica for an id's state; None when it could not answer."""
+
+    def __init__(self, own_url: str, timeout_s: float) -> None:
+        self.own_url = own_url
+        self.client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=1.0))
+        self.forwarded = 0
+        self.failed = 0
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def state(self, owner: str, request_id: str, headers: Mapping[str, str],
+                    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
+        """``GET {owner}/v1/calculations/{id}`` with the client's credentials: the status,
+        body and headers to relay, or None (unreachable, or a server error other than 503)."""
+        sent = {name: headers[name] for name in _PASSED_ON if name in headers}
+        sent[FORWARDED_HEADER] = self.own_url
+        try:
+            response = await self.client.get(f"{owner}/v1/calculations/{request_id}",
+                                             headers=sent)
+        except httpx.HTTPError as exc:
+            self.failed += 1
+            logger.info("could not ask %s about an id (%s); reading its partition here",
+                        owner, type(exc).__name__)
+            return None
+        if response.status_code >= 500 and response.status_code != 503:
+            self.failed += 1
+            logger.info("%s answered %d about an id; reading its partition here", owner,
+                        response.status_code)
+            return None
+        self.forwarded += 1
+        relayed = [(name.encode(), response.headers[name].encode()) for name in _RELAYED
+                   if name in response.headers]
+        return response.status_code, response.content, relayed
