@@ -13,6 +13,12 @@ measured first (``--idle`` s before the load starts), so the figures can also be
 what a replica spends with nothing to do. Writes
 ``bench/results/reply_routing.json`` and prints a Markdown table.
 
+``--poll`` makes the HTTP clients pollers instead: each submit goes to one replica (202) and is
+then polled with ``GET`` on the next one round robin until answered, the way clients behind a
+round-robin balancer poll. ``--forward on,off`` runs each configuration with the replicas
+advertising their URLs (the forwarding hop: the ``GET`` is asked of the id's owner) and
+without (the replica asked borrows the id's partition).
+
 ``--profile DIR`` samples every replica with py-spy through the measured window and prints,
 per configuration, the share of each replica's busy samples spent under the product's main
 paths (fetching results, handling them, HTTP, the reply group) and its hottest frames.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import tempfile
@@ -39,6 +46,7 @@ from bench.harness.stack import CalcstreamStack, entry_point, set_experiment
 from schemas.topics import REQUESTS, RESULTS
 
 PARTITIONS = 12
+POLL_S = 0.05
 RESULTS_FILE = Path(__file__).resolve().parents[1] / "results" / "reply_routing.json"
 JSON_HEADERS = {"Content-Type": "application/json"}
 PATHS = {
@@ -112,21 +120,39 @@ async def outside_producer(bootstrap: str, topic: str, rate: float, stop: asynci
 
 
 async def http_clients(urls: list[str], rate: float, stop: asyncio.Event,
-                       answered: list[float]) -> None:
-    """``rate`` submits a second with ``?wait=10``, round robin over ``urls``; appends each
-    200's round trip (seconds) to ``answered``."""
+                       answered: list[float], poll: bool = False) -> None:
+    """``rate`` submits a second round robin over ``urls``, with ``?wait=10`` (or, with
+    ``poll``, answered 202 and then polled on the next replica every ``POLL_S``); appends each
+    result's round trip (seconds) to ``answered``."""
     body = b'{"op":"sum","data":[1.0,2.0]}'
     async with aiohttp.ClientSession() as session:
-        async def one(url: str) -> None:
+        async def waited(url: str) -> None:
             started = time.perf_counter()
-            try:
-                async with session.post(f"{url}/v1/calculations?wait=10", data=body,
-                                        headers=JSON_HEADERS) as r:
-                    await r.read()
-                    if r.status == 200:
-                        answered.append(time.perf_counter() - started)
-            except aiohttp.ClientError:
-                pass
+            async with session.post(f"{url}/v1/calculations?wait=10", data=body,
+                                    headers=JSON_HEADERS) as r:
+                await r.read()
+                if r.status == 200:
+                    answered.append(time.perf_counter() - started)
+
+        async def polled(url: str) -> None:
+            started = time.perf_counter()
+            async with session.post(f"{url}/v1/calculations", data=body,
+                                    headers=JSON_HEADERS) as r:
+                doc = json.loads(await r.read())
+            if r.status != 202:
+                return
+            other = urls[(urls.index(url) + 1) % len(urls)]
+            while time.perf_counter() - started < 10:
+                await asyncio.sleep(POLL_S)
+                async with session.get(f"{other}/v1/calculations/{doc['id']}") as r:
+                    state = json.loads(await r.read())
+                if r.status == 200 and state.get("status") == "ok":
+                    answered.append(time.perf_counter() - started)
+                    return
+
+        async def one(url: str) -> None:
+            with contextlib.suppress(aiohttp.ClientError):
+                await (polled(url) if poll else waited(url))
         tasks: set[asyncio.Task[None]] = set()
         cycle = itertools.cycle(urls)
         started, sent = time.monotonic(), 0
@@ -167,7 +193,7 @@ async def shared(session: aiohttp.ClientSession, urls: list[str], timeout: float
 
 
 async def measure(stack: CalcstreamStack, log_dir: Path, replicas: int, routing: bool,
-                  args: argparse.Namespace) -> dict[str, Any]:
+                  args: argparse.Namespace, forward: bool = False) -> dict[str, Any]:
     """One configuration: start the replicas, load, measure, stop them."""
     ports = [free_port() for _ in range(replicas)]
     # Nothing re-read from before: a configuration does not pay for the previous one's results.
@@ -175,7 +201,9 @@ async def measure(stack: CalcstreamStack, log_dir: Path, replicas: int, routing:
                     CALCSTREAM_RECOVER_WINDOW_S="0")
     children = [Child(f"api-{'routed' if routing else 'all'}-{replicas}-{i}",
                       [*entry_point("producer_api"), "--host", HOST, "--port", str(p)],
-                      env, log_dir).start() for i, p in enumerate(ports)]
+                      {**env, **({"CALCSTREAM_ADVERTISED_URL": f"http://{HOST}:{p}"}
+                                 if forward else {})}, log_dir).start()
+                for i, p in enumerate(ports)]
     urls = [f"http://{HOST}:{p}" for p in ports]
     stop = asyncio.Event()
     answered: list[float] = []
@@ -192,7 +220,8 @@ async def measure(stack: CalcstreamStack, log_dir: Path, replicas: int, routing:
             idle_per_s = idle.per_item(1)
             load = [asyncio.create_task(outside_producer(stack.bootstrap, REQUESTS, args.rate,
                                                          stop)),
-                    asyncio.create_task(http_clients(urls, args.http_rate, stop, answered))]
+                    asyncio.create_task(http_clients(urls, args.http_rate, stop, answered,
+                                                     args.poll))]
             await asyncio.sleep(args.warmup)
             read_before = [await metric(session, u, "calcstream_api_result_records_total")
                            for u in urls]
@@ -212,6 +241,8 @@ async def measure(stack: CalcstreamStack, log_dir: Path, replicas: int, routing:
             read = [await metric(session, u, "calcstream_api_result_records_total") - b
                     for u, b in zip(urls, read_before, strict=True)]
             window_trips = sorted(answered[answered_before:])
+            borrowed = [await metric(session, u, "calcstream_api_reply_partitions",
+                                     'role="borrowed"') for u in urls]
             stop.set()
             await asyncio.gather(*load)
     finally:
@@ -219,7 +250,8 @@ async def measure(stack: CalcstreamStack, log_dir: Path, replicas: int, routing:
         for child in children:
             child.stop()
     row = {
-        "replicas": replicas, "routing": routing,
+        "replicas": replicas, "routing": routing, "forward": forward, "poll": args.poll,
+        "borrowed_partitions_each": borrowed,
         "results_per_s": round(results / elapsed, 1),
         "http_answered_per_s": round(len(window_trips) / elapsed, 1),
         "http_ms_p50_p99": [round(1000 * window_trips[int(q * (len(window_trips) - 1))], 1)
@@ -255,6 +287,10 @@ async def main() -> None:
                         help="seconds of idle CPU measured before the load")
     parser.add_argument("--replicas", default="1,2,3")
     parser.add_argument("--routing", default="on,off", help="on, off or both (on,off)")
+    parser.add_argument("--poll", action="store_true",
+                        help="HTTP clients submit (202) and poll GET on the next replica")
+    parser.add_argument("--forward", default="off",
+                        help="replicas advertise their URLs: on, off or both (on,off)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="py-spy every replica through the window, raw files in DIR")
     parser.add_argument("--set", action="append", default=[], metavar="CALCSTREAM_X=V",
@@ -270,9 +306,12 @@ async def main() -> None:
             await stack.start()
             # On and off side by side for each count: the host's speed drifts between runs
             # (other processes share its two cores) more than within a pair.
+            forwards = [{"on": True, "off": False}[f.strip()] for f in args.forward.split(",")]
             for n in (int(x) for x in args.replicas.split(",")):
-                for routing in routings:
-                    rows.append(await measure(stack, Path(tmp), n, routing, args))
+                for routing, forward in itertools.product(routings, forwards):
+                    if forward and not routing:
+                        continue  # forwarding needs the reply group's map
+                    rows.append(await measure(stack, Path(tmp), n, routing, args, forward))
                     await stack.settle()
         finally:
             stack.stop()
@@ -282,16 +321,19 @@ async def main() -> None:
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "partitions": PARTITIONS, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "rows": rows}, indent=2) + "\n")
-    print("\n| routing | replicas | results/s | HTTP 200/s | ?wait ms p50 / p99 "
+    print("\n| routing | forward | replicas | results/s | HTTP results/s | round trip ms p50 / p99 "
           "| CPU µs per result, each replica "
-          "| mean | idle CPU ms/s, each | mean above idle | share of results each read |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| mean | idle CPU ms/s, each | mean above idle | share of results each read "
+          "| partitions borrowed, each |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {'on' if r['routing'] else 'off'} | {r['replicas']} | {r['results_per_s']} "
+        print(f"| {'on' if r['routing'] else 'off'} | {'on' if r['forward'] else 'off'} "
+              f"| {r['replicas']} | {r['results_per_s']} "
               f"| {r['http_answered_per_s']} | {' / '.join(map(str, r['http_ms_p50_p99']))} "
               f"| {r['cpu_us_per_result_each']} "
               f"| {r['cpu_us_per_result_mean']} | {r['idle_cpu_ms_per_s_each']} "
-              f"| {r['cpu_us_per_result_above_idle_mean']} | {r['records_read_share_each']} |")
+              f"| {r['cpu_us_per_result_above_idle_mean']} | {r['records_read_share_each']} "
+              f"| {r['borrowed_partitions_each']} |")
     for r in rows:
         for name, busy in r.get("busy_share_each", {}).items():
             print(f"{'on' if r['routing'] else 'off'} {r['replicas']} {name}: busy under {busy}; "
