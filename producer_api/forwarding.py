@@ -120,7 +120,7 @@ class Forwarder:
             self.session = aiohttp.ClientSession(timeout=self.timeout)
         try:
             async with self.session.get(f"{owner}/v1/calculations/{request_id}",
-                                        headers=sent) as response:
+                                        headers=sent, allow_redirects=False) as response:
                 body = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.failed += 1

@@ -266,7 +266,8 @@ class ApiSettings(BrokerSettings):
     keep_alive_s: int = Field(
         default=75, ge=1,
         description="Seconds an idle HTTP connection stays open for its next request. Longer "
-        "than httpx keeps one (5 s) and than the 60 s default idle timeout of nginx's upstream "
+        "than httpx (5 s) and aiohttp (15 s) keep one and than the 60 s default idle timeout of "
+        "nginx's upstream "
         "keep-alive and AWS's load balancers, so that the client closes first: a server "
         "closing an idle connection as a client reuses it fails that request with a connection "
         "error, and a POST is not retried. Behind a balancer that keeps idle connections "

@@ -1,4 +1,8 @@
-"""``Client``: the calcstream API over HTTP and one shared WebSocket (see the package)."""
+"""``Client``: the calcstream API over HTTP and one shared WebSocket (see the package).
+
+HTTP goes through aiohttp: a W1 ``compute_array`` cost this process 1.5 ms of CPU through
+httpx and a plain aiohttp ``POST`` of the same request 0.33 ms (bench/FINDINGS.md, finding 25).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,12 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
+import aiohttp
 import numpy as np
 import numpy.typing as npt
 import orjson
@@ -55,6 +60,25 @@ _PASSING = frozenset({"broker_unavailable", "not_started"})
 _POSTS_IN_FLIGHT = 4
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An HTTP answer, read whole."""
+
+    method: str
+    path: str
+    status_code: int
+    reason_phrase: str
+    headers: Mapping[str, str]
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(errors="replace")
+
+    def json(self) -> Any:
+        return orjson.loads(self.content)
+
+
 class Client:
     """A connection to one calcstream API; ``async with`` starts and stops it."""
 
@@ -77,7 +101,7 @@ class Client:
         self.max_retry_wait = max_retry_wait
         self.window = window
         self._auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http: httpx.AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
         self._socket: ResultSocket | None = None
         self._socket_lock = asyncio.Lock()
         self._limits: Limits | None = None
@@ -85,9 +109,11 @@ class Client:
     async def start(self) -> None:
         """Create the HTTP connection pool (the websocket opens when first needed)."""
         if self._http is None:
-            self._http = httpx.AsyncClient(
-                base_url=self.base_url,
-                timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout, pool=None),
+            # ``timeout`` bounds each read and ``connect_timeout`` each new connection; waiting
+            # for a free connection of the pool is not bounded.
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout,
+                                              sock_read=self.timeout),
                 headers={"user-agent": f"calcstream-client/{__version__}", **self._auth},
             )
 
@@ -98,7 +124,7 @@ class Client:
             await socket.close()
         http, self._http = self._http, None
         if http is not None:
-            await http.aclose()
+            await http.close()
 
     async def __aenter__(self) -> Client:
         await self.start()
@@ -333,7 +359,7 @@ class Client:
     async def _post_one(self, request_id: str, op: str, data: ArrayLike,
                         args: Mapping[str, Any] | None, deadline: float | None, *,
                         wait: float | None = None, accept: str | None = None
-                        ) -> httpx.Response:
+                        ) -> Answer:
         """``POST /v1/calculations`` of one request: a NumPy array as raw float64 with the op
         in the query, anything else as JSON; ``wait`` and ``accept`` as the API reads them."""
         query = {} if wait is None else {"wait": f"{wait:g}"}
@@ -347,7 +373,7 @@ class Client:
                                 content=request_body(request_id, op, data, args, deadline),
                                 params=query or None, headers={"content-type": JSON, **headers})
 
-    def _require(self) -> httpx.AsyncClient:
+    def _require(self) -> aiohttp.ClientSession:
         if self._http is None:
             raise ClientError("the client is not started: use `async with Client(...) as "
                               "client:` or await client.start()")
@@ -356,16 +382,19 @@ class Client:
     async def _send(self, method: str, path: str, *, content: bytes | None = None,
                     params: Mapping[str, str] | None = None,
                     headers: Mapping[str, str] | None = None,
-                    retry: bool = True) -> httpx.Response:
+                    retry: bool = True) -> Answer:
         """One HTTP call; 503/429 and connection failures are retried ``retries`` times."""
         http = self._require()
         attempts = self.retries + 1 if retry else 1
         for attempt in range(attempts):
             final = attempt == attempts - 1
             try:
-                response = await http.request(method, path, content=content, params=params,
-                                              headers=headers)
-            except httpx.TransportError as exc:
+                async with http.request(method, self.base_url + path, data=content,
+                                        params=params, headers=headers,
+                                        allow_redirects=False) as raw:
+                    response = Answer(method, path, raw.status, raw.reason or "", raw.headers,
+                                      await raw.read())
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 if final:
                     raise Unavailable(f"cannot reach the calcstream API at {self.base_url}: "
                                       f"{_reason(exc)}") from None
@@ -420,7 +449,7 @@ class Client:
 # -- answers ------------------------------------------------------------------------------
 
 
-def _raise_for(response: httpx.Response) -> None:
+def _raise_for(response: Answer) -> None:
     """Raise the ``ClientError`` an answer stands for; nothing for a 2xx."""
     status = response.status_code
     if status < 300:
@@ -443,8 +472,8 @@ def _raise_for(response: httpx.Response) -> None:
     if status in _RETRIABLE:
         raise Unavailable(f"the API is unavailable ({status}): {message}",
                           retry_after=_retry_after(response), **details)
-    raise ClientError(f"unexpected answer {status} to {response.request.method} "
-                      f"{response.request.url.path}: {message}", **details)
+    raise ClientError(f"unexpected answer {status} to {response.method} "
+                      f"{response.path.partition('?')[0]}: {message}", **details)
 
 
 def _refused_for_now(summary: Mapping[str, Any]) -> bool:
@@ -462,7 +491,7 @@ def _rejected(summary: Mapping[str, Any], first: int) -> InvalidRequest:
                           f"{head['field']}: {head['message']}", fields=fields_)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: Answer) -> float | None:
     value = response.headers.get("retry-after")
     try:
         return max(0.0, float(value)) if value is not None else None
@@ -474,7 +503,7 @@ def _backoff(attempt: int) -> float:
     return min(0.1 * 2.0 ** attempt, 2.0)
 
 
-def _reason(exc: httpx.TransportError) -> str:
+def _reason(exc: aiohttp.ClientError | TimeoutError) -> str:
     """What went wrong, in words: the innermost OS error where there is one."""
     text = str(exc) or type(exc).__name__
     cause: BaseException | None = exc
@@ -484,7 +513,7 @@ def _reason(exc: httpx.TransportError) -> str:
             text = (os.strerror(cause.errno) if cause.errno > 0 else cause.strerror or text)
             text = text[:1].lower() + text[1:]
         cause = cause.__cause__ or cause.__context__
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, aiohttp.ClientConnectorError):
         return f"{text} (is it running? `calcstream dev` starts one)"
     return text
 
