@@ -15,20 +15,22 @@ in its own thread, on cores it shares with the broker and the API: there the spi
 the CPU a 300×300 product costs, and one BLAS thread per compute thread halved the worker's CPU
 per W2 result (bench/FINDINGS.md, finding 19).
 
-glibc's malloc serves a block from the heap unless it is at least a threshold, and raises that
-threshold to the size of every mapped block freed (up to 32 MiB), keeping twice as much free at
-the heap's top. A long-lived process that once frees a large block (the API's result index when
-it is rebuilt, a bulk body) then keeps tens of MiB it no longer uses: the API holding 1,000,000
-results stood at 163-171 MiB with glibc's sliding threshold and at 150 with it fixed at 4 MiB
-(bench/FINDINGS.md, finding 22).
+glibc's malloc keeps memory it no longer uses: it raises its mmap threshold to the size of every
+mapped block that is freed (up to 32 MiB) and keeps up to twice that free at the heap's top, and
+free pages inside the heap stay resident. The API holding 1,000,000 results stood at 160 MiB
+and at 137 once ``malloc_trim`` had given the free pages back (bench/FINDINGS.md, finding 22).
+Fixing the thresholds instead cost W2 with JSON bodies 15% of its rate (every 2 MB body's
+buffers were faulted in afresh), so the API trims now and then instead.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
+from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -57,26 +59,18 @@ def limit_blas_threads(threads: int) -> None:
     logger.debug("BLAS limited to %d thread(s) per call", threads)
 
 
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
+def release_free_memory() -> bool:
+    """Give the pages malloc holds free back to the system (glibc's ``malloc_trim``: about a
+    millisecond when there is much to give back, 0.1 ms otherwise). False where the C library
+    has no ``malloc_trim``, or nothing was given back."""
+    trim = _malloc_trim()
+    return bool(trim(0)) if trim is not None else False
 
 
-def fix_malloc_thresholds(mmap_bytes: int) -> bool:
-    """Have glibc's malloc map every block of ``mmap_bytes`` or more on its own (and give it
-    back when freed) and return free heap beyond twice that, instead of raising both as large
-    blocks come and go. 0, or a C library other than glibc, leaves malloc as it is. True if
-    set."""
-    if mmap_bytes <= 0:
-        return False
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
     name = ctypes.util.find_library("c")
     try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
-    except (OSError, AttributeError):
-        mallopt = None
-    if mallopt is None:
-        logger.debug("no mallopt in this C library: malloc thresholds left as they are")
-        return False
-    fixed = bool(mallopt(_M_MMAP_THRESHOLD, mmap_bytes)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, 2 * mmap_bytes))
-    logger.debug("malloc: blocks of %d bytes or more mapped on their own: %s", mmap_bytes, fixed)
-    return fixed
+        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    except OSError:
+        return None

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.logs import configure
-from core.runtime import fix_malloc_thresholds, tune_gc
+from core.runtime import tune_gc
 from core.secrets import redact_keys_in
 from producer_api.admission import Admission
 from producer_api.auth import Authentication
@@ -44,7 +44,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"python -m producer_api: {exc}") from None
     logger.info("API on http://%s:%d: %s", args.host, args.port, access(settings))
     server = uvicorn.Server(cfg)
-    fix_malloc_thresholds(settings.malloc_mmap_threshold)
     tune_gc(settings.gc_gen0_threshold)
     server.run()
 

@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 from aiokafka.cluster import ClusterMetadata
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
@@ -36,6 +35,9 @@ from aiokafka.coordinator.protocol import (
     ConsumerProtocolMemberAssignment,
     ConsumerProtocolMemberMetadata,
 )
+
+if TYPE_CHECKING:
+    import aiohttp
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +102,10 @@ class Forwarder:
     document; bench/FINDINGS.md, finding 24)."""
 
     def __init__(self, own_url: str, timeout_s: float) -> None:
+        # Imported here: aiohttp holds 9 MB, which a replica that does not forward keeps.
+        import aiohttp
+
+        self.aiohttp = aiohttp
         self.own_url = own_url
         self.timeout = aiohttp.ClientTimeout(total=timeout_s, connect=1.0)
         self.session: aiohttp.ClientSession | None = None
@@ -117,12 +123,12 @@ class Forwarder:
         sent = {name: headers[name] for name in _PASSED_ON if name in headers}
         sent[FORWARDED_HEADER] = self.own_url
         if self.session is None:
-            self.session = aiohttp.ClientSession(timeout=self.timeout)
+            self.session = self.aiohttp.ClientSession(timeout=self.timeout)
         try:
             async with self.session.get(f"{owner}/v1/calculations/{request_id}",
                                         headers=sent, allow_redirects=False) as response:
                 body = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (self.aiohttp.ClientError, TimeoutError) as exc:
             self.failed += 1
             logger.info("could not ask %s about an id (%s); reading its partition here",
                         owner, type(exc).__name__)

@@ -21,6 +21,7 @@ from core.admin import (
 from core.connections import guard_broken_connections
 from core.keys import KeyRing
 from core.looplag import LoopLagMonitor
+from core.runtime import release_free_memory
 from core.secrets import masked
 from core.tasks import cancel_and_wait
 from core.tracing import shutdown, tracer_provider
@@ -127,6 +128,10 @@ async def _started(app: FastAPI) -> AsyncIterator[None]:
         loop_lag = LoopLagMonitor(on_sample=counts.loop_lag_seconds.observe)
         stack.push_async_callback(loop_lag.stop)
         loop_lag.start()
+        if s.malloc_trim_s > 0:
+            trimmer = asyncio.get_running_loop().create_task(
+                _release_memory(s.malloc_trim_s), name="malloc-trim")
+            stack.push_async_callback(cancel_and_wait, trimmer)
         if keys is not None:
             watcher = asyncio.get_running_loop().create_task(
                 _watch_keys(keys, s.keys_refresh_s), name="keys-watch")
@@ -155,6 +160,14 @@ async def _watch_keys(keys: KeyRing, every: float) -> None:
     while True:
         await asyncio.sleep(every)
         refresh(keys)
+
+
+async def _release_memory(every: float) -> None:
+    """Give back what malloc holds free (finding 22 of bench/FINDINGS.md): about a millisecond
+    on the loop when much was freed, a tenth of that otherwise."""
+    while True:
+        await asyncio.sleep(every)
+        release_free_memory()
 
 
 async def _partitions(publisher: Publisher, topic: str, s: ApiSettings) -> set[int]:

@@ -111,11 +111,10 @@ class ApiSettings(BrokerSettings):
     result_store_max_bytes: int = Field(
         default=256 * MiB, ge=MiB, description="Bytes of result documents remembered."
     )
-    malloc_mmap_threshold: int = Field(
-        default=4 * MiB, ge=0, le=32 * MiB,
-        description="glibc's malloc maps blocks of at least this many bytes on their own and "
-        "gives them back when freed, instead of raising the threshold as large blocks come and "
-        "go (core/runtime.py); 0 leaves malloc as it is.",
+    malloc_trim_s: float = Field(
+        default=2.0, ge=0,
+        description="Every this many seconds the API gives the memory malloc holds free back "
+        "to the system (glibc's malloc_trim, core/runtime.py); 0: never.",
     )
     result_ttl_s: float = Field(
         default=900.0, gt=0,

@@ -2,7 +2,9 @@
 
 The stack runs with ``CALCSTREAM_RESULT_STORE_MAX=1000000`` and a byte cap high enough that the
 count binds. Tiny requests (one float each, as ``.npy`` rows) fill it; the API's RSS is read
-from /proc once the store is full and the last result is in.
+from /proc once the store is full, the last result is in and the API has been at rest for
+``REST_S`` (it gives the memory malloc holds free back every ``CALCSTREAM_MALLOC_TRIM_S``, 2 s:
+what it holds then is what the results cost, not the last posts' garbage).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ ENV = {"CALCSTREAM_RESULT_STORE_MAX": str(CAP),
        "CALCSTREAM_RESULT_STORE_MAX_BYTES": str(8 * 1024**3)}
 ROWS_PER_POST = 20_000
 RETRIES = 10
+REST_S = 5.0
 
 
 async def _post(session: aiohttp.ClientSession, url: str, body: bytes, k: int,
@@ -69,6 +72,7 @@ async def run(stack: CalcstreamStack, results: int) -> dict[str, Any]:
         async with session.get(f"{stack.url}/readyz") as resp:
             ready = orjson.loads(await resp.read())
     done = time.perf_counter() - t0
+    await asyncio.sleep(REST_S)
     rss, peak = rss_bytes(api.pid)
     return {"submitted": posts * rows, "remembered": ready.get("results_remembered"),
             "cap": CAP, "last_status": state.get("status"), "post_seconds": posted,
