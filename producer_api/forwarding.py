@@ -36,6 +36,8 @@ from aiokafka.coordinator.protocol import (
     ConsumerProtocolMemberMetadata,
 )
 
+from producer_api.rendering import RESULT_HEADER
+
 if TYPE_CHECKING:
     import aiohttp
 
@@ -43,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 FORWARDED_HEADER = "x-calcstream-forwarded"
 _PASSED_ON = ("authorization", "accept")
-_RELAYED = ("content-type", "retry-after")
+_RELAYED = ("content-type", "retry-after", RESULT_HEADER)  # the .npy answer's other fields
 
 
 class AdvertisingAssignor(RoundRobinPartitionAssignor):  # type: ignore[misc]

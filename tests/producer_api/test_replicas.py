@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 import re
 import signal
@@ -13,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 
 import httpx
+import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from websockets.asyncio.client import connect
@@ -206,6 +208,15 @@ async def test_a_poll_of_another_replicas_id_is_asked_of_that_replica(
                 return True
             # The map arrives with the group's assignment, which may lag the shares' log line.
             await eventually(both_know_the_owners, 30, "GETs forwarded to the owner")
+
+            # A binary answer comes back whole: the .npy and the header with the other fields.
+            rid, (owner, doc) = next(iter(answers.items()))
+            asked = b if owner is a else a
+            r = await http.get(f"{asked.base_url}/v1/calculations/{rid}",
+                               headers={"accept": "application/x-npy"})
+            assert r.status_code == 200 and r.headers["content-type"] == "application/x-npy"
+            assert float(np.load(io.BytesIO(r.content))) == doc["result"]
+            assert orjson.loads(r.headers["calcstream-result"])["id"] == rid
 
             # Polling through the round-robin balancer: every answer right, and neither
             # replica borrowed a partition for it.
