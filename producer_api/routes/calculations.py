@@ -192,21 +192,18 @@ async def get_state(request_id: RequestIdPath, services: ServicesDep,
     entry = services.store.get(key)
     if entry is None or entry.result is None:
         forwarded = await _ask_owner(services, request_id, request)
-        if forwarded is not None:
-            if entry is None or forwarded[0] != 404:
-                return _raw(*forwarded)
-            if entry.state != PUBLISHING:
-                # Accepted here, and its owner has no result for it yet: queued, as known here.
-                return _raw(200, *render(entry.state_document(),
-                                         wanted(request.headers.get("accept", ""))))
-        # Accepted by another replica, or before a restart, or here with an id whose reply
-        # partition is another replica's: its result is on that partition, which this replica
-        # reads now (its own, or borrowed) up to where it ends.
-        reader = services.reader
-        if not await reader.complete(reader.routes.partition_of(request_id)):
-            raise Unavailable("this replica is still reading the results of that id's "
-                              "partition; retry")
-        entry = services.store.get(key)
+        if forwarded is not None and (entry is None or forwarded[0] != 404):
+            return _raw(*forwarded)
+        if forwarded is None:
+            # Accepted by another replica, or before a restart, or here with an id whose reply
+            # partition is another replica's: its result is on that partition, which this
+            # replica reads now (its own, or borrowed) up to where it ends.
+            reader = services.reader
+            if not await reader.complete(reader.routes.partition_of(request_id)):
+                raise Unavailable("this replica is still reading the results of that id's "
+                                  "partition; retry")
+            entry = services.store.get(key)
+        # else accepted here, and its owner has no result for it yet: as known here.
     if entry is None or entry.state == PUBLISHING:
         raise NotFound(f"no calculation {request_id!r} here (never accepted, or forgotten)")
     return _raw(200, *render(entry.state_document(), wanted(request.headers.get("accept", ""))))
