@@ -160,9 +160,11 @@ class ApiProcess(LoggedProcess):
     async def ready(self, timeout: float = 60.0) -> None:
         """Wait until ``GET /readyz`` answers 200."""
         deadline = time.monotonic() + timeout
+        last = b""
         while True:
             try:
-                if await asyncio.to_thread(_status, f"{self.base_url}/readyz") == 200:
+                status, last = await asyncio.to_thread(_answer, f"{self.base_url}/readyz")
+                if status == 200:
                     return
             except OSError:
                 pass
@@ -170,14 +172,18 @@ class ApiProcess(LoggedProcess):
                 raise AssertionError(f"{self.name} exited ({self.proc.returncode}):\n"
                                      f"{self.log()[-3000:]}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name} not ready in {timeout}s:\n{self.log()[-3000:]}")
+                # The start-up line of settings is long and says nothing about why: left out.
+                lines = [line for line in self.log().splitlines() if "starting with {" not in line]
+                raise TimeoutError(f"{self.name} not ready in {timeout}s; /readyz said "
+                                   f"{last.decode(errors='replace')}:\n"
+                                   + "\n".join(lines)[-3000:])
             await asyncio.sleep(0.1)
 
 
-def _status(url: str) -> int:
+def _answer(url: str) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
-            return int(response.status)
+            return int(response.status), response.read()
     except urllib.error.HTTPError as exc:
-        return int(exc.code)
+        return int(exc.code), exc.read()
 
