@@ -266,10 +266,10 @@ class ApiSettings(BrokerSettings):
         default=75, ge=1,
         description="Seconds an idle HTTP connection stays open for its next request. Longer "
         "than httpx (5 s) and aiohttp (15 s) keep one and than the 60 s default idle timeout of "
-        "nginx's upstream "
-        "keep-alive and AWS's load balancers, so that the client closes first: a server "
-        "closing an idle connection as a client reuses it fails that request with a connection "
-        "error, and a POST is not retried. Behind a balancer that keeps idle connections "
+        "nginx's upstream keep-alive and AWS's load balancers, so that the client closes "
+        "first: a server closing an idle connection as a client reuses it fails that request "
+        "with a connection error, and a POST is not retried. Behind a balancer that keeps "
+        "idle connections "
         "longer (Google Cloud's: 600 s), set it above that one.",
     )
     fast_path: bool = Field(

@@ -48,8 +48,8 @@ def spread(runs: list[dict[str, Any]] | None, key: str, *sub: str) -> Spread | N
     return Spread.of(values) if values else None
 
 
-def round_ratio(runs: list[dict[str, Any]] | None, against: list[dict[str, Any]] | None, key: str,
-          *sub: str) -> Spread | None:
+def round_ratio(runs: list[dict[str, Any]] | None, against: list[dict[str, Any]] | None,
+                key: str, *sub: str) -> Spread | None:
     """Median/min/max over the rounds of ``runs``' figure over ``against``'s in the same round
     (the rounds measure every target one after the other, so a round's pair shares its host)."""
     pairs = [(spread([a], key, *sub), spread([b], key, *sub))
