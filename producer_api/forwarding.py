@@ -8,8 +8,18 @@ the partitions round robin (as aiokafka's default does), writes the whole map, p
 owner's URL, into every member's assignment. So every replica learns the map in the same
 rebalance that moves the partitions, from the broker, with no other lookup. A replica without
 an advertised URL still joins: its partitions are simply not in the map, and a ``GET`` of their
-ids borrows the partition as before. Replicas of an older version, which know only
-``roundrobin``, make the group choose that protocol: no map, no forwarding, nothing breaks.
+ids borrows the partition as before.
+
+The protocol keeps roundrobin's name. Its shares are roundrobin's and the map is user data, which
+a replica of an older version (plain ``roundrobin``) neither sends nor reads: replicas of any
+version form one group with one protocol, and while an older one leads, nobody has a map and
+every replica borrows, as before. One protocol, not a new name with ``roundrobin`` as the
+fallback: aiokafka 0.14 sends a JoinGroup for each protocol it is given, one after the other, each
+with a longer list (aio-libs/aiokafka#1168), and a member whose protocols changed makes the
+coordinator start another rebalance. Two replicas joining at once then restart each other's
+rebalance without end: two members started together in one process went through 233
+generations in 30 s without a share, where with one protocol they settle in one or two
+(tests/producer_api/test_reader.py).
 
 The forwarded request carries the client's ``Authorization`` and ``Accept`` and a
 ``x-calcstream-forwarded`` header; a replica never forwards a request that has one, so a map
@@ -51,7 +61,7 @@ _RELAYED = ("content-type", "retry-after", RESULT_HEADER)  # the .npy answer's o
 class AdvertisingAssignor(RoundRobinPartitionAssignor):  # type: ignore[misc]
     """``roundrobin``'s shares, plus every owner's advertised URL in every assignment."""
 
-    name = "calcstream-reply-v1"
+    name = RoundRobinPartitionAssignor.name  # see the module's docstring
 
     def __init__(self, url: str | None, learn: Callable[[dict[int, str]], None]) -> None:
         self.url = url

@@ -53,7 +53,6 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import IllegalStateError, KafkaError
 
 from core.connections import ended_metadata_task
@@ -156,12 +155,7 @@ class ResultReader:
         s = self.settings
         self.routes.reset(partitions)
         routed = s.reply_routing
-        # The group's protocol: roundrobin's shares, with every owner's advertised URL in each
-        # assignment (forwarding.py); plain roundrobin while an older replica is in the group.
-        assignors = (AdvertisingAssignor(s.advertised_url, self.routes.learn),
-                     RoundRobinPartitionAssignor)
-        share = AIOKafkaConsumer(**s.reader_options(group=routed),
-                                 partition_assignment_strategy=assignors)
+        share = share_consumer(s, self.routes.learn)
         await share.start()
         self._share = _Feed(share, "share")
         borrower = AIOKafkaConsumer(**s.reader_options())
@@ -421,6 +415,16 @@ class ResultReader:
         if feed is None:
             raise NotStartedError("the result reader is not started")
         return feed
+
+
+def share_consumer(settings: ApiSettings, learn: Callable[[dict[int, str]], None]
+                   ) -> AIOKafkaConsumer:
+    """The consumer of a replica's share: with reply routing, a member of the reply group whose
+    one protocol is roundrobin's shares plus who owns what, told to ``learn`` at each
+    assignment (forwarding.py, which says why one protocol and not a list)."""
+    return AIOKafkaConsumer(
+        **settings.reader_options(group=settings.reply_routing),
+        partition_assignment_strategy=(AdvertisingAssignor(settings.advertised_url, learn),))
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -1,22 +1,25 @@
-"""The reply-topic reader on a real broker: caught up means everything already written, and a
-broker killed and restarted on its data costs the reader nothing."""
+"""The reply-topic reader on a real broker: caught up means everything already written, a
+broker killed and restarted on its data costs the reader nothing, and replicas joining the reply
+group together, or beside a replica of an older version, share it at once."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from core.admin import wait_for_broker
 from core.kafka import EmbeddedKafka
 from core.net import free_port
-from producer_api.reader import ResultReader
+from producer_api.reader import ResultReader, share_consumer
 from producer_api.store import ResultStore
 from schemas.topics import Topics
 from tests.kafka import Deployment, create_topics, unique
 from tests.producer_api.conftest import api_settings
+from tests.waiting import until
 
 PARTITIONS = 4
 
@@ -138,3 +141,87 @@ async def test_a_reader_that_lets_the_broker_gather_results_still_relays_a_lone_
                                                f"lone-{round_}", 1))
     finally:
         await reader.stop()
+
+
+def routed_deployment(bootstrap: str, prefix: str) -> Deployment:
+    suffix = unique(prefix)
+    return Deployment(bootstrap, Topics(f"rq-{suffix}", f"rs-{suffix}", f"dl-{suffix}"),
+                      f"g-{suffix}", PARTITIONS)
+
+
+async def test_replicas_that_join_the_reply_group_together_share_it_at_once(
+        kafka_bootstrap: str) -> None:
+    # Two replicas' share consumers in one process, subscribing at the same instant so that
+    # their joins overlap; heartbeats as the replicas' in tests/producer_api/test_replicas.py.
+    # Eight groups in a row: with a second protocol listed (aiokafka#1168), 3 runs in 4 of five
+    # groups each had a pair that never settled.
+    dep = routed_deployment(kafka_bootstrap, "together")
+    await create_topics(dep.bootstrap, dep.topics.all(), PARTITIONS)
+    for round_ in range(8):
+        await join_together(dep, unique("replies"), round_)
+
+
+async def join_together(dep: Deployment, group: str, round_: int) -> None:
+    """Two share consumers subscribe to ``group`` at once; both must own a share, together
+    cover the topic, and each learn who owns what."""
+    urls = ["http://10.0.0.1:8000", "http://10.0.0.2:8000"]
+    learned: list[dict[int, str]] = [{}, {}]
+    consumers = [share_consumer(api_settings(dep, advertised_url=url, reply_group=group,
+                                             session_timeout_ms=2000, heartbeat_interval_ms=500),
+                                functools.partial(learned.__setitem__, i))
+                 for i, url in enumerate(urls)]
+    await asyncio.gather(*(consumer.start() for consumer in consumers))
+    for consumer in consumers:
+        consumer.subscribe([dep.topics.results])
+    fetching = [asyncio.create_task(fetch_forever(consumer)) for consumer in consumers]
+
+    def shared() -> bool:
+        owned = [{tp.partition for tp in consumer.assignment()} for consumer in consumers]
+        owners = {p: url for url, share in zip(urls, owned, strict=True) for p in share}
+        return (all(owned) and sum(map(len, owned)) == PARTITIONS
+                and set(owners) == set(range(PARTITIONS)) and learned == [owners, owners])
+
+    try:
+        await until(shared, 20, f"both replicas to own a share and know who owns the rest "
+                                f"(group {round_ + 1} of 8)")
+    finally:
+        for task in fetching:
+            task.cancel()
+        await asyncio.gather(*fetching, return_exceptions=True)
+        await asyncio.gather(*(consumer.stop() for consumer in consumers))
+
+
+async def test_a_replica_of_an_older_version_shares_the_reply_group(kafka_bootstrap: str) -> None:
+    # Older replicas joined with aiokafka's default protocol, roundrobin, and no advertised URL.
+    dep = routed_deployment(kafka_bootstrap, "older")
+    await create_topics(dep.bootstrap, dep.topics.all(), PARTITIONS)
+    url = "http://10.0.0.1:8000"
+    settings = api_settings(dep, advertised_url=url)
+    older = AIOKafkaConsumer(bootstrap_servers=dep.bootstrap, group_id=settings.reply_group_id,
+                             enable_auto_commit=False)
+    reader = ResultReader(settings, ResultStore(10_000, 1 << 24, 600.0))
+    await older.start()
+    older.subscribe([dep.topics.results])
+    fetching = asyncio.create_task(fetch_forever(older))
+
+    def shared() -> bool:
+        theirs = {tp.partition for tp in older.assignment()}
+        return (bool(theirs) and bool(reader.owned) and not theirs & reader.owned
+                and theirs | reader.owned == set(range(PARTITIONS)))
+
+    try:
+        await reader.start(set(range(PARTITIONS)))
+        await until(shared, 20, "the older and the newer replica to split the partitions")
+        # Whoever led, the map names no partition of the older replica's: those are borrowed.
+        assert set(reader.routes.owners) <= reader.owned
+        assert set(reader.routes.owners.values()) <= {url}
+    finally:
+        fetching.cancel()
+        await asyncio.gather(fetching, return_exceptions=True)
+        await asyncio.gather(reader.stop(), older.stop())
+
+
+async def fetch_forever(consumer: AIOKafkaConsumer) -> None:
+    """Poll as a replica's read loop does (a member that never polls is not in the group)."""
+    while True:
+        await consumer.getmany(timeout_ms=100)
