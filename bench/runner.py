@@ -26,6 +26,7 @@ from bench.harness.targets import PeerSet, calcstream_target
 from bench.workloads import (
     api_memory,
     bulk,
+    echo_rate,
     fixed_rate,
     result_cache,
     saturation,
@@ -229,6 +230,9 @@ async def _w1_and_fixed(results: Results, selected: list[str], plan: Plan, peers
             async with stacks.get(f"fixed-{run_}") as stack:
                 await _record(results, "fixed", "calcstream",
                               partial(fixed_rate.run, calcstream_target(stack), pool, plan))
+                # The same two Kafka hops without calcstream, on the same broker, right after.
+                await _record(results, "fixed", "raw_echo",
+                              partial(echo_rate.run, stack, pool, plan))
 
 
 async def _bulk(results: Results, plan: Plan, stacks: Stacks, profiler: Profiler) -> None:

@@ -21,7 +21,7 @@ from bench.harness.config import Plan
 from bench.harness.procs import Child, free_port, uvicorn_child
 from bench.report import render
 from bench.tools import broker_bundling
-from bench.workloads import worker_path
+from bench.workloads import echo_rate, worker_path
 from core.admin import wait_for_broker
 from core.kafka import EmbeddedKafka
 
@@ -39,6 +39,17 @@ async def test_worker_path_counts_every_result_and_the_echo(kafka_bootstrap: str
     assert figure["worker_per_s"] > 0 and figure["echo_per_s"] > 0
     assert figure["worker_vs_echo"] == pytest.approx(
         figure["worker_per_s"] / figure["echo_per_s"])
+
+
+async def test_the_raw_echo_at_a_fixed_rate_checks_every_record(kafka_bootstrap: str,
+                                                                tmp_path: Path) -> None:
+    figure = await echo_rate.measure(kafka_bootstrap, FAST_GROUP, tmp_path, payloads.w1_pool(),
+                                     rate=200, seconds=1.0)
+
+    assert figure["offered"] == figure["answered"] == 200
+    assert figure["wrong"] == figure["failed"] == figure["unacknowledged"] == 0
+    assert 0 < figure["latency_ms"]["p50"] <= figure["latency_ms"]["p99"]
+    assert len(figure["latencies_ms"]) == 200
 
 
 @pytest.fixture
@@ -82,8 +93,11 @@ def test_report_renders_figures_and_targets() -> None:
           "calcstream": [{"ok_per_s": v, "probe_load_ms": {"p99": 30.0}}
                          for v in (40.0, 60.0, 90.0)],
           "calcstream_binary": [{"ok_per_s": 100.0}]}
+    # calcstream's fixed-rate latency over the raw echo's, round by round: 30/10 and 40/10.
+    fixed = {"calcstream": [{"latency_ms": {"p50": v, "p99": 4 * v}} for v in (30.0, 40.0)],
+             "raw_echo": [{"latency_ms": {"p50": 10.0, "p99": 40.0}} for _ in range(2)]}
     results = {"plan": Plan.full().__dict__, "started": "s", "finished": "f",
-               "worker": {"calcstream": runs}, "w2": w2}
+               "worker": {"calcstream": runs}, "w2": w2, "fixed": fixed}
 
     text = render.render(results, [])
 
@@ -98,6 +112,8 @@ def test_report_renders_figures_and_targets() -> None:
     assert "| `/healthz` p99 during W2 (JSON bodies) | ≤ 25 ms | 30.0 (30.0–30.0) | **no**" \
         in text
     assert "own contract) | 100.0 | 5.00× |" in text
+    assert ("| 1,000 req/s offered, p50 vs a raw echo's at the same rate, same round | ≤ 2× | "
+            "3.50 (3.00–4.00) | **no** (FINDINGS 2) |") in text
 
 
 def test_bundling_reads_back_every_record_and_charges_the_broker() -> None:
