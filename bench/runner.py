@@ -242,6 +242,8 @@ async def _bulk(results: Results, plan: Plan, stacks: Stacks, profiler: Profiler
                 await _record(results, "bulk", fmt, partial(
                     profiler.around, stack, f"bulk-{fmt}-{round_}", 8.0,
                     partial(bulk.run, stack, plan, fmt)))
+                if fmt == "npy":  # its records through aiokafka alone, same broker, right after
+                    await _record(results, "bulk", "raw_npy", partial(bulk.raw, stack, plan))
 
 
 async def _worker_path(results: Results, plan: Plan, stacks: Stacks,

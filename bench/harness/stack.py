@@ -24,6 +24,7 @@ from bench.harness.procs import HOST, Child, free_port
 from core.admin import ensure_topics, wait_for_broker
 from core.kafka import EmbeddedKafka
 from core.settings import BrokerSettings
+from producer_api.settings import ApiSettings
 
 WARMUP_BODY = b'{"op":"sum_of_squares","data":[1.0,2.0]}'
 BENCH_ENV = {"CALCSTREAM_CACHE_ENTRIES": "0"}
@@ -31,6 +32,15 @@ BENCH_ENV = {"CALCSTREAM_CACHE_ENTRIES": "0"}
 the peers compute every request, so cached answers would measure a different thing."""
 EXTRA_ENV: dict[str, str] = {}
 """``--set NAME=VALUE`` from the command line: experiment settings for every stack."""
+
+
+def api_settings(env: dict[str, str]) -> ApiSettings:
+    """The API's settings as a process started with the CALCSTREAM_* of ``env`` has them (for
+    the raw peers, which use the API's Kafka client settings)."""
+    fields = ApiSettings.model_fields
+    given: dict[str, Any] = {name.removeprefix("CALCSTREAM_").lower(): value
+                             for name, value in env.items() if name.startswith("CALCSTREAM_")}
+    return ApiSettings(**{k: v for k, v in given.items() if k in fields})
 
 
 def set_experiment(item: str) -> None:

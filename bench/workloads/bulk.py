@@ -12,19 +12,23 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from typing import Any
 
 import aiohttp
 import numpy as np
 import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.harness import payloads
 from bench.harness.config import Plan
 from bench.harness.observer import Observer
 from bench.harness.payloads import close
 from bench.harness.procs import CpuMeter
-from bench.harness.stack import CalcstreamStack, metrics_at
+from bench.harness.stack import CalcstreamStack, api_settings, metrics_at
 from bench.harness.stats import bucket_delta, histogram_quantile
+from bench.harness.topics import PARTITIONS, create_topics
+from producer_api import intake
 
 POOL_ROWS = 1_000
 
@@ -113,3 +117,82 @@ async def run(stack: CalcstreamStack, plan: Plan, fmt: str) -> dict[str, Any]:
             "ingest_per_s": accepted / posted if posted else 0.0,
             "ok_per_s": (observer.ok - len(expect.early)) / span if span > 0 else 0.0,
             "body_bytes": len(body), "per_post": chunk, "cpu_us_per_item": cpu}
+
+
+async def raw(stack: CalcstreamStack, plan: Plan) -> dict[str, Any]:
+    """The records a ``.npy`` bulk run publishes, produced and consumed straight through
+    aiokafka on the stack's broker: one Kafka hop, the floor under the bulk path.
+
+    The rows of one post become records as the API makes them (``intake.from_npy``: id key,
+    binary frame, headers); the bench process produces them as many times as the bulk run posts
+    them, with the API's producer settings and acks awaited a post at a time, while it reads the
+    topic with the API's reader settings. Items/s = records read back equal to those sent /
+    (last read - first send)."""
+    return await raw_round_trip(stack.bootstrap, stack.env(), {"broker": stack.pids()["broker"]},
+                                plan.bulk_npy_chunk, plan.bulk_items)
+
+
+async def raw_round_trip(bootstrap: str, env: dict[str, str], pids: dict[str, int],
+                         chunk: int, items: int) -> dict[str, Any]:
+    """``items`` records of ``chunk``-row posts through a fresh topic of ``bootstrap`` (``raw``);
+    CPU per item of the processes in ``pids`` and this one."""
+    matrix = payloads.rows(POOL_ROWS, payloads.W1_SIZE, seed=3)
+    chunk = min(chunk, items)
+    block = np.tile(matrix, (-(-chunk // POOL_ROWS), 1))[:chunk]
+    settings = api_settings({**env, "CALCSTREAM_BOOTSTRAP_SERVERS": bootstrap})
+    rows, _ = intake.from_npy(payloads.npy(block), "sum_of_squares", {}, None,
+                              settings.max_array_length, time.time())
+    records = [row for row in rows if isinstance(row, intake.Prepared)]
+    chunks = -(-items // chunk)
+    total = chunks * len(records)
+    topic = f"bulk-raw.{uuid.uuid4().hex[:8]}"
+    await create_topics(bootstrap, [topic])
+    producer = AIOKafkaProducer(**settings.producer_options())
+    reader = AIOKafkaConsumer(**settings.reader_options())
+    await producer.start()
+    await reader.start()
+    sent = {r.key: r.value for r in records}
+    read = wrong = 0
+    last = 0.0
+    done = asyncio.Event()
+
+    async def consume() -> None:
+        nonlocal read, wrong, last
+        while True:
+            for batch in (await reader.getmany(timeout_ms=200, max_records=10_000)).values():
+                for record in batch:
+                    if record.key is not None and sent.get(record.key) == record.value:
+                        read += 1
+                    else:
+                        wrong += 1
+                last = time.perf_counter()
+            if read + wrong >= total:
+                done.set()
+
+    try:
+        reader.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+        reading = asyncio.create_task(consume())
+        meter = CpuMeter({**pids, "client": os.getpid()}).start()
+        t0 = time.perf_counter()
+        for _ in range(chunks):
+            acks = [await producer.send(topic, r.value, key=r.key, headers=r.headers)
+                    for r in records]
+            await asyncio.gather(*acks)
+        produced = time.perf_counter() - t0
+        complete = True
+        try:
+            await asyncio.wait_for(done.wait(), 120)
+        except TimeoutError:
+            complete = False
+        cpu = meter.per_item(read)
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+    finally:
+        await producer.stop()
+        await reader.stop()
+    span = last - t0
+    return {"format": "raw_npy", "items": total, "accepted": total, "ok": read, "wrong": wrong,
+            "dropped": total - read - wrong, "complete": complete, "post_seconds": produced,
+            "seconds": span, "ingest_per_s": total / produced if produced else 0.0,
+            "ok_per_s": read / span if span > 0 else 0.0, "per_post": len(records),
+            "cpu_us_per_item": cpu}

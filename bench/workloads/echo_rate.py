@@ -24,22 +24,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bench.harness.config import Plan
 from bench.harness.payloads import BodyPool
 from bench.harness.procs import Child
-from bench.harness.stack import BENCH_ENV, CalcstreamStack
+from bench.harness.stack import BENCH_ENV, CalcstreamStack, api_settings
 from bench.harness.stats import percentiles
 from bench.harness.topics import PARTITIONS, create_topics
-from producer_api.settings import ApiSettings
 
 _WARM_KEY = b"warm"
 _JOIN_S = 60.0  # the echo's group join, at most
 _DRAIN_S = 60.0  # after the last send, as loadgen.fixed_rate waits for the last answers
-
-
-def api_settings(env: dict[str, str]) -> ApiSettings:
-    """The API's settings as a stack with ``env`` would have them."""
-    fields = ApiSettings.model_fields
-    given: dict[str, Any] = {name.removeprefix("CALCSTREAM_").lower(): value
-                             for name, value in env.items() if name.startswith("CALCSTREAM_")}
-    return ApiSettings(**{k: v for k, v in given.items() if k in fields})
 
 
 async def run(stack: CalcstreamStack, pool: BodyPool, plan: Plan) -> dict[str, Any]:

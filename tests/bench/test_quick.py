@@ -21,7 +21,7 @@ from bench.harness.config import Plan
 from bench.harness.procs import Child, free_port, uvicorn_child
 from bench.report import render
 from bench.tools import broker_bundling
-from bench.workloads import echo_rate, worker_path
+from bench.workloads import bulk, echo_rate, worker_path
 from core.admin import wait_for_broker
 from core.kafka import EmbeddedKafka
 
@@ -50,6 +50,14 @@ async def test_the_raw_echo_at_a_fixed_rate_checks_every_record(kafka_bootstrap:
     assert figure["wrong"] == figure["failed"] == figure["unacknowledged"] == 0
     assert 0 < figure["latency_ms"]["p50"] <= figure["latency_ms"]["p99"]
     assert len(figure["latencies_ms"]) == 200
+
+
+async def test_the_raw_bulk_round_trip_reads_back_every_record(kafka_bootstrap: str) -> None:
+    figure = await bulk.raw_round_trip(kafka_bootstrap, FAST_GROUP, {}, chunk=500, items=2_000)
+
+    assert figure["items"] == figure["ok"] == 2_000 and figure["per_post"] == 500
+    assert figure["wrong"] == figure["dropped"] == 0 and figure["complete"]
+    assert figure["ok_per_s"] > 0 and figure["cpu_us_per_item"]["client"] > 0
 
 
 @pytest.fixture
