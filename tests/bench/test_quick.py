@@ -121,7 +121,7 @@ def test_report_renders_figures_and_targets() -> None:
         in text
     assert "own contract) | 100.0 | 5.00× |" in text
     assert ("| 1,000 req/s offered, p50 vs a raw echo's at the same rate, same round | ≤ 2× | "
-            "3.50 (3.00–4.00) | **no** (FINDINGS 2) |") in text
+            "3.50 (3.00–4.00) | **no** (FINDINGS 26) |") in text
 
 
 def test_bundling_reads_back_every_record_and_charges_the_broker() -> None:
