@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -16,7 +17,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from consumer.metrics import WorkerCollector
 from consumer.stats import WorkerStats
 from producer_api.metrics import registry
+from producer_api.reader import ResultReader
+from producer_api.settings import ApiSettings
 from producer_api.stats import ApiStats
+from producer_api.store import ResultStore
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -54,7 +58,11 @@ def exported() -> set[str]:
     api = ApiStats()  # one of each labelled count, so that its samples are written
     api.refused[("submit", 503, "overloaded")] += 1
     api.single.rejected[(503, "broker_unavailable")] += 1
-    text = (generate_latest(registry(api, object(), "api"))
+    # A replica's reader and store, not started: their gauges are written all the same.
+    store = ResultStore(10, 1 << 20, 60.0)
+    services = SimpleNamespace(store=store, reader=ResultReader(ApiSettings(), store),
+                               hub=SimpleNamespace(streaming=0), forwarder=None)
+    text = (generate_latest(registry(api, SimpleNamespace(services=services), "api"))
             + generate_latest(worker)).decode()
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines()
             if line.startswith("calcstream_")}
