@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends
@@ -21,6 +21,7 @@ from producer_api.settings import ApiSettings
 from producer_api.stats import ApiStats
 from producer_api.store import ResultStore
 from producer_api.tracing import SubmitTracing
+from producer_api.turns import Turns
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,8 @@ class Services:
     quotas: Quotas | None = None
     tracing: SubmitTracing | None = None
     forwarder: Forwarder | None = None
+    turns: Turns = field(default_factory=Turns)
+    """Large parses and renderings take turns on the event loop (turns.py)."""
 
 
 async def get_services(conn: HTTPConnection) -> Services:

@@ -57,8 +57,8 @@ async def submit_one(services: Services, body: bytes, wait: float | None, tenant
     """
     s = services.settings
     if content_type in JSON_TYPES:
-        item = intake.from_json(body, s.max_array_length, time.time(), s.publish_binary,
-                                services.reader.routes.mint)
+        item = await services.turns.run(len(body), lambda: intake.from_json(
+            body, s.max_array_length, time.time(), s.publish_binary, services.reader.routes.mint))
     else:
         item = _from_binary(body, content_type == NPY, query or {}, s.max_array_length,
                             services.reader.routes.mint)
@@ -72,7 +72,8 @@ async def submit_one(services: Services, body: bytes, wait: float | None, tenant
         services.stats.single.accepted += 1
     location = (b"location", f"/v1/calculations/{outcome.id}".encode())
     if outcome.result is not None:
-        answer, headers = render(outcome.result, want)
+        result = outcome.result
+        answer, headers = await services.turns.run(len(result), lambda: render(result, want))
         return Answer(200, answer, [*headers, location])
     return Answer(202, b'{"id":"%s","status":"queued"}' % outcome.id.encode(),
                   [JSON_HEADER, location])

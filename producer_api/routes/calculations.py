@@ -206,7 +206,8 @@ async def get_state(request_id: RequestIdPath, services: ServicesDep,
         # else accepted here, and its owner has no result for it yet: as known here.
     if entry is None or entry.state == PUBLISHING:
         raise NotFound(f"no calculation {request_id!r} here (never accepted, or forgotten)")
-    return _raw(200, *render(entry.state_document(), wanted(request.headers.get("accept", ""))))
+    document, want = entry.state_document(), wanted(request.headers.get("accept", ""))
+    return _raw(200, *await services.turns.run(len(document), lambda: render(document, want)))
 
 
 async def _ask_owner(services: Services, request_id: str, request: Request,
