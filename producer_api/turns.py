@@ -1,11 +1,11 @@
 """Turns for the steps that hold the API's event loop for milliseconds.
 
-Reading a W2 body (2.1 MB of JSON: about 6 ms) or writing a W2 result as JSON (about 3 ms) is
-one call that nothing interrupts. Under 64 clients a dozen of them become ready in the same
-pass of the event loop and run back to back, and a health check or a small request that
-arrived meanwhile waits behind all of them. Here the large ones take turns: at most one per
-pass, so that whatever else is ready runs between two of them. Small steps, most requests'
-whole work, run at once, without touching the lock.
+Reading a W2 body (2.1 MB of JSON: 7.3 ms) or writing a W2 result as JSON (2.3 ms; both in
+bench/FINDINGS.md, finding 19) is one call that nothing interrupts. Under 64 clients several of
+them become ready in the same pass of the event loop and run back to back, and a health check
+or a small request that arrived meanwhile waits behind all of them. Here the large ones take
+turns: at most one per pass, so that whatever else is ready runs between two of them. Small
+steps, most requests' whole work, run at once, without touching the lock.
 
 The work is the same and still on the loop: this orders it, it does not remove it. Ordering
 costs something: W2 records then reach the broker one at a time rather than in bursts, and

@@ -57,6 +57,13 @@ def routes(partitions: int) -> ReplyRoutes:
     return ReplyRoutes(range(partitions))
 
 
+def id_on(where: ReplyRoutes, share: set[int], prefix: str) -> str:
+    """A fresh client id (``prefix-…``) whose result goes to a partition of ``share``."""
+    return next(candidate for candidate in
+                (f"{prefix}-{uuid.uuid4().hex[:8]}" for _ in itertools.count())
+                if where.partition_of(candidate) in share)
+
+
 @contextlib.asynccontextmanager
 async def cluster(dep: Deployment, replicas: int, spare: int = 0, advertise: bool = False
                   ) -> AsyncIterator[tuple[WorkerProcess, list[ApiProcess], list[int], Nginx]]:
@@ -136,9 +143,7 @@ async def test_any_replica_answers_for_an_id_another_accepted(deployment: Deploy
 
             # A client id accepted by A whose result goes to B's share: polling A still
             # sees it answered.
-            poll_id = next(candidate for candidate in
-                           (f"poll-{uuid.uuid4().hex[:8]}" for _ in itertools.count())
-                           if where.partition_of(candidate) in shares[port(b)])
+            poll_id = id_on(where, shares[port(b)], "poll")
             r = await http.post(f"{a.base_url}/v1/calculations",
                                 json={"id": poll_id, "op": "sum", "data": [7, 7]})
             assert r.status_code == 202
@@ -186,9 +191,7 @@ async def test_a_poll_of_another_replicas_id_is_asked_of_that_replica(
         async with httpx.AsyncClient(timeout=30) as http:
             answers = {}
             for owner in (a, b):
-                rid = next(candidate for candidate in
-                           (f"fwd-{uuid.uuid4().hex[:8]}" for _ in itertools.count())
-                           if where.partition_of(candidate) in shares[port(owner)])
+                rid = id_on(where, shares[port(owner)], "fwd")
                 r = await http.post(f"{owner.base_url}/v1/calculations?wait=20",
                                     json={"id": rid, "op": "sum", "data": [2, 3]})
                 assert r.status_code == 200, r.text
@@ -237,9 +240,7 @@ async def test_a_poll_of_another_replicas_id_is_asked_of_that_replica(
 
             # A client id accepted by A, on B's partition, not computed yet: B has never seen
             # it, and A, which has, answers "queued" rather than B's 404.
-            queued = next(candidate for candidate in
-                          (f"fwd-q-{uuid.uuid4().hex[:8]}" for _ in itertools.count())
-                          if where.partition_of(candidate) in shares[port(b)])
+            queued = id_on(where, shares[port(b)], "fwd-q")
             worker.pause()
             try:
                 r = await http.post(f"{a.base_url}/v1/calculations",

@@ -24,8 +24,12 @@ async def test_large_steps_that_are_ready_together_run_in_different_passes() -> 
     turns, passes = Turns(large_bytes=1_000), Passes()
     ran: dict[str, int] = {}
 
+    def note(name: str) -> str:
+        ran[name] = passes.count
+        return name
+
     async def step(name: str, size: int) -> str:
-        return await turns.run(size, lambda: ran.setdefault(name, passes.count) and name)
+        return await turns.run(size, lambda: note(name))
 
     # Four large steps and two small ones, all ready in the same pass.
     names = await asyncio.gather(*(step(f"large-{i}", 5_000) for i in range(4)),
