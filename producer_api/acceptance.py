@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,19 +97,24 @@ class Acceptor:
     """Publishes prepared requests once per id and hands back their state."""
 
     def __init__(self, store: ResultStore, publisher: Publisher, max_errors: int,
-                 routes: ReplyRoutes | None = None, binary_results: bool = False) -> None:
+                 routes: ReplyRoutes | None = None, binary_results: bool = False,
+                 expect: Callable[[str], Awaitable[None]] | None = None) -> None:
         self.store = store
         self.publisher = publisher
         self.max_errors = max_errors
         self.routes = routes
+        self.expect = expect
+        """Told the store key of each new request whose result will be waited for here, before
+        it is published (``ResultReader.expect``)."""
         self.binary_results = binary_results
         """Ask the worker for every array result as a binary frame, whatever the client
         wants: the API writes a result's JSON itself when a client wants JSON."""
 
     async def accept(self, item: Prepared, wait: float = 0.0, tenant: str = "",
-                     trace: Sequence[tuple[str, bytes]] = ()) -> Outcome:
+                     trace: Sequence[tuple[str, bytes]] = (), watched: bool = False) -> Outcome:
         """Publish (unless the tenant's id is known), with the submit's ``trace`` headers,
-        then wait up to ``wait`` s for the result."""
+        then wait up to ``wait`` s for the result; ``watched``: the caller watches for it
+        once this returns (a WebSocket submit)."""
         key = scoped(tenant, item.id)
         entry = self.store.get(key)
         if entry is not None:
@@ -121,8 +126,12 @@ class Acceptor:
                 result = await self._wait(key, self.store.waiter(key), wait)
             return Outcome(item.id, result, True)
         entry = self.store.reserve(key, item.op, item.fingerprint)
-        waiter = self.store.waiter(key) if wait > 0 else None
+        waiter = None
         try:
+            if self.expect is not None and (wait > 0 or watched):
+                await self.expect(key)
+            if wait > 0:
+                waiter = self.store.waiter(key)
             await self.publisher.publish(self._stamped(item, tenant, trace))
         except BaseException:
             self.store.release(entry)

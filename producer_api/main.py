@@ -142,7 +142,8 @@ async def _started(app: FastAPI) -> AsyncIterator[None]:
             stack.push_async_callback(forwarder.close)
         app.state.services = Services(s, publisher, store, reader, hub,
                                       Acceptor(store, publisher, s.max_batch_errors,
-                                               reader.routes, s.binary_results), loop_lag,
+                                               reader.routes, s.binary_results,
+                                               reader.expect), loop_lag,
                                       counts, keys, app.state.quotas, tracing, forwarder)
         try:
             yield

@@ -22,6 +22,11 @@ its partition, not every replica.
   costs one read of its partition, not one per poll. A ``?wait=`` or WebSocket watch of an
   id on a partition this replica does not own borrows it for as long as it waits; a WebSocket
   ``all`` stream borrows every partition (it promises every result).
+- *Waiting for a request published here.* Its result cannot be in the topic before the request
+  is, so a ``?wait=`` or WebSocket watch of a submit with a client id elsewhere (``expect``)
+  borrows the partition from where it ended just before the publish, not from the recovery
+  window: one result read, not the window's. A partition borrowed that way is read again from
+  the window as soon as someone here asks about an id of the past there.
 - *Partitions move.* When the group takes a partition from this replica, its position is
   kept; if someone here still waits for an id there, the borrower reads on from that position,
   so nothing written meanwhile is missed. A partition this replica gains is read from the
@@ -46,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -135,6 +141,10 @@ class ResultReader:
         self._rebalancing = False
         self._handoff: dict[int, int] = {}  # positions of the partitions last taken away
         self._leases: dict[int, float] = {}  # borrowed for GETs until (monotonic)
+        self._expected: dict[str, tuple[int, float]] = {}  # store key → (offset its result
+        # comes after, when noted (monotonic)): requests published here that someone waits for
+        self._started: dict[int, int] = {}  # borrowed partitions read from such an offset
+        self._ends: dict[int, asyncio.Future[int]] = {}  # end offsets being asked for
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
 
@@ -160,6 +170,9 @@ class ResultReader:
         self._share = _Feed(share, "share")
         borrower = AIOKafkaConsumer(**s.reader_options())
         await borrower.start()
+        # The reply topic's metadata now, not at the first borrow: looking up the offsets of
+        # a topic the client does not know yet waits out a 100 ms retry back-off.
+        await borrower._client.add_topic(s.results_topic)  # noqa: SLF001 - no public call
         self._borrower = _Feed(borrower, "borrowed")
         if routed:
             self.routes.own(())
@@ -190,7 +203,10 @@ class ResultReader:
         that took too long."""
         if partition not in self.routes.owned:
             self._leases[partition] = time.monotonic() + self.settings.reply_borrow_s
-            if partition not in self.borrowed:
+            if partition in self._started and self._borrower is not None:
+                self._borrower.complete.discard(partition)  # to be read again from the window
+                self._wake.set()
+            elif partition not in self.borrowed:
                 self._wake.set()
         try:
             async with asyncio.timeout(self.settings.reply_lookup_s):
@@ -200,6 +216,40 @@ class ResultReader:
         except TimeoutError:
             return False
         return True
+
+    async def expect(self, key: str) -> None:
+        """The request of store key ``key`` is about to be published and its result will be
+        waited for here: if its partition is not read here, note where it ends now, so that
+        borrowing it for the wait reads from there. Never raises but to cancel, and gives up
+        after ``publish_timeout_s`` (a broker away); without the note the partition is borrowed
+        from the recovery window."""
+        partition = self.routes.partition_of_key(key)
+        if partition in self.routes.owned or self._borrower is None:
+            return
+        if partition in self.borrowed:
+            start = self._started.get(partition)
+            if start is not None:  # read on from there; an earlier offset is as good
+                self._expected[key] = (start, time.monotonic())
+            return
+        ending = self._ends.get(partition)
+        if ending is None:  # one ListOffsets for every submit that asks meanwhile
+            ending = asyncio.ensure_future(self._end_of(self._borrower, partition))
+            self._ends[partition] = ending
+            ending.add_done_callback(functools.partial(self._ended, partition))
+        with contextlib.suppress(KafkaError, TimeoutError):
+            async with asyncio.timeout(self.settings.publish_timeout_s):
+                end = await asyncio.shield(ending)
+            self._expected[key] = (end, time.monotonic())
+            self._wake.set()  # the borrower runs after the caller registered its wait
+
+    async def _end_of(self, feed: _Feed, partition: int) -> int:
+        tp = TopicPartition(self.settings.results_topic, partition)
+        return int((await feed.consumer.end_offsets([tp]))[tp])
+
+    def _ended(self, partition: int, ending: asyncio.Future[int]) -> None:
+        self._ends.pop(partition, None)
+        if not ending.cancelled():
+            ending.exception()  # retrieved: every submit that asked may have given up
 
     def _is_complete(self, partition: int) -> bool:
         return any(feed is not None and partition in feed.complete
@@ -259,7 +309,7 @@ class ResultReader:
                 self._wake.clear()
                 demand_at = now
                 if not self._rebalancing:
-                    await self._reborrow(borrower, self._wanted(now))
+                    await self._reborrow(borrower, *self._wanted(now))
             if not self.borrowed:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(_DEMAND_S):
@@ -268,54 +318,84 @@ class ResultReader:
             await self._read(borrower)
             await asyncio.sleep(0)
 
-    def _wanted(self, now: float) -> frozenset[int]:
-        """Partitions someone here asks about that are not this replica's."""
+    def _wanted(self, now: float) -> tuple[frozenset[int], dict[int, int]]:
+        """Partitions someone here asks about that are not this replica's, and where to start
+        those of them on which only results of requests published here are waited for."""
         self._leases = {p: until for p, until in self._leases.items() if until > now}
+        expected, waited = self._expected, set()
+        past = set(self._leases)  # partitions whose results of the past are asked for
+        starts: dict[int, int] = {}
+        of_key = self.routes.partition_of_key
+        for keys in self.demands:
+            for key in keys():
+                partition, noted = of_key(key), expected.get(key)
+                if noted is None:
+                    past.add(partition)
+                else:
+                    waited.add(key)
+                    starts[partition] = min(noted[0], starts.get(partition, noted[0]))
+        # A note outlives the publish it was taken for (the watch of a WebSocket submit begins
+        # once the broker acknowledged it); then it lasts as long as the wait.
+        stale = now - self.settings.publish_timeout_s - 2 * _DEMAND_S
+        self._expected = {key: noted for key, noted in expected.items()
+                          if key in waited or noted[1] > stale}
         if self.wants_all():
-            wanted = set(self.routes.partitions)
-        else:
-            wanted = set(self._leases)
-            of_key = self.routes.partition_of_key
-            for keys in self.demands:
-                wanted.update(of_key(key) for key in keys())
-        return frozenset(wanted - self.routes.owned)
+            past.update(self.routes.partitions)
+        wanted = frozenset((past | set(starts)) - self.routes.owned)
+        return wanted, {p: start for p, start in starts.items() if p in wanted - past}
 
-    async def _reborrow(self, borrower: _Feed, wanted: frozenset[int]) -> None:
-        if wanted == self.borrowed:
+    async def _reborrow(self, borrower: _Feed, wanted: frozenset[int],
+                        starts: dict[int, int]) -> None:
+        # Read from a start, now asked about the past too: read again from the window.
+        rewind = {p for p in self._started if p not in starts} & wanted & self.borrowed
+        if wanted == self.borrowed and not rewind:
             return
         consumer, topic = borrower.consumer, self.settings.results_topic
         kept = {p: await consumer.position(TopicPartition(topic, p))
-                for p in wanted & self.borrowed}
+                for p in (wanted & self.borrowed) - rewind}
         consumer.assign([TopicPartition(topic, p) for p in sorted(wanted)])
-        borrower.drop(self.borrowed - wanted)
+        borrower.drop((self.borrowed - wanted) | rewind)
         for p, position in kept.items():
             consumer.seek(TopicPartition(topic, p), position)
-        fresh = set(wanted - self.borrowed)
+        fresh = set(wanted - self.borrowed) | rewind
         self.borrowed = wanted
-        await self._begin(borrower, fresh)
+        self._started = {p: start for p, start in self._started.items() if p in kept}
+        self._started.update({p: starts[p] for p in fresh if p in starts})
+        await self._begin(borrower, fresh, starts)
         logger.info("reply partitions borrowed %s (owned %s)", sorted(wanted),
                     sorted(self.routes.owned))
         self._progressed()
 
     # Both.
 
-    async def _begin(self, feed: _Feed, partitions: set[int]) -> None:
-        """Position newly read partitions: where this replica left them when they were taken
-        away, else at the recovery window; they are complete once read up to their end now.
+    async def _begin(self, feed: _Feed, partitions: set[int],
+                     starts: dict[int, int] | None = None) -> None:
+        """Position newly read partitions: at their ``starts``, else where this replica left
+        them when they were taken away, else at the recovery window. Those not read from a
+        start are complete once read up to their end now (one read from a start never is:
+        ``complete`` has it read from the window first).
         """
         if not partitions:
             return
         consumer, topic = feed.consumer, self.settings.results_topic
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        now_ms = time.time() * 1000
+        starts = starts or {}
+        tps = []
+        for p in sorted(partitions):
+            feed.live_from_ms.setdefault(p, now_ms)
+            if p in starts:  # before any await: the fetcher never looks its position up
+                consumer.seek(TopicPartition(topic, p), starts[p])
+            else:
+                tps.append(TopicPartition(topic, p))
+        if not tps:
+            return
         # The ends first: a partition with nothing recent is read from its end as it was
         # before the lookup, so a result written meanwhile is read, not skipped.
         ends = await consumer.end_offsets(tps)
-        now_ms = time.time() * 1000
         recent = [tp for tp in tps if tp.partition not in self._handoff]
         for tp in tps:
             if tp.partition in self._handoff:
                 consumer.seek(tp, self._handoff[tp.partition])
-            feed.live_from_ms.setdefault(tp.partition, now_ms)
         await self._seek_recent(consumer, recent, ends, time.time() - self.settings.recover_s)
         for tp in tps:
             if ends[tp] > 0:

@@ -204,9 +204,11 @@ class _Session:
                       trace: TraceHeaders) -> Outcome:
         tracing = self.services.tracing
         if tracing is None:
-            return await self.services.acceptor.accept(item, tenant=tenant, trace=trace)
+            return await self.services.acceptor.accept(item, tenant=tenant, trace=trace,
+                                                       watched=True)
         with tracing.submit("submit /v1/ws", trace) as own:
-            return await self.services.acceptor.accept(item, tenant=tenant, trace=own)
+            return await self.services.acceptor.accept(item, tenant=tenant, trace=own,
+                                                       watched=True)
 
     async def pump(self) -> None:
         """Send the outbox until the socket goes away."""

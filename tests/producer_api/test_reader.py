@@ -15,7 +15,7 @@ from core.admin import wait_for_broker
 from core.kafka import EmbeddedKafka
 from core.net import free_port
 from producer_api.reader import ResultReader, share_consumer
-from producer_api.store import ResultStore
+from producer_api.store import ResultStore, scoped
 from schemas.topics import Topics
 from tests.kafka import Deployment, create_topics, unique
 from tests.producer_api.conftest import api_settings
@@ -225,3 +225,51 @@ async def fetch_forever(consumer: AIOKafkaConsumer) -> None:
     """Poll as a replica's read loop does (a member that never polls is not in the group)."""
     while True:
         await consumer.getmany(timeout_ms=100)
+
+
+async def test_a_wait_for_a_request_published_here_reads_its_borrowed_partition_from_the_end(
+        kafka_bootstrap: str) -> None:
+    # Two replicas, a window of results on every partition. A waits for a client id on B's
+    # share: it borrows that partition from where it ended when the request was about to be
+    # published, not from the window; asked about an id of the past there, it reads the window.
+    dep = routed_deployment(kafka_bootstrap, "expect")
+    await create_topics(dep.bootstrap, dep.topics.all(), PARTITIONS)
+    past = await write_results(dep.bootstrap, dep.topics.results, "past", 20)
+    settings = api_settings(dep)
+    a, b = (ResultReader(settings, ResultStore(10_000, 1 << 24, 600.0)) for _ in range(2))
+    try:
+        for reader in (a, b):
+            reader.demands.append(reader.store.waited_keys)
+            await reader.start(set(range(PARTITIONS)))
+        await until(lambda: (a.caught_up.is_set() and b.caught_up.is_set() and bool(a.owned)
+                             and bool(b.owned) and not a.owned & b.owned), 20,
+                    "both readers to own a share and catch up")
+        partition = min(b.owned)
+        request_id = next(i for i in (f"waited-{n}" for n in range(1000))
+                          if a.routes.partition_of(i) == partition)
+        owned_id = next(i for i in (f"here-{n}" for n in range(1000))
+                        if a.routes.partition_of(i) in a.owned)
+        await a.expect(scoped("", owned_id))
+        assert not a.borrowed, "a partition of its own share is never borrowed"
+
+        read_before = a.records
+        await a.expect(scoped("", request_id))
+        waiter = a.store.waiter(scoped("", request_id))
+        producer = AIOKafkaProducer(bootstrap_servers=dep.bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(dep.topics.results, result(request_id),
+                                         partition=partition)
+        finally:
+            await producer.stop()
+        assert orjson.loads(await asyncio.wait_for(waiter, 20))["id"] == request_id
+        assert a.borrowed == {partition}
+        assert a.records - read_before == 1, "read the one result, not the window's 20 too"
+
+        # GET of an id of the past on that partition: read again, from the window.
+        assert await a.complete(partition)
+        earlier = {i for i in past if i.startswith(f"past-{partition}-")}
+        assert all(a.store.get(scoped("", i)) is not None for i in earlier)
+        a.store.drop_waiter(scoped("", request_id), waiter)
+    finally:
+        await asyncio.gather(a.stop(), b.stop())

@@ -116,6 +116,37 @@ async def test_any_replica_answers_for_an_id_another_accepted(deployment: Deploy
                 answered.append((accepted_by, doc))
             assert {p for p, _ in answered} == set(by_port), "round robin reached both"
 
+            # A client id on one of B's partitions, waited for on A: A reads that partition
+            # from where it ended before the publish, that one result and not B's earlier
+            # ones there (five of them; from the recovery window A would read six).
+            on_b = {min(shares[port(b)])}
+            for i in range(5):
+                r = await http.post(f"{b.base_url}/v1/calculations?wait=20",
+                                    json={"id": id_on(where, on_b, "earlier"), "op": "sum",
+                                          "data": [i, 1]})
+                assert r.status_code == 200, r.text
+            metrics = (await http.get(f"{a.base_url}/metrics")).text
+            assert _metric(metrics, "calcstream_api_reply_partitions{api=",
+                           'role="borrowed"') == 0
+            read_before = _metric(metrics, "calcstream_api_result_records_total{", "api=")
+            r = await http.post(f"{a.base_url}/v1/calculations?wait=20",
+                                json={"id": id_on(where, on_b, "waited"), "op": "sum",
+                                      "data": [20, 1]})
+            assert r.status_code == 200 and r.json()["result"] == 21, r.text
+            metrics = (await http.get(f"{a.base_url}/metrics")).text
+            assert _metric(metrics, "calcstream_api_result_records_total{", "api=") \
+                == read_before + 1
+            # The same for a WebSocket submit, whose watch begins once the broker acked it.
+            async with connect(a.base_url.replace("http", "ws") + "/v1/ws") as ws:
+                await ws.send(orjson.dumps({"type": "submit", "request": {
+                    "id": id_on(where, on_b, "socket"), "op": "sum", "data": [30, 1]}}).decode())
+                assert orjson.loads(await ws.recv())["type"] == "accepted"
+                message = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+            assert message["type"] == "result" and message["result"] == 31, message
+            metrics = (await http.get(f"{a.base_url}/metrics")).text
+            assert _metric(metrics, "calcstream_api_result_records_total{", "api=") \
+                == read_before + 2
+
             # ... and the other replica answers GET for each of them.
             for accepted_by, doc in answered:
                 other = next(r for p, r in by_port.items() if p != accepted_by)
