@@ -1,0 +1,154 @@
+"""``python -m bench.tools.waited_elsewhere``: what a ``?wait=`` costs when its client id's
+result goes to a partition another replica owns.
+
+Two API replicas share a reply topic of 12 partitions that already holds ``--fill`` results
+(an outside producer's requests, computed by one worker, within the recovery window). Then, one
+at a time, ``--trials`` submits with ``?wait=30`` and a client id go to replica A: ids whose
+partition B owns (A has to borrow it) alternating with ids on A's own share. For each, the round
+trip and the reply-topic records A read meanwhile (``calcstream_api_result_records_total``);
+before the next, A's borrowed partitions must be back to none. Prints both kinds side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+from aiokafka import AIOKafkaProducer
+
+from bench.harness.procs import HOST, Child, free_port
+from bench.harness.stack import CalcstreamStack, entry_point
+from bench.tools.reply_routing import (
+    JSON_HEADERS,
+    PARTITIONS,
+    end_offsets,
+    metric,
+    ready,
+    shared,
+)
+from producer_api.routing import ReplyRoutes
+from schemas.topics import REQUESTS, RESULTS
+
+_OWNED = re.compile(r"reply partitions owned \[([0-9, ]*)\]")
+
+
+def owned(child: Child) -> set[int]:
+    """The share a replica last logged."""
+    assert child.log_path is not None
+    found = _OWNED.findall(child.log_path.read_text(errors="replace"))
+    return {int(p) for p in found[-1].split(",") if p.strip()} if found else set()
+
+
+async def fill(bootstrap: str, count: int) -> None:
+    """``count`` requests keyed by id straight to the request topic; returns once all their
+    results are on the reply topic."""
+    before = await end_offsets(bootstrap, RESULTS)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
+    await producer.start()
+    try:
+        prefix = uuid.uuid4().hex[:8]
+        acks = []
+        for i in range(count):
+            rid = f"fill-{prefix}-{i}"
+            acks.append(await producer.send(
+                REQUESTS, f'{{"id":"{rid}","op":"sum","data":[{i % 97},1]}}'.encode(),
+                key=rid.encode()))
+        await asyncio.gather(*acks)
+    finally:
+        await producer.stop()
+    deadline = time.monotonic() + 600
+    while await end_offsets(bootstrap, RESULTS) - before < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{count} results not computed in 600 s")
+        await asyncio.sleep(0.5)
+
+
+async def quiet(session: aiohttp.ClientSession, url: str, limit_s: float = 120.0) -> None:
+    """Wait until the replica reads no more records and borrows no partition."""
+    deadline = time.monotonic() + limit_s
+    last = -1.0
+    while time.monotonic() < deadline:
+        read = await metric(session, url, "calcstream_api_result_records_total")
+        borrowed = await metric(session, url, "calcstream_api_reply_partitions",
+                                'role="borrowed"')
+        if read == last and borrowed == 0:
+            return
+        last = read
+        await asyncio.sleep(0.3)
+    raise TimeoutError(f"{url} still reading after {limit_s} s")
+
+
+async def main() -> None:
+    """Start the stack and two replicas, fill the reply topic, time the trials."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fill", type=int, default=120_000,
+                        help="results on the reply topic before the trials")
+    parser.add_argument("--trials", type=int, default=10, help="submits of each kind")
+    args = parser.parse_args()
+    where = ReplyRoutes(range(PARTITIONS))
+    with tempfile.TemporaryDirectory(prefix="bench-elsewhere-") as tmp:
+        stack = CalcstreamStack(Path(tmp), "elsewhere", with_api=False, partitions=PARTITIONS)
+        children: list[Child] = []
+        try:
+            await stack.start()
+            ports = [free_port() for _ in range(2)]
+            children = [Child(f"api-{i}", [*entry_point("producer_api"), "--host", HOST,
+                                           "--port", str(p)],
+                              stack.env(CALCSTREAM_LOG_LEVEL="INFO"), Path(tmp)).start()
+                        for i, p in enumerate(ports)]
+            a_url, b_url = (f"http://{HOST}:{p}" for p in ports)
+            async with aiohttp.ClientSession() as session:
+                for url in (a_url, b_url):
+                    await ready(session, url)
+                await shared(session, [a_url, b_url])
+                started = time.monotonic()
+                await fill(stack.bootstrap, args.fill)
+                print(f"{args.fill} results on the reply topic in "
+                      f"{time.monotonic() - started:.1f} s", flush=True)
+                await quiet(session, a_url)
+                shares = {"elsewhere": owned(children[1]), "own share": owned(children[0])}
+                print(f"A owns {sorted(shares['own share'])}, B {sorted(shares['elsewhere'])}")
+                rows: dict[str, list[tuple[float, float]]] = {kind: [] for kind in shares}
+                for trial in range(args.trials):
+                    for kind, share in shares.items():
+                        rid = next(i for i in (f"{kind[:3]}-{uuid.uuid4().hex[:8]}"
+                                               for _ in range(10_000))
+                                   if where.partition_of(i) in share)
+                        read_before = await metric(session, a_url,
+                                                   "calcstream_api_result_records_total")
+                        t0 = time.perf_counter()
+                        async with session.post(
+                                f"{a_url}/v1/calculations?wait=30", headers=JSON_HEADERS,
+                                data=f'{{"id":"{rid}","op":"sum","data":[{trial},1]}}') as r:
+                            doc = await r.json()
+                        took = (time.perf_counter() - t0) * 1000
+                        assert r.status == 200 and doc["result"] == trial + 1, doc
+                        read_after = await metric(session, a_url,
+                                                  "calcstream_api_result_records_total")
+                        rows[kind].append((took, read_after - read_before))
+                        await quiet(session, a_url)
+        finally:
+            for child in children:
+                child.stop()
+            stack.stop()
+    print(f"\n{args.fill} results on {PARTITIONS} partitions, 2 replicas, {args.trials} "
+          "submits of each kind to A with ?wait=30 and a client id:\n")
+    print("| client id's partition | round trip ms, median (min-max) "
+          "| records A read, median (min-max) |")
+    print("|---|---|---|")
+    for kind, got in rows.items():
+        ms = [t for t, _ in got]
+        counts = [n for _, n in got]
+        print(f"| {kind} | {statistics.median(ms):.1f} ({min(ms):.1f}-{max(ms):.1f}) "
+              f"| {statistics.median(counts):.0f} ({min(counts):.0f}-{max(counts):.0f}) |")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
