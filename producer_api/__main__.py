@@ -61,6 +61,7 @@ def config(settings: ApiSettings, host: str, port: int, app: FastAPI | None = No
         "log_config": None,
         "access_log": settings.access_log,
         "ws_max_size": settings.ws_max_message_bytes,
+        "ws_per_message_deflate": settings.ws_compression,
         "timeout_graceful_shutdown": 10,
         "timeout_keep_alive": settings.keep_alive_s,
         "server_header": False,

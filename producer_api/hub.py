@@ -24,6 +24,7 @@ watches only new results, it does not replay the store. Replies to the client's 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Iterable
 
@@ -31,6 +32,7 @@ import orjson
 
 from producer_api.stats import ApiStats
 from producer_api.store import ResultStore, key_tenant
+from producer_api.turns import Turns
 from schemas.encoding import is_result_frame, result_to_json
 
 _RESULT_PREFIX = b'{"type":"result",'
@@ -50,6 +52,14 @@ def result_message(value: bytes) -> bytes:
 _WRITTEN: deque[tuple[bytes, bytes]] = deque(maxlen=_WRITTEN_KEPT)
 
 
+def writing_cost(value: bytes) -> int:
+    """Bytes ``result_message`` has to write a result's JSON from: a binary result's size, 0
+    for a JSON document (only prefixed) or a binary result written out lately."""
+    if not is_result_frame(value) or any(seen is value for seen, _ in _WRITTEN):
+        return 0
+    return len(value)
+
+
 def _written_out(frame: bytes) -> bytes:
     """A binary result's JSON document, written once for every socket that takes the same
     result soon after (the hub hands each of them the same bytes object)."""
@@ -64,15 +74,17 @@ def _written_out(frame: bytes) -> bytes:
 class Subscriber:
     """One socket: what it watches and its outbox."""
 
-    __slots__ = ("ids", "all", "tenant", "capacity", "dropped", "_control", "_watched",
-                 "_stream", "_wake")
+    __slots__ = ("ids", "all", "tenant", "capacity", "dropped", "turns", "_control",
+                 "_watched", "_stream", "_wake")
 
-    def __init__(self, capacity: int, tenant: str | None = None) -> None:
+    def __init__(self, capacity: int, tenant: str | None = None,
+                 turns: Turns | None = None) -> None:
         self.ids: set[str] = set()
         self.all = False
         self.tenant = tenant  # whose results its ``all`` stream carries; None: everyone's
         self.capacity = capacity
         self.dropped = 0
+        self.turns = turns  # a large result's JSON is written in its turn (turns.py)
         self._control: deque[bytes] = deque()
         self._watched: deque[bytes] = deque()
         self._stream: deque[bytes] = deque()
@@ -122,14 +134,24 @@ class Subscriber:
             await self._wake.wait()
         out = list(self._control)
         self._control.clear()
-        for _ in range(min(_TAKE_MAX, len(self._watched))):
-            out.append(result_message(self._watched.popleft()))
-        if self.dropped:
-            out.append(orjson.dumps({"type": "dropped", "count": self.dropped}))
-            self.dropped = 0
-        for _ in range(min(_TAKE_MAX, len(self._stream))):
-            out.append(result_message(self._stream.popleft()))
+        watched = [self._watched.popleft() for _ in range(min(_TAKE_MAX, len(self._watched)))]
+        dropped, self.dropped = self.dropped, 0
+        stream = [self._stream.popleft() for _ in range(min(_TAKE_MAX, len(self._stream)))]
+        await self._write_out(watched, out)
+        if dropped:
+            out.append(orjson.dumps({"type": "dropped", "count": dropped}))
+        await self._write_out(stream, out)
         return out
+
+    async def _write_out(self, results: list[bytes], out: list[bytes]) -> None:
+        """Append each result's message to ``out``; large ones written in their turn."""
+        turns = self.turns
+        for value in results:
+            cost = writing_cost(value)
+            if turns is None or not cost:
+                out.append(result_message(value))
+            else:
+                out.append(await turns.run(cost, functools.partial(result_message, value)))
 
 
 class Hub:

@@ -113,19 +113,25 @@ def from_json(body: bytes, max_values: int, now: float, binary: bool = False,
     """A request from the raw JSON body of a submit (or one NDJSON line); with ``binary`` its
     record is a binary frame, else JSON. ``mint`` makes the id of a request without one."""
     if binary and (plain := floatjson.read(body)) is not None:
-        fields, packed = plain
-        try:
-            # Validated as JSON again (a few fields, not the data): pydantic's JSON mode, as
-            # the full parse applies it, not its Python mode, which reads some values otherwise.
-            rest = SubmissionFields.model_validate_json(orjson.dumps(fields))
-        except ValidationError as exc:
-            raise _invalid(exc) from None
-        return _prepare(rest, None, max_values, now, binary, mint, packed)
+        return from_plain(*plain, max_values, now, mint)
     try:
         sub = Submission.model_validate_json(body)
     except ValidationError as exc:
         raise _invalid(exc) from None
     return _prepare(sub, body, max_values, now, binary, mint)
+
+
+def from_plain(fields: dict[str, Any], packed: bytes, max_values: int, now: float,
+               mint: Callable[[], str] = new_id) -> Prepared:
+    """A request read by ``floatjson``: its fields but data, and its data as float64 bytes;
+    its record is a binary frame."""
+    try:
+        # Validated as JSON again (a few fields, not the data): pydantic's JSON mode, as the
+        # full parse applies it, not its Python mode, which reads some values otherwise.
+        rest = SubmissionFields.model_validate_json(orjson.dumps(fields))
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    return _prepare(rest, None, max_values, now, True, mint, packed)
 
 
 def from_object(doc: Any, max_values: int, now: float, where: str = "body",

@@ -187,6 +187,12 @@ class ApiSettings(BrokerSettings):
         default=4 * MiB, ge=1024,
         description="Largest client message; a bigger one closes the socket with 1009.",
     )
+    ws_compression: bool = Field(
+        default=False,
+        description="Offer permessage-deflate to WebSocket clients that ask for it (browsers "
+        "do). Off: compressing runs on the event loop, about 65 ms of CPU per 300x300 result "
+        "(bench/FINDINGS.md 29).",
+    )
     ws_queue_size: int = Field(
         default=10_000, ge=1,
         description="Results of the 'all' stream queued for one socket before the oldest are "

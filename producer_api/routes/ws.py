@@ -47,7 +47,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from core.keys import Scope
 from core.tasks import cancel_and_wait
-from producer_api import intake
+from producer_api import floatjson, intake
 from producer_api.acceptance import Outcome
 from producer_api.auth import OPEN, Principal, authenticate
 from producer_api.deps import Services, ServicesDep
@@ -73,7 +73,8 @@ class _Session:
         self.services = services
         self.settings = services.settings
         self.principal = principal  # None until the socket's first message authenticates it
-        self.sub = Subscriber(self.settings.ws_queue_size, _stream_tenant(principal))
+        self.sub = Subscriber(self.settings.ws_queue_size, _stream_tenant(principal),
+                              services.turns)
         self.submits = asyncio.Semaphore(self.settings.ws_submits_in_flight)
         self.tasks: set[asyncio.Task[None]] = set()
         self.close_code: int | None = None
@@ -89,8 +90,14 @@ class _Session:
         self.reply({"type": "error", **exc.body()}, ref)
 
     async def handle(self, text: str | bytes) -> None:
+        turns = self.services.turns
+        plain = None  # a plain submit: its data read straight into float64 (floatjson.py)
+        if self.settings.publish_binary and len(text) >= floatjson.SMALLEST:
+            raw = text.encode() if isinstance(text, str) else text
+            plain = await turns.run(len(raw), lambda: floatjson.read_message(raw, "request"))
         try:
-            doc = orjson.loads(text)
+            doc = (plain[0] if plain is not None
+                   else await turns.run(len(text), lambda: orjson.loads(text)))
         except orjson.JSONDecodeError as exc:
             self.error(InvalidRequest.of("message", f"not valid JSON: {exc}"), None)
             return
@@ -115,10 +122,14 @@ class _Session:
                 principal.require(Scope.SUBMIT)
                 if self.services.quotas is not None:
                     self.services.quotas.take(principal.tenant)
-                item = intake.from_object(doc.get("request"), self.settings.max_array_length,
-                                          time.time(), where="request",
-                                          binary=self.settings.publish_binary,
-                                          mint=self.services.reader.routes.mint)
+                mint = self.services.reader.routes.mint
+                if plain is not None:
+                    item = intake.from_plain(plain[1], plain[2], self.settings.max_array_length,
+                                             time.time(), mint)
+                else:
+                    item = await turns.run(len(text), lambda: intake.from_object(
+                        doc.get("request"), self.settings.max_array_length, time.time(),
+                        where="request", binary=self.settings.publish_binary, mint=mint))
                 await self.submits.acquire()
                 task = asyncio.get_running_loop().create_task(
                     self._submit(item, ref, from_message(doc, self.trace)))

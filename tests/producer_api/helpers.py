@@ -1,4 +1,5 @@
-"""Helpers shared by the API tests: example requests and waiting for results."""
+"""Helpers shared by the API tests: example requests, waiting for results, counting passes of
+the event loop."""
 
 from __future__ import annotations
 
@@ -68,3 +69,16 @@ async def submit_and_wait(client: httpx.AsyncClient, body: dict[str, Any],
     assert response.status_code == 200, response.text
     doc: dict[str, Any] = response.json()
     return doc
+
+
+class Passes:
+    """Counts passes of the event loop: a callback that schedules itself runs once per pass."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.loop = asyncio.get_running_loop()
+        self.loop.call_soon(self._tick)
+
+    def _tick(self) -> None:
+        self.count += 1
+        self.loop.call_soon(self._tick)

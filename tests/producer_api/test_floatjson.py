@@ -1,5 +1,6 @@
 """A JSON body's data read straight into float64: the same records and the same errors as the
-full parse, and the full parse for every body that is not the plain case (no broker)."""
+full parse, and the full parse for every body that is not the plain case; the same for a
+WebSocket ``submit`` message's request (no broker)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from producer_api import floatjson
 from producer_api.errors import InvalidRequest
-from producer_api.intake import Prepared, from_json
+from producer_api.intake import Prepared, from_json, from_object, from_plain
 
 NOW = 1_700_000_000.5
 PAD = " " * floatjson.SMALLEST
@@ -33,7 +34,12 @@ def record(body: bytes, plain: bool) -> Prepared | InvalidRequest:
 def same(body: bytes) -> Prepared | InvalidRequest:
     """The outcome of ``body``, the same both ways (records byte for byte, errors field for
     field)."""
-    plain, full = record(body, True), record(body, False)
+    return alike(record(body, True), record(body, False))
+
+
+def alike(plain: Prepared | InvalidRequest, full: Prepared | InvalidRequest
+          ) -> Prepared | InvalidRequest:
+    """``full``, once ``plain`` is found to be the same outcome."""
     if isinstance(full, InvalidRequest):
         assert isinstance(plain, InvalidRequest), plain
         assert plain.fields == full.fields
@@ -120,3 +126,47 @@ def test_any_numbers_read_as_the_full_parse_reads_them(values: list[float], op: 
     body = orjson.dumps({"op": op, "data": values}) + PAD.encode()
     result = same(body)
     assert isinstance(result, Prepared)
+
+
+def submit_message(request: str) -> bytes:
+    """A WebSocket ``submit`` message carrying ``request``, past the plain reading's size."""
+    return ('{"type": "submit", "ref": 7, "traceparent": "00-ab-cd-01", "request": '
+            + request + "}" + PAD).encode()
+
+
+def from_message(message: bytes, plain: bool) -> Prepared | InvalidRequest:
+    """What the API makes of a submit message's request, the plain way or the full way (the
+    whole message parsed, then the request validated as a Python value)."""
+    try:
+        if plain:
+            read = floatjson.read_message(message, "request")
+            assert read is not None
+            outer, fields, packed = read
+            assert outer == {"type": "submit", "ref": 7, "traceparent": "00-ab-cd-01"}
+            return from_plain(fields, packed, 1_000, NOW, mint=lambda: "minted")
+        return from_object(orjson.loads(message)["request"], 1_000, NOW, where="request",
+                           binary=True, mint=lambda: "minted")
+    except InvalidRequest as exc:
+        return exc
+
+
+@pytest.mark.parametrize("text", PLAIN)
+def test_a_plain_submit_message_is_read_apart_with_the_same_outcome(text: str) -> None:
+    message = submit_message(text)
+    alike(from_message(message, True), from_message(message, False))
+
+
+@pytest.mark.parametrize("text", [*FULL, '"not an object"', "null"])
+def test_any_other_submit_message_takes_the_full_parse(text: str) -> None:
+    assert floatjson.read_message(submit_message(text), "request") is None
+
+
+@pytest.mark.parametrize("message", [
+    '{"type": "submit", "request": {"op": "sum", "data": [1.0]}, "request": {"op": "max"}}',
+    '{"type": "subscribe", "ids": ["a", "b"]}',
+    '{"type": "submit", "ids": ["a"], "request": {"op": "sum", "data": 1}}',
+    '{"type": "submit", "req": {"op": "sum", "data": [1.0]}}',
+    '[{"type": "submit", "request": {"op": "sum", "data": [1.0]}}]',
+])
+def test_a_message_that_is_not_a_plain_submit_takes_the_full_parse(message: str) -> None:
+    assert floatjson.read_message((message + PAD).encode(), "request") is None

@@ -9,7 +9,9 @@ import pytest
 from producer_api import hub as hub_module
 from producer_api.hub import Hub, Subscriber, result_message
 from producer_api.store import ResultStore
+from producer_api.turns import Turns
 from schemas.encoding import result_frame
+from tests.producer_api.helpers import Passes
 
 
 def doc(i: int) -> bytes:
@@ -104,3 +106,33 @@ def test_a_binary_result_is_written_out_once_for_the_sockets_that_take_it(
     # An equal frame that is another object (another record) is written out again.
     result_message(bytes(bytearray(first)))
     assert len(written) == 3
+
+
+async def test_large_binary_results_are_written_out_in_turns(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each large frame's JSON is written in its own pass of the event loop (turns.py), and one
+    # written out lately for another socket is not written again, nor waits for a turn.
+    passes, written = Passes(), []
+    real = hub_module.result_to_json
+
+    def noting(frame: bytes) -> bytes:
+        written.append((frame, passes.count))
+        return real(frame)
+    monkeypatch.setattr(hub_module, "result_to_json", noting)
+    frames = [result_frame(orjson.dumps({"id": f"w{i}", "status": "ok"}), np.full(500, i))
+              for i in range(3)]
+    sub = Subscriber(10, turns=Turns(large_bytes=1_000))
+    for value in frames:
+        sub.offer_watched(value)
+    sub.offer_stream(doc(7))  # a JSON result: only prefixed
+    got = decode(await sub.take())
+    assert [m["id"] for m in got] == ["w0", "w1", "w2", "r7"]
+    assert [f for f, _ in written] == frames
+    when = [n for _, n in written]
+    assert when == sorted(when) and len(set(when)) == 3, when
+
+    other = Subscriber(10, turns=Turns(large_bytes=1_000))
+    other.offer_watched(frames[2])
+    before = passes.count
+    assert decode(await other.take())[0]["id"] == "w2"
+    assert passes.count == before and len(written) == 3

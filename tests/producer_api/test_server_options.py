@@ -21,3 +21,10 @@ def test_an_idle_connection_outlives_the_clients_keep_alive() -> None:
 
 def test_the_keep_alive_is_a_setting() -> None:
     assert config(ApiSettings(keep_alive_s=3), "127.0.0.1", free_port()).timeout_keep_alive == 3
+
+
+def test_websocket_compression_is_off_unless_asked_for() -> None:
+    # Compressing runs on the event loop (bench/FINDINGS.md 29): off, whatever a client offers.
+    assert config(ApiSettings(), "127.0.0.1", free_port()).ws_per_message_deflate is False
+    assert config(ApiSettings(ws_compression=True), "127.0.0.1",
+                  free_port()).ws_per_message_deflate is True

@@ -5,19 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from producer_api.turns import Turns
-
-
-class Passes:
-    """Counts passes of the event loop: a callback that schedules itself runs once per pass."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.loop = asyncio.get_running_loop()
-        self.loop.call_soon(self._tick)
-
-    def _tick(self) -> None:
-        self.count += 1
-        self.loop.call_soon(self._tick)
+from tests.producer_api.helpers import Passes
 
 
 async def test_large_steps_that_are_ready_together_run_in_different_passes() -> None:

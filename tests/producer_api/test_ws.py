@@ -114,6 +114,32 @@ async def test_submit_over_the_socket(api: ApiStack) -> None:
         assert (await receive(ws))["error"]["code"] == "id_conflict"
 
 
+async def test_a_client_that_offers_compression_gets_none(api: ApiStack) -> None:
+    async with connect(api.ws_url, compression="deflate") as ws:
+        assert ws.response is not None
+        assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
+        await send(ws, {"type": "subscribe", "ids": ["x"]})
+        assert (await receive(ws))["type"] == "subscribed"
+
+
+async def test_a_large_submit_over_the_socket_is_read_and_answered_whole(api: ApiStack) -> None:
+    # Past floatjson.SMALLEST, a plain request's data is read straight into float64; one that
+    # is not plain (a value that is not a number) takes the full parse and its error.
+    values = np.random.default_rng(9).standard_normal(2_000)
+    async with connect(api.ws_url) as ws:
+        await ws.send((b'{"type": "submit", "ref": "big", "request": '
+                       + orjson.dumps({"op": "sum", "data": values},
+                                      option=orjson.OPT_SERIALIZE_NUMPY) + b"}").decode())
+        accepted = await receive(ws)
+        assert accepted["type"] == "accepted" and accepted["ref"] == "big", accepted
+        result = await receive_result(ws, accepted["id"])
+        assert result["result"] == pytest.approx(float(values.sum()), rel=1e-12)
+        await send(ws, {"type": "submit", "ref": "bad",
+                        "request": {"op": "sum", "data": [*values[:-1].tolist(), "x"]}})
+        error = await receive(ws)
+        assert error["ref"] == "bad" and error["error"]["fields"][0]["field"] == "data.1999"
+
+
 @pytest.mark.parametrize(("message", "field"), [
     ("not json", "message"),
     ("[1, 2]", "message"),
