@@ -29,11 +29,11 @@ its partition, not every replica.
   the window as soon as someone here asks about an id of the past there.
 - *Partitions move.* When the group takes a partition from this replica, its position is
   kept; if someone here still waits for an id there, the borrower reads on from that position,
-  so nothing written meanwhile is missed. A partition this replica gains is read from the
-  recovery window (or from its own kept position, when it had it before), and ``GET`` for its
-  ids waits until that read reached where the partition ended. A replica that is killed takes
-  its waiters with it; their clients retry elsewhere, and the replica they reach owns or
-  borrows the partition, as above.
+  so nothing written meanwhile is missed. A partition this replica gains, or borrows, is read
+  from the recovery window, or from its own kept position when it had it before and that is
+  newer, and ``GET`` for its ids waits until that read reached where the partition ended. A
+  replica that is killed takes its waiters with it; their clients retry elsewhere, and the
+  replica they reach owns or borrows the partition, as above.
 
 Off (``reply_routing=false``) every replica assigns itself every partition, as before.
 
@@ -392,11 +392,12 @@ class ResultReader:
         # The ends first: a partition with nothing recent is read from its end as it was
         # before the lookup, so a result written meanwhile is read, not skipped.
         ends = await consumer.end_offsets(tps)
-        recent = [tp for tp in tps if tp.partition not in self._handoff]
+        window = await self._window(consumer, tps, ends, time.time() - self.settings.recover_s)
         for tp in tps:
-            if tp.partition in self._handoff:
-                consumer.seek(tp, self._handoff[tp.partition])
-        await self._seek_recent(consumer, recent, ends, time.time() - self.settings.recover_s)
+            # Where this replica left it, unless that is older than the window (a partition
+            # owned before the last rebalance, hours ago): nothing to keep there.
+            left = self._handoff.get(tp.partition)
+            consumer.seek(tp, window[tp] if left is None else max(left, window[tp]))
         for tp in tps:
             if ends[tp] > 0:
                 feed.targets[tp] = ends[tp]
@@ -404,22 +405,20 @@ class ResultReader:
                 feed.complete.add(tp.partition)
         await self._progress(feed)
 
-    async def _seek_recent(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition],
-                           ends: dict[TopicPartition, int], since: float) -> None:
-        if not tps:
-            return
+    async def _window(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition],
+                      ends: dict[TopicPartition, int], since: float) -> dict[TopicPartition, int]:
+        """The first offset of each partition newer than ``since`` (its end when there is
+        none); 0, read as the beginning, when the broker cannot say."""
         try:
             found = await consumer.offsets_for_times({tp: int(since * 1000) for tp in tps})
         except KafkaError as exc:
             logger.warning("offsets_for_times failed (%s); reading the reply topic from the "
                            "beginning", exc)
-            await consumer.seek_to_beginning(*tps)
-            return
-        for tp in tps:
-            hit = found.get(tp)
-            consumer.seek(tp, ends[tp] if hit is None else hit.offset)  # None: what comes next
-        logger.debug("reading reply partitions from %s", {
-            tp.partition: (h.offset if h else "end") for tp, h in found.items()})
+            return dict.fromkeys(tps, 0)  # out of range: the consumer resets to the earliest
+        window = {tp: ends[tp] if found.get(tp) is None else found[tp].offset for tp in tps}
+        logger.debug("reading reply partitions from %s",
+                     {tp.partition: offset for tp, offset in window.items()})
+        return window
 
     async def _read(self, feed: _Feed) -> None:
         try:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Callable
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from core.admin import wait_for_broker
 from core.kafka import EmbeddedKafka
@@ -271,5 +272,51 @@ async def test_a_wait_for_a_request_published_here_reads_its_borrowed_partition_
         earlier = {i for i in past if i.startswith(f"past-{partition}-")}
         assert all(a.store.get(scoped("", i)) is not None for i in earlier)
         a.store.drop_waiter(scoped("", request_id), waiter)
+    finally:
+        await asyncio.gather(a.stop(), b.stop())
+
+
+async def test_a_partition_owned_before_the_last_rebalance_is_borrowed_from_the_window(
+        kafka_bootstrap: str) -> None:
+    # A owned every partition until B joined, and kept where it left each. Results written
+    # since to one of B's partitions are older than the recovery window but one: borrowed for
+    # a GET, the partition is read from the window, not from where A left it.
+    dep = routed_deployment(kafka_bootstrap, "handoff")
+    await create_topics(dep.bootstrap, dep.topics.all(), PARTITIONS)
+    settings = api_settings(dep)
+    a, b = (ResultReader(settings, ResultStore(10_000, 1 << 24, 600.0)) for _ in range(2))
+    try:
+        await a.start(set(range(PARTITIONS)))
+        await until(lambda: a.caught_up.is_set() and len(a.owned) == PARTITIONS, 20,
+                    "A to own every partition")
+        await b.start(set(range(PARTITIONS)))
+        await until(lambda: bool(a.owned) and bool(b.owned) and not a.owned & b.owned
+                    and len(a.owned | b.owned) == PARTITIONS, 20, "A and B to share")
+        partition = min(b.owned)
+        old_ms = int((time.time() - 2 * settings.recover_s) * 1000)
+        producer = AIOKafkaProducer(bootstrap_servers=dep.bootstrap, acks="all")
+        await producer.start()
+        try:
+            for i in range(40):
+                await producer.send_and_wait(dep.topics.results, result(f"old-{i}"),
+                                             partition=partition, timestamp_ms=old_ms)
+            await producer.send_and_wait(dep.topics.results, result("recent"),
+                                         partition=partition)
+        finally:
+            await producer.stop()
+
+        borrower = a._borrower  # noqa: SLF001 - where the borrow starts is what is tested
+        assert borrower is not None
+        seeks: list[tuple[int, int]] = []
+        seek = borrower.consumer.seek
+
+        def noting(tp: TopicPartition, offset: int) -> None:
+            seeks.append((tp.partition, offset))
+            seek(tp, offset)
+        borrower.consumer.seek = noting
+        assert await a.complete(partition)
+        assert a.store.get(scoped("", "recent")) is not None
+        assert a.store.get(scoped("", "old-0")) is None
+        assert (partition, 40) in seeks and (partition, 0) not in seeks, seeks
     finally:
         await asyncio.gather(a.stop(), b.stop())
