@@ -30,7 +30,8 @@ Results of watched ids are never dropped; the ``all`` stream drops its oldest re
 slow reader and says how many. A message over ``ws_max_message_bytes`` closes the socket with
 1009; a client that does not read even the replies to its own messages is closed with 1008
 (see ``producer_api.hub``). Handshakes from a foreign Origin or beyond ``ws_max_connections``
-are refused before they get here (``producer_api.admission``).
+are refused before they get here (``producer_api.admission``). Messages are not compressed:
+permessage-deflate is declined unless ``ws_compression`` is on (it would run on the event loop).
 """
 
 from __future__ import annotations
