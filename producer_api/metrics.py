@@ -103,7 +103,8 @@ class ApiCollector(Collector):
                     "WebSocket connections subscribed to every result.",
                     services.hub.streaming, labels)
         yield counter("calcstream_api_result_records",
-                      "Records read from the reply topic (new, duplicate or malformed).",
+                      "Records read from the reply topic (new, duplicate, malformed, or older than "
+                      "the recovery window and skipped).",
                       reader.records, labels)
         yield counter("calcstream_api_result_duplicates",
                       "Results for an id that already had one (at-least-once redeliveries).",

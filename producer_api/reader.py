@@ -430,6 +430,7 @@ class ResultReader:
         window_ms = self.settings.recover_s * 1000
         live_from = feed.live_from_ms
         for tp, records in fetched.items():
+            self.records += len(records)
             live_ms = live_from.get(tp.partition, 0.0)
             recover_from_ms = live_ms - window_ms
             for record in records:
@@ -458,7 +459,6 @@ class ResultReader:
             self._progressed()
 
     def _handle(self, value: bytes | None, live: bool = True, tenant: str = "") -> None:
-        self.records += 1
         try:
             # A binary result's metadata is all that is read of it: the values are relayed.
             doc: Any = (result_meta(value)[0] if is_result_frame(value)
