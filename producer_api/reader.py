@@ -191,7 +191,7 @@ class ResultReader:
     async def stop(self) -> None:
         """Stop reading, leave the group and close the consumers; safe to call twice."""
         tasks, self._tasks = self._tasks, []
-        await cancel_and_wait(*tasks)
+        await cancel_and_wait(*tasks, *list(self._ends.values()))  # the lookups of ``expect``
         for feed in (self._share, self._borrower):
             if feed is not None:
                 await _stop_consumer(feed.consumer)
