@@ -9,7 +9,6 @@ import dataclasses
 import logging
 import os
 import shlex
-import signal
 import sys
 import tempfile
 import time
@@ -19,7 +18,7 @@ from typing import Any
 import orjson
 
 from bench import runner
-from bench.harness import launch, stack, wrk
+from bench.harness import launch, procs, stack, wrk
 from bench.harness.config import Plan
 from bench.harness.targets import PEERS
 from bench.report import render
@@ -76,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = dataclasses.replace(plan, peers=tuple(args.peers))
     if args.bulk_items:
         plan = dataclasses.replace(plan, bulk_items=args.bulk_items)
-    # SIGTERM ends the run like Ctrl-C: the atexit hooks then stop every child process.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    procs.exit_on_sigterm()  # SIGTERM ends the run like Ctrl-C: atexit stops every child
     only = tuple(args.only or runner.WORKLOADS)
     if set(only) & runner.NEEDS_WRK and not wrk.available():
         parser.error(f"{', '.join(sorted(set(only) & runner.NEEDS_WRK))} need Debian's wrk "

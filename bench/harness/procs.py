@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +51,16 @@ def _kill_leftovers() -> None:
             child.proc.kill()
 
 
+def exit_on_sigterm() -> None:
+    """Make SIGTERM end this process like Ctrl-C, so that the atexit hooks stop the servers it
+    started (Python's default for SIGTERM runs none, and they live in sessions of their own):
+    a tool stopped by ``timeout`` or ``kill`` leaves nothing behind. Only where SIGTERM has no
+    handler yet, and only from the main thread."""
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 class Child:
     """One subprocess with its log file; ``stop()`` is safe to call twice."""
 
@@ -70,6 +81,7 @@ class Child:
 
     def start(self) -> Child:
         """Spawn the process in its own session (so a stray signal to ours does not reach it)."""
+        exit_on_sigterm()
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=out,

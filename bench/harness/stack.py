@@ -20,7 +20,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.harness import launch
-from bench.harness.procs import HOST, Child, free_port
+from bench.harness.procs import HOST, Child, exit_on_sigterm, free_port
 from core.admin import ensure_topics, wait_for_broker
 from core.kafka import EmbeddedKafka
 from core.settings import BrokerSettings
@@ -66,6 +66,7 @@ class CalcstreamStack:
         # Its data (and its own log, logs/server.log) beside the other processes' logs.
         self.broker = EmbeddedKafka(free_port(), data_dir=log_dir / f"{name}-kafka")
         atexit.register(self.broker.kill)
+        exit_on_sigterm()
         self.api_port = free_port()
         self.metrics_ports = [free_port() for _ in range(workers)]
         self.children: list[Child] = []

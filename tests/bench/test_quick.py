@@ -164,3 +164,36 @@ async def test_until_idle_waits_for_a_busy_descendant(tmp_path: Path) -> None:
     finally:
         os.killpg(parent.pid, signal.SIGKILL)
         await parent.wait()
+
+
+STARTER = """
+import time
+from bench.harness.procs import Child
+child = Child("sleeper", ["sleep", "600"]).start()
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def ended(pid: int) -> bool:
+    """The process is gone, or a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def test_a_script_stopped_by_sigterm_stops_the_servers_it_started() -> None:
+    # Such as a tool run under `timeout`: Python's default for SIGTERM runs no exit hooks,
+    # and the children live in sessions of their own.
+    script = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", STARTER, stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(procs.ROOT)})
+    assert script.stdout is not None
+    child = int(await asyncio.wait_for(script.stdout.readline(), 30))
+    assert not ended(child)
+    script.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(script.wait(), 30) == 143
+    async with asyncio.timeout(10):
+        while not ended(child):  # noqa: ASYNC110 - nothing announces a stranger's exit
+            await asyncio.sleep(0.05)
