@@ -33,6 +33,8 @@ def read_message(message: bytes, key: str) -> tuple[dict[str, Any], dict[str, An
     """A message that carries a submission under ``key`` (a WebSocket ``submit``), read the
     same way: the message's other fields, the submission's fields but ``data``, and its data;
     None unless both the message and the submission are the plain case."""
+    if b'"%s"' % key.encode() not in message:
+        return None  # another kind of message (a long subscribe): not parsed twice
     doc = _parsed(message)
     if doc is None:
         return None

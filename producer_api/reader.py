@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -144,7 +143,6 @@ class ResultReader:
         self._expected: dict[str, tuple[int, float]] = {}  # store key → (offset its result
         # comes after, when noted (monotonic)): requests published here that someone waits for
         self._started: dict[int, int] = {}  # borrowed partitions read from such an offset
-        self._ends: dict[int, asyncio.Future[int]] = {}  # end offsets being asked for
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
 
@@ -191,7 +189,7 @@ class ResultReader:
     async def stop(self) -> None:
         """Stop reading, leave the group and close the consumers; safe to call twice."""
         tasks, self._tasks = self._tasks, []
-        await cancel_and_wait(*tasks, *list(self._ends.values()))  # the lookups of ``expect``
+        await cancel_and_wait(*tasks)
         for feed in (self._share, self._borrower):
             if feed is not None:
                 await _stop_consumer(feed.consumer)
@@ -231,25 +229,12 @@ class ResultReader:
             if start is not None:  # read on from there; an earlier offset is as good
                 self._expected[key] = (start, time.monotonic())
             return
-        ending = self._ends.get(partition)
-        if ending is None:  # one ListOffsets for every submit that asks meanwhile
-            ending = asyncio.ensure_future(self._end_of(self._borrower, partition))
-            self._ends[partition] = ending
-            ending.add_done_callback(functools.partial(self._ended, partition))
+        tp = TopicPartition(self.settings.results_topic, partition)
         with contextlib.suppress(KafkaError, TimeoutError):
             async with asyncio.timeout(self.settings.publish_timeout_s):
-                end = await asyncio.shield(ending)
+                end = (await self._borrower.consumer.end_offsets([tp]))[tp]
             self._expected[key] = (end, time.monotonic())
             self._wake.set()  # the borrower runs after the caller registered its wait
-
-    async def _end_of(self, feed: _Feed, partition: int) -> int:
-        tp = TopicPartition(self.settings.results_topic, partition)
-        return int((await feed.consumer.end_offsets([tp]))[tp])
-
-    def _ended(self, partition: int, ending: asyncio.Future[int]) -> None:
-        self._ends.pop(partition, None)
-        if not ending.cancelled():
-            ending.exception()  # retrieved: every submit that asked may have given up
 
     def _is_complete(self, partition: int) -> bool:
         return any(feed is not None and partition in feed.complete

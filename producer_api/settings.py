@@ -190,8 +190,8 @@ class ApiSettings(BrokerSettings):
     ws_compression: bool = Field(
         default=False,
         description="Offer permessage-deflate to WebSocket clients that ask for it (browsers "
-        "do). Off: compressing runs on the event loop, about 65 ms of CPU per 300x300 result "
-        "(bench/FINDINGS.md 29).",
+        "do). Off: compressing runs on the event loop; a socket taking 300x300 results cost the "
+        "API 81.6 ms of CPU per result with it, 17.1 without (bench/FINDINGS.md 29).",
     )
     ws_queue_size: int = Field(
         default=10_000, ge=1,
