@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,7 +98,8 @@ class Acceptor:
 
     def __init__(self, store: ResultStore, publisher: Publisher, max_errors: int,
                  routes: ReplyRoutes | None = None, binary_results: bool = False,
-                 expect: Callable[[str], Awaitable[None]] | None = None) -> None:
+                 expect: Callable[[str], Awaitable[None]] | None = None,
+                 waiting: Callable[[Iterable[str]], None] | None = None) -> None:
         self.store = store
         self.publisher = publisher
         self.max_errors = max_errors
@@ -106,15 +107,22 @@ class Acceptor:
         self.expect = expect
         """Told the store key of each new request whose result will be waited for here, before
         it is published (``ResultReader.expect``)."""
+        self.waiting = waiting
+        """Told the store key of an id published earlier whose result is now waited for here
+        (``ResultReader.waiting_for``)."""
         self.binary_results = binary_results
         """Ask the worker for every array result as a binary frame, whatever the client
         wants: the API writes a result's JSON itself when a client wants JSON."""
 
     async def accept(self, item: Prepared, wait: float = 0.0, tenant: str = "",
-                     trace: Sequence[tuple[str, bytes]] = (), watched: bool = False) -> Outcome:
+                     trace: Sequence[tuple[str, bytes]] = (), watched: bool = False,
+                     locate: Callable[[str, str], Awaitable[bytes | None]] | None = None,
+                     ) -> Outcome:
         """Publish (unless the tenant's id is known), with the submit's ``trace`` headers,
         then wait up to ``wait`` s for the result; ``watched``: the caller watches for it
-        once this returns (a WebSocket submit)."""
+        once this returns (a WebSocket submit). ``locate`` (store key, id): asked before
+        waiting for an id published earlier that has no result here (``usecase.recall``):
+        its result, if found elsewhere."""
         key = scoped(tenant, item.id)
         entry = self.store.get(key)
         if entry is not None:
@@ -122,8 +130,13 @@ class Acceptor:
             if entry.state == PUBLISHING and not await self._acked_elsewhere(entry):
                 raise Unavailable("an earlier submit of this id was not acknowledged; retry")
             result = entry.result
+            if result is None and (wait > 0 or watched) and locate is not None:
+                result = await locate(key, item.id) or entry.result
             if result is None and wait > 0:
-                result = await self._wait(key, self.store.waiter(key), wait)
+                pending = self.store.waiter(key)
+                if self.waiting is not None:
+                    self.waiting((key,))
+                result = await self._wait(key, pending, wait)
             return Outcome(item.id, result, True)
         entry = self.store.reserve(key, item.op, item.fingerprint)
         waiter = None

@@ -64,7 +64,8 @@ class SubmitFastPath:
             body = await _read(scope, receive, services.settings.max_body_bytes,
                                services.settings.body_timeout_s)
             answer = await submit_one(services, body, wait, principal.tenant, ctype, query,
-                                      carried(scope["headers"]), wanted(_header(scope, b"accept")))
+                                      carried(scope["headers"]), wanted(_header(scope, b"accept")),
+                                      _header(scope, b"authorization"))
         except ApiError as exc:
             self.intake.reject(exc)
             await send_raw(send, exc.status, exc.body_bytes(), self._error_headers(exc))

@@ -27,6 +27,13 @@ that is out of date (a rebalance in between) costs at most one extra hop, after 
 receiving replica borrows. If the owner cannot be reached, or answers with a server error
 other than 503, the replica borrows the partition itself, as without forwarding.
 
+To a forwarded request for an id it has no result for (404, or ``queued``), the replica asked
+adds ``x-calcstream-read-to``: the offset up to which it has read the id's partition into its
+store, when it has read the partition whole and forgotten none of the recovery window's
+results. The result, if it comes, is at that offset or later: a WebSocket watch or a ``?wait=``
+re-post on the asking replica borrows the partition from there (``usecase.recall``). The
+header is not relayed to clients.
+
 The map comes from whoever may join the reply group: a member that advertises another URL
 receives the ``GET``s of its partitions, with their API keys. On a shared cluster, restrict the
 group with ACLs (docs/security.md).
@@ -36,7 +43,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from aiokafka.cluster import ClusterMetadata
@@ -54,6 +61,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FORWARDED_HEADER = "x-calcstream-forwarded"
+READ_TO_HEADER = "x-calcstream-read-to"
 _PASSED_ON = ("authorization", "accept")
 _RELAYED = ("content-type", "retry-after", RESULT_HEADER)  # the .npy answer's other fields
 
@@ -106,6 +114,16 @@ def _url(user_data: bytes | None) -> str:
         return ""
 
 
+class OwnerAnswer(NamedTuple):
+    """What the owning replica answered about an id."""
+
+    status: int
+    body: bytes
+    headers: list[tuple[bytes, bytes]]  # to relay to the client
+    read_to: int | None  # no result of the id before this offset of its partition (None:
+    # the owner did not say: it has the result, or cannot vouch for what it read)
+
+
 class Forwarder:
     """Asks the owning replica for an id's state; None when it could not answer.
 
@@ -129,9 +147,10 @@ class Forwarder:
             await self.session.close()
 
     async def state(self, owner: str, request_id: str, headers: Mapping[str, str],
-                    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
-        """``GET {owner}/v1/calculations/{id}`` with the client's credentials: the status,
-        body and headers to relay, or None (unreachable, or a server error other than 503)."""
+                    ) -> OwnerAnswer | None:
+        """``GET {owner}/v1/calculations/{id}`` with the client's credentials (and its
+        ``Accept``, if ``headers`` has one), or None (unreachable, or a server error other
+        than 503)."""
         sent = {name: headers[name] for name in _PASSED_ON if name in headers}
         sent[FORWARDED_HEADER] = self.own_url
         if self.session is None:
@@ -153,4 +172,6 @@ class Forwarder:
         self.forwarded += 1
         relayed = [(name.encode(), response.headers[name].encode()) for name in _RELAYED
                    if name in response.headers]
-        return response.status, body, relayed
+        read_to = response.headers.get(READ_TO_HEADER, "")
+        return OwnerAnswer(response.status, body, relayed,
+                           int(read_to) if read_to.isdigit() else None)

@@ -143,7 +143,7 @@ async def _started(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = Services(s, publisher, store, reader, hub,
                                       Acceptor(store, publisher, s.max_batch_errors,
                                                reader.routes, s.binary_results,
-                                               reader.expect), loop_lag,
+                                               reader.expect, reader.waiting_for), loop_lag,
                                       counts, keys, app.state.quotas, tracing, forwarder)
         try:
             yield

@@ -27,6 +27,12 @@ its partition, not every replica.
   borrows the partition from where it ended just before the publish, not from the recovery
   window: one result read, not the window's. A partition borrowed that way is read again from
   the window as soon as someone here asks about an id of the past there.
+- *Waiting for a request published earlier.* A WebSocket watch of an id, or a ``?wait=``
+  re-post of one, whose partition another replica owns asks that replica first, when replicas
+  advertise their URLs (``usecase.recall``): it answers with the result, or says up to where it
+  has read the partition (``read_to``: only while its store has forgotten none of the window's
+  results), and the wait borrows the partition from there (``note``); a wait noted before
+  where the borrower already reads from makes it read again from there.
 - *Partitions move.* When the group takes a partition from this replica, its position is
   kept; if someone here still waits for an id there, the borrower reads on from that position,
   so nothing written meanwhile is missed. A partition this replica gains, or borrows, is read
@@ -233,8 +239,37 @@ class ResultReader:
         with contextlib.suppress(KafkaError, TimeoutError):
             async with asyncio.timeout(self.settings.publish_timeout_s):
                 end = (await self._borrower.consumer.end_offsets([tp]))[tp]
-            self._expected[key] = (end, time.monotonic())
-            self._wake.set()  # the borrower runs after the caller registered its wait
+            self.note(key, end)
+
+    def waiting_for(self, keys: Iterable[str]) -> None:
+        """Someone here began to wait for these store keys: if one is on a partition this
+        replica does not own, the borrower looks at what is waited for now, not at its next
+        look (every 0.1 s)."""
+        owned, of_key = self.routes.owned, self.routes.partition_of_key
+        if any(of_key(key) not in owned for key in keys):
+            self._wake.set()
+
+    def note(self, key: str, offset: int) -> None:
+        """The result of store key ``key`` is at ``offset`` of its partition or later: a wait
+        for it here that begins now borrows the partition from there (or earlier), not from the
+        recovery window."""
+        noted = self._expected.get(key)
+        if noted is None or offset < noted[0]:
+            self._expected[key] = (offset, time.monotonic())
+        self._wake.set()  # the borrower runs after the caller registered its wait
+
+    async def read_to(self, partition: int) -> int | None:
+        """Up to where every result of ``partition`` in the recovery window is in the store:
+        the position of a partition read whole here (owned, or borrowed from the window) while
+        the store has forgotten none of them; else None."""
+        if not self.store.keeps_for(self.settings.recover_s):
+            return None
+        tp = TopicPartition(self.settings.results_topic, partition)
+        for feed in (self._share, self._borrower):
+            if feed is not None and partition in feed.complete:
+                with contextlib.suppress(IllegalStateError):
+                    return int(await feed.consumer.position(tp))
+        return None
 
     def _is_complete(self, partition: int) -> bool:
         return any(feed is not None and partition in feed.complete
@@ -331,8 +366,10 @@ class ResultReader:
 
     async def _reborrow(self, borrower: _Feed, wanted: frozenset[int],
                         starts: dict[int, int]) -> None:
-        # Read from a start, now asked about the past too: read again from the window.
-        rewind = {p for p in self._started if p not in starts} & wanted & self.borrowed
+        # Read from a start, now asked about the past too (read again from the window), or
+        # about a result before that start (read again from there).
+        rewind = {p for p, start in self._started.items()
+                  if p not in starts or starts[p] < start} & wanted & self.borrowed
         if wanted == self.borrowed and not rewind:
             return
         consumer, topic = borrower.consumer, self.settings.results_topic

@@ -104,6 +104,7 @@ class ResultStore:
         # Forgetting a segment at a time forgets at most 1/256 of the cap early.
         self._archive = ResultArchive(min(SEGMENT_ENTRIES, max_entries // 256))
         self._waiters: dict[str, list[asyncio.Future[bytes]]] = {}
+        self._forgot_until = 0.0  # the newest answer time of the results forgotten so far
 
     def __len__(self) -> int:
         return len(self._entries) + len(self._archive)
@@ -117,6 +118,11 @@ class ResultStore:
     def waiting(self) -> int:
         """Futures waiting for a result (``?wait=`` requests)."""
         return sum(len(futures) for futures in self._waiters.values())
+
+    def keeps_for(self, seconds: float) -> bool:
+        """Whether every result put here in the last ``seconds`` is still remembered (none
+        forgotten yet for the limits or the TTL)."""
+        return seconds <= self.ttl and self.clock() - seconds > self._forgot_until
 
     def get(self, key: str) -> Entry | None:
         """The entry for a key (``scoped``), unless never known or forgotten."""
@@ -221,15 +227,19 @@ class ResultStore:
                                                  oldest_entry.updated_at <= oldest_segment[0]):
                     self._forget(oldest_entry)
                 elif oldest_segment is not None:
-                    archive.drop_oldest()
+                    self._drop_oldest(oldest_segment[1])
                 else:
                     return
             elif oldest_entry is not None and oldest_entry.updated_at < cutoff:
                 self._forget(oldest_entry)
             elif oldest_segment is not None and oldest_segment[1] < cutoff:
-                archive.drop_oldest()
+                self._drop_oldest(oldest_segment[1])
             else:
                 return
+
+    def _drop_oldest(self, newest: float) -> None:
+        self._archive.drop_oldest()
+        self._forgot_until = max(self._forgot_until, newest)
 
     def _forget(self, entry: Entry) -> None:
         del self._entries[entry.key]

@@ -1,21 +1,28 @@
 """A single submit, with no HTTP in it: what ``POST /v1/calculations`` does, for the FastAPI
 route (``routes/calculations.py``) and the ASGI fast path (``fastpath.py``) alike: a JSON
-request, or binary data (raw float64 or ``.npy``) with its op in the query."""
+request, or binary data (raw float64 or ``.npy``) with its op in the query. And asking the
+replica that reads an id's reply partition about it (forwarding.py), for a ``GET``, a
+``?wait=`` re-post and a WebSocket watch alike."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import NamedTuple, get_args
+
+import orjson
 
 from producer_api import intake
 from producer_api.deps import Services
 from producer_api.errors import InvalidRequest, UnsupportedMediaType
+from producer_api.forwarding import FORWARDED_HEADER, OwnerAnswer
 from producer_api.rendering import JSON_HEADER, NPY, OCTETS, Headers, render
+from schemas.messages import ResultStatus
 
 JSON_TYPES = ("", "application/json")
 SUBMIT_TYPES = (*JSON_TYPES, OCTETS, NPY)
+RESULT_STATUSES = get_args(ResultStatus)
 BINARY_QUERY = ("op", "args", "id", "deadline")
 """What a binary single submit reads from the query string."""
 
@@ -46,12 +53,14 @@ def require_submit_type(content_type: str) -> str:
 
 async def submit_one(services: Services, body: bytes, wait: float | None, tenant: str = "",
                      content_type: str = "", query: Mapping[str, str] | None = None,
-                     trace: Sequence[tuple[str, bytes]] = (), want: str = "") -> Answer:
+                     trace: Sequence[tuple[str, bytes]] = (), want: str = "",
+                     credentials: str = "") -> Answer:
     """Accept one body of ``tenant``'s. A JSON body is the whole request; a binary one
     (``content_type`` from ``require_submit_type``) carries the data, and ``query`` the op,
     args, id and deadline. The record carries the ``trace`` headers, and asks for a binary
     result when the client wants one (``want``, from ``rendering.wanted``); a result answered
-    at once is rendered as ``want`` says.
+    at once is rendered as ``want`` says. ``credentials``: the client's ``Authorization``,
+    for asking another replica about a re-posted id (``recall``).
 
     Counts the request as accepted (or deduplicated); callers count rejections.
     """
@@ -65,7 +74,7 @@ async def submit_one(services: Services, body: bytes, wait: float | None, tenant
     if want:
         item = dataclasses.replace(item, headers=[*item.headers, intake.WANTS_BINARY_RESULT])
     outcome = await services.acceptor.accept(item, min(wait, s.max_wait_s) if wait else 0.0,
-                                             tenant, trace)
+                                             tenant, trace, locate=recaller(services, credentials))
     if outcome.existing:
         services.stats.single.deduplicated += 1
     else:
@@ -93,3 +102,57 @@ def _from_binary(body: bytes, npy: bool, query: Mapping[str, str], max_values: i
     args = intake.parse_args(query.get("args"), "query.args")
     return intake.from_binary(body, op, args, query.get("id"), deadline, max_values,
                               time.time(), npy=npy, mint=mint)
+
+
+def owner_of(services: Services, request_id: str) -> str | None:
+    """The URL of the replica that reads ``request_id``'s reply partition, when that is another
+    one and replicas advertise their URLs (forwarding.py)."""
+    forwarder = services.forwarder
+    if forwarder is None:
+        return None
+    owner = services.reader.routes.owner_elsewhere(request_id)
+    return None if owner == forwarder.own_url else owner
+
+
+async def ask_owner(services: Services, request_id: str, headers: Mapping[str, str],
+                    ) -> OwnerAnswer | None:
+    """The owning replica's answer about an id whose partition this one does not read, with
+    the client's ``headers`` (credentials, ``Accept``); None to read the partition here (no
+    such replica, it could not answer, or this request was itself forwarded)."""
+    owner = owner_of(services, request_id)
+    if owner is None or FORWARDED_HEADER in headers:
+        return None
+    assert services.forwarder is not None
+    return await services.forwarder.state(owner, request_id, headers)
+
+
+async def recall(services: Services, key: str, request_id: str, credentials: str,
+                 ) -> bytes | None:
+    """Before a wait here for the result of an id published earlier (a ``?wait=`` re-post, a
+    WebSocket watch) whose partition another replica reads: ask that replica. Its result
+    document (JSON) when it has one; else None, and when it said up to where it has read the
+    partition, the wait borrows the partition from there (``ResultReader.note``), not from the
+    recovery window."""
+    answer = await ask_owner(services, request_id,
+                             {"authorization": credentials} if credentials else {})
+    if answer is None:
+        return None
+    if answer.read_to is not None:
+        services.reader.note(key, answer.read_to)
+        return None
+    if answer.status != 200:
+        return None
+    # 200 without a read position: the result, or the queued state of an owner that could not
+    # vouch for what it read.
+    body = answer.body
+    doc = await services.turns.run(len(body), lambda: orjson.loads(body))
+    return body if isinstance(doc, dict) and doc.get("status") in RESULT_STATUSES else None
+
+
+def recaller(services: Services, credentials: str,
+             ) -> Callable[[str, str], Awaitable[bytes | None]] | None:
+    """``recall`` with the client's credentials, for ``Acceptor.accept``; None when replicas
+    do not advertise their URLs."""
+    if services.forwarder is None:
+        return None
+    return lambda key, request_id: recall(services, key, request_id, credentials)

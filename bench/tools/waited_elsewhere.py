@@ -1,12 +1,20 @@
-"""``python -m bench.tools.waited_elsewhere``: what a ``?wait=`` costs when its client id's
-result goes to a partition another replica owns.
+"""``python -m bench.tools.waited_elsewhere``: what a wait costs when its id's result goes to
+a partition another replica owns.
 
-Two API replicas share a reply topic of 12 partitions that already holds ``--fill`` results
-(an outside producer's requests, computed by one worker, within the recovery window). Then, one
-at a time, ``--trials`` submits with ``?wait=30`` and a client id go to replica A: ids whose
-partition B owns (A has to borrow it) alternating with ids on A's own share. For each, the round
-trip and the reply-topic records A read meanwhile (``calcstream_api_result_records_total``);
-before the next, A's borrowed partitions must be back to none. Prints both kinds side by side.
+Two API replicas, each advertising its URL, share a reply topic of 12 partitions that already
+holds ``--fill`` results (an outside producer's requests, computed by one worker, within the
+recovery window). Then, one at a time, ``--trials`` waits of each kind on replica A:
+
+- *new, elsewhere* / *new, own share*: a submit with ``?wait=30`` and a client id whose
+  partition B owns (A has to borrow it), and one on A's own share;
+- *re-post, elsewhere*: a client id on B's partition submitted to A (202), then re-posted to A
+  with ``?wait=30`` (timed);
+- *watch, elsewhere*: a submit to B (202) of an id on B's share, then a WebSocket on A (open
+  already) subscribes to it (timed until the result arrives).
+
+For each, the round trip and the reply-topic records A read meanwhile
+(``calcstream_api_result_records_total``); before the next, A's borrowed partitions must be
+back to none. Prints the kinds side by side.
 """
 
 from __future__ import annotations
@@ -18,9 +26,12 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import orjson
 from aiokafka import AIOKafkaProducer
 
 from bench.harness.procs import HOST, Child, free_port
@@ -85,6 +96,63 @@ async def quiet(session: aiohttp.ClientSession, url: str, limit_s: float = 120.0
     raise TimeoutError(f"{url} still reading after {limit_s} s")
 
 
+Timed = Callable[[aiohttp.ClientSession, aiohttp.ClientWebSocketResponse, dict[str, str], str],
+                Awaitable[tuple[float, dict[str, Any]]]]
+
+
+async def _waited(session: aiohttp.ClientSession, url: str, body: str) -> dict[str, Any]:
+    async with session.post(f"{url}/v1/calculations?wait=30", headers=JSON_HEADERS,
+                            data=body) as r:
+        doc: dict[str, Any] = await r.json()
+        assert r.status == 200, doc
+        return doc
+
+
+async def _queued(session: aiohttp.ClientSession, url: str, body: str) -> None:
+    async with session.post(f"{url}/v1/calculations", headers=JSON_HEADERS, data=body) as r:
+        assert r.status in (200, 202), await r.text()
+
+
+async def new_wait(session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse,
+                   urls: dict[str, str], body: str) -> tuple[float, dict[str, Any]]:
+    """A submit to A with ?wait=."""
+    t0 = time.perf_counter()
+    doc = await _waited(session, urls["a"], body)
+    return (time.perf_counter() - t0) * 1000, doc
+
+
+async def repost(session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse,
+                 urls: dict[str, str], body: str) -> tuple[float, dict[str, Any]]:
+    """A submit to A, then its re-post to A with ?wait= (timed)."""
+    await _queued(session, urls["a"], body)
+    t0 = time.perf_counter()
+    doc = await _waited(session, urls["a"], body)
+    return (time.perf_counter() - t0) * 1000, doc
+
+
+async def watch(session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse,
+                urls: dict[str, str], body: str) -> tuple[float, dict[str, Any]]:
+    """A submit to B, then a subscription on A's socket (timed until the result)."""
+    await _queued(session, urls["b"], body)
+    rid = orjson.loads(body)["id"]
+    t0 = time.perf_counter()
+    await ws.send_str(orjson.dumps({"type": "subscribe", "ids": [rid]}).decode())
+    while True:
+        message = orjson.loads(await asyncio.wait_for(ws.receive_str(), 30))
+        if message["type"] == "result" and message["id"] == rid:
+            return (time.perf_counter() - t0) * 1000, message
+        assert message["type"] == "subscribed", message
+
+
+KINDS: dict[str, tuple[str, Timed]] = {
+    "new, elsewhere": ("b", new_wait),
+    "new, own share": ("a", new_wait),
+    "re-post, elsewhere": ("b", repost),
+    "watch, elsewhere": ("b", watch),
+}
+"""Each kind of wait: whose share its id is on, and what is timed."""
+
+
 async def main() -> None:
     """Start the stack and two replicas, fill the reply topic, time the trials."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -101,7 +169,9 @@ async def main() -> None:
             ports = [free_port() for _ in range(2)]
             children = [Child(f"api-{i}", [*entry_point("producer_api"), "--host", HOST,
                                            "--port", str(p)],
-                              stack.env(CALCSTREAM_LOG_LEVEL="INFO"), Path(tmp)).start()
+                              stack.env(CALCSTREAM_LOG_LEVEL="INFO",
+                                        CALCSTREAM_ADVERTISED_URL=f"http://{HOST}:{p}"),
+                              Path(tmp)).start()
                         for i, p in enumerate(ports)]
             a_url, b_url = (f"http://{HOST}:{p}" for p in ports)
             async with aiohttp.ClientSession() as session:
@@ -113,34 +183,33 @@ async def main() -> None:
                 print(f"{args.fill} results on the reply topic in "
                       f"{time.monotonic() - started:.1f} s", flush=True)
                 await quiet(session, a_url)
-                shares = {"elsewhere": owned(children[1]), "own share": owned(children[0])}
-                print(f"A owns {sorted(shares['own share'])}, B {sorted(shares['elsewhere'])}")
-                rows: dict[str, list[tuple[float, float]]] = {kind: [] for kind in shares}
-                for trial in range(args.trials):
-                    for kind, share in shares.items():
-                        rid = next(i for i in (f"{kind[:3]}-{uuid.uuid4().hex[:8]}"
-                                               for _ in range(10_000))
-                                   if where.partition_of(i) in share)
-                        read_before = await metric(session, a_url,
-                                                   "calcstream_api_result_records_total")
-                        t0 = time.perf_counter()
-                        async with session.post(
-                                f"{a_url}/v1/calculations?wait=30", headers=JSON_HEADERS,
-                                data=f'{{"id":"{rid}","op":"sum","data":[{trial},1]}}') as r:
-                            doc = await r.json()
-                        took = (time.perf_counter() - t0) * 1000
-                        assert r.status == 200 and doc["result"] == trial + 1, doc
-                        read_after = await metric(session, a_url,
-                                                  "calcstream_api_result_records_total")
-                        rows[kind].append((took, read_after - read_before))
-                        await quiet(session, a_url)
+                shares = {"b": owned(children[1]), "a": owned(children[0])}
+                print(f"A owns {sorted(shares['a'])}, B {sorted(shares['b'])}")
+                rows: dict[str, list[tuple[float, float]]] = {kind: [] for kind in KINDS}
+                urls = {"a": a_url, "b": b_url}
+                async with session.ws_connect(a_url.replace("http", "ws") + "/v1/ws",
+                                              autoping=True) as ws:
+                    for trial in range(args.trials):
+                        for kind, (share, timed) in KINDS.items():
+                            rid = next(i for i in (f"{kind[:3]}-{uuid.uuid4().hex[:8]}"
+                                                   for _ in range(10_000))
+                                       if where.partition_of(i) in shares[share])
+                            read_before = await metric(session, a_url,
+                                                       "calcstream_api_result_records_total")
+                            body = f'{{"id":"{rid}","op":"sum","data":[{trial},1]}}'
+                            took, doc = await timed(session, ws, urls, body)
+                            assert doc["result"] == trial + 1, doc
+                            read_after = await metric(session, a_url,
+                                                      "calcstream_api_result_records_total")
+                            rows[kind].append((took, read_after - read_before))
+                            await quiet(session, a_url)
         finally:
             for child in children:
                 child.stop()
             stack.stop()
     print(f"\n{args.fill} results on {PARTITIONS} partitions, 2 replicas, {args.trials} "
-          "submits of each kind to A with ?wait=30 and a client id:\n")
-    print("| client id's partition | round trip ms, median (min-max) "
+          "waits of each kind on A:\n")
+    print("| wait | round trip ms, median (min-max) "
           "| records A read, median (min-max) |")
     print("|---|---|---|")
     for kind, got in rows.items():

@@ -56,6 +56,7 @@ from producer_api.errors import ApiError, InvalidRequest, Unauthorized
 from producer_api.hub import Subscriber
 from producer_api.store import scoped
 from producer_api.tracing import TraceHeaders, carried, from_message
+from producer_api.usecase import owner_of, recall, recaller
 from schemas.messages import is_request_id
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,8 @@ class _Session:
         self.tasks: set[asyncio.Task[None]] = set()
         self.close_code: int | None = None
         self.trace = carried(ws.scope["headers"])  # the handshake's, for submits without one
+        self.credentials = ws.headers.get("authorization", "")  # or the auth message's key:
+        # for asking the replica that reads an id's partition about it (usecase.recall)
 
     def reply(self, doc: dict[str, Any], ref: Any) -> None:
         if ref is not None:
@@ -116,7 +119,7 @@ class _Session:
                 raise Unauthorized("authenticate first: {\"type\": \"auth\", \"key\": ...}")
             if kind == "subscribe":
                 principal.require(Scope.READ)
-                self._subscribe(doc, ref)
+                await self._subscribe(doc, ref)
             elif kind == "unsubscribe":
                 self._unsubscribe(doc, ref)
             elif kind == "submit":
@@ -158,6 +161,8 @@ class _Session:
         if self.principal is not None and self.principal != principal:
             raise Unauthorized("this socket is already authenticated with another key")
         self.principal = principal
+        if keys is not None:
+            self.credentials = f"Bearer {doc['key']}"
         self.sub.tenant = _stream_tenant(principal)
         self.reply({"type": "authenticated", "tenant": principal.tenant or None,
                     "scopes": sorted(principal.scopes)}, ref)
@@ -172,7 +177,7 @@ class _Session:
             raise InvalidRequest.of("ids", "expected a list of request ids (or \"all\": true)")
         return ids
 
-    def _subscribe(self, doc: dict[str, Any], ref: Any) -> None:
+    async def _subscribe(self, doc: dict[str, Any], ref: Any) -> None:
         hub = self.services.hub
         if doc.get("all") is True:
             hub.watch_all(self.sub)
@@ -183,7 +188,30 @@ class _Session:
             raise InvalidRequest.of("ids", f"at most {self.settings.ws_max_subscriptions} ids "
                                     "may be watched at once")
         self.reply({"type": "subscribed", "ids": ids}, ref)
-        hub.watch(self.sub, self._keys(ids))
+        keys = self._keys(ids)
+        found = await self._recall(keys, ids)
+        for result in found.values():
+            self.sub.offer_watched(result)
+        self._watch([key for key in keys if key not in found])
+
+    def _watch(self, keys: list[str]) -> None:
+        self.services.hub.watch(self.sub, keys)
+        self.services.reader.waiting_for(keys)
+
+    async def _recall(self, keys: list[str], ids: list[str]) -> dict[str, bytes]:
+        """Ask the replicas that read the partitions of the ids without a result here (at
+        once): the results they have, by store key; for the others, the watch borrows their
+        partitions from where those replicas have read them (``usecase.recall``)."""
+        store, services = self.services.store, self.services
+        elsewhere = [(key, rid) for key, rid in zip(keys, ids, strict=True)
+                     if owner_of(services, rid) is not None
+                     and ((entry := store.get(key)) is None or entry.result is None)]
+        if not elsewhere:
+            return {}
+        results = await asyncio.gather(*(recall(services, key, rid, self.credentials)
+                                         for key, rid in elsewhere))
+        return {key: result for (key, _), result in zip(elsewhere, results, strict=True)
+                if result is not None}
 
     def _unsubscribe(self, doc: dict[str, Any], ref: Any) -> None:
         if doc.get("all") is True:
@@ -210,17 +238,21 @@ class _Session:
         else:
             counts.accepted += 1
         self.reply({"type": "accepted", "id": outcome.id}, ref)
-        self.services.hub.watch(self.sub, [scoped(tenant, outcome.id)])
+        if outcome.result is not None:  # a re-submit, answered here or by another replica
+            self.sub.offer_watched(outcome.result)
+        else:
+            self._watch([scoped(tenant, outcome.id)])
 
     async def _accept(self, item: intake.Prepared, tenant: str,
                       trace: TraceHeaders) -> Outcome:
         tracing = self.services.tracing
+        locate = recaller(self.services, self.credentials)
         if tracing is None:
             return await self.services.acceptor.accept(item, tenant=tenant, trace=trace,
-                                                       watched=True)
+                                                       watched=True, locate=locate)
         with tracing.submit("submit /v1/ws", trace) as own:
             return await self.services.acceptor.accept(item, tenant=tenant, trace=own,
-                                                       watched=True)
+                                                       watched=True, locate=locate)
 
     async def pump(self) -> None:
         """Send the outbox until the socket goes away."""

@@ -276,6 +276,61 @@ async def test_a_wait_for_a_request_published_here_reads_its_borrowed_partition_
         await asyncio.gather(a.stop(), b.stop())
 
 
+async def test_a_wait_for_an_earlier_request_borrows_from_where_its_owner_has_read(
+        kafka_bootstrap: str) -> None:
+    # B owns a partition with 20 results and says up to where it has read it. A, waiting for
+    # an id there, borrows it from that offset (the result is not before it), not from the
+    # window; a wait noted before the offset A already reads from makes A read again from there.
+    dep = routed_deployment(kafka_bootstrap, "readto")
+    await create_topics(dep.bootstrap, dep.topics.all(), PARTITIONS)
+    await write_results(dep.bootstrap, dep.topics.results, "past", 20)
+    settings = api_settings(dep)
+    a, b = (ResultReader(settings, ResultStore(10_000, 1 << 24, settings.result_ttl_s))
+            for _ in range(2))
+    producer = AIOKafkaProducer(bootstrap_servers=dep.bootstrap, acks="all")
+    await producer.start()
+    try:
+        for reader in (a, b):
+            reader.demands.append(reader.store.waited_keys)
+            await reader.start(set(range(PARTITIONS)))
+        await until(lambda: (a.caught_up.is_set() and b.caught_up.is_set() and bool(a.owned)
+                             and bool(b.owned) and not a.owned & b.owned), 20,
+                    "both readers to own a share and catch up")
+        partition = min(b.owned)
+        ids = (i for i in (f"later-{n}" for n in range(1000))
+               if a.routes.partition_of(i) == partition)
+        first, second, third = next(ids), next(ids), next(ids)
+        assert await b.read_to(partition) == 20
+        assert await a.read_to(partition) is None, "not read here"
+
+        # The first result is written; B has read it when A asks.
+        await producer.send_and_wait(dep.topics.results, result(first), partition=partition)
+        await until(lambda: b.store.get(scoped("", first)) is not None, 20, "B to read it")
+        assert await b.read_to(partition) == 21
+        # A waits for the second from B's offset: only that result is read.
+        read_before = a.records
+        a.note(scoped("", second), 21)
+        waiter = a.store.waiter(scoped("", second))
+        await producer.send_and_wait(dep.topics.results, result(second), partition=partition)
+        assert orjson.loads(await asyncio.wait_for(waiter, 20))["id"] == second
+        assert a.borrowed == {partition}
+        assert a.records - read_before == 1, "read the one result, not the window's 21 too"
+        assert a.store.get(scoped("", first)) is None
+
+        # A wait for the first, noted at 20 (before where A reads from): read again from 20.
+        a.note(scoped("", first), 20)
+        waiter = a.store.waiter(scoped("", first))
+        assert orjson.loads(await asyncio.wait_for(waiter, 20))["id"] == first
+        assert a.records - read_before == 3, "20 and 21 again, nothing before them"
+        a.note(scoped("", third), 22)
+        third_waiter = a.store.waiter(scoped("", third))
+        await producer.send_and_wait(dep.topics.results, result(third), partition=partition)
+        assert orjson.loads(await asyncio.wait_for(third_waiter, 20))["id"] == third
+    finally:
+        await producer.stop()
+        await asyncio.gather(a.stop(), b.stop())
+
+
 async def test_a_partition_owned_before_the_last_rebalance_is_borrowed_from_the_window(
         kafka_bootstrap: str) -> None:
     # A owned every partition until B joined, and kept where it left each. Results written

@@ -12,6 +12,7 @@ import re
 import signal
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -19,6 +20,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from websockets.asyncio.client import connect
 
+from core.keys import Scope, new_key, write_keys
 from core.net import free_port
 from producer_api.routing import ReplyRoutes
 from tests.balancer import Nginx
@@ -65,14 +67,17 @@ def id_on(where: ReplyRoutes, share: set[int], prefix: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def cluster(dep: Deployment, replicas: int, spare: int = 0, advertise: bool = False
+async def cluster(dep: Deployment, replicas: int, spare: int = 0, advertise: bool = False,
+                  **env: str,
                   ) -> AsyncIterator[tuple[WorkerProcess, list[ApiProcess], list[int], Nginx]]:
-    """A worker, ``replicas`` API processes (ready) and nginx over them and ``spare`` ports
-    for replicas started later; with ``advertise``, each replica advertises its URL."""
+    """A worker, ``replicas`` API processes (ready, with ``env``) and nginx over them and
+    ``spare`` ports for replicas started later; with ``advertise``, each replica advertises
+    its URL."""
     ports = [free_port() for _ in range(replicas + spare)]
     worker = WorkerProcess(dep, "worker")
-    apis = [ApiProcess(dep, f"api-{i}", p, **({"CALCSTREAM_ADVERTISED_URL":
-                                               f"http://127.0.0.1:{p}"} if advertise else {}))
+    apis = [ApiProcess(dep, f"api-{i}", p, **env, **({"CALCSTREAM_ADVERTISED_URL":
+                                                      f"http://127.0.0.1:{p}"}
+                                                     if advertise else {}))
             for i, p in enumerate(ports[:replicas])]
     nginx = Nginx(ports)
     try:
@@ -289,6 +294,98 @@ async def test_a_poll_of_another_replicas_id_is_asked_of_that_replica(
                 r = await http.get(f"{a.base_url}/v1/calculations/{queued}")
                 return r.status_code == 200 and r.json()["status"] == "ok"
             await eventually(computed, 30, "the queued id answered")
+
+
+async def test_a_wait_for_an_earlier_id_elsewhere_asks_its_owner(deployment: Deployment,
+                                                                 tmp_path: Path) -> None:
+    """With advertised URLs, a WebSocket watch and a ``?wait=`` re-post of an id published
+    earlier, on the other replica's partition, ask that replica with the client's key: a
+    result it has comes from it, and one still to come is read from where it has read the
+    partition, not from the recovery window (five results there)."""
+    keys_file = tmp_path / "keys.json"
+    token, key = new_key("acme", frozenset({Scope.SUBMIT, Scope.READ, Scope.ADMIN}), "acme")
+    write_keys(keys_file, [key])
+    async with cluster(deployment, 2, advertise=True,
+                       CALCSTREAM_API_KEYS_FILE=str(keys_file)) as (worker, (a, b), _, _nginx):
+        shares = await shares_settle([a, b], deployment.partitions)
+        where = routes(deployment.partitions)
+        on_b = {min(shares[port(b)])}
+        socket_url = a.base_url.replace("http", "ws") + "/v1/ws"
+        auth = orjson.dumps({"type": "auth", "key": token}).decode()
+        async with httpx.AsyncClient(timeout=30,
+                                     headers={"authorization": f"Bearer {token}"}) as http:
+            done = [id_on(where, on_b, "earlier") for _ in range(5)]
+            for i, rid in enumerate(done):
+                r = await http.post(f"{b.base_url}/v1/calculations?wait=20",
+                                    json={"id": rid, "op": "sum", "data": [i, 1]})
+                assert r.status_code == 200, r.text
+
+            async def on_a(name: str, label: str = "api=") -> float:
+                metrics = (await http.get(f"{a.base_url}/metrics")).text
+                return _metric(metrics, name, label)
+
+            async def a_knows_the_owner() -> bool:
+                r = await http.get(f"{a.base_url}/v1/calculations/{done[0]}")
+                return r.status_code == 200 and await on_a(
+                    "calcstream_api_forwarded_total{api=", 'outcome="answered"') >= 1
+            await eventually(a_knows_the_owner, 30, "A to forward to B")
+            records = "calcstream_api_result_records_total{"
+            read_before = await on_a(records)
+
+            # A socket on A watches an id B has the result of: B's answer is delivered.
+            async with connect(socket_url) as ws:
+                await ws.send(auth)  # the key in a message, not the handshake
+                assert orjson.loads(await ws.recv())["type"] == "authenticated"
+                await ws.send(orjson.dumps({"type": "subscribe", "ids": [done[4]]}).decode())
+                assert orjson.loads(await ws.recv())["type"] == "subscribed"
+                message = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+            assert message["type"] == "result" and message["id"] == done[4]
+            assert message["result"] == 5
+            assert await on_a(records) == read_before
+
+            async def asked(count: float) -> None:
+                async def enough() -> bool:
+                    return await on_a("calcstream_api_forwarded_total{api=",
+                                      'outcome="answered"') >= count
+                await eventually(enough, 30, "A to ask B")
+
+            # Not computed yet, accepted by B: A's watch reads that one result when it comes.
+            pending = id_on(where, on_b, "pending")
+            forwarded = await on_a("calcstream_api_forwarded_total{api=", 'outcome="answered"')
+            worker.pause()
+            try:
+                r = await http.post(f"{b.base_url}/v1/calculations",
+                                    json={"id": pending, "op": "sum", "data": [40, 2]})
+                assert r.status_code == 202, r.text
+                async with connect(socket_url, additional_headers={
+                        "authorization": f"Bearer {token}"}) as ws:  # the key in the handshake
+                    await ws.send(orjson.dumps({"type": "subscribe", "ids": [pending]}).decode())
+                    assert orjson.loads(await ws.recv())["type"] == "subscribed"
+                    await asked(forwarded + 1)
+                    worker.resume()
+                    message = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+            finally:
+                worker.resume()
+            assert message["type"] == "result" and message["result"] == 42, message
+            assert await on_a(records) == read_before + 1
+
+            # A client id A accepted earlier (202), re-posted to A with ?wait=.
+            body = {"id": id_on(where, on_b, "again"), "op": "sum", "data": [7, 7]}
+            forwarded = await on_a("calcstream_api_forwarded_total{api=", 'outcome="answered"')
+            worker.pause()
+            try:
+                r = await http.post(f"{a.base_url}/v1/calculations", json=body)
+                assert r.status_code == 202, r.text
+                waited = asyncio.ensure_future(
+                    http.post(f"{a.base_url}/v1/calculations?wait=20", json=body))
+                await asked(forwarded + 1)
+                worker.resume()
+                r = await waited
+            finally:
+                worker.resume()
+            assert r.status_code == 200 and r.json()["result"] == 14, r.text
+            assert await on_a(records) == read_before + 2
+            assert await on_a("calcstream_api_forwarded_total{api=", 'outcome="failed"') == 0
 
 
 def _metric(metrics: str, prefix: str, label: str) -> float:

@@ -70,6 +70,28 @@ async def test_the_oldest_are_forgotten_first_by_count_bytes_and_age() -> None:
     assert len(s) == 1
 
 
+async def test_the_store_says_since_when_it_remembers_every_result() -> None:
+    # What a replica vouches for when another asks up to where it has read a partition.
+    s, clock = store(ttl=60)
+    s.max_bytes = 25
+    assert s.keeps_for(30) and s.keeps_for(60)
+    assert not s.keeps_for(61), "results past the TTL are not answered"
+    for name in "ab":
+        s.put_result(name, "sum", b"x" * 10)
+        clock.now += 1
+    assert s.keeps_for(30)
+    s.put_result("c", "sum", b"x" * 10)  # over the bytes: a, answered 2 s ago, goes
+    assert s.get("a") is None
+    assert not s.keeps_for(2) and not s.keeps_for(30)
+    assert s.keeps_for(1.5)
+
+    # Ids without a result forgotten for the count leave no result unremembered.
+    s, clock = store(max_entries=3)
+    for name in "abcd":
+        s.reserve(name, "sum", None)
+    assert s.get("a") is None and s.keeps_for(30)
+
+
 async def test_a_result_refreshes_its_entry() -> None:
     s, clock = store(max_entries=2)
     s.reserve("a", "sum", None)
