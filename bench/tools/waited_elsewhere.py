@@ -6,11 +6,13 @@ holds ``--fill`` results (an outside producer's requests, computed by one worker
 recovery window). Then, one at a time, ``--trials`` waits of each kind on replica A:
 
 - *new, elsewhere* / *new, own share*: a submit with ``?wait=30`` and a client id whose
-  partition B owns (A has to borrow it), and one on A's own share;
+  partition B owns (A has to borrow it), and one on A's own share; *over a WebSocket*: a
+  ``submit`` message with such an id on A's socket (timed until the result arrives);
 - *re-post, elsewhere*: a client id on B's partition submitted to A (202), then re-posted to A
-  with ``?wait=30`` (timed);
+  with ``?wait=30`` (timed); *computed elsewhere*: re-posted once B has its result;
 - *watch, elsewhere*: a submit to B (202) of an id on B's share, then a WebSocket on A (open
-  already) subscribes to it (timed until the result arrives).
+  already) subscribes to it (timed until the result arrives); *computed elsewhere*: a submit
+  to B answered there (``?wait=``) first.
 
 For each, the round trip and the reply-topic records A read meanwhile
 (``calcstream_api_result_records_total``); before the next, A's borrowed partitions must be
@@ -133,7 +135,7 @@ async def repost(session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResp
 async def watch(session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse,
                 urls: dict[str, str], body: str) -> tuple[float, dict[str, Any]]:
     """A submit to B, then a subscription on A's socket (timed until the result)."""
-    await _queued(session, urls["b"], body)
+    await _queued(session, urls["b"], body)  # 200 when it is a re-submit (watch_done)
     rid = orjson.loads(body)["id"]
     t0 = time.perf_counter()
     await ws.send_str(orjson.dumps({"type": "subscribe", "ids": [rid]}).decode())
@@ -144,11 +146,51 @@ async def watch(session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketRespo
         assert message["type"] == "subscribed", message
 
 
+async def repost_done(session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse,
+                      urls: dict[str, str], body: str) -> tuple[float, dict[str, Any]]:
+    """A submit to A, computed (B, which owns its partition, has the result), then its re-post
+    to A with ?wait= (timed)."""
+    await _queued(session, urls["a"], body)
+    rid = orjson.loads(body)["id"]
+    deadline = time.monotonic() + 30
+    while True:  # asked of B alone: a forwarded GET is answered where it lands
+        async with session.get(f"{urls['b']}/v1/calculations/{rid}",
+                               headers={"x-calcstream-forwarded": "bench"}) as r:
+            if r.status == 200 and (await r.json())["status"] == "ok":
+                break
+        assert time.monotonic() < deadline, f"{rid} not computed in 30 s"
+        await asyncio.sleep(0.01)
+    return await repost(session, ws, urls, body)
+
+
+async def watch_done(session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse,
+                     urls: dict[str, str], body: str) -> tuple[float, dict[str, Any]]:
+    """A submit to B answered there (?wait=), then a subscription on A's socket (timed)."""
+    await _waited(session, urls["b"], body)
+    return await watch(session, ws, urls, body)
+
+
+async def socket_submit(session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse,
+                        urls: dict[str, str], body: str) -> tuple[float, dict[str, Any]]:
+    """A submit message on A's socket (timed until the result)."""
+    rid = orjson.loads(body)["id"]
+    t0 = time.perf_counter()
+    await ws.send_str(f'{{"type":"submit","request":{body}}}')
+    while True:
+        message = orjson.loads(await asyncio.wait_for(ws.receive_str(), 30))
+        if message["type"] == "result" and message["id"] == rid:
+            return (time.perf_counter() - t0) * 1000, message
+        assert message["type"] == "accepted", message
+
+
 KINDS: dict[str, tuple[str, Timed]] = {
     "new, elsewhere": ("b", new_wait),
     "new, own share": ("a", new_wait),
+    "new over a WebSocket, elsewhere": ("b", socket_submit),
     "re-post, elsewhere": ("b", repost),
+    "re-post, computed elsewhere": ("b", repost_done),
     "watch, elsewhere": ("b", watch),
+    "watch, computed elsewhere": ("b", watch_done),
 }
 """Each kind of wait: whose share its id is on, and what is timed."""
 
