@@ -141,6 +141,10 @@ class ResultReader:
         self.borrowed: frozenset[int] = frozenset()
         self._share: _Feed | None = None
         self._borrower: _Feed | None = None
+        self._lookups: AIOKafkaConsumer | None = None  # offsets only: it never fetches, so a
+        # lookup never waits at the broker behind a fetch of the same connection (a broker
+        # answers one request of a connection at a time, and an idle fetch waits there up to
+        # fetch_max_wait_ms)
         self._tasks: list[asyncio.Task[None]] = []
         self._assigned = False
         self._rebalancing = False
@@ -155,9 +159,11 @@ class ResultReader:
     @property
     def running(self) -> bool:
         """The read loops are alive, and so are their consumers' metadata tasks."""
-        feeds = [feed for feed in (self._share, self._borrower) if feed is not None]
+        consumers = [feed.consumer for feed in (self._share, self._borrower) if feed is not None]
+        if self._lookups is not None:
+            consumers.append(self._lookups)
         return (bool(self._tasks) and not any(t.done() for t in self._tasks)
-                and all(ended_metadata_task(feed.consumer._client) is None for feed in feeds))
+                and all(ended_metadata_task(c._client) is None for c in consumers))
 
     @property
     def owned(self) -> frozenset[int]:
@@ -174,10 +180,13 @@ class ResultReader:
         self._share = _Feed(share, "share")
         borrower = AIOKafkaConsumer(**s.reader_options())
         await borrower.start()
+        self._borrower = _Feed(borrower, "borrowed")
+        self._lookups = AIOKafkaConsumer(**s.reader_options())
+        await self._lookups.start()
         # The reply topic's metadata now, not at the first borrow: looking up the offsets of
         # a topic the client does not know yet waits out a 100 ms retry back-off.
-        await borrower._client.add_topic(s.results_topic)  # noqa: SLF001 - no public call
-        self._borrower = _Feed(borrower, "borrowed")
+        for client in (borrower._client, self._lookups._client):  # noqa: SLF001 - no public call
+            await client.add_topic(s.results_topic)
         if routed:
             self.routes.own(())
             share.subscribe([s.results_topic], listener=_Rebalance(self))
@@ -199,7 +208,10 @@ class ResultReader:
         for feed in (self._share, self._borrower):
             if feed is not None:
                 await _stop_consumer(feed.consumer)
+        if self._lookups is not None:
+            await _stop_consumer(self._lookups)
         self._share = self._borrower = None
+        self._lookups = None
 
     async def complete(self, partition: int) -> bool:
         """Wait (at most ``reply_lookup_s``) until the store holds every result of
@@ -228,7 +240,7 @@ class ResultReader:
         after ``publish_timeout_s`` (a broker away); without the note the partition is borrowed
         from the recovery window."""
         partition = self.routes.partition_of_key(key)
-        if partition in self.routes.owned or self._borrower is None:
+        if partition in self.routes.owned or self._lookups is None:
             return
         if partition in self.borrowed:
             start = self._started.get(partition)
@@ -238,7 +250,7 @@ class ResultReader:
         tp = TopicPartition(self.settings.results_topic, partition)
         with contextlib.suppress(KafkaError, TimeoutError):
             async with asyncio.timeout(self.settings.publish_timeout_s):
-                end = (await self._borrower.consumer.end_offsets([tp]))[tp]
+                end = (await self._lookups.end_offsets([tp]))[tp]
             self.note(key, end)
 
     def waiting_for(self, keys: Iterable[str]) -> None:
@@ -413,8 +425,9 @@ class ResultReader:
             return
         # The ends first: a partition with nothing recent is read from its end as it was
         # before the lookup, so a result written meanwhile is read, not skipped.
-        ends = await consumer.end_offsets(tps)
-        window = await self._window(consumer, tps, ends, time.time() - self.settings.recover_s)
+        lookups = self._require_lookups()
+        ends = await lookups.end_offsets(tps)
+        window = await self._window(lookups, tps, ends, time.time() - self.settings.recover_s)
         for tp in tps:
             # Where this replica left it, unless that is older than the window (a partition
             # owned before the last rebalance, hours ago): nothing to keep there.
@@ -510,6 +523,11 @@ class ResultReader:
             logger.error("the result reader died; waiting requests fall back to 202",
                          exc_info=exc)
         self.store.fail_waiters(ReaderStopped("the result reader stopped"))
+
+    def _require_lookups(self) -> AIOKafkaConsumer:
+        if self._lookups is None:
+            raise NotStartedError("the result reader is not started")
+        return self._lookups
 
     @staticmethod
     def _require(feed: _Feed | None) -> _Feed:

@@ -331,6 +331,48 @@ async def test_a_wait_for_an_earlier_request_borrows_from_where_its_owner_has_re
         await asyncio.gather(a.stop(), b.stop())
 
 
+async def test_an_offset_lookup_never_waits_behind_a_borrowed_partitions_fetch(
+        kafka_bootstrap: str) -> None:
+    # A broker answers one request of a connection at a time, and a fetch of a partition with
+    # nothing new waits there up to fetch_max_wait_ms (2.5 s here). A borrows one of B's
+    # partitions, whose next fetch then waits; the end-offset lookup for a wait on another of
+    # B's partitions must not queue behind it (past publish_timeout_s, 1 s, it gives up and the
+    # wait reads the window: 6 records instead of 1).
+    dep = routed_deployment(kafka_bootstrap, "lookups")
+    await create_topics(dep.bootstrap, dep.topics.all(), PARTITIONS)
+    await write_results(dep.bootstrap, dep.topics.results, "past", 5)
+    settings = api_settings(dep, fetch_max_wait_ms=2_500)
+    a, b = (ResultReader(settings, ResultStore(10_000, 1 << 24, 600.0)) for _ in range(2))
+    try:
+        for reader in (a, b):
+            reader.demands.append(reader.store.waited_keys)
+            await reader.start(set(range(PARTITIONS)))
+        await until(lambda: (a.caught_up.is_set() and b.caught_up.is_set()
+                             and len(b.owned) >= 2 and bool(a.owned) and not a.owned & b.owned),
+                    20, "both readers to own a share, B two partitions")
+        polled, waited = sorted(b.owned)[:2]
+        assert await a.complete(polled)  # borrowed
+        fetcher = a._borrower.consumer._fetcher  # type: ignore[union-attr]  # noqa: SLF001
+        await until(lambda: bool(fetcher._in_flight), 20,  # noqa: SLF001 - no public view
+                    "the borrower's next fetch to wait at the broker")
+        request_id = next(i for i in (f"waited-{n}" for n in range(1000))
+                          if a.routes.partition_of(i) == waited)
+        read_before = a.records
+        await a.expect(scoped("", request_id))
+        waiter = a.store.waiter(scoped("", request_id))
+        producer = AIOKafkaProducer(bootstrap_servers=dep.bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(dep.topics.results, result(request_id),
+                                         partition=waited)
+        finally:
+            await producer.stop()
+        assert orjson.loads(await asyncio.wait_for(waiter, 20))["id"] == request_id
+        assert a.records - read_before == 1, "read from the end noted, not the window"
+    finally:
+        await asyncio.gather(a.stop(), b.stop())
+
+
 async def test_a_partition_owned_before_the_last_rebalance_is_borrowed_from_the_window(
         kafka_bootstrap: str) -> None:
     # A owned every partition until B joined, and kept where it left each. Results written
