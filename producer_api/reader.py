@@ -33,6 +33,12 @@ its partition, not every replica.
   has read the partition (``read_to``: only while its store has forgotten none of the window's
   results), and the wait borrows the partition from there (``note``); a wait noted before
   where the borrower already reads from makes it read again from there.
+- *One borrower, many partitions.* A fetch of partitions with nothing new waits at the broker
+  (up to ``fetch_max_wait_ms``), and a broker answers one request of a connection at a time.
+  So that a new borrow never waits behind the fetch of those already borrowed, offsets are
+  looked up through a consumer that never fetches, the borrower stops waiting for its fetch
+  as soon as someone waits for a partition it does not read yet, and each change of what it
+  borrows moves the reading to its other consumer, whose connection that fetch does not hold.
 - *Partitions move.* When the group takes a partition from this replica, its position is
   kept; if someone here still waits for an id there, the borrower reads on from that position,
   so nothing written meanwhile is missed. A partition this replica gains, or borrows, is read
@@ -59,7 +65,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 import orjson
@@ -88,6 +94,9 @@ _STATUSES = ("ok", "error", "expired")  # a tuple: ``in`` compares, never hashes
 class ReaderStopped(Exception):
     """The result reader stopped; whoever waits for a result will not get it from here."""
 
+
+Fetched = dict[TopicPartition, list[Any]]
+"""What ``getmany`` returns: records by partition."""
 
 ResultListener = Callable[[str, bytes], None]
 """Called with the store key (``store.scoped``: tenant and id) and the document of each new
@@ -141,6 +150,7 @@ class ResultReader:
         self.borrowed: frozenset[int] = frozenset()
         self._share: _Feed | None = None
         self._borrower: _Feed | None = None
+        self._spare: AIOKafkaConsumer | None = None  # the borrower's other consumer
         self._lookups: AIOKafkaConsumer | None = None  # offsets only: it never fetches, so a
         # lookup never waits at the broker behind a fetch of the same connection (a broker
         # answers one request of a connection at a time, and an idle fetch waits there up to
@@ -160,8 +170,7 @@ class ResultReader:
     def running(self) -> bool:
         """The read loops are alive, and so are their consumers' metadata tasks."""
         consumers = [feed.consumer for feed in (self._share, self._borrower) if feed is not None]
-        if self._lookups is not None:
-            consumers.append(self._lookups)
+        consumers += [c for c in (self._spare, self._lookups) if c is not None]
         return (bool(self._tasks) and not any(t.done() for t in self._tasks)
                 and all(ended_metadata_task(c._client) is None for c in consumers))
 
@@ -178,15 +187,14 @@ class ResultReader:
         share = share_consumer(s, self.routes.learn)
         await share.start()
         self._share = _Feed(share, "share")
-        borrower = AIOKafkaConsumer(**s.reader_options())
-        await borrower.start()
+        borrower, self._spare, self._lookups = (AIOKafkaConsumer(**s.reader_options())
+                                                for _ in range(3))
+        for consumer in (borrower, self._spare, self._lookups):
+            await consumer.start()
+            # The reply topic's metadata now, not at the first borrow: looking up the offsets
+            # of a topic the client does not know yet waits out a 100 ms retry back-off.
+            await consumer._client.add_topic(s.results_topic)  # noqa: SLF001 - no public call
         self._borrower = _Feed(borrower, "borrowed")
-        self._lookups = AIOKafkaConsumer(**s.reader_options())
-        await self._lookups.start()
-        # The reply topic's metadata now, not at the first borrow: looking up the offsets of
-        # a topic the client does not know yet waits out a 100 ms retry back-off.
-        for client in (borrower._client, self._lookups._client):  # noqa: SLF001 - no public call
-            await client.add_topic(s.results_topic)
         if routed:
             self.routes.own(())
             share.subscribe([s.results_topic], listener=_Rebalance(self))
@@ -208,10 +216,11 @@ class ResultReader:
         for feed in (self._share, self._borrower):
             if feed is not None:
                 await _stop_consumer(feed.consumer)
-        if self._lookups is not None:
-            await _stop_consumer(self._lookups)
+        for consumer in (self._spare, self._lookups):
+            if consumer is not None:
+                await _stop_consumer(consumer)
         self._share = self._borrower = None
-        self._lookups = None
+        self._spare = self._lookups = None
 
     async def complete(self, partition: int) -> bool:
         """Wait (at most ``reply_lookup_s``) until the store holds every result of
@@ -347,7 +356,7 @@ class ResultReader:
                     async with asyncio.timeout(_DEMAND_S):
                         await self._wake.wait()
                 continue
-            await self._read(borrower)
+            await self._read(borrower, until=self._wake)
             await asyncio.sleep(0)
 
     def _wanted(self, now: float) -> tuple[frozenset[int], dict[int, int]]:
@@ -387,6 +396,13 @@ class ResultReader:
         consumer, topic = borrower.consumer, self.settings.results_topic
         kept = {p: await consumer.position(TopicPartition(topic, p))
                 for p in (wanted & self.borrowed) - rewind}
+        if self._spare is not None:
+            # Read on through the other consumer: this one's last fetch may still wait at the
+            # broker (up to fetch_max_wait_ms, for partitions with nothing new), and a fetch
+            # for the new assignment on its connection would be answered only after it.
+            consumer.assign([])
+            borrower.consumer, self._spare = self._spare, consumer
+            consumer = borrower.consumer
         consumer.assign([TopicPartition(topic, p) for p in sorted(wanted)])
         borrower.drop((self.borrowed - wanted) | rewind)
         for p, position in kept.items():
@@ -455,9 +471,16 @@ class ResultReader:
                      {tp.partition: offset for tp, offset in window.items()})
         return window
 
-    async def _read(self, feed: _Feed) -> None:
+    async def _read(self, feed: _Feed, until: asyncio.Event | None = None) -> None:
+        """Read what the feed fetched (waiting up to ``_POLL_MS``, or ``until`` it is set)."""
         try:
-            fetched = await feed.consumer.getmany(timeout_ms=_POLL_MS, max_records=_MAX_RECORDS)
+            consumer = feed.consumer
+            if until is None:
+                fetched = await consumer.getmany(timeout_ms=_POLL_MS, max_records=_MAX_RECORDS)
+            else:  # what is buffered, else wait (a task and a waiter only then)
+                fetched = (await consumer.getmany(timeout_ms=0, max_records=_MAX_RECORDS)
+                           or await _unless(until, consumer.getmany(
+                               timeout_ms=_POLL_MS, max_records=_MAX_RECORDS)))
         except KafkaError as exc:
             logger.warning("reading results failed (%s); retrying", exc)
             await asyncio.sleep(0.5)
@@ -559,6 +582,25 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         """Own the new share and position it."""
         await self.reader._assigned_share(assigned)  # noqa: SLF001 - the reader's own listener
+
+
+async def _unless(event: asyncio.Event, fetching: Coroutine[Any, Any, Fetched]) -> Fetched:
+    """What ``fetching`` returns, or nothing once ``event`` is set first (someone waits for a
+    partition the borrower does not read yet: it must not wait out a fetch of the others)."""
+    fetch = asyncio.ensure_future(fetching)
+    woken = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait((fetch, woken), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        woken.cancel()
+    fetch.cancel()  # records not taken yet stay buffered in the consumer
+    try:
+        return await fetch
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+        return {}
 
 
 async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:

@@ -331,17 +331,18 @@ async def test_a_wait_for_an_earlier_request_borrows_from_where_its_owner_has_re
         await asyncio.gather(a.stop(), b.stop())
 
 
-async def test_an_offset_lookup_never_waits_behind_a_borrowed_partitions_fetch(
+async def test_a_wait_elsewhere_never_waits_behind_a_borrowed_partitions_fetch(
         kafka_bootstrap: str) -> None:
-    # A broker answers one request of a connection at a time, and a fetch of a partition with
-    # nothing new waits there up to fetch_max_wait_ms (2.5 s here). A borrows one of B's
-    # partitions, whose next fetch then waits; the end-offset lookup for a wait on another of
-    # B's partitions must not queue behind it (past publish_timeout_s, 1 s, it gives up and the
-    # wait reads the window: 6 records instead of 1).
+    # A broker answers one request of a connection at a time, and a fetch of partitions with
+    # nothing new waits there up to fetch_max_wait_ms (20 s here). A borrows one of B's
+    # partitions, whose next fetch then waits. A wait on another of B's partitions must queue
+    # behind it neither with its end-offset lookup (past publish_timeout_s, 1 s, it gives up and
+    # the wait reads the window: 6 records instead of 1) nor with the fetch that reads its
+    # result (it came only when the other fetch ended, 20 s later).
     dep = routed_deployment(kafka_bootstrap, "lookups")
     await create_topics(dep.bootstrap, dep.topics.all(), PARTITIONS)
     await write_results(dep.bootstrap, dep.topics.results, "past", 5)
-    settings = api_settings(dep, fetch_max_wait_ms=2_500)
+    settings = api_settings(dep, fetch_max_wait_ms=20_000)
     a, b = (ResultReader(settings, ResultStore(10_000, 1 << 24, 600.0)) for _ in range(2))
     try:
         for reader in (a, b):
@@ -367,7 +368,8 @@ async def test_an_offset_lookup_never_waits_behind_a_borrowed_partitions_fetch(
                                          partition=waited)
         finally:
             await producer.stop()
-        assert orjson.loads(await asyncio.wait_for(waiter, 20))["id"] == request_id
+        # Half the other fetch's wait: without the fixes it never comes sooner.
+        assert orjson.loads(await asyncio.wait_for(waiter, 10))["id"] == request_id
         assert a.records - read_before == 1, "read from the end noted, not the window"
     finally:
         await asyncio.gather(a.stop(), b.stop())
