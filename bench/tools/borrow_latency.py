@@ -5,10 +5,12 @@ Two result readers (`producer_api.reader.ResultReader`, as two API replicas run 
 reply topic of 4 partitions on an embedded broker. Reader A waits for ``--trials`` results,
 one at a time, each on one of B's partitions: it notes where that partition ends
 (``ResultReader.expect``, what a ``?wait=`` of a client id there does before publishing), then
-the result is written and A reads it. First with nothing else borrowed, then while A also
-borrows another of B's partitions (a ``GET`` of an id there), where nothing new arrives: its
-fetch then waits at the broker, up to ``fetch_max_wait_ms``, on A's connection. Prints, per
-case, the end-offset lookup and the time until the result is read.
+the result is written and A reads it; then a ``GET``'s read of that partition from the window
+(``ResultReader.complete``, a partition with 5 results). First with nothing else borrowed, then
+while A also borrows another of B's partitions (a ``GET`` of an id there), where nothing new
+arrives: its fetch then waits at the broker, up to ``fetch_max_wait_ms``, on A's connection.
+Prints, per case, the end-offset lookup, the time until the result is read, and the ``GET``'s
+read.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ async def _readers(bootstrap: str) -> tuple[ResultReader, ResultReader, ApiSetti
     suffix = f"{time.time_ns():x}"
     settings = ApiSettings(bootstrap_servers=bootstrap, requests_topic=f"rq-{suffix}",
                            results_topic=f"rs-{suffix}", dlq_topic=f"dl-{suffix}",
-                           publish_timeout_s=1.0)
+                           publish_timeout_s=1.0, reply_borrow_s=0.3)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -64,22 +66,24 @@ async def _readers(bootstrap: str) -> tuple[ResultReader, ResultReader, ApiSetti
     return a, b, settings
 
 
-async def run(bootstrap: str, trials: int) -> dict[str, tuple[list[float], list[float]]]:
-    """Per case: the lookups' and the results' times, ms."""
+async def run(bootstrap: str, trials: int,
+              ) -> dict[str, tuple[list[float], list[float], list[float]]]:
+    """Per case: the lookups', the results' and the GETs' reads' times, ms."""
     a, b, settings = await _readers(bootstrap)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     polled, waited = sorted(b.owned)[:2]
     ids: Iterator[str] = (i for i in (f"w-{n}" for n in range(1_000_000))
                           if a.routes.partition_of(i) == waited)
-    rows: dict[str, tuple[list[float], list[float]]] = {}
+    rows: dict[str, tuple[list[float], list[float], list[float]]] = {}
     try:
         for case in ("nothing else borrowed", "another partition borrowed"):
-            if case != "nothing else borrowed":
-                assert await a.complete(polled)
             lookups: list[float] = []
             results: list[float] = []
+            reads: list[float] = []
             for _ in range(trials):
+                if case != "nothing else borrowed":
+                    assert await a.complete(polled)  # borrowed (again, its lease is short)
                 # The last wait's borrow is over (no event says so; the note behind it lasts
                 # publish_timeout_s).
                 while a.borrowed - {polled}:  # noqa: ASYNC110
@@ -95,7 +99,14 @@ async def run(bootstrap: str, trials: int) -> dict[str, tuple[list[float], list[
                 await asyncio.wait_for(waiter, 30)
                 results.append((time.perf_counter() - t0) * 1000)
                 a.store.drop_waiter(key, waiter)
-            rows[case] = (lookups, results)
+                while waited in a.borrowed:  # noqa: ASYNC110 - as above
+                    await asyncio.sleep(0.05)
+                if case != "nothing else borrowed":
+                    assert await a.complete(polled)
+                t0 = time.perf_counter()
+                assert await a.complete(waited)
+                reads.append((time.perf_counter() - t0) * 1000)
+            rows[case] = (lookups, results, reads)
     finally:
         await producer.stop()
         await asyncio.gather(a.stop(), b.stop())
@@ -116,10 +127,11 @@ def main() -> None:
         rows = asyncio.run(run(kafka.bootstrap_servers, args.trials))
     print(f"\n{args.trials} waits per case, one at a time, for a result on a borrowed "
           "partition:\n")
-    print("| case | end-offset lookup ms, median (min-max) | until the result is read ms |")
-    print("|---|---|---|")
-    for case, (lookups, results) in rows.items():
-        print(f"| {case} | {_summary(lookups)} | {_summary(results)} |")
+    print("| case | end-offset lookup ms, median (min-max) | until the result is read ms "
+          "| a GET's read of the partition ms |")
+    print("|---|---|---|---|")
+    for case, (lookups, results, reads) in rows.items():
+        print(f"| {case} | {_summary(lookups)} | {_summary(results)} | {_summary(reads)} |")
 
 
 if __name__ == "__main__":
