@@ -593,7 +593,7 @@ async def _unless(event: asyncio.Event, fetching: Coroutine[Any, Any, Fetched]) 
         await asyncio.wait((fetch, woken), return_when=asyncio.FIRST_COMPLETED)
     finally:
         woken.cancel()
-    fetch.cancel()  # records not taken yet stay buffered in the consumer
+        fetch.cancel()  # records not taken yet stay buffered in the consumer
     try:
         return await fetch
     except asyncio.CancelledError:
