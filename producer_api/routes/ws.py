@@ -79,6 +79,7 @@ class _Session:
                               services.turns)
         self.submits = asyncio.Semaphore(self.settings.ws_submits_in_flight)
         self.tasks: set[asyncio.Task[None]] = set()
+        self.asking: set[str] = set()  # store keys to watch once their owners answered
         self.close_code: int | None = None
         self.trace = carried(ws.scope["headers"])  # the handshake's, for submits without one
         self.credentials = ws.headers.get("authorization", "")  # or the auth message's key:
@@ -119,7 +120,7 @@ class _Session:
                 raise Unauthorized("authenticate first: {\"type\": \"auth\", \"key\": ...}")
             if kind == "subscribe":
                 principal.require(Scope.READ)
-                await self._subscribe(doc, ref)
+                self._subscribe(doc, ref)
             elif kind == "unsubscribe":
                 self._unsubscribe(doc, ref)
             elif kind == "submit":
@@ -177,41 +178,61 @@ class _Session:
             raise InvalidRequest.of("ids", "expected a list of request ids (or \"all\": true)")
         return ids
 
-    async def _subscribe(self, doc: dict[str, Any], ref: Any) -> None:
+    def _subscribe(self, doc: dict[str, Any], ref: Any) -> None:
         hub = self.services.hub
         if doc.get("all") is True:
             hub.watch_all(self.sub)
             self.reply({"type": "subscribed", "all": True}, ref)
             return
         ids = self._ids(doc)
-        if self.sub.watching + len(ids) > self.settings.ws_max_subscriptions:
+        if (self.sub.watching + len(self.asking) + len(ids)
+                > self.settings.ws_max_subscriptions):
             raise InvalidRequest.of("ids", f"at most {self.settings.ws_max_subscriptions} ids "
                                     "may be watched at once")
         self.reply({"type": "subscribed", "ids": ids}, ref)
-        keys = self._keys(ids)
-        found = await self._recall(keys, ids)
-        for result in found.values():
-            self.sub.offer_watched(result)
-        self._watch([key for key in keys if key not in found])
+        store, services = self.services.store, self.services
+        here, elsewhere = [], []
+        for key, rid in zip(self._keys(ids), ids, strict=True):
+            if key in self.asking:
+                continue  # watched once its owner answered
+            # Published earlier, on another replica's partition, no result here: ask that one.
+            if (owner_of(services, rid) is not None
+                    and ((entry := store.get(key)) is None or entry.result is None)):
+                elsewhere.append((key, rid))
+            else:
+                here.append(key)
+        self._watch(here)
+        if elsewhere:
+            self.asking.update(key for key, _ in elsewhere)
+            task = asyncio.get_running_loop().create_task(self._recall(elsewhere))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
 
     def _watch(self, keys: list[str]) -> None:
         self.services.hub.watch(self.sub, keys)
         self.services.reader.waiting_for(keys)
 
-    async def _recall(self, keys: list[str], ids: list[str]) -> dict[str, bytes]:
-        """Ask the replicas that read the partitions of the ids without a result here (at
-        once): the results they have, by store key; for the others, the watch borrows their
-        partitions from where those replicas have read them (``usecase.recall``)."""
-        store, services = self.services.store, self.services
-        elsewhere = [(key, rid) for key, rid in zip(keys, ids, strict=True)
-                     if owner_of(services, rid) is not None
-                     and ((entry := store.get(key)) is None or entry.result is None)]
-        if not elsewhere:
-            return {}
-        results = await asyncio.gather(*(recall(services, key, rid, self.credentials)
-                                         for key, rid in elsewhere))
-        return {key: result for (key, _), result in zip(elsewhere, results, strict=True)
-                if result is not None}
+    async def _recall(self, elsewhere: list[tuple[str, str]]) -> None:
+        """Ask the replicas that read these ids' partitions (store key, id), all at once and
+        beside the socket's other messages: the results they have are delivered, and the
+        other ids watched, their partitions borrowed from where those replicas have read them
+        (``usecase.recall``); ids unsubscribed meanwhile are dropped."""
+        services = self.services
+        try:
+            results = await asyncio.gather(*(recall(services, key, rid, self.credentials)
+                                             for key, rid in elsewhere))
+        finally:
+            keys = [key for key, _ in elsewhere if key in self.asking]
+            self.asking.difference_update(keys)
+        watched = []
+        for key, result in zip((key for key, _ in elsewhere), results, strict=True):
+            if key not in keys:
+                continue
+            if result is not None:
+                self.sub.offer_watched(result)
+            else:
+                watched.append(key)
+        self._watch(watched)
 
     def _unsubscribe(self, doc: dict[str, Any], ref: Any) -> None:
         if doc.get("all") is True:
@@ -219,7 +240,9 @@ class _Session:
             self.reply({"type": "unsubscribed", "all": True}, ref)
             return
         ids = self._ids(doc)
-        self.services.hub.unwatch(self.sub, self._keys(ids))
+        keys = self._keys(ids)
+        self.asking.difference_update(keys)
+        self.services.hub.unwatch(self.sub, keys)
         self.reply({"type": "unsubscribed", "ids": ids}, ref)
 
     async def _submit(self, item: intake.Prepared, ref: Any, trace: TraceHeaders) -> None:

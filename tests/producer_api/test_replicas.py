@@ -305,8 +305,8 @@ async def test_a_wait_for_an_earlier_id_elsewhere_asks_its_owner(deployment: Dep
     keys_file = tmp_path / "keys.json"
     token, key = new_key("acme", frozenset({Scope.SUBMIT, Scope.READ, Scope.ADMIN}), "acme")
     write_keys(keys_file, [key])
-    async with cluster(deployment, 2, advertise=True,
-                       CALCSTREAM_API_KEYS_FILE=str(keys_file)) as (worker, (a, b), _, _nginx):
+    async with cluster(deployment, 2, advertise=True, CALCSTREAM_API_KEYS_FILE=str(keys_file),
+                       CALCSTREAM_REPLY_LOOKUP_S="60") as (worker, (a, b), _, _nginx):
         shares = await shares_settle([a, b], deployment.partitions)
         where = routes(deployment.partitions)
         on_b = {min(shares[port(b)])}
@@ -386,6 +386,25 @@ async def test_a_wait_for_an_earlier_id_elsewhere_asks_its_owner(deployment: Dep
             assert r.status_code == 200 and r.json()["result"] == 14, r.text
             assert await on_a(records) == read_before + 2
             assert await on_a("calcstream_api_forwarded_total{api=", 'outcome="failed"') == 0
+
+            # B frozen: a socket on A that watches B's id goes on with its other messages
+            # while B does not answer (for up to reply_lookup_s, 60 s here).
+            async with connect(socket_url, additional_headers={
+                    "authorization": f"Bearer {token}"}) as ws:
+                b.pause()
+                try:
+                    await ws.send(orjson.dumps({"type": "subscribe", "ids": [done[3]]}).decode())
+                    assert orjson.loads(await ws.recv())["type"] == "subscribed"
+                    await ws.send(orjson.dumps({"type": "submit", "request": {
+                        "op": "sum", "data": [50, 1]}}).decode())
+                    assert orjson.loads(await ws.recv())["type"] == "accepted"
+                    message = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+                    assert message["type"] == "result" and message["result"] == 51, message
+                finally:
+                    b.resume()
+                message = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+            assert message["type"] == "result" and message["id"] == done[3], message
+            assert message["result"] == 4
 
 
 def _metric(metrics: str, prefix: str, label: str) -> float:
