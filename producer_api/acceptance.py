@@ -130,13 +130,19 @@ class Acceptor:
             if entry.state == PUBLISHING and not await self._acked_elsewhere(entry):
                 raise Unavailable("an earlier submit of this id was not acknowledged; retry")
             result = entry.result
+            ends = time.monotonic() + wait
             if result is None and (wait > 0 or watched) and locate is not None:
-                result = await locate(key, item.id) or entry.result
-            if result is None and wait > 0:
+                try:  # a ?wait= answers within its wait, whoever is asked on the way
+                    async with asyncio.timeout(wait or None):
+                        result = await locate(key, item.id)
+                except TimeoutError:
+                    pass
+                result = result or entry.result
+            if result is None and (left := ends - time.monotonic()) > 0:
                 pending = self.store.waiter(key)
                 if self.waiting is not None:
                     self.waiting((key,))
-                result = await self._wait(key, pending, wait)
+                result = await self._wait(key, pending, left)
             return Outcome(item.id, result, True)
         entry = self.store.reserve(key, item.op, item.fingerprint)
         waiter = None

@@ -387,8 +387,9 @@ async def test_a_wait_for_an_earlier_id_elsewhere_asks_its_owner(deployment: Dep
             assert await on_a(records) == read_before + 2
             assert await on_a("calcstream_api_forwarded_total{api=", 'outcome="failed"') == 0
 
-            # B frozen: a socket on A that watches B's id goes on with its other messages
-            # while B does not answer (for up to reply_lookup_s, 60 s here).
+            # B frozen (for less than the reply group's 2 s session): a socket on A that
+            # watches B's id goes on with its other messages while B does not answer (for up
+            # to reply_lookup_s, 60 s here) ...
             async with connect(socket_url, additional_headers={
                     "authorization": f"Bearer {token}"}) as ws:
                 b.pause()
@@ -405,6 +406,22 @@ async def test_a_wait_for_an_earlier_id_elsewhere_asks_its_owner(deployment: Dep
                 message = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
             assert message["type"] == "result" and message["id"] == done[3], message
             assert message["result"] == 4
+
+            # ... and a ?wait=1 re-post on A answers within its wait (no result yet anywhere).
+            body = {"id": id_on(where, on_b, "frozen"), "op": "sum", "data": [8, 8]}
+            worker.pause()
+            try:
+                r = await http.post(f"{a.base_url}/v1/calculations", json=body)
+                assert r.status_code == 202, r.text
+                b.pause()
+                try:
+                    r = await http.post(f"{a.base_url}/v1/calculations?wait=1", json=body,
+                                        timeout=30)
+                finally:
+                    b.resume()
+            finally:
+                worker.resume()
+            assert r.status_code == 202 and r.json()["status"] == "queued", r.text
 
 
 def _metric(metrics: str, prefix: str, label: str) -> float:
