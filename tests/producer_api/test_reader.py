@@ -5,9 +5,11 @@ group together, or beside a replica of an older version, share it at once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -43,6 +45,16 @@ async def write_results(bootstrap: str, topic: str, prefix: str, per_partition: 
                 acks.append(await producer.send(topic, result(request_id), partition=p))
         await asyncio.gather(*acks)
         return ids
+    finally:
+        await producer.stop()
+
+
+async def write_one(dep: Deployment, request_id: str, partition: int) -> None:
+    """The result of ``request_id`` on ``partition`` of the deployment's reply topic."""
+    producer = AIOKafkaProducer(bootstrap_servers=dep.bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(dep.topics.results, result(request_id), partition=partition)
     finally:
         await producer.stop()
 
@@ -228,23 +240,37 @@ async def fetch_forever(consumer: AIOKafkaConsumer) -> None:
         await consumer.getmany(timeout_ms=100)
 
 
-async def test_a_wait_for_a_request_published_here_reads_its_borrowed_partition_from_the_end(
-        kafka_bootstrap: str) -> None:
-    # Two replicas, a window of results on every partition. A waits for a client id on B's
-    # share: it borrows that partition from where it ended when the request was about to be
-    # published, not from the window; asked about an id of the past there, it reads the window.
-    dep = routed_deployment(kafka_bootstrap, "expect")
+@contextlib.asynccontextmanager
+async def sharing(bootstrap: str, prefix: str, per_partition: int, **overrides: Any,
+                  ) -> AsyncIterator[tuple[ResultReader, ResultReader, Deployment, set[str]]]:
+    """Two readers (two replicas' halves) on a fresh reply topic holding ``per_partition``
+    results on each partition (their ids the last item), both caught up on a share of their
+    own, each borrowing for its store's waiters; stopped when the block ends."""
+    dep = routed_deployment(bootstrap, prefix)
     await create_topics(dep.bootstrap, dep.topics.all(), PARTITIONS)
-    past = await write_results(dep.bootstrap, dep.topics.results, "past", 20)
-    settings = api_settings(dep)
-    a, b = (ResultReader(settings, ResultStore(10_000, 1 << 24, 600.0)) for _ in range(2))
+    past = await write_results(dep.bootstrap, dep.topics.results, "past", per_partition)
+    settings = api_settings(dep, **overrides)
+    a, b = (ResultReader(settings, ResultStore(10_000, 1 << 24, settings.result_ttl_s))
+            for _ in range(2))
     try:
         for reader in (a, b):
             reader.demands.append(reader.store.waited_keys)
             await reader.start(set(range(PARTITIONS)))
         await until(lambda: (a.caught_up.is_set() and b.caught_up.is_set() and bool(a.owned)
-                             and bool(b.owned) and not a.owned & b.owned), 20,
+                             and bool(b.owned) and not a.owned & b.owned
+                             and len(a.owned | b.owned) == PARTITIONS), 20,
                     "both readers to own a share and catch up")
+        yield a, b, dep, past
+    finally:
+        await asyncio.gather(a.stop(), b.stop())
+
+
+async def test_a_wait_for_a_request_published_here_reads_its_borrowed_partition_from_the_end(
+        kafka_bootstrap: str) -> None:
+    # Two replicas, a window of results on every partition. A waits for a client id on B's
+    # share: it borrows that partition from where it ended when the request was about to be
+    # published, not from the window; asked about an id of the past there, it reads the window.
+    async with sharing(kafka_bootstrap, "expect", 20) as (a, b, dep, past):
         partition = min(b.owned)
         request_id = next(i for i in (f"waited-{n}" for n in range(1000))
                           if a.routes.partition_of(i) == partition)
@@ -256,13 +282,7 @@ async def test_a_wait_for_a_request_published_here_reads_its_borrowed_partition_
         read_before = a.records
         await a.expect(scoped("", request_id))
         waiter = a.store.waiter(scoped("", request_id))
-        producer = AIOKafkaProducer(bootstrap_servers=dep.bootstrap, acks="all")
-        await producer.start()
-        try:
-            await producer.send_and_wait(dep.topics.results, result(request_id),
-                                         partition=partition)
-        finally:
-            await producer.stop()
+        await write_one(dep, request_id, partition)
         assert orjson.loads(await asyncio.wait_for(waiter, 20))["id"] == request_id
         assert a.borrowed == {partition}
         assert a.records - read_before == 1, "read the one result, not the window's 20 too"
@@ -272,8 +292,6 @@ async def test_a_wait_for_a_request_published_here_reads_its_borrowed_partition_
         earlier = {i for i in past if i.startswith(f"past-{partition}-")}
         assert all(a.store.get(scoped("", i)) is not None for i in earlier)
         a.store.drop_waiter(scoped("", request_id), waiter)
-    finally:
-        await asyncio.gather(a.stop(), b.stop())
 
 
 async def test_a_wait_for_an_earlier_request_borrows_from_where_its_owner_has_read(
@@ -281,54 +299,42 @@ async def test_a_wait_for_an_earlier_request_borrows_from_where_its_owner_has_re
     # B owns a partition with 20 results and says up to where it has read it. A, waiting for
     # an id there, borrows it from that offset (the result is not before it), not from the
     # window; a wait noted before the offset A already reads from makes A read again from there.
-    dep = routed_deployment(kafka_bootstrap, "readto")
-    await create_topics(dep.bootstrap, dep.topics.all(), PARTITIONS)
-    await write_results(dep.bootstrap, dep.topics.results, "past", 20)
-    settings = api_settings(dep)
-    a, b = (ResultReader(settings, ResultStore(10_000, 1 << 24, settings.result_ttl_s))
-            for _ in range(2))
-    producer = AIOKafkaProducer(bootstrap_servers=dep.bootstrap, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
     await producer.start()
     try:
-        for reader in (a, b):
-            reader.demands.append(reader.store.waited_keys)
-            await reader.start(set(range(PARTITIONS)))
-        await until(lambda: (a.caught_up.is_set() and b.caught_up.is_set() and bool(a.owned)
-                             and bool(b.owned) and not a.owned & b.owned), 20,
-                    "both readers to own a share and catch up")
-        partition = min(b.owned)
-        ids = (i for i in (f"later-{n}" for n in range(1000))
-               if a.routes.partition_of(i) == partition)
-        first, second, third = next(ids), next(ids), next(ids)
-        assert await b.read_to(partition) == 20
-        assert await a.read_to(partition) is None, "not read here"
+        async with sharing(kafka_bootstrap, "readto", 20) as (a, b, dep, _):
+            partition = min(b.owned)
+            ids = (i for i in (f"later-{n}" for n in range(1000))
+                   if a.routes.partition_of(i) == partition)
+            first, second, third = next(ids), next(ids), next(ids)
+            assert await b.read_to(partition) == 20
+            assert await a.read_to(partition) is None, "not read here"
 
-        # The first result is written; B has read it when A asks.
-        await producer.send_and_wait(dep.topics.results, result(first), partition=partition)
-        await until(lambda: b.store.get(scoped("", first)) is not None, 20, "B to read it")
-        assert await b.read_to(partition) == 21
-        # A waits for the second from B's offset: only that result is read.
-        read_before = a.records
-        a.note(scoped("", second), 21)
-        waiter = a.store.waiter(scoped("", second))
-        await producer.send_and_wait(dep.topics.results, result(second), partition=partition)
-        assert orjson.loads(await asyncio.wait_for(waiter, 20))["id"] == second
-        assert a.borrowed == {partition}
-        assert a.records - read_before == 1, "read the one result, not the window's 21 too"
-        assert a.store.get(scoped("", first)) is None
+            # The first result is written; B has read it when A asks.
+            await producer.send_and_wait(dep.topics.results, result(first), partition=partition)
+            await until(lambda: b.store.get(scoped("", first)) is not None, 20, "B to read it")
+            assert await b.read_to(partition) == 21
+            # A waits for the second from B's offset: only that result is read.
+            read_before = a.records
+            a.note(scoped("", second), 21)
+            waiter = a.store.waiter(scoped("", second))
+            await producer.send_and_wait(dep.topics.results, result(second), partition=partition)
+            assert orjson.loads(await asyncio.wait_for(waiter, 20))["id"] == second
+            assert a.borrowed == {partition}
+            assert a.records - read_before == 1, "read the one result, not the window's 21 too"
+            assert a.store.get(scoped("", first)) is None
 
-        # A wait for the first, noted at 20 (before where A reads from): read again from 20.
-        a.note(scoped("", first), 20)
-        waiter = a.store.waiter(scoped("", first))
-        assert orjson.loads(await asyncio.wait_for(waiter, 20))["id"] == first
-        assert a.records - read_before == 3, "20 and 21 again, nothing before them"
-        a.note(scoped("", third), 22)
-        third_waiter = a.store.waiter(scoped("", third))
-        await producer.send_and_wait(dep.topics.results, result(third), partition=partition)
-        assert orjson.loads(await asyncio.wait_for(third_waiter, 20))["id"] == third
+            # A wait for the first, noted at 20 (before where A reads from): read again from 20.
+            a.note(scoped("", first), 20)
+            waiter = a.store.waiter(scoped("", first))
+            assert orjson.loads(await asyncio.wait_for(waiter, 20))["id"] == first
+            assert a.records - read_before == 3, "20 and 21 again, nothing before them"
+            a.note(scoped("", third), 22)
+            third_waiter = a.store.waiter(scoped("", third))
+            await producer.send_and_wait(dep.topics.results, result(third), partition=partition)
+            assert orjson.loads(await asyncio.wait_for(third_waiter, 20))["id"] == third
     finally:
         await producer.stop()
-        await asyncio.gather(a.stop(), b.stop())
 
 
 async def test_a_wait_elsewhere_never_waits_behind_a_borrowed_partitions_fetch(
@@ -339,19 +345,9 @@ async def test_a_wait_elsewhere_never_waits_behind_a_borrowed_partitions_fetch(
     # behind it neither with its end-offset lookup (past publish_timeout_s, 1 s, it gives up and
     # the wait reads the window: 6 records instead of 1) nor with the fetch that reads its
     # result (it came only when the other fetch ended, 20 s later).
-    dep = routed_deployment(kafka_bootstrap, "lookups")
-    await create_topics(dep.bootstrap, dep.topics.all(), PARTITIONS)
-    await write_results(dep.bootstrap, dep.topics.results, "past", 5)
-    settings = api_settings(dep, fetch_max_wait_ms=20_000)
-    a, b = (ResultReader(settings, ResultStore(10_000, 1 << 24, 600.0)) for _ in range(2))
-    try:
-        for reader in (a, b):
-            reader.demands.append(reader.store.waited_keys)
-            await reader.start(set(range(PARTITIONS)))
-        await until(lambda: (a.caught_up.is_set() and b.caught_up.is_set()
-                             and len(b.owned) >= 2 and bool(a.owned) and not a.owned & b.owned),
-                    20, "both readers to own a share, B two partitions")
-        polled, waited = sorted(b.owned)[:2]
+    async with sharing(kafka_bootstrap, "lookups", 5, fetch_max_wait_ms=20_000) as (
+            a, b, dep, _):
+        polled, waited = sorted(b.owned)[:2]  # round robin: two partitions each
         assert await a.complete(polled)  # borrowed
         fetcher = a._borrower.consumer._fetcher  # type: ignore[union-attr]  # noqa: SLF001
         await until(lambda: bool(fetcher._in_flight), 20,  # noqa: SLF001 - no public view
@@ -361,18 +357,10 @@ async def test_a_wait_elsewhere_never_waits_behind_a_borrowed_partitions_fetch(
         read_before = a.records
         await a.expect(scoped("", request_id))
         waiter = a.store.waiter(scoped("", request_id))
-        producer = AIOKafkaProducer(bootstrap_servers=dep.bootstrap, acks="all")
-        await producer.start()
-        try:
-            await producer.send_and_wait(dep.topics.results, result(request_id),
-                                         partition=waited)
-        finally:
-            await producer.stop()
+        await write_one(dep, request_id, waited)
         # Half the other fetch's wait: without the fixes it never comes sooner.
         assert orjson.loads(await asyncio.wait_for(waiter, 10))["id"] == request_id
         assert a.records - read_before == 1, "read from the end noted, not the window"
-    finally:
-        await asyncio.gather(a.stop(), b.stop())
 
 
 async def test_a_partition_owned_before_the_last_rebalance_is_borrowed_from_the_window(
