@@ -385,6 +385,24 @@ async def test_a_wait_for_an_earlier_id_elsewhere_asks_its_owner(deployment: Dep
                 worker.resume()
             assert r.status_code == 200 and r.json()["result"] == 14, r.text
             assert await on_a(records) == read_before + 2
+
+            # ... and once B has its result: B's answer, nothing read on A (once A no longer
+            # borrows that partition for the waits before).
+            async def nothing_borrowed() -> bool:
+                return await on_a("calcstream_api_reply_partitions{api=",
+                                  'role="borrowed"') == 0
+            await eventually(nothing_borrowed, 30, "A to let the partition go")
+            body = {"id": id_on(where, on_b, "computed"), "op": "sum", "data": [9, 9]}
+            r = await http.post(f"{a.base_url}/v1/calculations", json=body)
+            assert r.status_code == 202, r.text
+
+            async def computed_at_b() -> bool:
+                r = await http.get(f"{b.base_url}/v1/calculations/{body['id']}")
+                return r.status_code == 200 and r.json()["status"] == "ok"
+            await eventually(computed_at_b, 30, "B to have the result")
+            r = await http.post(f"{a.base_url}/v1/calculations?wait=20", json=body)
+            assert r.status_code == 200 and r.json()["result"] == 18, r.text
+            assert await on_a(records) == read_before + 2
             assert await on_a("calcstream_api_forwarded_total{api=", 'outcome="failed"') == 0
 
             # B frozen (for less than the reply group's 2 s session): a socket on A that
