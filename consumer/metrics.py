@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 
 from consumer.stats import WorkerStats
 from core.metrics import counter, gauge, histogram
+from schemas.messages import RESULT_STATUSES
 
 
 class WorkerCollector(Collector):
@@ -31,7 +32,7 @@ class WorkerCollector(Collector):
         yield counter("calcstream_worker_batches", "Batches computed.", s.batches, labels)
         results = CounterMetricFamily("calcstream_worker_results", "Results published by status.",
                                       labels=["worker", "status"])
-        for status in ("ok", "error", "expired"):
+        for status in RESULT_STATUSES:
             results.add_metric([w, status], s.results.get(status, 0))
         yield results
         yield counter("calcstream_worker_dead_letters", "Records sent to the dead-letter topic.",

@@ -15,8 +15,7 @@ from prometheus_client.registry import Collector
 from core.metrics import counter, gauge, histogram
 from producer_api.deps import Services
 from producer_api.stats import ApiStats
-
-RESULT_STATUSES = ("ok", "error", "expired")
+from schemas.messages import RESULT_STATUSES
 
 
 class ApiCollector(Collector):

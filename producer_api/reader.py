@@ -81,14 +81,13 @@ from producer_api.settings import ApiSettings
 from producer_api.stats import ApiStats
 from producer_api.store import ResultStore, scoped
 from schemas.encoding import DecodeError, is_result_frame, result_meta
-from schemas.messages import tenant_of
+from schemas.messages import RESULT_STATUSES, tenant_of
 
 logger = logging.getLogger(__name__)
 
 _POLL_MS = 200
 _MAX_RECORDS = 1_000
 _DEMAND_S = 0.1  # how often the borrower looks at what is waited for
-_STATUSES = ("ok", "error", "expired")  # a tuple: ``in`` compares, never hashes a bad value
 
 
 class ReaderStopped(Exception):
@@ -533,7 +532,7 @@ class ResultReader:
         if self.store.put_result(key, op, value):
             stats = self.stats
             status = doc.get("status")
-            stats.results[status if status in _STATUSES else "other"] += 1
+            stats.results[status if status in RESULT_STATUSES else "other"] += 1
             enqueued_at = doc.get("enqueued_at")
             if live and isinstance(enqueued_at, (float, int)):
                 stats.end_to_end_seconds.observe(max(0.0, time.time() - enqueued_at))

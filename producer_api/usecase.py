@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import NamedTuple, get_args
+from typing import NamedTuple
 
 import orjson
 
@@ -18,11 +18,10 @@ from producer_api.deps import Services
 from producer_api.errors import InvalidRequest, UnsupportedMediaType
 from producer_api.forwarding import FORWARDED_HEADER, OwnerAnswer
 from producer_api.rendering import JSON_HEADER, NPY, OCTETS, Headers, render
-from schemas.messages import ResultStatus
+from schemas.messages import RESULT_STATUSES
 
 JSON_TYPES = ("", "application/json")
 SUBMIT_TYPES = (*JSON_TYPES, OCTETS, NPY)
-RESULT_STATUSES = get_args(ResultStatus)
 BINARY_QUERY = ("op", "args", "id", "deadline")
 """What a binary single submit reads from the query string."""
 

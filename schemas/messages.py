@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -105,6 +105,8 @@ def reply_partition_of(headers: Iterable[tuple[str, bytes]]) -> int | None:
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 ResultStatus = Literal["ok", "error", "expired"]
+RESULT_STATUSES: tuple[str, ...] = get_args(ResultStatus)
+"""Every status a result may have (a tuple: ``in`` compares, never hashes a bad value)."""
 
 
 class _Wire(BaseModel):
