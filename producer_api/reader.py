@@ -253,7 +253,7 @@ class ResultReader:
         if partition in self.borrowed:
             start = self._started.get(partition)
             if start is not None:  # read on from there; an earlier offset is as good
-                self._expected[key] = (start, time.monotonic())
+                self.note(key, start)
             return
         tp = TopicPartition(self.settings.results_topic, partition)
         with contextlib.suppress(KafkaError, TimeoutError):

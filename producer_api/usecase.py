@@ -18,10 +18,13 @@ from producer_api.deps import Services
 from producer_api.errors import InvalidRequest, UnsupportedMediaType
 from producer_api.forwarding import FORWARDED_HEADER, OwnerAnswer
 from producer_api.rendering import JSON_HEADER, NPY, OCTETS, Headers, render
-from schemas.messages import RESULT_STATUSES
+from schemas.messages import ID_MAX_LENGTH, RESULT_STATUSES
 
 JSON_TYPES = ("", "application/json")
 SUBMIT_TYPES = (*JSON_TYPES, OCTETS, NPY)
+QUEUED_MAX_BYTES = 4 * ID_MAX_LENGTH + 256
+"""More than any queued state's document (``store.Entry.state_document``: an id, an op, a
+time); a larger answer is a result."""
 BINARY_QUERY = ("op", "args", "id", "deadline")
 """What a binary single submit reads from the query string."""
 
@@ -142,9 +145,11 @@ async def recall(services: Services, key: str, request_id: str, credentials: str
     if answer.status != 200:
         return None
     # 200 without a read position: the result, or the queued state of an owner that could not
-    # vouch for what it read.
+    # vouch for what it read; only the small ones need reading to tell.
     body = answer.body
-    doc = await services.turns.run(len(body), lambda: orjson.loads(body))
+    if len(body) > QUEUED_MAX_BYTES:
+        return body
+    doc = orjson.loads(body)
     return body if isinstance(doc, dict) and doc.get("status") in RESULT_STATUSES else None
 
 

@@ -222,11 +222,11 @@ class _Session:
             results = await asyncio.gather(*(recall(services, key, rid, self.credentials)
                                              for key, rid in elsewhere))
         finally:
-            keys = [key for key, _ in elsewhere if key in self.asking]
-            self.asking.difference_update(keys)
+            still = {key for key, _ in elsewhere} & self.asking
+            self.asking -= still
         watched = []
-        for key, result in zip((key for key, _ in elsewhere), results, strict=True):
-            if key not in keys:
+        for (key, _), result in zip(elsewhere, results, strict=True):
+            if key not in still:
                 continue
             if result is not None:
                 self.sub.offer_watched(result)

@@ -23,6 +23,7 @@ from websockets.asyncio.client import connect
 from core.keys import Scope, new_key, write_keys
 from core.net import free_port
 from producer_api.routing import ReplyRoutes
+from producer_api.usecase import QUEUED_MAX_BYTES
 from tests.balancer import Nginx
 from tests.kafka import Deployment, produce, request_json
 from tests.processes import ApiProcess, WorkerProcess
@@ -392,7 +393,10 @@ async def test_a_wait_for_an_earlier_id_elsewhere_asks_its_owner(deployment: Dep
                 return await on_a("calcstream_api_reply_partitions{api=",
                                   'role="borrowed"') == 0
             await eventually(nothing_borrowed, 30, "A to let the partition go")
-            body = {"id": id_on(where, on_b, "computed"), "op": "sum", "data": [9, 9]}
+            # (A 20×20 result: larger than any queued state, so taken without reading it.)
+            column = [float(i) for i in range(1, 21)]
+            body = {"id": id_on(where, on_b, "computed"), "op": "matmul",
+                    "data": column + column, "args": {"m": 20, "k": 1, "n": 20}}
             r = await http.post(f"{a.base_url}/v1/calculations", json=body)
             assert r.status_code == 202, r.text
 
@@ -401,7 +405,9 @@ async def test_a_wait_for_an_earlier_id_elsewhere_asks_its_owner(deployment: Dep
                 return r.status_code == 200 and r.json()["status"] == "ok"
             await eventually(computed_at_b, 30, "B to have the result")
             r = await http.post(f"{a.base_url}/v1/calculations?wait=20", json=body)
-            assert r.status_code == 200 and r.json()["result"] == 18, r.text
+            assert r.status_code == 200, r.text
+            assert r.json()["result"] == [[i * j for j in column] for i in column]
+            assert len(r.content) > QUEUED_MAX_BYTES
             assert await on_a(records) == read_before + 2
             assert await on_a("calcstream_api_forwarded_total{api=", 'outcome="failed"') == 0
 
