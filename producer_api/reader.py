@@ -368,17 +368,19 @@ class ResultReader:
         of_key = self.routes.partition_of_key
         for keys in self.demands:
             for key in keys():
-                partition, noted = of_key(key), expected.get(key)
-                if noted is None:
-                    past.add(partition)
-                else:
+                if key in expected:
                     waited.add(key)
-                    starts[partition] = min(noted[0], starts.get(partition, noted[0]))
+                else:
+                    past.add(of_key(key))
         # A note outlives the publish it was taken for (the watch of a WebSocket submit begins
-        # once the broker acknowledged it); then it lasts as long as the wait.
+        # once the broker acknowledged it), and keeps its partition read from there meanwhile;
+        # then it lasts as long as the wait.
         stale = now - self.settings.publish_timeout_s - 2 * _DEMAND_S
         self._expected = {key: noted for key, noted in expected.items()
                           if key in waited or noted[1] > stale}
+        for key, (offset, _) in self._expected.items():
+            partition = of_key(key)
+            starts[partition] = min(offset, starts.get(partition, offset))
         if self.wants_all():
             past.update(self.routes.partitions)
         wanted = frozenset((past | set(starts)) - self.routes.owned)
