@@ -397,10 +397,11 @@ class ResultReader:
         consumer, topic = borrower.consumer, self.settings.results_topic
         kept = {p: await consumer.position(TopicPartition(topic, p))
                 for p in (wanted & self.borrowed) - rewind}
-        if self._spare is not None:
+        if self._spare is not None and wanted:
             # Read on through the other consumer: this one's last fetch may still wait at the
             # broker (up to fetch_max_wait_ms, for partitions with nothing new), and a fetch
-            # for the new assignment on its connection would be answered only after it.
+            # for the new assignment on its connection would be answered only after it. (Not
+            # when letting everything go: the next borrow then takes the one idle longer.)
             consumer.assign([])
             borrower.consumer, self._spare = self._spare, consumer
             consumer = borrower.consumer
