@@ -109,6 +109,10 @@ class AttemptJournal:
         """Where the entries of request partition ``partition`` go."""
         return partition % self.partitions
 
+    def unfinished(self, tp: TP) -> bool:
+        """Some attempt on this partition started and never finished."""
+        return bool(self._entries.get(tp))
+
     def prior(self, record: Positioned) -> int:
         """How many times computing this record started and never finished."""
         return max((e.attempt for e in self._entries.get((record.topic, record.partition), ())
@@ -133,7 +137,9 @@ class AttemptJournal:
     def computed(self, records: Sequence[Positioned]) -> list[JournalRecord]:
         """The computation of these records returned: their attempts no longer count; the
         journal records to send along with the results."""
-        out = []
+        out: list[JournalRecord] = []
+        if not self._watched:
+            return out  # a healthy fleet: nothing journaled, and no ranges worth a pass
         for tp, (first, last) in _ranges(records).items():
             if tp in self._watched:
                 self._entries[tp] = [e for e in self._entries.get(tp, [])

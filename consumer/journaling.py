@@ -58,13 +58,15 @@ class JournalKeeper:
         computing (none: an empty dict). Reads the journal of partitions seen for the first
         time since they were assigned."""
         journal = self.journal
-        new = {(r.topic, r.partition) for r in records
-               if not journal.loaded((r.topic, r.partition))}
+        seen = {(r.topic, r.partition) for r in records}
+        new = {tp for tp in seen if not journal.loaded(tp)}
         if new:
             committed = {tp: await self._consumer.committed(TopicPartition(*tp)) or 0
                          for tp in new}
             await self._send(await journal.load(self._reader, committed))
         last: dict[TP, int] = {}
+        if not any(journal.unfinished(tp) for tp in seen):
+            return last  # the usual case: no record to look up one by one
         for r in records:
             if journal.prior(r):
                 tp = (r.topic, r.partition)
