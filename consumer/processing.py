@@ -26,7 +26,7 @@ from schemas.encoding import (
     DecodedRequest,
     DecodeError,
     content_type,
-    decode_request,
+    decode_requests,
     is_result_frame,
     json_safe,
     loose_json,
@@ -116,9 +116,11 @@ def process_batch(
     out = BatchOutput()
     valid: list[_Valid] = []
     started = clock()
-    for record in records:
+    decoded = decode_requests([(r.value, content_type(r.headers)) for r in records])
+    for record, request in zip(records, decoded, strict=True):
         try:
-            request = decode_request(record.value, content_type(record.headers))
+            if isinstance(request, ValueError):
+                raise request
             op = ops.get(request.fields.op)
             args = op.parse(request.data.size, request.fields.args)
         except DecodeError as exc:
@@ -161,7 +163,7 @@ def process_batch(
         elif error is None:
             cache_as = keys[i]
             limit = ctx.max_result_bytes
-            if cache_as is not None and limit is not None and np.size(value) * 2 > limit:
+            if cache_as is not None and limit is not None and _numbers(value) * 2 > limit:
                 cache_as = None  # cannot be published (see _emit): not worth encoding, nor keeping
             if ctx.cache is not None and cache_as is not None:
                 # Kept as the request asked: binary results are never written as JSON here.
@@ -251,9 +253,9 @@ def _emit(
     limit = ctx.max_result_bytes
     if isinstance(result, orjson.Fragment):
         pass  # already encoded (a cache hit, or encoded once for the cache); size checked below
-    elif result is not None and limit is not None and np.size(result) * 2 > limit:
+    elif result is not None and limit is not None and _numbers(result) * 2 > limit:
         # Each JSON number takes at least two bytes: this one cannot fit, skip encoding it.
-        status, result, error = "error", None, _too_large(np.size(result) * 2, limit)
+        status, result, error = "error", None, _too_large(_numbers(result) * 2, limit)
     headers = record.headers
     binary = (status == "ok" and result is not None and not isinstance(result, orjson.Fragment)
               and wants_binary_result(headers))
@@ -291,6 +293,11 @@ def _emit(
     out.results.append(ResultRecord(request_id.encode(), value, carried,
                                     reply_partition_of(headers) if headers else None))
     out.statuses[status] = out.statuses.get(status, 0) + 1
+
+
+def _numbers(value: Any) -> int:
+    """How many numbers a result holds (a reduction's float: one, without asking NumPy)."""
+    return 1 if isinstance(value, float) else int(np.size(value))
 
 
 def _cached(hit: bytes, record: RequestRecord) -> Any:

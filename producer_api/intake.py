@@ -26,10 +26,9 @@ import orjson
 from numpy.lib import format as npy_format
 from pydantic import ValidationError
 
-from producer_api import floatjson
 from producer_api.errors import InvalidRequest
 from producer_api.models import Submission, SubmissionFields
-from schemas import ops
+from schemas import floatjson, ops
 from schemas.encoding import (
     BINARY,
     CONTENT_TYPE_HEADER,

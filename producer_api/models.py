@@ -36,7 +36,7 @@ class Submission(CalcRequest):
 
 class SubmissionFields(RequestFields):
     """A ``Submission`` but its ``data``: the rest of a body whose data was read apart
-    (``producer_api.floatjson``)."""
+    (``schemas.floatjson``)."""
 
     id: RequestId | None = None  # type: ignore[assignment]
 

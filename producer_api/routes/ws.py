@@ -48,7 +48,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from core.keys import Scope
 from core.tasks import cancel_and_wait
-from producer_api import floatjson, intake
+from producer_api import intake
 from producer_api.acceptance import Outcome
 from producer_api.auth import OPEN, Principal, authenticate
 from producer_api.deps import Services, ServicesDep
@@ -57,6 +57,7 @@ from producer_api.hub import Subscriber
 from producer_api.store import scoped
 from producer_api.tracing import TraceHeaders, carried, from_message
 from producer_api.usecase import owner_of, recall, recaller
+from schemas import floatjson
 from schemas.messages import is_request_id
 
 logger = logging.getLogger(__name__)

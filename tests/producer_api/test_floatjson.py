@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from producer_api import floatjson
 from producer_api.errors import InvalidRequest
 from producer_api.intake import Prepared, from_json, from_object, from_plain
+from schemas import floatjson
 
 NOW = 1_700_000_000.5
 PAD = " " * floatjson.SMALLEST
