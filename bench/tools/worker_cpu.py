@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -37,8 +38,13 @@ async def drain(stack: CalcstreamStack, count: int) -> tuple[float, float]:
     try:
         await asyncio.to_thread(worker.wait_port, port, 60)
         before = cpu_seconds(worker.pid)
-        while (await worker_metrics(port)).get("calcstream_worker_records_total", 0) < count:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # the worker's counter is read by polling its port
+            if (await worker_metrics(port)).get("calcstream_worker_records_total", 0) >= count:
+                break
             await asyncio.sleep(0.2)
+        else:
+            raise TimeoutError(f"the worker did not drain {count} requests in 300 s")
         used = cpu_seconds(worker.pid) - before
     finally:
         worker.stop()
