@@ -133,6 +133,31 @@ def from_plain(fields: dict[str, Any], packed: bytes, max_values: int, now: floa
     return _prepare(rest, None, max_values, now, True, mint, packed)
 
 
+@dataclass(frozen=True, slots=True)
+class Plain:
+    """A JSON array item read by ``floatjson``: its fields but ``data``, and its data as
+    float64 bytes."""
+
+    fields: dict[str, Any]
+    packed: bytes
+
+
+def read_item(text: bytes | bytearray) -> Any:
+    """A JSON array item's text, as ``jsonarray`` hands it over: ``Plain`` when its data can be
+    read straight into float64, else its JSON value (``orjson.JSONDecodeError`` if it is not
+    JSON)."""
+    plain = floatjson.read(text)
+    return Plain(*plain) if plain is not None else orjson.loads(text)
+
+
+def from_item(item: Any, max_values: int, now: float, binary: bool = False,
+              mint: Callable[[], str] = new_id) -> Prepared:
+    """A request from a batch item: ``Plain`` (its record a binary frame), or a JSON value."""
+    if isinstance(item, Plain):
+        return from_plain(item.fields, item.packed, max_values, now, mint)
+    return from_object(item, max_values, now, binary=binary, mint=mint)
+
+
 def from_object(doc: Any, max_values: int, now: float, where: str = "body",
                 binary: bool = False, mint: Callable[[], str] = new_id) -> Prepared:
     """A request from an already-parsed JSON value (a batch item, a WebSocket submit)."""

@@ -16,7 +16,7 @@ error message are those of ``orjson.loads`` on the whole body.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -27,18 +27,20 @@ MAX_FALSE_ENDS = 16
 """Candidate ends that turned out to be inside an item before the body is parsed whole."""
 
 _WS = b" \t\n\r"
+Reader = Callable[[bytes | bytearray], Any]
 
 
-async def parse(body: bytes | bytearray) -> Any:
+async def parse(body: bytes | bytearray, read: Reader = orjson.loads) -> Any:
     """``orjson.loads(body)``, handing the loop back every ``SLICE_BYTES`` of a JSON array of
-    objects; any other body is parsed at once."""
+    objects; any other body is parsed at once. ``read`` reads each item of such an array from
+    its text (raising ``orjson.JSONDecodeError`` when it is not JSON, as ``orjson.loads``)."""
     start = _skip(body, 0)
     first = _skip(body, start + 1)
     if body[start:start + 1] != b"[" or body[first:first + 1] != b"{":
         return orjson.loads(body)
     out: list[Any] = []
     handed_back = 0
-    for item, offset in objects(body, first):
+    for item, offset in objects(body, first, read):
         out.append(item)
         if offset - handed_back >= SLICE_BYTES:
             handed_back = offset
@@ -46,9 +48,11 @@ async def parse(body: bytes | bytearray) -> Any:
     return out
 
 
-def objects(body: bytes | bytearray, first: int) -> Iterator[tuple[Any, int]]:
-    """Each item of the array whose first object starts at ``first``, with the offset its text
-    ends at; ``orjson.JSONDecodeError`` (of the whole body) if the body is not valid JSON."""
+def objects(body: bytes | bytearray, first: int,
+            read: Reader = orjson.loads) -> Iterator[tuple[Any, int]]:
+    """Each item of the array whose first object starts at ``first`` (read from its text by
+    ``read``), with the offset its text ends at; ``orjson.JSONDecodeError`` (of the whole body)
+    if the body is not valid JSON. Items after a fall-back to the whole parse are JSON values."""
     piece, search, false_ends, found = first, first, 0, 0
     while True:
         end = body.find(b"}", search)
@@ -67,7 +71,7 @@ def objects(body: bytes | bytearray, first: int) -> Iterator[tuple[Any, int]]:
             search = end + 1
             continue
         try:
-            item = orjson.loads(body[piece:end + 1])
+            item = read(body[piece:end + 1])
         except orjson.JSONDecodeError:
             false_ends += 1
             if false_ends > MAX_FALSE_ENDS:

@@ -36,7 +36,7 @@ _local = threading.local()
 Array = npt.NDArray[np.float64]
 
 
-def read(body: bytes) -> tuple[dict[str, Any], bytes] | None:
+def read(body: bytes | bytearray) -> tuple[dict[str, Any], bytes] | None:
     """A submission's fields but ``data`` and its data as little-endian float64, or None when
     the body is small or not the plain case (see the module's docstring)."""
     if len(body) < SMALLEST:
@@ -45,7 +45,7 @@ def read(body: bytes) -> tuple[dict[str, Any], bytes] | None:
     return None if read is None else (read[0], read[1].tobytes())
 
 
-def read_request(value: bytes) -> tuple[dict[str, Any], Array] | None:
+def read_request(value: bytes | bytearray) -> tuple[dict[str, Any], Array] | None:
     """A request's fields but ``data`` and its data as a float64 array, or None when the value
     is not the plain case, whatever its size."""
     doc = _parsed(value)
@@ -73,7 +73,7 @@ def read_message(message: bytes, key: str) -> tuple[dict[str, Any], dict[str, An
     return None if read is None else (outer, read[0], read[1].tobytes())
 
 
-def _parsed(value: bytes) -> simdjson.Object | None:
+def _parsed(value: bytes | bytearray) -> simdjson.Object | None:
     if value.find(b"[", value.find(b"[") + 1) >= 0:
         return None  # a second "[": an array besides data, or data nested
     try:

@@ -158,7 +158,7 @@ async def _submit_batch(request: Request, services: Services, tenant: str, op: s
         items = _ndjson_items(request, s, quota, services.reader.routes.mint)
     elif ctype in JSON_TYPES:
         array = await _json_array(await read_body(request, s.max_batch_bytes, s.body_timeout_s),
-                                  s, quota)
+                                  s, quota)  # items: intake.Plain, or JSON values
         items = _aiter(_json_items(array, s, services.reader.routes.mint))
     elif ctype in BINARY_TYPES:
         if op is None:
@@ -239,7 +239,8 @@ def _raw(status: int, body: bytes, headers: Headers) -> Response:
 async def _json_array(body: bytes | bytearray, s: ApiSettings, quota: int | None
                       ) -> list[Any]:
     try:
-        array = await jsonarray.parse(body)
+        # Binary records: an item's data may be read straight into float64 (floatjson).
+        array = await jsonarray.parse(body, intake.read_item if s.publish_binary else orjson.loads)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest.of("body", f"not valid JSON: {exc}") from None
     if not isinstance(array, list) or not array:
@@ -257,8 +258,8 @@ def _json_items(array: list[Any], s: ApiSettings, mint: Callable[[], str]
     now = time.time()
     for index, doc in enumerate(array):
         try:
-            yield index, intake.from_object(doc, s.max_array_length, now,
-                                            binary=s.publish_binary, mint=mint)
+            yield index, intake.from_item(doc, s.max_array_length, now,
+                                          binary=s.publish_binary, mint=mint)
         except InvalidRequest as exc:
             yield index, exc
 

@@ -4,12 +4,15 @@ WebSocket ``submit`` message's request (no broker)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from producer_api import intake, jsonarray
 from producer_api.errors import InvalidRequest
 from producer_api.intake import Prepared, from_json, from_object, from_plain
 from schemas import floatjson
@@ -170,3 +173,38 @@ def test_any_other_submit_message_takes_the_full_parse(text: str) -> None:
 ])
 def test_a_message_that_is_not_a_plain_submit_takes_the_full_parse(message: str) -> None:
     assert floatjson.read_message((message + PAD).encode(), "request") is None
+
+
+def json_object(text: str) -> bool:
+    """``text`` is one JSON object (a batch body of such items is valid JSON)."""
+    try:
+        return isinstance(orjson.loads(text), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
+def batch_outcomes(body: bytes, plain: bool) -> list[Prepared | InvalidRequest]:
+    """What the API makes of each item of a JSON batch body: items read the plain way where
+    they can be (as the route reads them), or every item parsed whole and validated as a
+    Python value."""
+    items = (asyncio.run(jsonarray.parse(body, intake.read_item)) if plain
+             else orjson.loads(body))
+    out: list[Prepared | InvalidRequest] = []
+    for item in items:
+        try:
+            out.append(intake.from_item(item, 1_000, NOW, binary=True, mint=lambda: "minted"))
+        except InvalidRequest as exc:
+            out.append(exc)
+    return out
+
+
+def test_a_batch_reads_each_plain_item_apart_with_the_same_outcome() -> None:
+    # Padding inside each object takes its text past the size the plain reading starts at.
+    texts = [*PLAIN, *(t for t in FULL if t.startswith("{") and json_object(t))]
+    body = ("[" + ",\n".join("{" + PAD + text[1:] for text in texts) + "]").encode()
+    items = asyncio.run(jsonarray.parse(body, intake.read_item))
+    assert sum(isinstance(item, intake.Plain) for item in items) == len(PLAIN)
+    plain, full = batch_outcomes(body, True), batch_outcomes(body, False)
+    assert len(plain) == len(full) == len(texts)
+    for one, other in zip(plain, full, strict=True):
+        alike(one, other)
