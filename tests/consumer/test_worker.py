@@ -171,6 +171,35 @@ async def test_poison_records_are_dead_lettered_and_the_partition_moves_on(
     assert all(answered[f"g{i}"][0]["result"] == 1.0 + i for i in range(40))
 
 
+async def test_long_json_requests_beside_a_broken_one_are_each_answered_as_alone(
+    deployment: Deployment,
+) -> None:
+    # Requests of 200 numbers have their data read straight into float64 and their fields
+    # validated a batch at a time; one whose fields break the contract sends its batch the
+    # full way, and must still fail alone with the contract's own message.
+    rng = np.random.default_rng(11)
+    rows = {f"long-{i}": rng.normal(size=200) for i in range(30)}
+    records = [(rid.encode(), request_json(rid, "sum_of_squares", row.tolist()))
+               for rid, row in rows.items()]
+    broken = request_json("long-broken", "sum_of_squares", rng.normal(size=200).tolist(),
+                          colour="blue")
+    records.insert(15, (b"long-broken", broken))
+    await produce(deployment.bootstrap, deployment.topics.requests, records)
+    async with running(deployment.worker_settings()), \
+            TopicReader(deployment.bootstrap, deployment.topics.dlq) as dlq, \
+            TopicReader(deployment.bootstrap, deployment.topics.results) as results:
+        (dead,) = await dlq.read_count(1)
+        answered = results_by_id(await results.read_count(len(records)))
+    headers = DeadLetterHeaders.from_headers(dead.headers)
+    assert headers.stage == "validate" and "colour" in headers.error_message
+    (err,) = answered["long-broken"]
+    assert err["status"] == "error" and "colour" in err["error"]["message"]
+    for rid, row in rows.items():
+        (doc,) = answered[rid]
+        assert doc["status"] == "ok" and math.isclose(doc["result"], float(row @ row),
+                                                      rel_tol=1e-12), doc
+
+
 async def test_a_record_too_big_to_dead_letter_whole_is_cut_to_fit(
     deployment: Deployment,
 ) -> None:
