@@ -19,7 +19,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.harness import payloads, profile
-from bench.harness.procs import Child, free_port
+from bench.harness.procs import Child, cpu_seconds, free_port
 from bench.harness.stack import BENCH_ENV, CalcstreamStack, entry_point, worker_metrics
 from bench.harness.topics import PARTITIONS, create_topics
 
@@ -100,12 +100,14 @@ async def measure(bootstrap: str, base_env: dict[str, str], log_dir: Path | None
     profiles: dict[str, Any] = {}
     try:
         await asyncio.to_thread(worker.wait_port, port, 60)
+        cpu_before = cpu_seconds(worker.pid)
         sampling = _sample(worker, "worker", profile_dir, suffix)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if (await worker_metrics(port)).get("calcstream_worker_records_total", 0) >= count:
                 break
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.2)
+        worker_cpu_s = cpu_seconds(worker.pid) - cpu_before
         profiles.update(await sampling)
     finally:
         worker.stop()
@@ -131,6 +133,8 @@ async def measure(bootstrap: str, base_env: dict[str, str], log_dir: Path | None
     worker_rate, echo_rate = _rate(got), _rate(echo_records)
     return {"records": count, "fill_seconds": fill_s, "results": len(got),
             "unique_ids": len(ids), "wrong": wrong, "worker_per_s": worker_rate,
+            # From its metrics port answering to its last record: the drain, on one core.
+            "worker_cpu_us_per_record": worker_cpu_s / count * 1e6,
             "echo_records": len(echo_records), "echo_per_s": echo_rate,
             "worker_vs_echo": worker_rate / echo_rate if echo_rate else 0.0,
             **({"profile": profiles} if profiles else {})}
