@@ -11,7 +11,6 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -46,14 +45,9 @@ class Buckets:
         self.count += 1
 
     def observe_many(self, values: Iterable[float]) -> None:
-        """Add many observations, counted in NumPy (a worker adds one per record of a batch)."""
-        array = np.fromiter(values, dtype=np.float64)
-        if array.size:
-            placed = np.bincount(np.searchsorted(self.bounds, array, side="left"),
-                                 minlength=len(self.counts))
-            self.counts = [a + int(b) for a, b in zip(self.counts, placed, strict=True)]
-            self.total += float(array.sum())
-            self.count += int(array.size)
+        """Add many observations."""
+        for v in values:
+            self.observe(v)
 
     def cumulative(self) -> list[tuple[str, int]]:
         """(le, cumulative count) pairs ending with +Inf, as Prometheus exposes them."""
