@@ -21,7 +21,7 @@ from core.runtime import tune_gc
 from core.secrets import redact_keys_in
 from producer_api.admission import Admission
 from producer_api.auth import Authentication
-from producer_api.fastpath import SubmitFastPath
+from producer_api.fastpath import FastPath
 from producer_api.main import create_app
 from producer_api.quotas import QuotaGate
 from producer_api.settings import ApiSettings
@@ -70,7 +70,7 @@ def config(settings: ApiSettings, host: str, port: int, app: FastAPI | None = No
     refuse_open(settings, host)
     redact_keys_in("uvicorn.access", "uvicorn.error", "producer_api")
     app = app or create_app(settings)
-    inner = SubmitFastPath(app, app.state, settings.retry_after_s) if settings.fast_path else app
+    inner = FastPath(app, app.state, settings.retry_after_s) if settings.fast_path else app
     guarded = Authentication(QuotaGate(inner, app.state.quotas, app.state.stats),
                              app.state.keys)
     admitted: ASGIApp = Admission(guarded, app.state.stats, settings)

@@ -1,11 +1,14 @@
-"""The hot path: ``POST /v1/calculations`` served straight from ASGI.
+"""The hot paths: ``POST /v1/calculations`` and ``GET /v1/calculations/{id}`` served straight
+from ASGI.
 
 FastAPI's request machinery (middleware layers, routing, dependency solving, query validation)
-costs more CPU per request than validating and publishing one. This middleware answers the one
-endpoint that must sustain thousands of requests per second itself, with the same function the
-FastAPI route uses (``routes.calculations.accept``), the same limits and the same error
-envelope; every other request, and this one when ``fast_path`` is off, goes through FastAPI.
-The FastAPI route stays the documented contract (OpenAPI) and the reference behaviour.
+costs more CPU per request than validating and publishing one, and several times what reading
+an id's state costs (bench/FINDINGS.md 38). This middleware answers the endpoints that must
+sustain thousands of requests per second itself, with the functions the FastAPI routes use
+(``usecase.submit_one``, ``usecase.state_of``), the same limits and the same error envelope;
+every other request, a ``GET`` of an id the route would refuse (its 422 is FastAPI's), and
+these ones when ``fast_path`` is off, go through FastAPI. The FastAPI routes stay the
+documented contract (OpenAPI) and the reference behaviour.
 """
 
 from __future__ import annotations
@@ -31,16 +34,19 @@ from producer_api.rendering import wanted
 from producer_api.responses import send_raw
 from producer_api.stats import ApiStats
 from producer_api.tracing import carried
-from producer_api.usecase import require_submit_type, submit_one
+from producer_api.usecase import require_submit_type, state_of, submit_one
+from schemas.messages import is_request_id
 
 logger = logging.getLogger(__name__)
 
 PATH = "/v1/calculations"
+STATE_PATH = PATH + "/"
+"""``GET`` of this followed by an id: the id's state."""
 _JSON = (b"content-type", b"application/json")
 
 
-class SubmitFastPath:
-    """ASGI middleware that serves ``POST /v1/calculations`` without the framework."""
+class FastPath:
+    """ASGI middleware that serves a submit and a read of an id's state without the framework."""
 
     def __init__(self, app: ASGIApp, state: object, retry_after: int) -> None:
         self.app = app
@@ -50,13 +56,20 @@ class SubmitFastPath:
         self.intake = (stats or ApiStats()).single
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            path, method = scope["path"], scope["method"]
+            if method == "POST" and path == PATH:
+                await self._submit(scope, receive, send)
+                return
+            if (method == "GET" and path.startswith(STATE_PATH)
+                    and is_request_id(path[len(STATE_PATH):])):
+                await self._state(scope, send, path[len(STATE_PATH):])
+                return
+        await self.app(scope, receive, send)
+
+    async def _submit(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            services: Services | None = getattr(self.state, "services", None)
-            if services is None:
-                raise NotStartedError("the API is not started (its lifespan has not run)")
+            services = self._services()
             principal = principal_in(scope, services.keys)
             query = _query(scope["query_string"])
             wait = _wait(query)
@@ -71,6 +84,22 @@ class SubmitFastPath:
             await send_raw(send, exc.status, exc.body_bytes(), self._error_headers(exc))
             return
         await send_raw(send, answer.status, answer.body, answer.headers)
+
+    async def _state(self, scope: Scope, send: Send, request_id: str) -> None:
+        try:
+            services = self._services()
+            principal = principal_in(scope, services.keys)
+            answer = await state_of(services, request_id, principal.tenant, _headers(scope))
+        except ApiError as exc:
+            await send_raw(send, exc.status, exc.body_bytes(), self._error_headers(exc))
+            return
+        await send_raw(send, answer.status, answer.body, answer.headers)
+
+    def _services(self) -> Services:
+        services: Services | None = getattr(self.state, "services", None)
+        if services is None:
+            raise NotStartedError("the API is not started (its lifespan has not run)")
+        return services
 
     def _error_headers(self, exc: ApiError) -> list[tuple[bytes, bytes]]:
         headers = [_JSON]
@@ -100,6 +129,13 @@ def _wait(query: dict[str, str]) -> float | None:
     if not math.isfinite(wait) or wait < 0:
         raise InvalidRequest.of("query.wait", "Input should be a finite number ≥ 0")
     return wait
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """The request headers by (lower-case) name, the first of a repeated one winning, as
+    ``request.headers`` gives them."""
+    return {bytes(key).decode("latin-1"): bytes(value).decode("latin-1")
+            for key, value in reversed(scope["headers"])}
 
 
 def _header(scope: Scope, name: bytes) -> str:

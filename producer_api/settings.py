@@ -280,8 +280,9 @@ class ApiSettings(BrokerSettings):
     )
     fast_path: bool = Field(
         default=True,
-        description="Serve POST /v1/calculations straight from ASGI (producer_api.fastpath); "
-        "off routes it through FastAPI like every other endpoint.",
+        description="Serve POST /v1/calculations and GET /v1/calculations/{id} straight from "
+        "ASGI (producer_api.fastpath); off routes them through FastAPI like every other "
+        "endpoint.",
     )
     worker_metrics_urls: str = Field(
         default="",

@@ -1,5 +1,6 @@
-"""A single submit, with no HTTP in it: what ``POST /v1/calculations`` does, for the FastAPI
-route (``routes/calculations.py``) and the ASGI fast path (``fastpath.py``) alike: a JSON
+"""A single submit and the state of one id, with no HTTP in them: what ``POST
+/v1/calculations`` and ``GET /v1/calculations/{id}`` do, for the FastAPI routes
+(``routes/calculations.py``) and the ASGI fast path (``fastpath.py``) alike. A submit is a JSON
 request, or binary data (raw float64 or ``.npy``) with its op in the query. And asking the
 replica that reads an id's reply partition about it (forwarding.py), for a ``GET``, a
 ``?wait=`` re-post and a WebSocket watch alike."""
@@ -15,9 +16,10 @@ import orjson
 
 from producer_api import intake
 from producer_api.deps import Services
-from producer_api.errors import InvalidRequest, UnsupportedMediaType
-from producer_api.forwarding import FORWARDED_HEADER, OwnerAnswer
-from producer_api.rendering import JSON_HEADER, NPY, OCTETS, Headers, render
+from producer_api.errors import InvalidRequest, NotFound, Unavailable, UnsupportedMediaType
+from producer_api.forwarding import FORWARDED_HEADER, READ_TO_HEADER, OwnerAnswer
+from producer_api.rendering import JSON_HEADER, NPY, OCTETS, Headers, render, wanted
+from producer_api.store import PUBLISHING, scoped
 from schemas.messages import ID_MAX_LENGTH, RESULT_STATUSES
 
 JSON_TYPES = ("", "application/json")
@@ -30,8 +32,8 @@ BINARY_QUERY = ("op", "args", "id", "deadline")
 
 
 class Answer(NamedTuple):
-    """What a submit answers: status, body, and headers (``content-type`` first, then
-    ``location``)."""
+    """What a submit or a state answers: status, body, and headers (``content-type`` first;
+    a submit's then ``location``)."""
 
     status: int
     body: bytes
@@ -88,6 +90,46 @@ async def submit_one(services: Services, body: bytes, wait: float | None, tenant
         return Answer(200, answer, [*headers, location])
     return Answer(202, b'{"id":"%s","status":"queued"}' % outcome.id.encode(),
                   [JSON_HEADER, location])
+
+
+async def state_of(services: Services, request_id: str, tenant: str,
+                   headers: Mapping[str, str]) -> Answer:
+    """The current state of ``tenant``'s request ``request_id``: queued, or its result as the
+    client's ``Accept`` (in ``headers``, lower-case names) wants it. Raises ``NotFound`` for an
+    id this deployment never accepted or has forgotten, ``Unavailable`` while this replica is
+    still reading the id's reply partition."""
+    key = scoped(tenant, request_id)
+    entry = services.store.get(key)
+    vouched: Headers = []
+    if entry is None or entry.result is None:
+        forwarded = await ask_owner(services, request_id, headers)
+        if forwarded is not None and (entry is None or forwarded.status != 404):
+            return Answer(forwarded.status, forwarded.body, forwarded.headers)
+        if forwarded is None:
+            # Accepted by another replica, or before a restart, or here with an id whose reply
+            # partition is another replica's: its result is on that partition, which this
+            # replica reads now (its own, or borrowed) up to where it ends.
+            reader = services.reader
+            partition = reader.routes.partition_of(request_id)
+            if not await reader.complete(partition):
+                raise Unavailable("this replica is still reading the results of that id's "
+                                  "partition; retry")
+            if FORWARDED_HEADER in headers:
+                # Asked by another replica: up to where this one has read the partition, taken
+                # before looking again, so that a result not found here comes after it.
+                read_to = await reader.read_to(partition)
+                if read_to is not None:
+                    vouched = [(READ_TO_HEADER.encode(), str(read_to).encode())]
+            entry = services.store.get(key)
+        # else accepted here, and its owner has no result for it yet: as known here.
+    if entry is None or entry.state == PUBLISHING:
+        missing = NotFound(f"no calculation {request_id!r} here (never accepted, or forgotten)")
+        if not vouched:
+            raise missing
+        return Answer(missing.status, missing.body_bytes(), [JSON_HEADER, *vouched])
+    document, want = entry.state_document(), wanted(headers.get("accept", ""))
+    body, rendered = await services.turns.run(len(document), lambda: render(document, want))
+    return Answer(200, body, rendered if entry.result is not None else [*rendered, *vouched])
 
 
 def _from_binary(body: bytes, npy: bool, query: Mapping[str, str], max_values: int,

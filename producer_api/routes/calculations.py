@@ -16,24 +16,20 @@ from producer_api.deps import Services, ServicesDep
 from producer_api.errors import (
     ApiError,
     InvalidRequest,
-    NotFound,
     PayloadTooLarge,
-    Unavailable,
     UnsupportedMediaType,
 )
-from producer_api.forwarding import FORWARDED_HEADER, READ_TO_HEADER
 from producer_api.limits import read_body, read_lines
 from producer_api.models import Accepted, BatchSummary, State
-from producer_api.rendering import BINARY_TYPES, JSON_HEADER, NPY, Headers, render, wanted
+from producer_api.rendering import BINARY_TYPES, NPY, Headers, wanted
 from producer_api.responses import OrjsonResponse
 from producer_api.settings import ApiSettings
-from producer_api.store import PUBLISHING, scoped
 from producer_api.tracing import carried
 from producer_api.usecase import (
     JSON_TYPES,
-    ask_owner,
     media_type,
     require_submit_type,
+    state_of,
     submit_one,
 )
 from schemas.messages import ID_CHARACTERS, ID_MAX_LENGTH
@@ -195,38 +191,7 @@ async def _submit_batch(request: Request, services: Services, tenant: str, op: s
 async def get_state(request_id: RequestIdPath, services: ServicesDep,
                     principal: PrincipalDep, request: Request) -> Response:
     """The current state of a request of the caller's tenant."""
-    key = scoped(principal.tenant, request_id)
-    entry = services.store.get(key)
-    vouched: Headers = []
-    if entry is None or entry.result is None:
-        forwarded = await ask_owner(services, request_id, request.headers)
-        if forwarded is not None and (entry is None or forwarded.status != 404):
-            return _raw(forwarded.status, forwarded.body, forwarded.headers)
-        if forwarded is None:
-            # Accepted by another replica, or before a restart, or here with an id whose reply
-            # partition is another replica's: its result is on that partition, which this
-            # replica reads now (its own, or borrowed) up to where it ends.
-            reader = services.reader
-            partition = reader.routes.partition_of(request_id)
-            if not await reader.complete(partition):
-                raise Unavailable("this replica is still reading the results of that id's "
-                                  "partition; retry")
-            if FORWARDED_HEADER in request.headers:
-                # Asked by another replica: up to where this one has read the partition, taken
-                # before looking again, so that a result not found here comes after it.
-                read_to = await reader.read_to(partition)
-                if read_to is not None:
-                    vouched = [(READ_TO_HEADER.encode(), str(read_to).encode())]
-            entry = services.store.get(key)
-        # else accepted here, and its owner has no result for it yet: as known here.
-    if entry is None or entry.state == PUBLISHING:
-        missing = NotFound(f"no calculation {request_id!r} here (never accepted, or forgotten)")
-        if not vouched:
-            raise missing
-        return _raw(missing.status, missing.body_bytes(), [JSON_HEADER, *vouched])
-    document, want = entry.state_document(), wanted(request.headers.get("accept", ""))
-    body, headers = await services.turns.run(len(document), lambda: render(document, want))
-    return _raw(200, body, headers if entry.result is not None else [*headers, *vouched])
+    return _raw(*await state_of(services, request_id, principal.tenant, request.headers))
 
 
 def _raw(status: int, body: bytes, headers: Headers) -> Response:

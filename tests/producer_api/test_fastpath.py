@@ -10,7 +10,10 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 
+from producer_api.routes import calculations
+from producer_api.usecase import state_of
 from tests.kafka import Deployment
 from tests.producer_api.conftest import ApiStack, api_settings
 
@@ -100,5 +103,73 @@ async def test_fast_path_and_fastapi_route_agree(api: ApiStack,
                 continue
             assert fast == slow, name
             assert headers[name][0] == headers[name][1], name
+    finally:
+        await asyncio.to_thread(routed.stop)
+
+
+def state_cases(known: dict[str, str]) -> list[tuple[str, str, dict[str, str]]]:
+    """(name, path, headers) of reads of an id's state, ``known`` naming submitted ids."""
+    base = "/v1/calculations/"
+    return [
+        ("ok", base + known["ok"], {}),
+        ("ok as .npy", base + known["ok"], {"accept": "application/x-npy"}),
+        ("ok as octets", base + known["ok"], {"accept": "application/octet-stream"}),
+        ("array", base + known["array"], {}),
+        ("array as .npy", base + known["array"], {"accept": "application/x-npy"}),
+        ("error result", base + known["error"], {}),
+        ("expired", base + known["expired"], {}),
+        ("unknown", base + f"never-{uuid.uuid4().hex}", {}),
+        ("the batch path", base + "batch", {}),
+        ("a space", base + "a%20b", {}),
+        ("too long", base + "x" * 129, {}),
+        ("trailing slash", base + known["ok"] + "/", {}),
+        ("query ignored", base + known["ok"] + "?wait=3", {}),
+    ]
+
+
+async def test_fast_path_and_fastapi_route_read_a_state_alike(
+        api: ApiStack, shared_deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with httpx.AsyncClient(base_url=api.base_url, timeout=30) as http:
+        submits = {
+            "ok": {"op": "sum", "data": [1, 2]},
+            "array": {"op": "matmul", "data": [1, 2, 3, 4, 5, 6, 7, 8],
+                      "args": {"m": 2, "k": 2, "n": 2}},
+            "error": {"op": "inv", "data": [1, 2, 2, 4]},
+            "expired": {"op": "sum", "data": [1], "deadline": 1.0},
+        }
+        known = {}
+        for name, body in submits.items():
+            response = await http.post("/v1/calculations", json=body, params={"wait": 10})
+            assert response.status_code == 200, (name, response.text)
+            known[name] = response.json()["id"]
+    routed = ApiStack(api_settings(shared_deployment, fast_path=False))
+    await asyncio.to_thread(routed.start)
+    try:
+        routed_reads = []  # reads of a state that reached the FastAPI route
+
+        async def counted(*args: Any) -> Any:
+            routed_reads.append(args[1])
+            return await state_of(*args)
+
+        monkeypatch.setattr(calculations, "state_of", counted)
+        answers: dict[str, list[tuple[int, str, bytes]]] = {}
+        reads = state_cases(known)
+        for stack in (api, routed):
+            async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
+                for name, path, headers in reads:
+                    response = await http.get(path, headers=headers)
+                    answers.setdefault(name, []).append(
+                        (response.status_code, response.headers.get("content-type", ""),
+                         response.content))
+            if stack is api:
+                assert routed_reads == [], "the fast path left a read of a state to FastAPI"
+        assert len(routed_reads) == 10  # every read of a valid id, the slash's redirect aside
+        for name, (fast, slow) in answers.items():
+            assert fast == slow, name
+        statuses = {name: answer[0][0] for name, answer in answers.items()}
+        assert statuses == {"ok": 200, "ok as .npy": 200, "ok as octets": 200, "array": 200,
+                            "array as .npy": 200, "error result": 200, "expired": 200,
+                            "unknown": 404, "the batch path": 404, "a space": 422,
+                            "too long": 422, "trailing slash": 307, "query ignored": 200}
     finally:
         await asyncio.to_thread(routed.stop)
