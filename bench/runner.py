@@ -229,7 +229,8 @@ async def _w1_and_fixed(results: Results, selected: list[str], plan: Plan, peers
                     await peers.settle_celery()
             async with stacks.get(f"fixed-{run_}") as stack:
                 await _record(results, "fixed", "calcstream",
-                              partial(fixed_rate.run, calcstream_target(stack), pool, plan))
+                              partial(fixed_rate.run, calcstream_target(stack), pool, plan,
+                                      plan.fixed_warmup_seconds))
                 # The same two Kafka hops without calcstream, on the same broker, right after.
                 await _record(results, "fixed", "raw_echo",
                               partial(echo_rate.run, stack, pool, plan))
@@ -311,7 +312,8 @@ async def _guarantees(results: Results, plan: Plan, pool: payloads.BodyPool,
                               partial(bulk.run, stack, plan, "json"))
             async with _fresh(plan, log_dir, f"eos-fixed-{guarantee}-{round_}", env) as stack:
                 await _record(results, "guarantee", f"fixed_{guarantee}",
-                              partial(fixed_rate.run, calcstream_target(stack), pool, plan))
+                              partial(fixed_rate.run, calcstream_target(stack), pool, plan,
+                                      plan.fixed_warmup_seconds))
         _say(f"guarantee round {round_ + 1}/{plan.runs} done")
 
 

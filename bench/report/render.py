@@ -192,8 +192,13 @@ def _fixed_table(results: dict[str, Any]) -> list[str]:
     fixed = results.get("fixed", {})
     plan = plan_for(results, "fixed")
     rate = plan["fixed_rate"]
+    warmup = plan.get("fixed_warmup_seconds", 0)
+    warmed = (f" calcstream's stack is fresh for this run: it and the raw echo are offered the "
+              f"rate for {warmup:g} s first, not counted (their percentiles are in results.json, "
+              "`warmup_latency_ms`; bench/FINDINGS.md 39)." if warmup else "")
     rows = [f"Offered {rate:,.0f} req/s for {plan['fixed_seconds']:g} s, open loop "
-            "(aiohttp); latency from each request's scheduled start, so queueing shows.", "",
+            "(aiohttp); latency from each request's scheduled start, so queueing shows."
+            + warmed, "",
             "Percentiles are over the right answers; the last column counts the others by "
             "HTTP status (`failed`: no answer within 60 s of the last send).", "",
             "The raw echo is calcstream's two Kafka hops alone, on the same broker right after "

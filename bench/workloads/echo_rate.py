@@ -37,22 +37,24 @@ async def run(stack: CalcstreamStack, pool: BodyPool, plan: Plan) -> dict[str, A
     """``plan.fixed_rate`` records/s for ``plan.fixed_seconds`` through the echo, on the
     stack's broker with its settings; the same figures as ``fixed_rate.run``."""
     return await measure(stack.bootstrap, stack.env(), stack.log_dir, pool, plan.fixed_rate,
-                         plan.fixed_seconds)
+                         plan.fixed_seconds, plan.fixed_warmup_seconds)
 
 
 async def measure(bootstrap: str, base_env: dict[str, str], log_dir: Path | None,
-                  pool: BodyPool, rate: float, seconds: float) -> dict[str, Any]:
-    """``rate`` records/s for ``seconds`` through an echo on fresh topics of ``bootstrap``."""
+                  pool: BodyPool, rate: float, seconds: float,
+                  warmup_s: float = 0.0) -> dict[str, Any]:
+    """``rate`` records/s for ``seconds`` through an echo on fresh topics of ``bootstrap``,
+    after ``warmup_s`` of the same, not counted."""
     suffix = uuid.uuid4().hex[:8]
     requests, replies = f"er.{suffix}.requests", f"er.{suffix}.replies"
     await create_topics(bootstrap, [requests, replies])
-    count = int(rate * seconds)
+    warm_count, count = int(rate * warmup_s), int(rate * seconds)
     env = {**BENCH_ENV, **base_env, "CALCSTREAM_BOOTSTRAP_SERVERS": bootstrap,
            "CALCSTREAM_REQUESTS_TOPIC": requests, "CALCSTREAM_RESULTS_TOPIC": replies,
            "CALCSTREAM_GROUP_ID": f"er-echo-{suffix}"}
     settings = api_settings(env)
     echo = Child(f"er-echo-{suffix}", [sys.executable, "-m", "bench.peers.echo"],
-                 {**env, "BENCH_ECHO_COUNT": str(count + 1)}, log_dir).start()
+                 {**env, "BENCH_ECHO_COUNT": str(warm_count + count + 1)}, log_dir).start()
     producer = AIOKafkaProducer(**settings.producer_options())
     reader = AIOKafkaConsumer(**settings.reader_options())
     await producer.start()
@@ -61,6 +63,7 @@ async def measure(bootstrap: str, base_env: dict[str, str], log_dir: Path | None
         reader.assign([TopicPartition(replies, p) for p in range(PARTITIONS)])
         arrived: dict[bytes, tuple[float, bytes]] = {}
         warm, every = asyncio.Event(), asyncio.Event()
+        expected = [warm_count]  # records arrived when ``every`` is set
 
         async def read() -> None:
             while True:
@@ -72,14 +75,24 @@ async def measure(bootstrap: str, base_env: dict[str, str], log_dir: Path | None
                             warm.set()
                         elif record.key is not None and record.value is not None:
                             arrived[record.key] = (now, record.value)
-                if len(arrived) >= count:
+                if len(arrived) >= expected[0]:
                     every.set()
 
         reading = asyncio.create_task(read())
         try:
             await (await producer.send(requests, pool.bodies[0], key=_WARM_KEY))
             await asyncio.wait_for(warm.wait(), _JOIN_S)
-            return await _offer(producer, requests, pool, rate, count, arrived, every)
+            warmup: dict[str, Any] = {}
+            if warm_count:
+                w = await _offer(producer, requests, pool, rate, range(warm_count), arrived,
+                                 every)
+                warmup = {"warmup_s": warmup_s, "warmup_latency_ms": w["latency_ms"],
+                          "warmup_not_right": w["offered"] - w["answered"]}
+            expected[0] = warm_count + count
+            every.clear()
+            measured = await _offer(producer, requests, pool, rate,
+                                    range(warm_count, warm_count + count), arrived, every)
+            return {**warmup, **measured}
         finally:
             reading.cancel()
             await asyncio.gather(reading, return_exceptions=True)
@@ -90,10 +103,12 @@ async def measure(bootstrap: str, base_env: dict[str, str], log_dir: Path | None
 
 
 async def _offer(producer: AIOKafkaProducer, topic: str, pool: BodyPool, rate: float,
-                 count: int, arrived: dict[bytes, tuple[float, bytes]], every: asyncio.Event,
+                 numbers: range, arrived: dict[bytes, tuple[float, bytes]], every: asyncio.Event,
                  ) -> dict[str, Any]:
+    """Records ``numbers`` at ``rate``; the figures once every one arrived (bounded)."""
     bodies = pool.bodies
-    keys = [i.to_bytes(4, "big") for i in range(count)]
+    count = len(numbers)
+    keys = [i.to_bytes(4, "big") for i in numbers]
     acks = []
     t0 = time.perf_counter()
     for i in range(count):
