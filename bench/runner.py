@@ -206,12 +206,14 @@ async def _w1_and_fixed(results: Results, selected: list[str], plan: Plan, peers
             if name == "celery":
                 await peers.settle_celery()
         async with stacks.get(f"w1-wait-{round_}") as stack:
+            await saturation.warm_up(calcstream_target(stack), pool, plan)
             await _record(results, "w1", "calcstream", partial(
                 profiler.around, stack, f"w1-wait-{round_}", sample_s,
                 partial(saturation.saturate, calcstream_target(stack), pool, plan, plan.w1_seconds,
                         meter=_meter(stack))))
             await stack.settle()
         async with stacks.get(f"w1-stream-{round_}") as stack:
+            await w1_stream.warm_up(stack, pool, plan)
             await _record(results, "w1", "calcstream_stream", partial(
                 profiler.around, stack, f"w1-stream-{round_}", sample_s,
                 partial(w1_stream.stream, stack, pool, plan, _meter(stack))))
@@ -271,6 +273,8 @@ async def _w2(results: Results, plan: Plan, peers: PeerSet, stacks: Stacks,
             if name == "celery":
                 await peers.settle_celery()
         async with stacks.get(f"w2-{round_}", W2_ENV) as stack:
+            await saturation.warm_up(calcstream_target(stack), pool, plan, "prefix")
+            await stack.settle()  # the requests wrk left in flight
             await _record(results, "w2", "calcstream", partial(
                 profiler.around, stack, f"w2-{round_}", max(1.0, plan.w2_seconds - 2),
                 partial(_w2_calcstream, stack, pool, plan)))

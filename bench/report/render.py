@@ -247,6 +247,14 @@ def _guarantee_table(results: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def _warmed(plan: dict[str, Any]) -> str:
+    """What a closed-loop section says of calcstream's warm-up, when its runs had one."""
+    warmup = plan.get("warmup_seconds", 0)
+    return (f" calcstream's stack is fresh for each run and gets {warmup:g} s of the same load "
+            "first, not counted (bench/FINDINGS.md 39); the peers run in processes started "
+            "once for the whole bench." if warmup else "")
+
+
 def plan_for(results: dict[str, Any], workload: str) -> dict[str, Any]:
     """The plan a workload's figures were taken with (runs merged from several commands)."""
     plan: dict[str, Any] = (results.get("plans") or {}).get(workload) or results["plan"]
@@ -392,7 +400,8 @@ def _other_tables(results: dict[str, Any]) -> list[str]:
                 "1.7 MB of JSON; the last row is calcstream's own binary contract (1.44 MB of raw "
                 "float64 in, a 720 KB `.npy` file out), which the peers do not offer. "
                 "× inline: each round's figure over the inline peer's in the same round. A "
-                "`GET /healthz` probe runs every 10 ms on its own connection.", "",
+                "`GET /healthz` probe runs every 10 ms on its own connection."
+                + _warmed(plan_for(results, "w2")), "",
                 "| target | results/s | × inline | latency p50 / p99 ms | "
                 "/healthz p99 idle → load ms | not right, all runs |",
                 "|---|---|---|---|---|---|"]
@@ -539,7 +548,7 @@ def render(results: dict[str, Any], plots: list[Path], with_findings: bool = Fal
              f"wrk, {w1_plan['connections']} connections, {w1_plan['w1_seconds']:g} s per run; "
              "every "
              "answer's value checked in the wrk script. A `GET /healthz` probe runs every 10 ms "
-             "on its own connection.", "", *_w1_table(results), "",
+             "on its own connection." + _warmed(w1_plan), "", *_w1_table(results), "",
              "## W1 at a fixed rate", "", *_fixed_table(results), "",
              *_other_tables(results), *_guarantee_table(results),
              *_against_tansu(results, out)]

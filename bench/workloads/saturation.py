@@ -56,6 +56,15 @@ async def saturate(target: HttpTarget, pool: BodyPool, plan: Plan, seconds: floa
     return figure
 
 
+async def warm_up(target: HttpTarget, pool: BodyPool, plan: Plan, mode: str | None = None,
+                  ) -> None:
+    """``saturate``'s load for ``plan.warmup_seconds``, not counted: a fresh stack's broker
+    compiles its hot paths in its first seconds (bench/FINDINGS.md 39)."""
+    if plan.warmup_seconds > 0:
+        await wrk.run(target.url + pool.query, pool, plan.warmup_seconds, plan.connections,
+                      mode or ("number" if target.returns_result else "status"), target.status)
+
+
 async def background_rates(target: HttpTarget, pool: BodyPool, plan: Plan,
                            seconds: float, probe_health: bool = True) -> dict[str, Any]:
     """The background peer: accepted/s from wrk, completed/s from its own counters (waits,

@@ -36,6 +36,15 @@ def value_check(pool: BodyPool) -> Any:
     return check
 
 
+async def warm_up(stack: CalcstreamStack, pool: BodyPool, plan: Plan) -> None:
+    """``stream``'s submits for ``plan.warmup_seconds``, not counted, and their results out of
+    the way before the observer subscribes (bench/FINDINGS.md 39)."""
+    if plan.warmup_seconds > 0:
+        await wrk.run(f"{stack.url}/v1/calculations", pool, plan.warmup_seconds,
+                      plan.connections, "status", 202)
+        await stack.settle()
+
+
 async def stream(stack: CalcstreamStack, pool: BodyPool, plan: Plan,
                  meter: CpuMeter | None = None) -> dict[str, Any]:
     """wrk submits (202 after ack); one WebSocket observes and checks every result; with
