@@ -23,8 +23,8 @@ class Plan:
     """A fresh stack is offered the fixed rate this long first, not counted: its broker compiles
     its hot paths in its first seconds (bench/FINDINGS.md 39)."""
     warmup_seconds: float = 5.0
-    """The same for the closed-loop runs on a fresh stack (W1, W2): wrk this long first (whole
-    seconds: wrk reads no fractions)."""
+    """The same for W1's closed-loop runs on a fresh stack: wrk this long first (whole seconds:
+    wrk reads no fractions). Not W2's (bench/FINDINGS.md 39)."""
     bulk_items: int = 200_000
     bulk_json_chunk: int = 2_000
     bulk_npy_chunk: int = 5_000
