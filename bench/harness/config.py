@@ -49,8 +49,7 @@ class Plan:
         """``python -m bench --quick``: one short run of everything, about a minute."""
         return cls(quick=True, runs=1, w1_seconds=2.0, idle_probe_seconds=0.5,
                    ceiling_seconds=1.0, fixed_seconds=0.5, fixed_warmup_seconds=0.5,
-                   warmup_seconds=1.0,
-                   bulk_items=2_000,
+                   warmup_seconds=1.0, bulk_items=2_000,
                    bulk_json_chunk=500, bulk_npy_chunk=1_000, worker_path_records=5_000,
                    w2_seconds=2.0, memory_results=20_000, celery_direct_tasks=100,
                    cache_repeat=1)
