@@ -273,8 +273,8 @@ async def _w2(results: Results, plan: Plan, peers: PeerSet, stacks: Stacks,
             if name == "celery":
                 await peers.settle_celery()
         async with stacks.get(f"w2-{round_}", W2_ENV) as stack:
-            # No warm-up here: 5 s of W2 left the broker hundreds of megabytes to write back
-            # during the measured run, which then ran slower, not faster (FINDINGS 39).
+            # No warm-up here: after 5 s of W2 the measured run went slower, not faster, most
+            # likely behind the warm-up's hundreds of megabytes being written back (FINDINGS 39).
             await _record(results, "w2", "calcstream", partial(
                 profiler.around, stack, f"w2-{round_}", max(1.0, plan.w2_seconds - 2),
                 partial(_w2_calcstream, stack, pool, plan)))
