@@ -232,7 +232,7 @@ async def _w1_and_fixed(results: Results, selected: list[str], plan: Plan, peers
             async with stacks.get(f"fixed-{run_}") as stack:
                 await _record(results, "fixed", "calcstream",
                               partial(fixed_rate.run, calcstream_target(stack), pool, plan,
-                                      plan.fixed_warmup_seconds))
+                                      plan.warmup_seconds))
                 # The same two Kafka hops without calcstream, on the same broker, right after.
                 await _record(results, "fixed", "raw_echo",
                               partial(echo_rate.run, stack, pool, plan))
@@ -317,7 +317,7 @@ async def _guarantees(results: Results, plan: Plan, pool: payloads.BodyPool,
             async with _fresh(plan, log_dir, f"eos-fixed-{guarantee}-{round_}", env) as stack:
                 await _record(results, "guarantee", f"fixed_{guarantee}",
                               partial(fixed_rate.run, calcstream_target(stack), pool, plan,
-                                      plan.fixed_warmup_seconds))
+                                      plan.warmup_seconds))
         _say(f"guarantee round {round_ + 1}/{plan.runs} done")
 
 

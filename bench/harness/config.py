@@ -19,12 +19,10 @@ class Plan:
     ceiling_seconds: float = 3.0
     fixed_rate: float = 1_000.0
     fixed_seconds: float = 5.0
-    fixed_warmup_seconds: float = 5.0
-    """A fresh stack is offered the fixed rate this long first, not counted: its broker compiles
-    its hot paths in its first seconds (bench/FINDINGS.md 39)."""
-    warmup_seconds: float = 5.0
-    """The same for W1's closed-loop runs on a fresh stack: wrk this long first (whole seconds:
-    wrk reads no fractions). Not W2's (bench/FINDINGS.md 39)."""
+    warmup_seconds: int = 5
+    """A fresh stack gets this long of the same load first, not counted, in W1 (wrk, which reads
+    whole seconds) and at the fixed rate, the raw echo too: its broker compiles its hot paths in
+    its first seconds. Not W2 (bench/FINDINGS.md 39)."""
     bulk_items: int = 200_000
     bulk_json_chunk: int = 2_000
     bulk_npy_chunk: int = 5_000
@@ -48,8 +46,7 @@ class Plan:
     def smoke(cls) -> Plan:
         """``python -m bench --quick``: one short run of everything, about a minute."""
         return cls(quick=True, runs=1, w1_seconds=2.0, idle_probe_seconds=0.5,
-                   ceiling_seconds=1.0, fixed_seconds=0.5, fixed_warmup_seconds=0.5,
-                   warmup_seconds=1.0, bulk_items=2_000,
+                   ceiling_seconds=1.0, fixed_seconds=0.5, warmup_seconds=1, bulk_items=2_000,
                    bulk_json_chunk=500, bulk_npy_chunk=1_000, worker_path_records=5_000,
                    w2_seconds=2.0, memory_results=20_000, celery_direct_tasks=100,
                    cache_repeat=1)

@@ -192,7 +192,7 @@ def _fixed_table(results: dict[str, Any]) -> list[str]:
     fixed = results.get("fixed", {})
     plan = plan_for(results, "fixed")
     rate = plan["fixed_rate"]
-    warmup = plan.get("fixed_warmup_seconds", 0)
+    warmup = plan.get("warmup_seconds", 0)
     warmed = (f" calcstream's stack is fresh for this run: it and the raw echo are offered the "
               f"rate for {warmup:g} s first, not counted (their percentiles are in results.json, "
               "`warmup_latency_ms`; bench/FINDINGS.md 39)." if warmup else "")

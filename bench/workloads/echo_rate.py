@@ -37,7 +37,7 @@ async def run(stack: CalcstreamStack, pool: BodyPool, plan: Plan) -> dict[str, A
     """``plan.fixed_rate`` records/s for ``plan.fixed_seconds`` through the echo, on the
     stack's broker with its settings; the same figures as ``fixed_rate.run``."""
     return await measure(stack.bootstrap, stack.env(), stack.log_dir, pool, plan.fixed_rate,
-                         plan.fixed_seconds, plan.fixed_warmup_seconds)
+                         plan.fixed_seconds, plan.warmup_seconds)
 
 
 async def measure(bootstrap: str, base_env: dict[str, str], log_dir: Path | None,
