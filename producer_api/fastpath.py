@@ -62,8 +62,8 @@ class FastPath:
                 await self._submit(scope, receive, send)
                 return
             if (method == "GET" and path.startswith(STATE_PATH)
-                    and is_request_id(path[len(STATE_PATH):])):
-                await self._state(scope, send, path[len(STATE_PATH):])
+                    and is_request_id(request_id := path[len(STATE_PATH):])):
+                await self._state(scope, send, request_id)
                 return
         await self.app(scope, receive, send)
 

@@ -63,7 +63,7 @@ async def measure(bootstrap: str, base_env: dict[str, str], log_dir: Path | None
         reader.assign([TopicPartition(replies, p) for p in range(PARTITIONS)])
         arrived: dict[bytes, tuple[float, bytes]] = {}
         warm, every = asyncio.Event(), asyncio.Event()
-        expected = [warm_count]  # records arrived when ``every`` is set
+        expected = warm_count  # records arrived when ``every`` is set
 
         async def read() -> None:
             while True:
@@ -75,7 +75,7 @@ async def measure(bootstrap: str, base_env: dict[str, str], log_dir: Path | None
                             warm.set()
                         elif record.key is not None and record.value is not None:
                             arrived[record.key] = (now, record.value)
-                if len(arrived) >= expected[0]:
+                if len(arrived) >= expected:
                     every.set()
 
         reading = asyncio.create_task(read())
@@ -88,7 +88,7 @@ async def measure(bootstrap: str, base_env: dict[str, str], log_dir: Path | None
                                  every)
                 warmup = {"warmup_s": warmup_s, "warmup_latency_ms": w["latency_ms"],
                           "warmup_not_right": w["offered"] - w["answered"]}
-            expected[0] = warm_count + count
+            expected = warm_count + count
             every.clear()
             measured = await _offer(producer, requests, pool, rate,
                                     range(warm_count, warm_count + count), arrived, every)

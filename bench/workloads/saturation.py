@@ -30,8 +30,7 @@ async def saturate(target: HttpTarget, pool: BodyPool, plan: Plan, seconds: floa
     """wrk with ``plan.connections`` clients, every answer checked, the probe running (unless
     ``probe_health`` is off: W2 reports no probe figures); with ``meter``, the CPU each
     process spent per right answer while wrk ran."""
-    if mode is None:
-        mode = "number" if target.returns_result else "status"
+    mode = mode or _mode(target)
     idle = (await loadgen.idle_probe(target.health, plan.idle_probe_seconds)
             if probe_health else None)
     stop = asyncio.Event()
@@ -62,7 +61,12 @@ async def warm_up(target: HttpTarget, pool: BodyPool, plan: Plan, mode: str | No
     compiles its hot paths in its first seconds (bench/FINDINGS.md 39)."""
     if plan.warmup_seconds > 0:
         await wrk.run(target.url + pool.query, pool, plan.warmup_seconds, plan.connections,
-                      mode or ("number" if target.returns_result else "status"), target.status)
+                      mode or _mode(target), target.status)
+
+
+def _mode(target: HttpTarget) -> str:
+    """What check.lua checks of each answer: its number when the target returns the result."""
+    return "number" if target.returns_result else "status"
 
 
 async def background_rates(target: HttpTarget, pool: BodyPool, plan: Plan,
