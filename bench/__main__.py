@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=runner.WORKLOADS, metavar="NAME",
                         help=f"run only these workloads: {', '.join(runner.WORKLOADS)}")
     parser.add_argument("--runs", type=int, default=None,
-                        help="runs per figure (default 3; 1 with --quick)")
+                        help="runs per figure (default 3, the guarantee comparison 1; 1 with "
+                        "--quick)")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the API and worker during calcstream's W1 and bulk runs "
                         "(raw samples in profiles/, hottest frames in the report)")
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     plan = Plan.smoke() if args.quick else Plan.full()
     if args.runs:
-        plan = dataclasses.replace(plan, runs=args.runs)
+        plan = dataclasses.replace(plan, runs=args.runs, guarantee_runs=args.runs)
     for item in args.set:
         try:
             stack.set_experiment(item)

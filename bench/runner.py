@@ -302,7 +302,7 @@ async def _guarantees(results: Results, plan: Plan, pool: payloads.BodyPool,
                       log_dir: Path) -> None:
     """The worker path, W1 bulk JSON and W1 at the fixed rate under each processing guarantee,
     alternating, each on a fresh stack (also in a quick run: the guarantee is the stack's)."""
-    for round_ in range(plan.runs):
+    for round_ in range(plan.guarantee_runs):
         for guarantee in GUARANTEES:
             env = {"CALCSTREAM_PROCESSING_GUARANTEE": guarantee}
             async with _fresh(plan, log_dir, f"eos-worker-{guarantee}-{round_}", env, workers=0,
@@ -318,7 +318,7 @@ async def _guarantees(results: Results, plan: Plan, pool: payloads.BodyPool,
                 await _record(results, "guarantee", f"fixed_{guarantee}",
                               partial(fixed_rate.run, calcstream_target(stack), pool, plan,
                                       plan.warmup_seconds))
-        _say(f"guarantee round {round_ + 1}/{plan.runs} done")
+        _say(f"guarantee round {round_ + 1}/{plan.guarantee_runs} done")
 
 
 @contextlib.asynccontextmanager

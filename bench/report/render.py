@@ -236,8 +236,9 @@ def _guarantee_table(results: dict[str, Any]) -> list[str]:
     out = ["## Processing guarantees", "",
            "The same measurements under `CALCSTREAM_PROCESSING_GUARANTEE=at_least_once` and "
            "`exactly_once` (transactions, default `transaction_interval_ms` "
-           f"{WorkerSettings().transaction_interval_ms:g}), alternating, each on a fresh stack; "
-           "readers read `read_committed`. Goal: exactly_once ≥ 0.7× the throughput.", "",
+           f"{WorkerSettings().transaction_interval_ms:g}), alternating, each on a fresh stack, "
+           f"{_rounds(plan.get('guarantee_runs', plan['runs']))}; readers read `read_committed`. "
+           "Goal: exactly_once ≥ 0.7× the throughput.", "",
            "| figure | at_least_once | exactly_once | exactly_once / at_least_once |",
            "|---|---|---|---|"]
     for label, what, (key, *sub), digits in rows:
@@ -245,6 +246,10 @@ def _guarantee_table(results: dict[str, Any]) -> list[str]:
         eos = spread(runs.get(f"{what}_exactly_once"), key, *sub)
         out.append(f"| {label} | {fmt(alo, digits)} | {fmt(eos, digits)} | {_ratio(eos, alo)} |")
     return [*out, ""]
+
+
+def _rounds(n: int) -> str:
+    return "one round" if n == 1 else f"medians of {n} rounds"
 
 
 def _warmed(plan: dict[str, Any]) -> str:
