@@ -75,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     broker = sub.add_parser(
         "broker", help="run only the embedded Apache Kafka",
         description="One Apache Kafka node (KRaft, broker and controller) on this machine, its "
-        "jars resolved once by Maven. Ctrl-C or SIGTERM stops it with a controlled shutdown.")
+        "jars resolved once by Maven. Ctrl-C, SIGTERM or SIGHUP (its terminal closing) stops it "
+        "with a controlled shutdown.")
     broker.add_argument("--port", type=int, default=9092, help="listener port (9092)")
     _add_data_options(broker)
     broker.add_argument("--fetch", action="store_true",
@@ -254,7 +255,9 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from calcstream.dev import DevOptions, DevStack, default_data_dir
+    import signal
+
+    from calcstream.dev import STOP_SIGNALS, DevOptions, DevStack, default_data_dir
     from core.kafka import EmbeddedKafkaError
 
     configure("INFO")
@@ -270,9 +273,14 @@ def _dev(args: argparse.Namespace) -> int:
                                 partitions=args.partitions, with_api=not args.no_api,
                                 metrics_port=args.metrics_port, data_dir=data_dir,
                                 fresh=args.fresh, secure=args.secure))
+    # While it starts, every stop signal is a Ctrl-C: what has started is stopped on the way out.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.default_int_handler)
     try:
         stack.start()
         return stack.wait()
+    except KeyboardInterrupt:
+        return 130
     except (EmbeddedKafkaError, ValueError) as exc:
         print(f"calcstream dev: {exc}", file=sys.stderr)
         return 2
@@ -290,7 +298,7 @@ def _worker(args: argparse.Namespace) -> int:
 def _broker(args: argparse.Namespace) -> int:
     import signal
 
-    from calcstream.dev import default_data_dir
+    from calcstream.dev import STOP_SIGNALS, default_data_dir
     from core.kafka import EmbeddedKafka, EmbeddedKafkaError, wipe_data_dir
     from core.kafka.jars import classpath, java_executable, kafka_version
 
@@ -300,7 +308,7 @@ def _broker(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr, flush=True)
 
     data_dir = args.data_dir or default_data_dir()
-    stop = {signal.SIGINT, signal.SIGTERM}
+    stop = set(STOP_SIGNALS)
     try:
         if args.fetch:
             java_executable()
@@ -310,7 +318,8 @@ def _broker(args: argparse.Namespace) -> int:
         if args.fresh:
             wipe_data_dir(data_dir)
         with EmbeddedKafka(args.port, data_dir=data_dir, progress=say) as broker:
-            # sigwait needs the signals blocked, or SIGTERM kills us and orphans the broker.
+            # sigwait needs the signals blocked, or SIGTERM or SIGHUP kills us and orphans the
+            # broker.
             # Block them only now: the broker process would inherit the mask and ignore our
             # SIGTERM.
             signal.pthread_sigmask(signal.SIG_BLOCK, stop)

@@ -6,7 +6,9 @@ With ``brokers`` above 1 it runs a cluster of that many nodes instead (``core.ka
 consecutive ports from ``broker_port``, a data directory each under ``data_dir``, topics
 replicated three times). Ctrl-C (SIGINT to the terminal's foreground process group) reaches
 only this supervisor: the broker and the services run in sessions of their own. It stops the
-API, lets the workers drain and commit, and stops the broker last (a controlled shutdown).
+API, lets the workers drain and commit, and stops the broker last (a controlled shutdown); so
+do SIGTERM and SIGHUP (the terminal closing), which would otherwise end the supervisor alone and
+leave the rest running.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from core.kafka.cluster import replication_for
 from core.settings import BrokerSettings
 
 logger = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""What stops a stack run in a terminal: Ctrl-C, a kill, the terminal closing."""
 
 
 def default_data_dir() -> Path:
@@ -156,15 +161,16 @@ class DevStack:
         logger.info("started %s (pid %d)", name, proc.pid)
 
     def wait(self) -> int:
-        """Block until SIGINT/SIGTERM or until a child dies; return the exit code to use."""
+        """Block until one of ``STOP_SIGNALS`` or until a child dies; return the exit code to
+        use."""
         stop = False
 
         def _stop(signum: int, frame: object) -> None:
             nonlocal stop
             stop = True
 
-        signal.signal(signal.SIGINT, _stop)
-        signal.signal(signal.SIGTERM, _stop)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _stop)
         while not stop:
             for name, proc in self.children:
                 if proc.poll() is not None:

@@ -1,13 +1,17 @@
-"""The embedded Apache Kafka: what it keeps across a crash, what it refuses to delete, and what a
-newcomer hears when Java or Maven is missing or the jars are fetched for the first time."""
+"""The embedded Apache Kafka: what it keeps across a crash, what it refuses to delete, what a
+newcomer hears when Java or Maven is missing or the jars are fetched for the first time, and
+``calcstream broker`` stopping it when its terminal closes."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -186,3 +190,27 @@ def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) 
     cluster_id = node.new_cluster_id()
     assert cluster_id == base64.urlsafe_b64encode(b"\x01" * 16).decode().rstrip("=")
     assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+
+
+def test_calcstream_broker_stops_the_broker_when_its_terminal_closes(tmp_path: Path) -> None:
+    # SIGHUP used to end the command alone, leaving the broker (its own session) running.
+    port = free_port()
+    log = tmp_path / "broker.out"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([*CALCSTREAM, "broker", "--port", str(port), "--data-dir",
+                                 str(tmp_path / "data")], stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while f"on 127.0.0.1:{port}" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGHUP)
+        assert proc.wait(60) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "stopping the broker (controlled shutdown)" in log.read_text()
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0, "the broker still listens"

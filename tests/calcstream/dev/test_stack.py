@@ -1,6 +1,6 @@
 """``calcstream dev`` (what ``make run`` starts): up and answering at once, down cleanly on the
-terminal's Ctrl-C, and what it computed still there after a restart on the same data; with
-``--brokers 3``, on a cluster whose topics have three replicas."""
+terminal's Ctrl-C or hang-up, and what it computed still there after a restart on the same
+data; with ``--brokers 3``, on a cluster whose topics have three replicas."""
 
 from __future__ import annotations
 
@@ -50,8 +50,18 @@ class Dev:
 
     def ctrl_c(self) -> int:
         """SIGINT to the whole foreground process group; the exit code."""
-        os.killpg(self.proc.pid, signal.SIGINT)
+        return self.signal(signal.SIGINT)
+
+    def signal(self, signum: int) -> int:
+        """``signum`` to the whole foreground process group; the exit code."""
+        os.killpg(self.proc.pid, signum)
         return self.proc.wait(60)
+
+    def nothing_left(self) -> None:
+        """Neither the broker, the API nor the worker still listens: the stack is gone."""
+        for port in (self.broker, self.api, self.metrics):
+            with socket.socket() as sock:
+                assert sock.connect_ex(("127.0.0.1", port)) != 0, (port, self.text()[-3000:])
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -79,6 +89,7 @@ def test_dev_stack_serves_stops_on_ctrl_c_and_keeps_its_results(tmp_path: Path) 
         first.close()
     log = first.text()
     assert "shut down gracefully" in log
+    first.nothing_left()
     assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
     assert "Connection refused" not in log, log[-3000:]
 
@@ -88,10 +99,28 @@ def test_dev_stack_serves_stops_on_ctrl_c_and_keeps_its_results(tmp_path: Path) 
         kept = httpx.get(f"http://127.0.0.1:{second.api}/v1/calculations/kept-1", timeout=5)
         assert kept.status_code == 200, kept.text
         assert kept.json()["status"] == "ok" and kept.json()["result"] == 14.0
-        assert second.ctrl_c() == 0, second.text()
+        # The terminal closing (SIGHUP) stops the stack as Ctrl-C does, leaving nothing behind.
+        assert second.signal(signal.SIGHUP) == 0, second.text()
     finally:
         second.close()
     assert "formatted Kafka storage" not in second.text(), "the data directory was kept"
+    assert "shut down gracefully" in second.text()
+    first.nothing_left()
+    second.nothing_left()
+
+
+def test_a_hang_up_while_the_stack_starts_stops_what_has_started(tmp_path: Path) -> None:
+    dev = Dev(tmp_path, tmp_path / "kafka", "early")
+    try:
+        deadline = time.monotonic() + 120
+        while "answering on" not in dev.text():  # the broker is up; the services are starting
+            assert dev.proc.poll() is None and time.monotonic() < deadline, dev.text()
+            time.sleep(0.05)
+        assert dev.signal(signal.SIGHUP) in (0, 130), dev.text()
+    finally:
+        dev.close()
+    assert "shut down gracefully" in dev.text() and "Traceback" not in dev.text(), dev.text()
+    dev.nothing_left()
 
 
 def test_the_secure_stack_lets_each_user_do_its_part(tmp_path: Path) -> None:
