@@ -99,7 +99,7 @@ nightly: setup
 	$(MAKE) chaos
 
 # The benchmark suite against its peers (Celery on a Redis of its own); writes
-# bench/results/REPORT.md and plots (about 20 minutes on 2 cores; `make bench-quick` is a
+# bench/results/REPORT.md and plots (about 22 minutes on 2 cores; `make bench-quick` is a
 # one-minute smoke run into bench/results/quick/, which git ignores).
 bench: setup kafka redis wrk
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
