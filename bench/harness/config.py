@@ -15,7 +15,7 @@ class Plan:
     runs: int = 3
     guarantee_runs: int = 1
     """Rounds of the processing-guarantee comparison: each is six fresh stacks and about 150 s,
-    so three would make a full run about 27 minutes instead of about 20 (bench/FINDINGS.md 41);
+    so three would make a full run about 27 minutes instead of about 22 (bench/FINDINGS.md 41);
     ``--runs`` sets both."""
     connections: int = 64
     w1_seconds: float = 7.0

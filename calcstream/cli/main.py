@@ -309,6 +309,9 @@ def _broker(args: argparse.Namespace) -> int:
 
     data_dir = args.data_dir or default_data_dir()
     stop = set(STOP_SIGNALS)
+    # While it starts, every stop signal is a Ctrl-C: the starting broker is stopped.
+    for signum in stop:
+        signal.signal(signum, signal.default_int_handler)
     try:
         if args.fetch:
             java_executable()
@@ -328,6 +331,8 @@ def _broker(args: argparse.Namespace) -> int:
                   flush=True)
             signal.sigwait(stop)
             print("stopping the broker (controlled shutdown)", flush=True)
+    except KeyboardInterrupt:
+        return 130
     except EmbeddedKafkaError as exc:
         print(f"calcstream broker: {exc}", file=sys.stderr)
         return 2

@@ -156,11 +156,17 @@ class EmbeddedKafka:
 
     def start(self, timeout: float = 90.0) -> None:
         """Start the node (formatting its storage the first time) and return once it answers
-        a metadata request; ``KafkaStartError`` with the end of its log if it does not."""
+        a metadata request; ``KafkaStartError`` with the end of its log if it does not. A start
+        that is interrupted (Ctrl-C) stops the JVM it launched: in a session of its own, it
+        would outlive the caller."""
         if self._proc is not None:
             return
         self.launch()
-        self.wait_until_ready(self._launched + timeout)
+        try:
+            self.wait_until_ready(self._launched + timeout)
+        except BaseException:
+            self.stop()
+            raise
 
     def launch(self) -> None:
         """Format the storage the first time and start the JVM, without waiting for it to

@@ -214,3 +214,21 @@ def test_calcstream_broker_stops_the_broker_when_its_terminal_closes(tmp_path: P
     assert "stopping the broker (controlled shutdown)" in log.read_text()
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0, "the broker still listens"
+
+
+def test_an_interrupted_start_stops_the_jvm_it_launched(tmp_path: Path) -> None:
+    # Ctrl-C (or a stop signal made one) while the node starts: the JVM, in a session of its
+    # own, must not outlive the interrupted start.
+    launched: list[int] = []
+
+    def interrupted() -> bool:
+        assert node.pid is not None
+        launched.append(node.pid)
+        raise KeyboardInterrupt
+
+    node = EmbeddedKafka(free_port(), data_dir=tmp_path / "data", probe=interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        node.start()
+    assert launched and not node.running()
+    with pytest.raises(ProcessLookupError):
+        os.kill(launched[0], 0)
