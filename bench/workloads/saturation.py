@@ -55,13 +55,12 @@ async def saturate(target: HttpTarget, pool: BodyPool, plan: Plan, seconds: floa
     return figure
 
 
-async def warm_up(target: HttpTarget, pool: BodyPool, plan: Plan, mode: str | None = None,
-                  ) -> None:
+async def warm_up(target: HttpTarget, pool: BodyPool, plan: Plan) -> None:
     """``saturate``'s load for ``plan.warmup_seconds``, not counted: a fresh stack's broker
     compiles its hot paths in its first seconds (bench/FINDINGS.md 39)."""
     if plan.warmup_seconds > 0:
         await wrk.run(target.url + pool.query, pool, plan.warmup_seconds, plan.connections,
-                      mode or _mode(target), target.status)
+                      _mode(target), target.status)
 
 
 def _mode(target: HttpTarget) -> str:

@@ -255,9 +255,7 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    import signal
-
-    from calcstream.dev import STOP_SIGNALS, DevOptions, DevStack, default_data_dir
+    from calcstream.dev import DevOptions, DevStack, default_data_dir, interrupt_on_stop
     from core.kafka import EmbeddedKafkaError
 
     configure("INFO")
@@ -273,9 +271,7 @@ def _dev(args: argparse.Namespace) -> int:
                                 partitions=args.partitions, with_api=not args.no_api,
                                 metrics_port=args.metrics_port, data_dir=data_dir,
                                 fresh=args.fresh, secure=args.secure))
-    # While it starts, every stop signal is a Ctrl-C: what has started is stopped on the way out.
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.default_int_handler)
+    interrupt_on_stop()  # while it starts; wait() then stops it in order
     try:
         stack.start()
         return stack.wait()
@@ -298,7 +294,7 @@ def _worker(args: argparse.Namespace) -> int:
 def _broker(args: argparse.Namespace) -> int:
     import signal
 
-    from calcstream.dev import STOP_SIGNALS, default_data_dir
+    from calcstream.dev import STOP_SIGNALS, default_data_dir, interrupt_on_stop
     from core.kafka import EmbeddedKafka, EmbeddedKafkaError, wipe_data_dir
     from core.kafka.jars import classpath, java_executable, kafka_version
 
@@ -309,9 +305,7 @@ def _broker(args: argparse.Namespace) -> int:
 
     data_dir = args.data_dir or default_data_dir()
     stop = set(STOP_SIGNALS)
-    # While it starts, every stop signal is a Ctrl-C: the starting broker is stopped.
-    for signum in stop:
-        signal.signal(signum, signal.default_int_handler)
+    interrupt_on_stop()  # while the broker starts; sigwait takes the signals once it is up
     try:
         if args.fetch:
             java_executable()

@@ -38,6 +38,13 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 """What stops a stack run in a terminal: Ctrl-C, a kill, the terminal closing."""
 
 
+def interrupt_on_stop() -> None:
+    """Make every one of ``STOP_SIGNALS`` a Ctrl-C (``KeyboardInterrupt``), so that a stop while
+    something starts unwinds through its clean-up instead of ending the process there."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.default_int_handler)
+
+
 def default_data_dir() -> Path:
     """Where the local stack's broker keeps its data: ``$XDG_DATA_HOME/calcstream/kafka``, else
     ``~/.local/share/calcstream/kafka``."""

@@ -8,7 +8,6 @@ import asyncio
 import base64
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from core.kafka import EmbeddedKafka, KafkaStartError, kafka_version, node, wipe_data_dir
 from core.kafka.jars import java_executable
-from core.net import free_port
+from core.net import free_port, port_open
 from tests.kafka import create_topics
 
 CALCSTREAM = [sys.executable, "-m", "calcstream.cli"]
@@ -212,8 +211,7 @@ def test_calcstream_broker_stops_the_broker_when_its_terminal_closes(tmp_path: P
             proc.kill()
             proc.wait()
     assert "stopping the broker (controlled shutdown)" in log.read_text()
-    with socket.socket() as sock:
-        assert sock.connect_ex(("127.0.0.1", port)) != 0, "the broker still listens"
+    assert not port_open("127.0.0.1", port), "the broker still listens"
 
 
 def test_an_interrupted_start_stops_the_jvm_it_launched(tmp_path: Path) -> None:

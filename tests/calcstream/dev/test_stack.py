@@ -20,7 +20,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from core.admin import wait_for_group
-from core.net import free_port
+from core.net import free_port, port_open
 from tests.kafka import describe_partitions
 
 
@@ -42,11 +42,15 @@ class Dev:
         return self.log.read_text(errors="replace")
 
     def wait_until_up(self, timeout: float = 120) -> None:
+        self.wait_for("calcstream dev is up", timeout)
+
+    def wait_for(self, line: str, timeout: float = 120) -> None:
+        """Until ``line`` is in the log (the command still running)."""
         deadline = time.monotonic() + timeout
-        while "calcstream dev is up" not in self.text():
+        while line not in self.text():
             assert self.proc.poll() is None, self.text()
             assert time.monotonic() < deadline, self.text()
-            time.sleep(0.1)
+            time.sleep(0.05)
 
     def ctrl_c(self) -> int:
         """SIGINT to the whole foreground process group; the exit code."""
@@ -60,8 +64,7 @@ class Dev:
     def nothing_left(self) -> None:
         """Neither the broker, the API nor the worker still listens: the stack is gone."""
         for port in (self.broker, self.api, self.metrics):
-            with socket.socket() as sock:
-                assert sock.connect_ex(("127.0.0.1", port)) != 0, (port, self.text()[-3000:])
+            assert not port_open("127.0.0.1", port), (port, self.text()[-3000:])
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -112,10 +115,7 @@ def test_dev_stack_serves_stops_on_ctrl_c_and_keeps_its_results(tmp_path: Path) 
 def test_a_hang_up_while_the_stack_starts_stops_what_has_started(tmp_path: Path) -> None:
     dev = Dev(tmp_path, tmp_path / "kafka", "early")
     try:
-        deadline = time.monotonic() + 120
-        while "answering on" not in dev.text():  # the broker is up; the services are starting
-            assert dev.proc.poll() is None and time.monotonic() < deadline, dev.text()
-            time.sleep(0.05)
+        dev.wait_for("answering on")  # the broker is up; the services are starting
         assert dev.signal(signal.SIGHUP) in (0, 130), dev.text()
     finally:
         dev.close()
