@@ -26,6 +26,15 @@ from tests.kafka import Deployment
 _METRICS_URL = re.compile(r"metrics on (http://\S+/metrics)")
 
 
+def ended(pid: int) -> bool:
+    """The process is gone, or a zombie waiting to be reaped: nothing here can wait for the
+    exit of a process it did not start."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 class LoggedProcess:
     """A subprocess whose stderr and stdout go to a temporary log file."""
 

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from core.tether import Tether
+
 logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
@@ -71,6 +73,7 @@ class Child:
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.log_path = (log_dir / f"{name}.log") if log_dir else None
         self.proc: subprocess.Popen[bytes] | None = None
+        self._tether: Tether | None = None
 
     @property
     def pid(self) -> int:
@@ -80,7 +83,8 @@ class Child:
         return self.proc.pid
 
     def start(self) -> Child:
-        """Spawn the process in its own session (so a stray signal to ours does not reach it)."""
+        """Spawn the process in its own session (so a stray signal to ours does not reach it),
+        tethered to ours (a killed run leaves nothing running)."""
         exit_on_sigterm()
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
@@ -90,6 +94,7 @@ class Child:
         finally:
             if out is not subprocess.DEVNULL:
                 out.close()  # type: ignore[union-attr]
+        self._tether = Tether(self.proc)
         _LIVE.add(self)
         logger.debug("started %s (pid %d): %s", self.name, self.proc.pid, " ".join(self.argv))
         return self
@@ -111,16 +116,18 @@ class Child:
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, wait, then SIGKILL."""
         proc, self.proc = self.proc, None
+        tether, self._tether = self._tether, None
         _LIVE.discard(self)
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            logger.warning("%s ignored SIGTERM for %.0fs; killing it", self.name, timeout)
-            proc.kill()
-            proc.wait()
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                logger.warning("%s ignored SIGTERM for %.0fs; killing it", self.name, timeout)
+                proc.kill()
+                proc.wait()
+        if tether is not None:
+            tether.release()
 
     def _tail(self) -> str:
         if self.log_path is None or not self.log_path.exists():

@@ -8,7 +8,8 @@ replicated three times). Ctrl-C (SIGINT to the terminal's foreground process gro
 only this supervisor: the broker and the services run in sessions of their own. It stops the
 API, lets the workers drain and commit, and stops the broker last (a controlled shutdown); so
 do SIGTERM and SIGHUP (the terminal closing), which would otherwise end the supervisor alone and
-leave the rest running.
+leave the rest running. A supervisor killed before it can stop anything (SIGKILL) leaves nothing
+running either: each child is tethered to it (``core.tether``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from core.admin import ensure_topics, wait_for_broker, wait_for_group
 from core.kafka import EmbeddedCluster, EmbeddedKafka, wipe_data_dir
 from core.kafka.cluster import replication_for
 from core.settings import BrokerSettings
+from core.tether import Tether
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +85,7 @@ class DevStack:
         self.env = dict(os.environ if env is None else env)
         self.broker: EmbeddedKafka | EmbeddedCluster | None = None
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._tethers: list[Tether] = []
         self.credentials: secure.Credentials | None = None
 
     def start(self) -> None:
@@ -165,6 +168,7 @@ class DevStack:
     def _spawn(self, name: str, argv: list[str], **env: str) -> None:
         proc = subprocess.Popen(argv, env={**self.env, **env}, start_new_session=True)
         self.children.append((name, proc))
+        self._tethers.append(Tether(proc))  # stopped even if this supervisor is SIGKILLed
         logger.info("started %s (pid %d)", name, proc.pid)
 
     def wait(self) -> int:
@@ -200,6 +204,9 @@ class DevStack:
                 proc.kill()
                 proc.wait()
         self.children.clear()
+        for tether in self._tethers:
+            tether.release()
+        self._tethers.clear()
         if self.broker is not None:
             self.broker.stop()
             self.broker = None

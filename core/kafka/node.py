@@ -35,6 +35,7 @@ from core.kafka import jars
 from core.kafka.errors import KafkaStartError
 from core.kafka.probe import metadata_brokers
 from core.net import free_port, port_open
+from core.tether import Tether
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ class EmbeddedKafka:
         self.format_options = list(format_options)
         self._probe = probe or (lambda: metadata_brokers(self.host, self.port) > 0)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._tether: Tether | None = None
         self._launched = 0.0
         self._dumping: Path | None = None
 
@@ -192,6 +194,8 @@ class EmbeddedKafka:
             # broker, which must outlive the services that still drain into it.
             self._proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, start_new_session=True)
+        # ... but not outlive it: a SIGKILLed supervisor would leave the port taken.
+        self._tether = Tether(self._proc)
 
     def wait_until_ready(self, deadline: float) -> None:
         """Return once the launched node answers (its ``probe``); ``KafkaStartError`` with the
@@ -202,6 +206,7 @@ class EmbeddedKafka:
         while not self._probe():
             if proc.poll() is not None:
                 self._proc = None
+                self._untether()
                 raise KafkaStartError(f"Kafka node {self.node_id} exited with code "
                                       f"{proc.returncode} during start-up:\n{self._log_tail()}")
             if time.monotonic() > deadline:
@@ -229,6 +234,7 @@ class EmbeddedKafka:
                                self.node_id, timeout)
                 proc.kill()
                 proc.wait()
+        self._untether()
         self._keep_class_archive()
 
     def kill(self) -> None:
@@ -237,7 +243,13 @@ class EmbeddedKafka:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+        self._untether()
         self._keep_class_archive()
+
+    def _untether(self) -> None:
+        tether, self._tether = self._tether, None
+        if tether is not None:
+            tether.release()
 
     def pause(self) -> None:
         """SIGSTOP the JVM: it holds its connections and answers nothing."""

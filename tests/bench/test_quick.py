@@ -24,6 +24,7 @@ from bench.tools import broker_bundling
 from bench.workloads import bulk, echo_rate, worker_path
 from core.admin import wait_for_broker
 from core.kafka import EmbeddedKafka
+from tests.processes import ended
 
 FAST_GROUP = {"CALCSTREAM_SESSION_TIMEOUT_MS": "2000", "CALCSTREAM_HEARTBEAT_INTERVAL_MS": "500",
               "CALCSTREAM_LOG_LEVEL": "WARNING"}
@@ -175,14 +176,6 @@ child = Child("sleeper", ["sleep", "600"]).start()
 print(child.pid, flush=True)
 time.sleep(600)
 """
-
-
-def ended(pid: int) -> bool:
-    """The process is gone, or a zombie waiting to be reaped."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 async def test_a_script_stopped_by_sigterm_stops_the_servers_it_started() -> None:

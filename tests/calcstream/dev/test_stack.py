@@ -1,6 +1,7 @@
 """``calcstream dev`` (what ``make run`` starts): up and answering at once, down cleanly on the
-terminal's Ctrl-C or hang-up, and what it computed still there after a restart on the same
-data; with ``--brokers 3``, on a cluster whose topics have three replicas."""
+terminal's Ctrl-C or hang-up, nothing left running when the supervisor is killed, and what it
+computed still there after a restart on the same data; with ``--brokers 3``, on a cluster
+whose topics have three replicas."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -22,6 +24,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from core.admin import wait_for_group
 from core.net import free_port, port_open
 from tests.kafka import describe_partitions
+from tests.processes import ended
+from tests.waiting import until
 
 
 class Dev:
@@ -120,6 +124,22 @@ def test_a_hang_up_while_the_stack_starts_stops_what_has_started(tmp_path: Path)
     finally:
         dev.close()
     assert "shut down gracefully" in dev.text() and "Traceback" not in dev.text(), dev.text()
+    dev.nothing_left()
+
+
+def test_a_killed_supervisor_takes_the_stack_with_it(tmp_path: Path) -> None:
+    # SIGKILL (the OOM killer, a CI job cancelled) ends the supervisor alone, before it can stop
+    # anything: the broker and the services, in sessions of their own, used to run on.
+    dev = Dev(tmp_path, tmp_path / "kafka", "killed")
+    try:
+        dev.wait_until_up()
+        pids = [int(pid) for pid in re.findall(r"\bpid (\d+)", dev.text())]
+        assert len(pids) == 3, dev.text()  # the broker, the worker and the API
+        os.kill(dev.proc.pid, signal.SIGKILL)
+        dev.proc.wait()
+        asyncio.run(until(lambda: all(map(ended, pids)), 60, "the stack's exit"))
+    finally:
+        dev.close()
     dev.nothing_left()
 
 
