@@ -42,7 +42,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.harness import profile
 from bench.harness.procs import HOST, Child, CpuMeter, free_port
-from bench.harness.stack import CalcstreamStack, entry_point, set_experiment
+from bench.harness.stack import CalcstreamStack, entry_point, set_experiment, worker_metrics
 from schemas.topics import REQUESTS, RESULTS
 
 PARTITIONS = 12
@@ -192,6 +192,13 @@ async def shared(session: aiohttp.ClientSession, urls: list[str], timeout: float
         await asyncio.sleep(0.5)
 
 
+async def worker_batches(stack: CalcstreamStack) -> float:
+    """Batches the stack's workers published so far: each is one round of results on the
+    reply topic, and a replica whose partitions it touched makes one fetch for it."""
+    return sum([float((await worker_metrics(port)).get("calcstream_worker_batches_total", 0))
+                for port in stack.metrics_ports])
+
+
 async def measure(stack: CalcstreamStack, log_dir: Path, replicas: int, routing: bool,
                   args: argparse.Namespace, forward: bool = False) -> dict[str, Any]:
     """One configuration: start the replicas, load, measure, stop them."""
@@ -226,6 +233,7 @@ async def measure(stack: CalcstreamStack, log_dir: Path, replicas: int, routing:
             read_before = [await metric(session, u, "calcstream_api_result_records_total")
                            for u in urls]
             results_before = await end_offsets(stack.bootstrap, RESULTS)
+            batches_before = await worker_batches(stack)
             answered_before = len(answered)
             pids = {f"api{i}": c.pid for i, c in enumerate(children)}
             meter = CpuMeter(pids).start()
@@ -237,6 +245,7 @@ async def measure(stack: CalcstreamStack, log_dir: Path, replicas: int, routing:
                 await asyncio.sleep(args.window)
             elapsed = time.monotonic() - started
             results = await end_offsets(stack.bootstrap, RESULTS) - results_before
+            batches = await worker_batches(stack) - batches_before
             per_result = meter.per_item(results)
             read = [await metric(session, u, "calcstream_api_result_records_total") - b
                     for u, b in zip(urls, read_before, strict=True)]
@@ -253,6 +262,9 @@ async def measure(stack: CalcstreamStack, log_dir: Path, replicas: int, routing:
         "replicas": replicas, "routing": routing, "forward": forward, "poll": args.poll,
         "borrowed_partitions_each": borrowed,
         "results_per_s": round(results / elapsed, 1),
+        "worker_batches_per_s": round(batches / elapsed, 1),
+        "cpu_ms_per_s_each": [round(per_result[f"api{i}"] * results / elapsed / 1000, 1)
+                              for i in range(replicas)],
         "http_answered_per_s": round(len(window_trips) / elapsed, 1),
         "http_ms_p50_p99": [round(1000 * window_trips[int(q * (len(window_trips) - 1))], 1)
                             for q in (0.5, 0.99)] if window_trips else [],
@@ -321,17 +333,18 @@ async def main() -> None:
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "partitions": PARTITIONS, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "rows": rows}, indent=2) + "\n")
-    print("\n| routing | forward | replicas | results/s | HTTP results/s | round trip ms p50 / p99 "
-          "| CPU µs per result, each replica "
-          "| mean | idle CPU ms/s, each | mean above idle | share of results each read "
-          "| partitions borrowed, each |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| routing | forward | replicas | results/s | worker batches/s | HTTP results/s "
+          "| round trip ms p50 / p99 | CPU µs per result, each replica "
+          "| mean | CPU ms/s, each | idle CPU ms/s, each | mean above idle "
+          "| share of results each read | partitions borrowed, each |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {'on' if r['routing'] else 'off'} | {'on' if r['forward'] else 'off'} "
-              f"| {r['replicas']} | {r['results_per_s']} "
+              f"| {r['replicas']} | {r['results_per_s']} | {r['worker_batches_per_s']} "
               f"| {r['http_answered_per_s']} | {' / '.join(map(str, r['http_ms_p50_p99']))} "
               f"| {r['cpu_us_per_result_each']} "
-              f"| {r['cpu_us_per_result_mean']} | {r['idle_cpu_ms_per_s_each']} "
+              f"| {r['cpu_us_per_result_mean']} | {r['cpu_ms_per_s_each']} "
+              f"| {r['idle_cpu_ms_per_s_each']} "
               f"| {r['cpu_us_per_result_above_idle_mean']} | {r['records_read_share_each']} "
               f"| {r['borrowed_partitions_each']} |")
     for r in rows:

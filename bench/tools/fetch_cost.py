@@ -1,0 +1,141 @@
+"""``python -m bench.tools.fetch_cost``: the CPU an aiokafka consumer spends per fetch round trip,
+and per record it reads.
+
+What an API replica spends per result falls more slowly than 1/N with N replicas (findings 14,
+30, 36): its fetches do not fall with its share. This measures the client's side of a fetch
+alone. A producer in another process writes a round of small records, one to each partition of
+a ``--partitions`` topic, ``--rate`` rounds a second; a consumer in this process, assigned the
+first ``share`` partitions, reads them: one fetch per round, ``share`` records in it. Its CPU
+over ``--window`` s, divided by the fetches that returned records, for each share in
+``--shares``: the slope between shares is the cost per record, what is left the cost per fetch.
+The consumer is set as the API's reader is (``read_committed``, uvloop; ``--loop asyncio`` for
+the default loop). Writes ``bench/results/fetch_cost.json`` and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import uvloop
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from bench.harness.procs import Child
+from core.admin import wait_for_broker
+from core.kafka import EmbeddedKafka
+from core.net import free_port
+
+TOPIC = "fetch-cost"
+RECORD = b"r" * 300
+"""About a W1 result document's size."""
+RESULTS_FILE = Path(__file__).resolve().parents[1] / "results" / "fetch_cost.json"
+
+
+async def produce(bootstrap: str, partitions: int, rate: float) -> None:
+    """Write a round of one record to each partition ``rate`` times a second, until killed."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    await producer.start()
+    started, rounds = time.monotonic(), 0
+    while True:
+        sent = [await producer.send(TOPIC, RECORD, partition=p) for p in range(partitions)]
+        await asyncio.gather(*sent)
+        rounds += 1
+        await asyncio.sleep(max(0.0, started + rounds / rate - time.monotonic()))
+
+
+async def consume(bootstrap: str, share: int, warmup: float, window: float) -> dict[str, Any]:
+    """Read the first ``share`` partitions from their end; CPU per fetch over ``window`` s."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                isolation_level="read_committed", fetch_max_wait_ms=500)
+    await consumer.start()
+    fetches = records = 0
+    try:
+        consumer.assign([TopicPartition(TOPIC, p) for p in range(share)])
+        await consumer.seek_to_end()
+
+        async def read() -> None:
+            nonlocal fetches, records
+            while True:
+                batch = await consumer.getmany(timeout_ms=1000)
+                if batch:
+                    fetches += 1
+                    records += sum(map(len, batch.values()))
+
+        reading = asyncio.create_task(read())
+        await asyncio.sleep(warmup)
+        fetches0, records0, times0, started = fetches, records, os.times(), time.monotonic()
+        await asyncio.sleep(window)
+        times1, elapsed = os.times(), time.monotonic() - started
+        fetched, read_records = fetches - fetches0, records - records0
+        reading.cancel()
+    finally:
+        await consumer.stop()
+    user, system = times1.user - times0.user, times1.system - times0.system
+    return {"share": share, "fetches_per_s": round(fetched / elapsed, 1),
+            "records_per_fetch": round(read_records / max(fetched, 1), 2),
+            "cpu_us_per_fetch": round((user + system) / max(fetched, 1) * 1e6, 1),
+            "user_us_per_fetch": round(user / max(fetched, 1) * 1e6, 1),
+            "system_us_per_fetch": round(system / max(fetched, 1) * 1e6, 1)}
+
+
+async def create_topic(bootstrap: str, partitions: int) -> None:
+    """The measured topic, replication 1."""
+    await wait_for_broker(bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(TOPIC, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+def main() -> None:
+    """Measure every share on a fresh broker; print and write the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=400.0, help="rounds written a second")
+    parser.add_argument("--partitions", type=int, default=12)
+    parser.add_argument("--shares", default="1,4,12", help="partitions the consumer reads")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--window", type=float, default=15.0)
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--produce", metavar="BOOTSTRAP", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    run = uvloop.run if args.loop == "uvloop" else asyncio.run
+    if args.produce:
+        uvloop.run(produce(args.produce, args.partitions, args.rate))
+        return
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-fetch-") as tmp, \
+            EmbeddedKafka(free_port(), data_dir=Path(tmp) / "kafka") as broker:
+        bootstrap = broker.bootstrap_servers
+        asyncio.run(create_topic(bootstrap, args.partitions))
+        with Child("producer", [sys.executable, "-m", "bench.tools.fetch_cost", "--produce",
+                                bootstrap, "--rate", str(args.rate),
+                                "--partitions", str(args.partitions)]):
+            for share in map(int, args.shares.split(",")):
+                row = run(consume(bootstrap, share, args.warmup, args.window))
+                print(row, flush=True)
+                rows.append(row)
+    RESULTS_FILE.write_text(json.dumps({
+        "command": "python -m bench.tools.fetch_cost", "args": vars(args),
+        "python": sys.version.split()[0],
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows}, indent=2) + "\n")
+    print("\n| partitions read | fetches/s | records per fetch | CPU µs per fetch | user "
+          "| system |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['share']} | {r['fetches_per_s']} | {r['records_per_fetch']} "
+              f"| {r['cpu_us_per_fetch']} | {r['user_us_per_fetch']} "
+              f"| {r['system_us_per_fetch']} |")
+
+
+if __name__ == "__main__":
+    main()
