@@ -1,83 +1,124 @@
-"""A child in a session of its own that does not outlive the process that started it.
+"""Children in sessions of their own that do not outlive the process that started them.
 
 The broker and the services of ``calcstream dev`` each run in a session of their own, so that
-the terminal's Ctrl-C or hang-up reaches only their owner, which stops them in order. An owner
-that dies without stopping them (SIGKILL, the OOM killer) would leave them running: the
-broker's port taken, its JVM holding a gigabyte. A ``Tether`` stops them instead: a small
-watcher (``/bin/sh``, a session of its own too) reads a pipe whose writing end only the owner
-holds. When the owner dies, the kernel closes that end, the watcher reads the end of the pipe,
-and it sends the child's process group SIGCONT (a paused child handles nothing else) and
-SIGTERM, then SIGKILL if the group is still there after ``grace_s`` seconds. An owner that
-stops its child itself ``release()``s the tether first, and the watcher goes without a signal.
+the terminal's Ctrl-C or hang-up reaches only their owner, which stops them in order: the
+services first (the workers drain and commit), the broker last. An owner that dies without
+doing so (SIGKILL, the OOM killer) would leave them running: the broker's port taken, its JVM
+holding a gigabyte. ``tether()`` has them stopped instead, in the same order.
 
-The writing end is close-on-exec and not inherited by ``subprocess`` children; a child made
-with a bare ``os.fork()`` would hold it open, and the tether would then hold only once that
-child is gone too.
+The first ``tether()`` of a process starts its watcher: a small Python process (a session of
+its own too) that reads a pipe whose writing end only the owner holds. ``tether()`` and
+``release()`` write a line to it: which process group to stop, at which stage, or not any
+more. When the owner ends, the kernel closes that end; the watcher reads the end of the pipe
+and stops the groups still held, a stage at a time (``SERVICES`` before ``BROKERS``): SIGCONT
+(a paused child handles nothing else) and SIGTERM to each group of the stage, SIGKILL to those
+still there after their grace, then the next stage. An owner that stops a child itself
+``release()``s it; an owner that released everything leaves the watcher nothing to do.
+
+The writing end is close-on-exec and not inherited by ``subprocess`` children. A child made
+with a bare ``os.fork()`` would hold it open, and the watcher would act only once that child is
+gone too; a forked child that tethers starts a watcher of its own.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import subprocess
+import sys
+import threading
 
 logger = logging.getLogger(__name__)
 
+SERVICES = 0
+"""The stage of processes that drain into a broker: stopped first."""
+BROKERS = 1
+"""The stage of brokers: stopped once every service has gone."""
+
 _WATCH = """\
-cat >/dev/null
-kill -CONT "-$1" 2>/dev/null
-kill -TERM "-$1" 2>/dev/null || exit 0
-waited=0
-while [ "$waited" -lt "$2" ] && kill -0 "-$1" 2>/dev/null; do
-  sleep 1
-  waited=$((waited + 1))
-done
-kill -KILL "-$1" 2>/dev/null
-exit 0
+import os, signal, sys, time
+
+held = {}
+for line in sys.stdin:  # until the owner's end of the pipe closes
+    verb, group, stage, grace = line.split()
+    if verb == "hold":
+        held[int(group)] = (int(stage), float(grace))
+    else:
+        held.pop(int(group), None)
+
+
+def send(group, signum):
+    try:
+        os.killpg(group, signum)
+        return True
+    except OSError:
+        return False
+
+
+for stage in sorted({stage for stage, _ in held.values()}):
+    graces = {group: grace for group, (at, grace) in held.items() if at == stage}
+    for group in graces:
+        send(group, signal.SIGCONT)
+        send(group, signal.SIGTERM)
+    started = time.monotonic()
+    while graces:
+        waited = time.monotonic() - started
+        for group, grace in list(graces.items()):
+            if not send(group, 0):
+                del graces[group]
+            elif waited >= grace:
+                send(group, signal.SIGKILL)
+                del graces[group]
+        time.sleep(0.05)
 """
-"""The watcher: ``$1`` the child's process group, ``$2`` the grace in seconds. ``cat`` returns
-when the pipe's writing end is closed: the owner exited or died without releasing the tether."""
+"""The watcher. Each line: ``hold GROUP STAGE GRACE`` or ``release GROUP 0 0``."""
+
+_lock = threading.Lock()
+_watcher: subprocess.Popen[bytes] | None = None
+_watcher_owner = 0
+"""The pid that started ``_watcher``: a forked child needs a watcher of its own."""
 
 
-class Tether:
-    """Stops the process group of ``proc`` (which leads it: ``start_new_session=True``) if this
-    process ends without ``release()``; ``release()`` is safe to call twice."""
+def tether(proc: subprocess.Popen[bytes], stage: int = SERVICES, grace_s: float = 30.0) -> None:
+    """Have the process group that ``proc`` leads (``start_new_session=True``) stopped at
+    ``stage`` if this process ends without ``release(proc)``: SIGTERM, then SIGKILL after
+    ``grace_s`` seconds."""
+    if proc.poll() is not None:
+        return  # nothing left to stop
+    if os.getpgid(proc.pid) != proc.pid:
+        raise ValueError(f"pid {proc.pid} does not lead a process group of its own; "
+                         "start it with start_new_session=True")
+    _tell(f"hold {proc.pid} {stage} {grace_s:g}\n", start=True)
 
-    def __init__(self, proc: subprocess.Popen[bytes], grace_s: int = 30) -> None:
-        self.group = proc.pid
-        self._watcher: subprocess.Popen[bytes] | None = None
-        self._writing = -1
-        if proc.poll() is not None:
-            return  # nothing left to stop
-        if os.getpgid(proc.pid) != proc.pid:
-            raise ValueError(f"pid {proc.pid} does not lead a process group of its own; "
-                             "start it with start_new_session=True")
-        reading, self._writing = os.pipe()
+
+def release(proc: subprocess.Popen[bytes]) -> None:
+    """Its owner stops ``proc`` itself (or has): the watcher forgets it. Safe to call twice."""
+    _tell(f"release {proc.pid} 0 0\n", start=False)
+
+
+def watcher_pid() -> int | None:
+    """The pid of this process's watcher, once something was tethered."""
+    with _lock:
+        return _watcher.pid if _watcher is not None and _watcher_owner == os.getpid() else None
+
+
+def _tell(line: str, *, start: bool) -> None:
+    global _watcher, _watcher_owner
+    with _lock:
+        if _watcher is None or _watcher_owner != os.getpid() or _watcher.poll() is not None:
+            if not start:
+                return
+            if _watcher is not None and _watcher_owner == os.getpid():
+                logger.warning("the tether's watcher (pid %d) is gone; starting another, which "
+                               "knows only the processes tethered from now on", _watcher.pid)
+            _watcher = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _WATCH], stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            _watcher_owner = os.getpid()
+        pipe = _watcher.stdin
+        assert pipe is not None
         try:
-            self._watcher = subprocess.Popen(
-                ["/bin/sh", "-c", _WATCH, "calcstream-tether", str(proc.pid), str(grace_s)],
-                stdin=reading, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True)
-        except BaseException:
-            os.close(self._writing)
-            raise
-        finally:
-            os.close(reading)
-
-    @property
-    def watcher_pid(self) -> int | None:
-        """The watcher's process id while the tether holds."""
-        return self._watcher.pid if self._watcher else None
-
-    def release(self) -> None:
-        """The owner stops the child itself (or has): end the watcher without a signal."""
-        watcher, self._watcher = self._watcher, None
-        if watcher is None:
-            return
-        # The watcher first, then the pipe: closing it first would set the watcher off.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(watcher.pid, signal.SIGKILL)
-        watcher.wait()
-        os.close(self._writing)
+            pipe.write(line.encode())
+            pipe.flush()
+        except BrokenPipeError:
+            pass  # the watcher died since poll(): the next tether() starts another

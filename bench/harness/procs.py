@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from core.tether import Tether
+from core import tether
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,6 @@ class Child:
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.log_path = (log_dir / f"{name}.log") if log_dir else None
         self.proc: subprocess.Popen[bytes] | None = None
-        self._tether: Tether | None = None
 
     @property
     def pid(self) -> int:
@@ -94,7 +93,7 @@ class Child:
         finally:
             if out is not subprocess.DEVNULL:
                 out.close()  # type: ignore[union-attr]
-        self._tether = Tether(self.proc)
+        tether.tether(self.proc)
         _LIVE.add(self)
         logger.debug("started %s (pid %d): %s", self.name, self.proc.pid, " ".join(self.argv))
         return self
@@ -116,9 +115,10 @@ class Child:
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, wait, then SIGKILL."""
         proc, self.proc = self.proc, None
-        tether, self._tether = self._tether, None
         _LIVE.discard(self)
-        if proc is not None and proc.poll() is None:
+        if proc is None:
+            return
+        if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout)
@@ -126,8 +126,7 @@ class Child:
                 logger.warning("%s ignored SIGTERM for %.0fs; killing it", self.name, timeout)
                 proc.kill()
                 proc.wait()
-        if tether is not None:
-            tether.release()
+        tether.release(proc)
 
     def _tail(self) -> str:
         if self.log_path is None or not self.log_path.exists():

@@ -9,7 +9,8 @@ only this supervisor: the broker and the services run in sessions of their own. 
 API, lets the workers drain and commit, and stops the broker last (a controlled shutdown); so
 do SIGTERM and SIGHUP (the terminal closing), which would otherwise end the supervisor alone and
 leave the rest running. A supervisor killed before it can stop anything (SIGKILL) leaves nothing
-running either: each child is tethered to it (``core.tether``).
+running either: each child is tethered to it (``core.tether``), which stops the services, then
+the broker.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from core.admin import ensure_topics, wait_for_broker, wait_for_group
 from core.kafka import EmbeddedCluster, EmbeddedKafka, wipe_data_dir
 from core.kafka.cluster import replication_for
 from core.settings import BrokerSettings
-from core.tether import Tether
+from core.tether import release, tether
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,6 @@ class DevStack:
         self.env = dict(os.environ if env is None else env)
         self.broker: EmbeddedKafka | EmbeddedCluster | None = None
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
-        self._tethers: list[Tether] = []
         self.credentials: secure.Credentials | None = None
 
     def start(self) -> None:
@@ -168,7 +168,7 @@ class DevStack:
     def _spawn(self, name: str, argv: list[str], **env: str) -> None:
         proc = subprocess.Popen(argv, env={**self.env, **env}, start_new_session=True)
         self.children.append((name, proc))
-        self._tethers.append(Tether(proc))  # stopped even if this supervisor is SIGKILLed
+        tether(proc)  # stopped before the broker even if this supervisor is SIGKILLed
         logger.info("started %s (pid %d)", name, proc.pid)
 
     def wait(self) -> int:
@@ -203,10 +203,8 @@ class DevStack:
                 logger.warning("%s did not stop within 30s; killing it", name)
                 proc.kill()
                 proc.wait()
+            release(proc)
         self.children.clear()
-        for tether in self._tethers:
-            tether.release()
-        self._tethers.clear()
         if self.broker is not None:
             self.broker.stop()
             self.broker = None

@@ -35,7 +35,7 @@ from core.kafka import jars
 from core.kafka.errors import KafkaStartError
 from core.kafka.probe import metadata_brokers
 from core.net import free_port, port_open
-from core.tether import Tether
+from core.tether import BROKERS, release, tether
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,6 @@ class EmbeddedKafka:
         self.format_options = list(format_options)
         self._probe = probe or (lambda: metadata_brokers(self.host, self.port) > 0)
         self._proc: subprocess.Popen[bytes] | None = None
-        self._tether: Tether | None = None
         self._launched = 0.0
         self._dumping: Path | None = None
 
@@ -195,7 +194,7 @@ class EmbeddedKafka:
             self._proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, start_new_session=True)
         # ... but not outlive it: a SIGKILLed supervisor would leave the port taken.
-        self._tether = Tether(self._proc)
+        tether(self._proc, BROKERS)
 
     def wait_until_ready(self, deadline: float) -> None:
         """Return once the launched node answers (its ``probe``); ``KafkaStartError`` with the
@@ -206,7 +205,7 @@ class EmbeddedKafka:
         while not self._probe():
             if proc.poll() is not None:
                 self._proc = None
-                self._untether()
+                release(proc)
                 raise KafkaStartError(f"Kafka node {self.node_id} exited with code "
                                       f"{proc.returncode} during start-up:\n{self._log_tail()}")
             if time.monotonic() > deadline:
@@ -234,22 +233,18 @@ class EmbeddedKafka:
                                self.node_id, timeout)
                 proc.kill()
                 proc.wait()
-        self._untether()
+        release(proc)
         self._keep_class_archive()
 
     def kill(self) -> None:
         """SIGKILL the JVM, as a crash would; the data stays."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        self._untether()
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            release(proc)
         self._keep_class_archive()
-
-    def _untether(self) -> None:
-        tether, self._tether = self._tether, None
-        if tether is not None:
-            tether.release()
 
     def pause(self) -> None:
         """SIGSTOP the JVM: it holds its connections and answers nothing."""

@@ -135,12 +135,20 @@ def test_a_killed_supervisor_takes_the_stack_with_it(tmp_path: Path) -> None:
         dev.wait_until_up()
         pids = [int(pid) for pid in re.findall(r"\bpid (\d+)", dev.text())]
         assert len(pids) == 3, dev.text()  # the broker, the worker and the API
+        answered = httpx.post(f"http://127.0.0.1:{dev.api}/v1/calculations?wait=10",
+                              json={"op": "sum_of_squares", "data": [1, 2, 3]}, timeout=15)
+        assert answered.json()["result"] == 14.0, answered.text
         os.kill(dev.proc.pid, signal.SIGKILL)
         dev.proc.wait()
         asyncio.run(until(lambda: all(map(ended, pids)), 60, "the stack's exit"))
     finally:
         dev.close()
     dev.nothing_left()
+    # In the supervisor's order: the services stopped while the broker still answered.
+    log = dev.text()
+    assert "API shut down gracefully" in log, log[-3000:]
+    assert re.search(r"worker \S+ shut down gracefully", log), log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
 
 
 def test_the_secure_stack_lets_each_user_do_its_part(tmp_path: Path) -> None:
