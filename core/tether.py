@@ -22,6 +22,8 @@ gone too; a forked child that tethers starts a watcher of its own.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
 import subprocess
@@ -77,6 +79,8 @@ _lock = threading.Lock()
 _watcher: subprocess.Popen[bytes] | None = None
 _watcher_owner = 0
 """The pid that started ``_watcher``: a forked child needs a watcher of its own."""
+_held: set[int] = set()
+"""The groups this process holds, as its watcher knows them."""
 
 
 def tether(proc: subprocess.Popen[bytes], stage: int = SERVICES, grace_s: float = 30.0) -> None:
@@ -88,12 +92,12 @@ def tether(proc: subprocess.Popen[bytes], stage: int = SERVICES, grace_s: float 
     if os.getpgid(proc.pid) != proc.pid:
         raise ValueError(f"pid {proc.pid} does not lead a process group of its own; "
                          "start it with start_new_session=True")
-    _tell(f"hold {proc.pid} {stage} {grace_s:g}\n", start=True)
+    _tell("hold", proc.pid, stage, grace_s)
 
 
 def release(proc: subprocess.Popen[bytes]) -> None:
     """Its owner stops ``proc`` itself (or has): the watcher forgets it. Safe to call twice."""
-    _tell(f"release {proc.pid} 0 0\n", start=False)
+    _tell("release", proc.pid)
 
 
 def watcher_pid() -> int | None:
@@ -102,11 +106,24 @@ def watcher_pid() -> int | None:
         return _watcher.pid if _watcher is not None and _watcher_owner == os.getpid() else None
 
 
-def _tell(line: str, *, start: bool) -> None:
+@atexit.register
+def _owner_exits() -> None:
+    """Close the pipe at a normal exit, as the kernel would at any other; with nothing held,
+    the watcher ends at once and is reaped here."""
+    with _lock:
+        if _watcher is None or _watcher_owner != os.getpid() or _watcher.stdin is None:
+            return
+        _watcher.stdin.close()
+        if not _held:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                _watcher.wait(5)
+
+
+def _tell(verb: str, group: int, stage: int = 0, grace_s: float = 0.0) -> None:
     global _watcher, _watcher_owner
     with _lock:
         if _watcher is None or _watcher_owner != os.getpid() or _watcher.poll() is not None:
-            if not start:
+            if verb != "hold":
                 return
             if _watcher is not None and _watcher_owner == os.getpid():
                 logger.warning("the tether's watcher (pid %d) is gone; starting another, which "
@@ -115,10 +132,13 @@ def _tell(line: str, *, start: bool) -> None:
                 [sys.executable, "-I", "-S", "-c", _WATCH], stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
             _watcher_owner = os.getpid()
+            _held.clear()
         pipe = _watcher.stdin
-        assert pipe is not None
+        if pipe is None or pipe.closed:
+            return  # the owner is exiting: what is still held is the watcher's now
+        (_held.add if verb == "hold" else _held.discard)(group)
         try:
-            pipe.write(line.encode())
+            pipe.write(f"{verb} {group} {stage} {grace_s:g}\n".encode())
             pipe.flush()
         except BrokenPipeError:
             pass  # the watcher died since poll(): the next tether() starts another
