@@ -18,6 +18,7 @@ from consumer.attempts import AttemptJournal, JournalRecord, ensure_journal_topi
 from consumer.batching import TP, Positioned
 from consumer.publishing import BatchPublisher, journal_records
 from consumer.settings import WorkerSettings
+from core.connections import stop_consumer
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class JournalKeeper:
 
     async def close(self) -> None:
         """Stop the reader; safe to call twice."""
-        await self._reader.stop()
+        await stop_consumer(self._reader)
 
     async def suspects(self, records: Sequence[Positioned]) -> dict[TP, int]:
         """Per partition, the offset of the last of these records that a worker died while

@@ -50,7 +50,7 @@ from consumer.stats import WorkerStats
 from consumer.tracing import BatchTracing
 from consumer.transactions import Part, Superseded, Transactions
 from core.admin import AUTHORIZATION_ERRORS, ensure_topics, refusal, wait_for_broker
-from core.connections import ended_metadata_task, guard_broken_connections
+from core.connections import ended_metadata_task, guard_broken_connections, stop_consumer
 from core.looplag import LoopLagMonitor
 from core.metrics import MetricsServer
 from core.producers import stop_producer
@@ -185,7 +185,7 @@ class Worker:
             if journal is not None:
                 closing.push_async_callback(journal.close)
             if consumer is not None:
-                closing.push_async_callback(consumer.stop)
+                closing.push_async_callback(stop_consumer, consumer)
             if transactions is not None:
                 closing.push_async_callback(transactions.close)
         tracing, self._tracing = self._tracing, None

@@ -72,7 +72,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 
-from core.connections import ended_metadata_task
+from core.connections import ended_metadata_task, stop_consumer
 from core.tasks import cancel_and_wait
 from producer_api.errors import NotStartedError
 from producer_api.forwarding import AdvertisingAssignor
@@ -214,10 +214,10 @@ class ResultReader:
         await cancel_and_wait(*tasks)
         for feed in (self._share, self._borrower):
             if feed is not None:
-                await _stop_consumer(feed.consumer)
+                await stop_consumer(feed.consumer)
         for consumer in (self._spare, self._lookups):
             if consumer is not None:
-                await _stop_consumer(consumer)
+                await stop_consumer(consumer)
         self._share = self._borrower = None
         self._spare = self._lookups = None
 
@@ -603,21 +603,3 @@ async def _unless(event: asyncio.Event, fetching: Coroutine[Any, Any, Fetched]) 
         if current is not None and current.cancelling():
             raise
         return {}
-
-
-async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:
-    """``consumer.stop()``, surviving an aiokafka 0.14 quirk.
-
-    When a fetch is in its retry back-off (the broker went away), ``Fetcher.close`` cancels it
-    and awaits it without catching the ``CancelledError``, which escapes ``stop()`` before the
-    client's connections are closed. That error is not a cancellation of this task: finish
-    closing instead of failing the whole shutdown.
-    """
-    try:
-        await consumer.stop()
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise
-        logger.debug("aiokafka let a cancelled fetch escape stop(); closing its client")
-        await consumer._client.close()  # noqa: SLF001 - stop() skipped it, see above

@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from calcstream.cli.errors import BrokerDown
 from core.admin import BrokerUnavailable, wait_for_broker
+from core.connections import stop_consumer
 from core.metadata import topic_partitions
 from core.settings import BrokerSettings
 
@@ -105,4 +106,4 @@ class TopicFollower:
         """Close the consumer; safe to call twice."""
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await consumer.stop()
+            await stop_consumer(consumer)

@@ -1,4 +1,5 @@
-"""Workers as real processes: two workers sharing one group.
+"""Workers as real processes: two workers sharing one group, and a worker stopped while its
+broker is gone.
 
 The SIGTERM drain under load is a fault scenario: ``tests/faults/test_restarts.py``.
 """
@@ -11,7 +12,18 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from tests.kafka import Deployment, TopicReader, produce, request_json, results_by_id
+from core.kafka import EmbeddedKafka
+from core.net import free_port
+from schemas.topics import Topics
+from tests.kafka import (
+    Deployment,
+    TopicReader,
+    create_topics,
+    produce,
+    request_json,
+    results_by_id,
+    unique,
+)
 from tests.processes import WorkerProcess
 
 
@@ -46,3 +58,29 @@ async def test_two_workers_share_partitions_and_answer_each_request_once(
     assert all(len(v) == 1 for v in results.values())
     assert all(v[0]["result"] == float(k[1:]) + 1 for k, v in results.items())
     assert {v[0]["worker"] for v in results.values()} == {"w1", "w2"}
+
+
+async def test_a_worker_stopped_while_its_broker_is_gone_shuts_down_cleanly() -> None:
+    # With its fetch in aiokafka's retry back-off, consumer.stop() let the CancelledError of
+    # that fetch escape: the worker ended in a traceback, its client's connections unclosed.
+    broker = EmbeddedKafka(free_port())
+    await asyncio.to_thread(broker.start)
+    suffix = unique("gone")
+    dep = Deployment(broker.bootstrap_servers,
+                     Topics(f"rq-{suffix}", f"rs-{suffix}", f"dl-{suffix}"), f"g-{suffix}", 2)
+    worker = None
+    try:
+        await create_topics(dep.bootstrap, dep.topics.all(), 2)
+        worker = WorkerProcess(dep, "orphaned")
+        await worker.wait_for_assignment(2)
+        mark = worker.mark()
+        await asyncio.to_thread(broker.stop)
+        await worker.wait_for_log("Failed fetch messages", since=mark)  # retrying now
+        assert await worker.terminate() == 0
+        log = worker.log()
+    finally:
+        if worker is not None:
+            worker.close()
+        await asyncio.to_thread(broker.close)
+    assert "worker orphaned shut down gracefully" in log, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
