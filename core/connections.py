@@ -13,7 +13,12 @@ run in about sixty (tests/faults/test_broker_restart.py).
 ``guard_broken_connections()`` makes a connection whose transport is closing count as not
 connected (the client opens a new one) and a request on it fail with ``KafkaConnectionError``,
 the retriable error aiokafka's loops already handle, after closing it the way aiokafka closes
-a connection whose write failed.
+a connection whose write failed. It also paces failed metadata refreshes: a producer holding
+records for a partition without a leader (its broker shut down, or shutting down) asks for a
+refresh, waits for it, and asks again at once. A refresh that cannot reach any broker fails
+at once too (connection refused), so the producer spun, two error lines a turn: about 16,000
+lines a second from a worker stopped while its broker stopped. Each failed refresh now ends
+after the client's ``retry_backoff_ms``.
 
 ``stop_consumer()`` stops a consumer whose broker went away: ``consumer.stop()`` then raises a
 ``CancelledError`` that is not the caller's (below).
@@ -26,7 +31,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer
 from aiokafka.conn import AIOKafkaConnection, CloseReason
 from aiokafka.errors import KafkaConnectionError
 
@@ -36,7 +41,8 @@ _GUARDED = "_closing_transport_guarded"
 
 
 def guard_broken_connections() -> None:
-    """Install the guard on aiokafka's connections, once per process (later calls do nothing)."""
+    """Install the guards on aiokafka's connections and clients, once per process (later calls
+    do nothing)."""
     if getattr(AIOKafkaConnection, _GUARDED, False):
         return
     connected = AIOKafkaConnection.connected
@@ -48,6 +54,7 @@ def guard_broken_connections() -> None:
     AIOKafkaConnection.send = _refusing_when_closing(AIOKafkaConnection.send)
     AIOKafkaConnection._send_sasl_token = _refusing_when_closing(
         AIOKafkaConnection._send_sasl_token)
+    AIOKafkaClient._metadata_update = _paced(AIOKafkaClient._metadata_update)
     setattr(AIOKafkaConnection, _GUARDED, True)
 
 
@@ -75,6 +82,16 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
             raise
         logger.debug("aiokafka let a cancelled fetch escape stop(); closing its client")
         await consumer._client.close()  # noqa: SLF001 - stop() skipped it, see above
+
+
+def _paced(update: Callable[..., Any]) -> Callable[..., Any]:
+    async def paced(client: AIOKafkaClient, *args: Any, **kwargs: Any) -> Any:
+        updated = await update(client, *args, **kwargs)
+        if not updated:
+            await asyncio.sleep(client._retry_backoff)  # noqa: SLF001 - the client's own setting
+        return updated
+
+    return paced
 
 
 def _refusing_when_closing(write: Callable[..., Any]) -> Callable[..., Any]:

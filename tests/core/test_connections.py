@@ -1,5 +1,6 @@
-"""A Kafka connection whose transport closed counts as broken, on asyncio and on uvloop
-(core.connections), against the real broker."""
+"""A Kafka connection whose transport closed counts as broken, on asyncio and on uvloop, and a
+metadata refresh that reaches no broker fails at the client's back-off pace (core.connections),
+against the real broker."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from collections.abc import Callable
 
 import pytest
 import uvloop
+from aiokafka import AIOKafkaClient
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.protocol.metadata import MetadataRequest
 
 from core.connections import guard_broken_connections
+from core.kafka import EmbeddedKafka
+from core.net import free_port
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
@@ -114,3 +118,22 @@ def test_installing_twice_wraps_once() -> None:
     send = AIOKafkaConnection.send
     guard_broken_connections()
     assert AIOKafkaConnection.send is send
+
+
+async def test_metadata_refreshes_that_reach_no_broker_are_paced() -> None:
+    # A producer with records for a leaderless partition asks for a refresh after each failed
+    # one; refused at once, it spun (two error lines a turn, ~16,000 lines a second).
+    guard_broken_connections()
+    broker = EmbeddedKafka(free_port())
+    await asyncio.to_thread(broker.start)
+    client = AIOKafkaClient(bootstrap_servers=broker.bootstrap_servers, retry_backoff_ms=100)
+    try:
+        await client.bootstrap()
+        await asyncio.to_thread(broker.kill)
+        started = asyncio.get_running_loop().time()
+        for _ in range(5):
+            assert await client.force_metadata_update() is False
+        assert asyncio.get_running_loop().time() - started >= 5 * 0.1
+    finally:
+        await client.close()
+        await asyncio.to_thread(broker.close)
