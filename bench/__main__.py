@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = dataclasses.replace(plan, peers=tuple(args.peers))
     if args.bulk_items:
         plan = dataclasses.replace(plan, bulk_items=args.bulk_items)
-    procs.exit_on_sigterm()  # SIGTERM ends the run like Ctrl-C: atexit stops every child
+    procs.exit_on_sigterm()  # SIGTERM ends the run like Ctrl-C: its clean-up stops every child
     only = tuple(args.only or runner.WORKLOADS)
     if set(only) & runner.NEEDS_WRK and not wrk.available():
         parser.error(f"{', '.join(sorted(set(only) & runner.NEEDS_WRK))} need Debian's wrk "

@@ -35,6 +35,8 @@ from aiokafka import AIOKafkaClient, AIOKafkaConsumer
 from aiokafka.conn import AIOKafkaConnection, CloseReason
 from aiokafka.errors import KafkaConnectionError
 
+from core.tasks import being_cancelled
+
 logger = logging.getLogger(__name__)
 
 _GUARDED = "_closing_transport_guarded"
@@ -77,8 +79,7 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
     try:
         await consumer.stop()
     except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
+        if being_cancelled():
             raise
         logger.debug("aiokafka let a cancelled fetch escape stop(); closing its client")
         await consumer._client.close()  # noqa: SLF001 - stop() skipped it, see above

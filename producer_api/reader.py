@@ -73,7 +73,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 
 from core.connections import ended_metadata_task, stop_consumer
-from core.tasks import cancel_and_wait
+from core.tasks import being_cancelled, cancel_and_wait
 from producer_api.errors import NotStartedError
 from producer_api.forwarding import AdvertisingAssignor
 from producer_api.routing import ReplyRoutes
@@ -599,7 +599,6 @@ async def _unless(event: asyncio.Event, fetching: Coroutine[Any, Any, Fetched]) 
     try:
         return await fetch
     except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
+        if being_cancelled():
             raise
         return {}

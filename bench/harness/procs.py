@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import os
 import resource
@@ -42,22 +41,12 @@ def port_open(port: int, host: str = HOST) -> bool:
         return False
 
 
-_LIVE: set[Child] = set()
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    """A bench that dies half-way must not leave servers behind: SIGKILL what is still up."""
-    for child in list(_LIVE):
-        if child.proc is not None and child.proc.poll() is None:
-            child.proc.kill()
-
-
 def exit_on_sigterm() -> None:
-    """Make SIGTERM end this process like Ctrl-C, so that the atexit hooks stop the servers it
-    started (Python's default for SIGTERM runs none, and they live in sessions of their own):
-    a tool stopped by ``timeout`` or ``kill`` leaves nothing behind. Only where SIGTERM has no
-    handler yet, and only from the main thread."""
+    """Make SIGTERM end this process like Ctrl-C, so that its clean-up runs (``finally``
+    blocks stop the stacks and remove their directories; Python's default for SIGTERM runs
+    none): a tool stopped by ``timeout`` or ``kill`` leaves nothing behind. Servers still up
+    after that are stopped by their tether (``core.tether``), as after a SIGKILL. Only where
+    SIGTERM has no handler yet, and only from the main thread."""
     if (threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -94,7 +83,6 @@ class Child:
             if out is not subprocess.DEVNULL:
                 out.close()  # type: ignore[union-attr]
         tether.tether(self.proc)
-        _LIVE.add(self)
         logger.debug("started %s (pid %d): %s", self.name, self.proc.pid, " ".join(self.argv))
         return self
 
@@ -115,7 +103,6 @@ class Child:
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, wait, then SIGKILL."""
         proc, self.proc = self.proc, None
-        _LIVE.discard(self)
         if proc is None:
             return
         if proc.poll() is None:
