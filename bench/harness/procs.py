@@ -7,7 +7,6 @@ import logging
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,28 +16,13 @@ from pathlib import Path
 from types import TracebackType
 
 from core import tether
+from core.net import free_port, port_open
 
 logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parents[2]
 """The repository root: children import ``bench`` (not installed) and the product from here."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def port_open(port: int, host: str = HOST) -> bool:
-    """Something accepts TCP connections at host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def exit_on_sigterm() -> None:
@@ -93,7 +77,7 @@ class Child:
     def wait_port(self, port: int, timeout: float = 30.0) -> None:
         """Return once ``port`` accepts connections; raise if the child dies or time runs out."""
         deadline = time.monotonic() + timeout
-        while not port_open(port):
+        while not port_open(HOST, port):
             if not self.alive():
                 raise RuntimeError(f"{self.name} exited ({self._tail()})")
             if time.monotonic() > deadline:

@@ -20,9 +20,10 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.harness import launch
-from bench.harness.procs import HOST, Child, exit_on_sigterm, free_port
+from bench.harness.procs import HOST, Child, exit_on_sigterm
 from core.admin import ensure_topics, wait_for_broker
 from core.kafka import EmbeddedKafka
+from core.net import free_port
 from core.settings import BrokerSettings
 from producer_api.settings import ApiSettings
 

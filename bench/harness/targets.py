@@ -11,13 +11,13 @@ from pathlib import Path
 from bench.harness.procs import (
     HOST,
     Child,
-    free_port,
     redis_server,
     until_idle,
     until_machine_idle,
     uvicorn_child,
 )
 from bench.harness.stack import CalcstreamStack
+from core.net import free_port
 
 logger = logging.getLogger(__name__)
 

@@ -41,8 +41,9 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.harness import profile
-from bench.harness.procs import HOST, Child, CpuMeter, free_port
+from bench.harness.procs import HOST, Child, CpuMeter
 from bench.harness.stack import CalcstreamStack, entry_point, set_experiment, worker_metrics
+from core.net import free_port
 from schemas.topics import REQUESTS, RESULTS
 
 PARTITIONS = 12

@@ -36,7 +36,7 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from bench.harness.procs import HOST, Child, free_port
+from bench.harness.procs import HOST, Child
 from bench.harness.stack import CalcstreamStack, entry_point
 from bench.tools.reply_routing import (
     JSON_HEADERS,
@@ -46,6 +46,7 @@ from bench.tools.reply_routing import (
     ready,
     shared,
 )
+from core.net import free_port
 from producer_api.routing import ReplyRoutes
 from schemas.topics import REQUESTS, RESULTS
 

@@ -19,9 +19,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.harness import payloads, profile
-from bench.harness.procs import Child, cpu_seconds, free_port
+from bench.harness.procs import Child, cpu_seconds
 from bench.harness.stack import BENCH_ENV, CalcstreamStack, entry_point, worker_metrics
 from bench.harness.topics import PARTITIONS, create_topics
+from core.net import free_port
 
 POOL = 64
 

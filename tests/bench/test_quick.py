@@ -18,12 +18,13 @@ import pytest
 
 from bench.harness import loadgen, payloads, procs
 from bench.harness.config import Plan
-from bench.harness.procs import Child, free_port, uvicorn_child
+from bench.harness.procs import Child, uvicorn_child
 from bench.report import render
 from bench.tools import broker_bundling
 from bench.workloads import bulk, echo_rate, worker_path
 from core.admin import wait_for_broker
 from core.kafka import EmbeddedKafka
+from core.net import free_port
 from tests.processes import ended
 
 FAST_GROUP = {"CALCSTREAM_SESSION_TIMEOUT_MS": "2000", "CALCSTREAM_HEARTBEAT_INTERVAL_MS": "500",
