@@ -6,10 +6,15 @@ What an API replica spends per result falls more slowly than 1/N with N replicas
 alone. A producer in another process writes a round of small records, one to each partition of
 a ``--partitions`` topic, ``--rate`` rounds a second; a consumer in this process, assigned the
 first ``share`` partitions, reads them: one fetch per round, ``share`` records in it. Its CPU
-over ``--window`` s, divided by the fetches that returned records, for each share in
+over ``--window`` s, divided by the FetchRequests it sent, for each share in
 ``--shares``: the slope between shares is the cost per record, what is left the cost per fetch.
 The consumer is set as the API's reader is (``read_committed``, uvloop; ``--loop asyncio`` for
-the default loop). Writes ``bench/results/fetch_cost.json`` and prints a Markdown table.
+the default loop). ``--clients`` measures other consumers in the same run, each share in turn:
+``librdkafka`` is confluent-kafka's consumer read by a thread that waits in librdkafka for the
+first record and takes what else is there; ``librdkafka:2`` the same consumer polled without
+waiting every 2 ms, as an event loop's timer would (librdkafka counts its FetchRequests in its
+statistics; its own threads' CPU is in the process's). Writes
+``bench/results/fetch_cost.json`` and prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -52,38 +57,97 @@ async def produce(bootstrap: str, partitions: int, rate: float) -> None:
 
 
 async def consume(bootstrap: str, share: int, warmup: float, window: float) -> dict[str, Any]:
-    """Read the first ``share`` partitions from their end; CPU per fetch over ``window`` s."""
+    """Read the first ``share`` partitions from their end; CPU per FetchRequest sent over
+    ``window`` s."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 isolation_level="read_committed", fetch_max_wait_ms=500)
     await consumer.start()
     fetches = records = 0
+    client_send = consumer._client.send
+
+    async def send(node_id: int, request: Any, **kwargs: Any) -> Any:
+        nonlocal fetches
+        fetches += type(request).__name__.startswith("FetchRequest")
+        return await client_send(node_id, request, **kwargs)
+
+    consumer._client.send = send
     try:
         consumer.assign([TopicPartition(TOPIC, p) for p in range(share)])
         await consumer.seek_to_end()
 
         async def read() -> None:
-            nonlocal fetches, records
+            nonlocal records
             while True:
                 batch = await consumer.getmany(timeout_ms=1000)
-                if batch:
-                    fetches += 1
-                    records += sum(map(len, batch.values()))
+                records += sum(map(len, batch.values()))
 
         reading = asyncio.create_task(read())
         await asyncio.sleep(warmup)
         fetches0, records0, times0, started = fetches, records, os.times(), time.monotonic()
         await asyncio.sleep(window)
         times1, elapsed = os.times(), time.monotonic() - started
-        fetched, read_records = fetches - fetches0, records - records0
         reading.cancel()
     finally:
         await consumer.stop()
+    return measured("aiokafka", share, fetches - fetches0, records - records0, elapsed,
+                    times0, times1)
+
+
+def measured(client: str, share: int, fetches: int, records: int, elapsed: float,
+             times0: os.times_result, times1: os.times_result) -> dict[str, Any]:
+    """One row: the fetches and records read over ``elapsed`` s, and the CPU they took."""
     user, system = times1.user - times0.user, times1.system - times0.system
-    return {"share": share, "fetches_per_s": round(fetched / elapsed, 1),
-            "records_per_fetch": round(read_records / max(fetched, 1), 2),
-            "cpu_us_per_fetch": round((user + system) / max(fetched, 1) * 1e6, 1),
-            "user_us_per_fetch": round(user / max(fetched, 1) * 1e6, 1),
-            "system_us_per_fetch": round(system / max(fetched, 1) * 1e6, 1)}
+    per = max(fetches, 1)
+    return {"client": client, "share": share, "fetches_per_s": round(fetches / elapsed, 1),
+            "records_per_fetch": round(records / per, 2),
+            "cpu_ms_per_s": round((user + system) / elapsed * 1e3, 1),
+            "cpu_us_per_fetch": round((user + system) / per * 1e6, 1),
+            "user_us_per_fetch": round(user / per * 1e6, 1),
+            "system_us_per_fetch": round(system / per * 1e6, 1)}
+
+
+def consume_librdkafka(bootstrap: str, share: int, warmup: float, window: float,
+                       poll_ms: float) -> dict[str, Any]:
+    """As ``consume``, with confluent-kafka's consumer read from this thread: polled without
+    waiting every ``poll_ms``, or, at 0, waiting in librdkafka for the first record."""
+    from confluent_kafka import OFFSET_END, Consumer
+    from confluent_kafka import TopicPartition as Partition
+
+    fetch_requests = [0]
+
+    def note_stats(document: str) -> None:
+        brokers = json.loads(document)["brokers"].values()
+        fetch_requests.append(sum(b["req"].get("Fetch", 0) for b in brokers if b["nodeid"] >= 0))
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "fetch-cost",
+                         "enable.auto.commit": False, "isolation.level": "read_committed",
+                         "fetch.wait.max.ms": 500, "statistics.interval.ms": 250,
+                         "stats_cb": note_stats})
+    records = 0
+
+    def read_for(seconds: float) -> None:
+        nonlocal records
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            if poll_ms:
+                time.sleep(poll_ms / 1000)
+                records += len(consumer.consume(num_messages=10_000, timeout=0))
+            elif consumer.poll(0.1) is not None:
+                records += 1 + len(consumer.consume(num_messages=10_000, timeout=0))
+
+    try:
+        consumer.assign([Partition(TOPIC, p, OFFSET_END) for p in range(share)])
+        read_for(warmup)
+        requests0, records0, times0, started = fetch_requests[-1], records, os.times(), \
+            time.monotonic()
+        read_for(window)
+        times1, elapsed = os.times(), time.monotonic() - started
+        read_for(0.3)  # one more statistics report, covering the window
+        requests = fetch_requests[-1] - requests0
+    finally:
+        consumer.close()
+    return measured(f"librdkafka:{poll_ms:g}" if poll_ms else "librdkafka", share, requests,
+                    records - records0, elapsed, times0, times1)
 
 
 async def create_topic(bootstrap: str, partitions: int) -> None:
@@ -106,6 +170,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--window", type=float, default=15.0)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--clients", default="aiokafka",
+                        help="aiokafka, librdkafka (a waiting thread), librdkafka:MS (polled "
+                        "every MS ms)")
     parser.add_argument("--produce", metavar="BOOTSTRAP", help=argparse.SUPPRESS)
     args = parser.parse_args()
     run = uvloop.run if args.loop == "uvloop" else asyncio.run
@@ -121,19 +188,27 @@ def main() -> None:
                                 bootstrap, "--rate", str(args.rate),
                                 "--partitions", str(args.partitions)]):
             for share in map(int, args.shares.split(",")):
-                row = run(consume(bootstrap, share, args.warmup, args.window))
-                print(row, flush=True)
-                rows.append(row)
+                for client in args.clients.split(","):
+                    if client == "aiokafka":
+                        row = run(consume(bootstrap, share, args.warmup, args.window))
+                    else:
+                        name, _, poll_ms = client.partition(":")
+                        if name != "librdkafka":
+                            parser.error(f"unknown client {client!r}")
+                        row = consume_librdkafka(bootstrap, share, args.warmup, args.window,
+                                                 float(poll_ms or 0))
+                    print(row, flush=True)
+                    rows.append(row)
     RESULTS_FILE.write_text(json.dumps({
         "command": "python -m bench.tools.fetch_cost", "args": vars(args),
         "python": sys.version.split()[0],
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows}, indent=2) + "\n")
-    print("\n| partitions read | fetches/s | records per fetch | CPU µs per fetch | user "
-          "| system |")
-    print("|---|---|---|---|---|---|")
+    print("\n| client | partitions read | fetches/s | records per fetch | CPU ms/s "
+          "| CPU µs per fetch | user | system |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['share']} | {r['fetches_per_s']} | {r['records_per_fetch']} "
-              f"| {r['cpu_us_per_fetch']} | {r['user_us_per_fetch']} "
+        print(f"| {r['client']} | {r['share']} | {r['fetches_per_s']} | {r['records_per_fetch']} "
+              f"| {r['cpu_ms_per_s']} | {r['cpu_us_per_fetch']} | {r['user_us_per_fetch']} "
               f"| {r['system_us_per_fetch']} |")
 
 
