@@ -103,7 +103,13 @@ def release(proc: subprocess.Popen[bytes]) -> None:
 def watcher_pid() -> int | None:
     """The pid of this process's watcher, once something was tethered."""
     with _lock:
-        return _watcher.pid if _watcher is not None and _watcher_owner == os.getpid() else None
+        watcher = _own_watcher()
+        return watcher.pid if watcher is not None else None
+
+
+def _own_watcher() -> subprocess.Popen[bytes] | None:
+    """This process's watcher, not one a parent started before forking it."""
+    return _watcher if _watcher_owner == os.getpid() else None
 
 
 @atexit.register
@@ -111,29 +117,31 @@ def _owner_exits() -> None:
     """Close the pipe at a normal exit, as the kernel would at any other; with nothing held,
     the watcher ends at once and is reaped here."""
     with _lock:
-        if _watcher is None or _watcher_owner != os.getpid() or _watcher.stdin is None:
+        watcher = _own_watcher()
+        if watcher is None or watcher.stdin is None:
             return
-        _watcher.stdin.close()
+        watcher.stdin.close()
         if not _held:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                _watcher.wait(5)
+                watcher.wait(5)
 
 
 def _tell(verb: str, group: int, stage: int = 0, grace_s: float = 0.0) -> None:
     global _watcher, _watcher_owner
     with _lock:
-        if _watcher is None or _watcher_owner != os.getpid() or _watcher.poll() is not None:
+        watcher = _own_watcher()
+        if watcher is None or watcher.poll() is not None:
             if verb != "hold":
                 return
-            if _watcher is not None and _watcher_owner == os.getpid():
+            if watcher is not None:
                 logger.warning("the tether's watcher (pid %d) is gone; starting another, which "
-                               "knows only the processes tethered from now on", _watcher.pid)
-            _watcher = subprocess.Popen(
+                               "knows only the processes tethered from now on", watcher.pid)
+            watcher = _watcher = subprocess.Popen(
                 [sys.executable, "-I", "-S", "-c", _WATCH], stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
             _watcher_owner = os.getpid()
             _held.clear()
-        pipe = _watcher.stdin
+        pipe = watcher.stdin
         if pipe is None or pipe.closed:
             return  # the owner is exiting: what is still held is the watcher's now
         (_held.add if verb == "hold" else _held.discard)(group)
