@@ -13,7 +13,7 @@ import orjson
 SCRIPT = """
 import gc, sys, weakref, orjson
 from core.runtime import tune_gc
-before = gc.get_threshold()
+before, frozen_before = gc.get_threshold(), gc.get_freeze_count()
 tune_gc(int(sys.argv[1]))
 
 class Node:
@@ -26,7 +26,7 @@ for _ in range(50_000):  # cycles only the collector can free
     refs.append(weakref.ref(a))
 alive = sum(r() is not None for r in refs)
 print(orjson.dumps({"before": before, "after": gc.get_threshold(),
-                    "frozen": gc.get_freeze_count(), "alive": alive}).decode())
+                    "frozen": gc.get_freeze_count() - frozen_before, "alive": alive}).decode())
 """
 
 
@@ -48,7 +48,7 @@ def test_start_up_objects_are_frozen_and_young_collections_are_rarer() -> None:
 def test_zero_leaves_python_alone() -> None:
     got = _run(0)
     assert got["after"] == got["before"]
-    assert got["frozen"] == 0
+    assert got["frozen"] == 0  # none beyond what the interpreter froze itself (3.12: 375)
 
 
 BLAS = """
