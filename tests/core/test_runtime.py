@@ -48,7 +48,7 @@ def test_start_up_objects_are_frozen_and_young_collections_are_rarer() -> None:
 def test_zero_leaves_python_alone() -> None:
     got = _run(0)
     assert got["after"] == got["before"]
-    assert got["frozen"] == 0  # none beyond what the interpreter froze itself (3.12: 375)
+    assert got["frozen"] == 0  # none beyond what the interpreter froze itself (3.12.1: 375)
 
 
 BLAS = """
