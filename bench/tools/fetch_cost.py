@@ -13,7 +13,10 @@ the default loop). ``--clients`` measures other consumers in the same run, each 
 ``librdkafka`` is confluent-kafka's consumer read by a thread that waits in librdkafka for the
 first record and takes what else is there; ``librdkafka:2`` the same consumer polled without
 waiting every 2 ms, as an event loop's timer would (librdkafka counts its FetchRequests in its
-statistics; its own threads' CPU is in the process's). Writes
+statistics; its own threads' CPU is in the process's). ``lean`` is the least a reader on aiokafka's
+own connection and protocol code does per fetch: a loop that builds a FetchRequest, awaits the
+answer and walks its record batches (skipping control and aborted ones, as ``read_committed``
+must), with none of the consumer's fetcher task, buffers or hand-off. Writes
 ``bench/results/fetch_cost.json`` and prints a Markdown table.
 """
 
@@ -32,6 +35,9 @@ from typing import Any
 import uvloop
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
+from aiokafka.protocol.fetch import FetchRequest
+from aiokafka.record.memory_records import MemoryRecords
 
 from bench.harness.procs import Child
 from core.admin import wait_for_broker
@@ -91,6 +97,85 @@ async def consume(bootstrap: str, share: int, warmup: float, window: float) -> d
         await consumer.stop()
     return measured("aiokafka", share, fetches - fetches0, records - records0, elapsed,
                     times0, times1)
+
+
+async def consume_lean(bootstrap: str, share: int, warmup: float, window: float
+                       ) -> dict[str, Any]:
+    """As ``consume``, with a bare fetch loop on aiokafka's client in place of its consumer."""
+    partitions = [TopicPartition(TOPIC, p) for p in range(share)]
+    client = AIOKafkaClient(bootstrap_servers=bootstrap)
+    await client.bootstrap()
+    try:
+        client.add_topic(TOPIC)
+        await client.force_metadata_update()
+        ends = await end_offsets(bootstrap, partitions)
+        leader = client.cluster.leader_for_partition(partitions[0])
+        if any(client.cluster.leader_for_partition(tp) != leader for tp in partitions):
+            raise RuntimeError("the lean reader fetches from one broker only")
+        positions = {tp.partition: ends[tp] for tp in partitions}
+        fetches = records = 0
+
+        async def read() -> None:
+            nonlocal fetches, records
+            while True:
+                request = FetchRequest(500, 1, 52_428_800, 1, [
+                    (TOPIC, [(p, offset, 1_048_576) for p, offset in positions.items()])])
+                response = await client.send(leader, request)
+                fetches += 1
+                aborted_at = 1 if response.API_VERSION == 4 else 2  # [lso, (log start,) aborted…]
+                for _, answers in response.topics:
+                    for partition, error, _, *data in answers:
+                        if not error:
+                            position, values = committed_values(
+                                data[-1], data[aborted_at], positions[partition])
+                            positions[partition] = position
+                            records += len(values)
+
+        reading = asyncio.create_task(read())
+        await asyncio.sleep(warmup)
+        fetches0, records0, times0, started = fetches, records, os.times(), time.monotonic()
+        await asyncio.sleep(window)
+        times1, elapsed = os.times(), time.monotonic() - started
+        if reading.done():
+            reading.result()  # raises what ended the reading early
+        reading.cancel()
+    finally:
+        await client.close()
+    return measured("lean", share, fetches - fetches0, records - records0, elapsed,
+                    times0, times1)
+
+
+async def end_offsets(bootstrap: str, partitions: list[TopicPartition]
+                      ) -> dict[TopicPartition, int]:
+    """Where ``partitions`` end now."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    return ends
+
+
+def committed_values(records: bytes, aborted: list[tuple[int, int]] | None, position: int
+                     ) -> tuple[int, list[bytes | None]]:
+    """(the next offset, the values of committed data records) of one partition's answer to
+    a fetch from ``position``."""
+    pending = sorted(aborted or [], key=lambda a: a[1])
+    aborting: set[int] = set()
+    values: list[bytes | None] = []
+    batches = MemoryRecords(records)
+    next_offset = position
+    while batches.has_next():
+        batch = batches.next_batch()
+        next_offset = batch.next_offset
+        while pending and pending[0][1] <= batch.base_offset:
+            aborting.add(pending.pop(0)[0])
+        if batch.is_control_batch:
+            aborting.discard(batch.producer_id)
+        elif not (batch.is_transactional and batch.producer_id in aborting):
+            values += [record.value for record in batch]
+    return next_offset, values
 
 
 def measured(client: str, share: int, fetches: int, records: int, elapsed: float,
@@ -171,8 +256,8 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=15.0)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--clients", default="aiokafka",
-                        help="aiokafka, librdkafka (a waiting thread), librdkafka:MS (polled "
-                        "every MS ms)")
+                        help="aiokafka, lean (a bare fetch loop on aiokafka's client), "
+                        "librdkafka (a waiting thread), librdkafka:MS (polled every MS ms)")
     parser.add_argument("--produce", metavar="BOOTSTRAP", help=argparse.SUPPRESS)
     args = parser.parse_args()
     run = uvloop.run if args.loop == "uvloop" else asyncio.run
@@ -191,6 +276,8 @@ def main() -> None:
                 for client in args.clients.split(","):
                     if client == "aiokafka":
                         row = run(consume(bootstrap, share, args.warmup, args.window))
+                    elif client == "lean":
+                        row = run(consume_lean(bootstrap, share, args.warmup, args.window))
                     else:
                         name, _, poll_ms = client.partition(":")
                         if name != "librdkafka":
