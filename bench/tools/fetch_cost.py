@@ -118,18 +118,8 @@ async def consume_lean(bootstrap: str, share: int, warmup: float, window: float
         async def read() -> None:
             nonlocal fetches, records
             while True:
-                request = FetchRequest(500, 1, 52_428_800, 1, [
-                    (TOPIC, [(p, offset, 1_048_576) for p, offset in positions.items()])])
-                response = await client.send(leader, request)
+                records += len(await fetch_values(client, leader, TOPIC, positions))
                 fetches += 1
-                aborted_at = 1 if response.API_VERSION == 4 else 2  # [lso, (log start,) aborted…]
-                for _, answers in response.topics:
-                    for partition, error, _, *data in answers:
-                        if not error:
-                            position, values = committed_values(
-                                data[-1], data[aborted_at], positions[partition])
-                            positions[partition] = position
-                            records += len(values)
 
         reading = asyncio.create_task(read())
         await asyncio.sleep(warmup)
@@ -155,6 +145,25 @@ async def end_offsets(bootstrap: str, partitions: list[TopicPartition]
     finally:
         await consumer.stop()
     return ends
+
+
+async def fetch_values(client: AIOKafkaClient, leader: int, topic: str,
+                       positions: dict[int, int], wait_ms: int = 500) -> list[bytes | None]:
+    """One ``read_committed`` FetchRequest to ``leader`` for ``topic``'s partitions from
+    ``positions`` (partition → offset, moved past what the answer held): the values of the
+    committed data records it brought."""
+    request = FetchRequest(wait_ms, 1, 52_428_800, 1, [
+        (topic, [(p, offset, 1_048_576) for p, offset in positions.items()])])
+    response = await client.send(leader, request)
+    aborted_at = 1 if response.API_VERSION == 4 else 2  # [lso, (log start,) aborted, …]
+    values: list[bytes | None] = []
+    for _, answers in response.topics:
+        for partition, error, _, *data in answers:
+            if not error:
+                positions[partition], read = committed_values(
+                    data[-1], data[aborted_at], positions[partition])
+                values += read
+    return values
 
 
 def committed_values(records: bytes, aborted: list[tuple[int, int]] | None, position: int

@@ -11,16 +11,20 @@ import asyncio
 import os
 import signal
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
 
 from bench.harness import loadgen, payloads, procs
 from bench.harness.config import Plan
 from bench.harness.procs import Child, uvicorn_child
 from bench.report import render
-from bench.tools import broker_bundling
+from bench.tools import broker_bundling, fetch_cost
 from bench.workloads import bulk, echo_rate, worker_path
 from core.admin import wait_for_broker
 from core.kafka import EmbeddedKafka
@@ -139,6 +143,51 @@ def test_bundling_reads_back_every_record_and_charges_the_broker() -> None:
     # than one tick of its CPU clock (10 ms).
     assert cost.produce_us + cost.consume_us > 0
     assert cost.produce_per_s > 0 and cost.consume_per_s > 0
+
+
+
+async def test_the_lean_fetch_loop_reads_committed_records_only(kafka_bootstrap: str) -> None:
+    # What fetch_cost's bare loop measures must be a reader's whole work: every committed
+    # record, in order, and nothing of an aborted transaction or of its markers.
+    topic = f"lean-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        await admin.close()
+    transactional = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap,
+                                     transactional_id=f"{topic}-tx")
+    plain = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await transactional.start()
+    await plain.start()
+    try:
+        async with transactional.transaction():
+            await transactional.send_and_wait(topic, b"committed-1", partition=0)
+        await transactional.begin_transaction()
+        await transactional.send_and_wait(topic, b"aborted", partition=0)
+        await transactional.abort_transaction()
+        await plain.send_and_wait(topic, b"plain", partition=0)
+        async with transactional.transaction():
+            await transactional.send_and_wait(topic, b"committed-2", partition=0)
+    finally:
+        await transactional.stop()
+        await plain.stop()
+    end = (await fetch_cost.end_offsets(kafka_bootstrap, [TopicPartition(topic, 0)]))
+    client = AIOKafkaClient(bootstrap_servers=kafka_bootstrap)
+    await client.bootstrap()
+    try:
+        client.add_topic(topic)
+        await client.force_metadata_update()
+        leader = client.cluster.leader_for_partition(TopicPartition(topic, 0))
+        positions, values = {0: 0}, []
+        async with asyncio.timeout(30):
+            while positions[0] < end[TopicPartition(topic, 0)]:
+                values += await fetch_cost.fetch_values(client, leader, topic, positions, 100)
+    finally:
+        await client.close()
+
+    assert values == [b"committed-1", b"plain", b"committed-2"]
 
 
 SPINNER = """
