@@ -24,8 +24,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from calcstream.dev import secure
 from consumer.settings import WorkerSettings
@@ -37,6 +39,8 @@ from core.tether import release, tether
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 """What stops a stack run in a terminal: Ctrl-C, a kill, the terminal closing."""
 
@@ -46,6 +50,42 @@ def interrupt_on_stop() -> None:
     something starts unwinds through its clean-up instead of ending the process there."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.default_int_handler)
+
+
+def run_stoppable(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` for a start-up step: one of ``STOP_SIGNALS`` cancels ``main`` where
+    it awaits, as ``asyncio.run`` does on Ctrl-C, and ``KeyboardInterrupt`` is raised once it
+    has unwound (a second signal raises it at once).
+
+    ``interrupt_on_stop``'s ``KeyboardInterrupt`` may land anywhere, inside the event loop's own
+    code too, and can leave ``main`` waiting for a wake-up that never comes: the loop then closes
+    with it pending and its clean-up runs later, with no loop to run on."""
+    with asyncio.Runner() as runner:
+        loop = runner.get_loop()
+        task = loop.create_task(main)
+        signalled = False
+
+        def stop(signum: int, frame: object) -> None:
+            nonlocal signalled
+            if signalled:
+                raise KeyboardInterrupt
+            signalled = True
+            task.cancel()
+            loop.call_soon_threadsafe(lambda: None)  # wake a loop waiting in select()
+
+        previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+        try:
+            result = loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            if not signalled:
+                raise
+            raise KeyboardInterrupt from None
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        if signalled:  # came after main's last await
+            raise KeyboardInterrupt
+        return result
 
 
 def default_data_dir() -> Path:
@@ -133,11 +173,11 @@ class DevStack:
         creds = self.credentials
         watch: BrokerSettings | str = bootstrap
         if creds is not None:
-            asyncio.run(secure.prepare(bootstrap, creds, settings, group))
+            run_stoppable(secure.prepare(bootstrap, creds, settings, group))
             self.env["CALCSTREAM_CREATE_TOPICS"] = "false"  # made above, by admin
             watch = creds.settings(bootstrap, "admin")
         else:
-            asyncio.run(_prepare(settings))
+            run_stoppable(_prepare(settings))
         for i in range(options.workers):
             self._spawn(f"worker-{i + 1}", [sys.executable, "-m", "consumer"],
                         CALCSTREAM_METRICS_PORT=str(options.metrics_port + i),
@@ -153,8 +193,8 @@ class DevStack:
                             "CALCSTREAM_WORKER_METRICS_URLS", scraped),
                         **(creds.env(bootstrap, "api") if creds else {}))
         # Up means a request is answered at once: the group owns every request partition.
-        asyncio.run(wait_for_group(watch, group, self.options.workers,
-                                   topic=settings.requests_topic))
+        run_stoppable(wait_for_group(watch, group, self.options.workers,
+                                     topic=settings.requests_topic))
         if self.options.with_api and _api_available():
             _wait_for_http(f"http://{self.options.api_host}:{self.options.api_port}/readyz",
                            self.children)

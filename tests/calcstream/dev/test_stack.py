@@ -15,12 +15,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from calcstream.dev.stack import STOP_SIGNALS, interrupt_on_stop, run_stoppable
 from core.admin import wait_for_group
 from core.net import free_port, port_open
 from tests.kafka import describe_partitions
@@ -75,6 +77,53 @@ class Dev:
             self.proc.kill()
             self.proc.wait()
 
+
+
+@pytest.fixture
+def stop_signals_restored() -> Iterator[None]:
+    """The stop signals as ``calcstream dev`` sets them while it starts; pytest's afterwards."""
+    saved = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    interrupt_on_stop()
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def test_a_stop_while_a_start_up_step_runs_cancels_it_where_it_awaits(
+        stop_signals_restored: None) -> None:
+    # A KeyboardInterrupt raised wherever the signal lands can land inside the event loop's
+    # own code and strand the step: the loop closes with it pending ("Task was destroyed but it
+    # is pending!") and its clean-up runs later, with no loop. The step goes on to its next
+    # await instead, is cancelled there, and unwinds while its loop still runs.
+    seen: list[str] = []
+
+    async def step() -> None:
+        loop = asyncio.get_running_loop()
+        os.kill(os.getpid(), signal.SIGHUP)  # its handler runs before the next line
+        seen.append("went on")
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            seen.append("cancelled at its await")
+            raise
+        finally:
+            seen.append("loop closed" if loop.is_closed() else "loop running")
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stoppable(step())
+
+    assert seen == ["went on", "cancelled at its await", "loop running"]
+    assert all(signal.getsignal(s) is signal.default_int_handler for s in STOP_SIGNALS)
+
+
+def test_a_stop_after_a_start_up_step_last_awaited_still_stops(
+        stop_signals_restored: None) -> None:
+    async def step() -> str:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return "done"
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stoppable(step())
 
 def test_dev_stack_serves_stops_on_ctrl_c_and_keeps_its_results(tmp_path: Path) -> None:
     data_dir = tmp_path / "kafka"
