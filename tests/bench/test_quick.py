@@ -11,13 +11,11 @@ import asyncio
 import os
 import signal
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 
 from bench.harness import loadgen, payloads, procs
@@ -29,6 +27,7 @@ from bench.workloads import bulk, echo_rate, worker_path
 from core.admin import wait_for_broker
 from core.kafka import EmbeddedKafka
 from core.net import free_port
+from tests.kafka import create_topics, produce, unique
 from tests.processes import ended
 
 FAST_GROUP = {"CALCSTREAM_SESSION_TIMEOUT_MS": "2000", "CALCSTREAM_HEARTBEAT_INTERVAL_MS": "500",
@@ -145,35 +144,26 @@ def test_bundling_reads_back_every_record_and_charges_the_broker() -> None:
     assert cost.produce_per_s > 0 and cost.consume_per_s > 0
 
 
-
 async def test_the_lean_fetch_loop_reads_committed_records_only(kafka_bootstrap: str) -> None:
     # What fetch_cost's bare loop measures must be a reader's whole work: every committed
     # record, in order, and nothing of an aborted transaction or of its markers.
-    topic = f"lean-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        await admin.close()
+    topic = unique("lean")
+    await create_topics(kafka_bootstrap, [topic], 1)
     transactional = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap,
                                      transactional_id=f"{topic}-tx")
-    plain = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await transactional.start()
-    await plain.start()
     try:
         async with transactional.transaction():
             await transactional.send_and_wait(topic, b"committed-1", partition=0)
         await transactional.begin_transaction()
         await transactional.send_and_wait(topic, b"aborted", partition=0)
         await transactional.abort_transaction()
-        await plain.send_and_wait(topic, b"plain", partition=0)
+        await produce(kafka_bootstrap, topic, [(None, b"plain")])
         async with transactional.transaction():
             await transactional.send_and_wait(topic, b"committed-2", partition=0)
     finally:
         await transactional.stop()
-        await plain.stop()
-    end = (await fetch_cost.end_offsets(kafka_bootstrap, [TopicPartition(topic, 0)]))
+    end = await fetch_cost.end_offsets(kafka_bootstrap, [TopicPartition(topic, 0)])
     client = AIOKafkaClient(bootstrap_servers=kafka_bootstrap)
     await client.bootstrap()
     try:
