@@ -83,7 +83,7 @@ def run_stoppable(main: Coroutine[Any, Any, T]) -> T:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-        if signalled:  # came after main's last await
+        if signalled:  # main caught its cancellation and returned
             raise KeyboardInterrupt
         return result
 

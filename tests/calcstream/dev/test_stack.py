@@ -125,6 +125,20 @@ def test_a_stop_after_a_start_up_step_last_awaited_still_stops(
     with pytest.raises(KeyboardInterrupt):
         run_stoppable(step())
 
+
+def test_a_stop_a_start_up_step_swallows_still_stops(stop_signals_restored: None) -> None:
+    async def step() -> str:
+        os.kill(os.getpid(), signal.SIGTERM)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            return "went on"
+        return "not stopped"
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stoppable(step())
+
+
 def test_dev_stack_serves_stops_on_ctrl_c_and_keeps_its_results(tmp_path: Path) -> None:
     data_dir = tmp_path / "kafka"
     first = Dev(tmp_path, data_dir, "first")
